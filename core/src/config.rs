@@ -1,0 +1,319 @@
+//! Configuration: the cluster-wide [`Config`] with its presets, and the per-member [`NodeConfig`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::detector::PhiParams;
+use crate::durable::Durable;
+use crate::member::{NodeId, Tags};
+use crate::wire;
+
+/// The protocol settings, the same on every member of a cluster.
+///
+/// Start from a preset ([`Config::lan`], [`Config::wan`], [`Config::local`]) and change
+/// fields; [`Config::validate`] says what is impossible. `Node::new` validates for you.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Identifies the cluster on the wire: datagrams from another cluster are dropped.
+    pub cluster_id: u64,
+    /// The largest datagram conclave sends or accepts, in bytes (a hard cap, default 1400).
+    pub max_datagram: usize,
+
+    /// How often a watcher pings each peer it watches.
+    pub probe_interval: Duration,
+    /// How long a watcher waits for an ack, directly or through indirect probes, before it
+    /// gives up on a probe. Below `probe_interval`.
+    pub probe_timeout: Duration,
+    /// How many watchers each member has on the monitoring ring.
+    pub monitors: usize,
+    /// How many members are asked to probe a late peer on the watcher's behalf (SWIM ping-req).
+    pub indirect_checks: usize,
+    /// Lifeguard: the minimum suspicion timeout is
+    /// `suspicion_mult * max(1, log10 n) * probe_interval`; `suspicion_mult - 2` independent
+    /// confirmations shrink the timeout from its maximum to that minimum.
+    pub suspicion_mult: u32,
+    /// Lifeguard: the maximum suspicion timeout is this times the minimum.
+    pub suspicion_max_timeout_mult: u32,
+    /// Each update is piggybacked at most `retransmit_mult * ceil(log10(n + 1))` times.
+    pub retransmit_mult: u32,
+    /// How often pending updates are gossiped on their own, besides riding on probes.
+    pub gossip_interval: Duration,
+    /// How many random members each gossip round goes to.
+    pub gossip_nodes: usize,
+    /// How often a member exchanges its whole view with a random member (push-pull).
+    pub push_pull_interval: Duration,
+    /// How long failed and departed members are still gossiped to, so a partition that
+    /// healed merges again.
+    pub gossip_to_the_dead_time: Duration,
+    /// Lifeguard: the local health score's ceiling; timeouts stretch up to `1 + score`.
+    pub awareness_max_multiplier: u32,
+    /// The first delay between join attempts through the seeds; it doubles each attempt.
+    pub join_retry_base: Duration,
+    /// The longest delay between join attempts.
+    pub join_retry_max: Duration,
+    /// How long a failed or departed member stays in the view (as a tombstone that stops
+    /// stale gossip from reviving it) before it is forgotten.
+    pub tombstone_ttl: Duration,
+    /// The Phi Accrual detectors' parameters.
+    pub phi: PhiParams,
+}
+
+impl Config {
+    /// A data-centre network: sub-millisecond RTTs, rare loss.
+    ///
+    /// Faster than memberlist's LAN profile (1 s probes, which cannot detect a crash at 100
+    /// members in under 8 s): probes every 300 ms, suspicion at least
+    /// `3 * max(1, log10 n) * 300 ms`, phi tolerating 150 ms of pause.
+    pub fn lan() -> Self {
+        Self {
+            cluster_id: 0,
+            max_datagram: 1400,
+            probe_interval: Duration::from_millis(300),
+            probe_timeout: Duration::from_millis(150),
+            monitors: 3,
+            indirect_checks: 3,
+            suspicion_mult: 3,
+            suspicion_max_timeout_mult: 6,
+            retransmit_mult: 4,
+            gossip_interval: Duration::from_millis(100),
+            gossip_nodes: 3,
+            push_pull_interval: Duration::from_secs(30),
+            gossip_to_the_dead_time: Duration::from_secs(30),
+            awareness_max_multiplier: 8,
+            join_retry_base: Duration::from_millis(200),
+            join_retry_max: Duration::from_secs(10),
+            tombstone_ttl: Duration::from_secs(3600),
+            phi: PhiParams {
+                threshold: 8.0,
+                max_sample_size: 1000,
+                min_std_dev: Duration::from_millis(50),
+                acceptable_pause: Duration::from_millis(150),
+                first_heartbeat_estimate: Duration::from_millis(300),
+            },
+        }
+    }
+
+    /// A wide-area network: tens of milliseconds of RTT, more loss (memberlist's WAN profile).
+    pub fn wan() -> Self {
+        Self {
+            probe_interval: Duration::from_secs(5),
+            probe_timeout: Duration::from_secs(3),
+            suspicion_mult: 6,
+            gossip_interval: Duration::from_millis(500),
+            gossip_nodes: 4,
+            push_pull_interval: Duration::from_secs(60),
+            gossip_to_the_dead_time: Duration::from_secs(60),
+            join_retry_base: Duration::from_secs(1),
+            join_retry_max: Duration::from_secs(30),
+            phi: PhiParams {
+                threshold: 8.0,
+                max_sample_size: 1000,
+                min_std_dev: Duration::from_millis(500),
+                acceptable_pause: Duration::from_secs(3),
+                first_heartbeat_estimate: Duration::from_secs(5),
+            },
+            ..Self::lan()
+        }
+    }
+
+    /// One machine (loopback, tests): everything fast.
+    pub fn local() -> Self {
+        Self {
+            probe_interval: Duration::from_millis(100),
+            probe_timeout: Duration::from_millis(50),
+            gossip_interval: Duration::from_millis(50),
+            push_pull_interval: Duration::from_secs(5),
+            gossip_to_the_dead_time: Duration::from_secs(10),
+            join_retry_base: Duration::from_millis(50),
+            join_retry_max: Duration::from_secs(2),
+            phi: PhiParams {
+                threshold: 8.0,
+                max_sample_size: 1000,
+                min_std_dev: Duration::from_millis(20),
+                acceptable_pause: Duration::from_millis(50),
+                first_heartbeat_estimate: Duration::from_millis(100),
+            },
+            ..Self::lan()
+        }
+    }
+
+    /// Checks every setting that would make the protocol impossible or meaningless.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_datagram < wire::MIN_MAX_DATAGRAM {
+            return Err(ConfigError::DatagramTooSmall { max_datagram: self.max_datagram, min: wire::MIN_MAX_DATAGRAM });
+        }
+        if self.max_datagram > wire::MAX_MAX_DATAGRAM {
+            return Err(ConfigError::DatagramTooLarge { max_datagram: self.max_datagram, max: wire::MAX_MAX_DATAGRAM });
+        }
+        let durations = [
+            ("probe_interval", self.probe_interval),
+            ("probe_timeout", self.probe_timeout),
+            ("gossip_interval", self.gossip_interval),
+            ("push_pull_interval", self.push_pull_interval),
+            ("join_retry_base", self.join_retry_base),
+            ("join_retry_max", self.join_retry_max),
+            ("phi.min_std_dev", self.phi.min_std_dev),
+            ("phi.first_heartbeat_estimate", self.phi.first_heartbeat_estimate),
+        ];
+        if let Some((field, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
+            return Err(ConfigError::ZeroDuration { field });
+        }
+        let counts = [
+            ("monitors", self.monitors as u64),
+            ("gossip_nodes", self.gossip_nodes as u64),
+            ("suspicion_mult", u64::from(self.suspicion_mult)),
+            ("suspicion_max_timeout_mult", u64::from(self.suspicion_max_timeout_mult)),
+            ("retransmit_mult", u64::from(self.retransmit_mult)),
+            ("awareness_max_multiplier", u64::from(self.awareness_max_multiplier)),
+            ("phi.max_sample_size", self.phi.max_sample_size as u64),
+        ];
+        if let Some((field, _)) = counts.iter().find(|(_, n)| *n == 0) {
+            return Err(ConfigError::ZeroCount { field });
+        }
+        if self.probe_timeout >= self.probe_interval {
+            return Err(ConfigError::ProbeTimeoutNotBelowInterval {
+                probe_timeout: self.probe_timeout,
+                probe_interval: self.probe_interval,
+            });
+        }
+        if self.join_retry_max < self.join_retry_base {
+            return Err(ConfigError::JoinRetryMaxBelowBase { base: self.join_retry_base, max: self.join_retry_max });
+        }
+        if !(self.phi.threshold > 0.0 && self.phi.threshold.is_finite()) {
+            return Err(ConfigError::PhiThreshold { threshold: self.phi.threshold });
+        }
+        Ok(())
+    }
+}
+
+impl Default for Config {
+    /// [`Config::lan`].
+    fn default() -> Self {
+        Self::lan()
+    }
+}
+
+/// Why a [`Config`] cannot work. Nothing was built from it.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A duration that must be positive is zero.
+    #[error("config: `{field}` is zero; it must be a positive duration")]
+    ZeroDuration {
+        /// The field.
+        field: &'static str,
+    },
+    /// A count or multiplier that must be at least 1 is zero.
+    #[error("config: `{field}` is zero; it must be at least 1")]
+    ZeroCount {
+        /// The field.
+        field: &'static str,
+    },
+    /// The probe timeout does not leave room for a probe within its interval.
+    #[error("config: probe_timeout ({probe_timeout:?}) must be shorter than probe_interval ({probe_interval:?})")]
+    ProbeTimeoutNotBelowInterval {
+        /// The configured timeout.
+        probe_timeout: Duration,
+        /// The configured interval.
+        probe_interval: Duration,
+    },
+    /// The join backoff cap is below its base.
+    #[error("config: join_retry_max ({max:?}) is below join_retry_base ({base:?})")]
+    JoinRetryMaxBelowBase {
+        /// The base delay.
+        base: Duration,
+        /// The cap.
+        max: Duration,
+    },
+    /// The phi threshold is not a positive number.
+    #[error("config: phi.threshold is {threshold}; it must be a positive, finite number (Akka uses 8.0)")]
+    PhiThreshold {
+        /// The configured threshold.
+        threshold: f64,
+    },
+    /// `max_datagram` cannot hold the largest single record (a member with full tags).
+    #[error("config: max_datagram {max_datagram} B is below the minimum of {min} B")]
+    DatagramTooSmall {
+        /// The configured size.
+        max_datagram: usize,
+        /// The smallest allowed.
+        min: usize,
+    },
+    /// `max_datagram` exceeds what a UDP datagram can carry.
+    #[error("config: max_datagram {max_datagram} B is above the maximum of {max} B")]
+    DatagramTooLarge {
+        /// The configured size.
+        max_datagram: usize,
+        /// The largest allowed.
+        max: usize,
+    },
+}
+
+/// One member's settings: who it is, where it listens, and what it remembers.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct NodeConfig {
+    /// Its identity.
+    pub id: NodeId,
+    /// The address other members send to.
+    pub addr: SocketAddr,
+    /// The cluster-wide settings.
+    pub cluster: Config,
+    /// Seeds the node's RNG: the same seed and inputs give the same outputs.
+    pub seed: u64,
+    /// What the node persisted before it stopped, or `None` on first start (or amnesia).
+    pub durable: Option<Durable>,
+    /// The metadata it publishes.
+    pub tags: Tags,
+}
+
+impl NodeConfig {
+    /// A node with no tags and nothing persisted.
+    pub fn new(id: NodeId, addr: SocketAddr, cluster: Config, seed: u64) -> Self {
+        Self { id, addr, cluster, seed, durable: None, tags: Tags::new() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_are_valid() {
+        for config in [Config::lan(), Config::wan(), Config::local(), Config::default()] {
+            assert_eq!(config.validate(), Ok(()));
+        }
+    }
+
+    #[test]
+    fn impossible_settings_are_named() {
+        type Case = (fn(&mut Config), &'static str);
+        let cases: &[Case] = &[
+            (|c| c.probe_interval = Duration::ZERO, "`probe_interval` is zero"),
+            (|c| c.probe_timeout = Duration::ZERO, "`probe_timeout` is zero"),
+            (|c| c.gossip_interval = Duration::ZERO, "`gossip_interval` is zero"),
+            (|c| c.push_pull_interval = Duration::ZERO, "`push_pull_interval` is zero"),
+            (|c| c.monitors = 0, "`monitors` is zero"),
+            (|c| c.gossip_nodes = 0, "`gossip_nodes` is zero"),
+            (|c| c.suspicion_mult = 0, "`suspicion_mult` is zero"),
+            (|c| c.retransmit_mult = 0, "`retransmit_mult` is zero"),
+            (|c| c.awareness_max_multiplier = 0, "`awareness_max_multiplier` is zero"),
+            (|c| c.phi.max_sample_size = 0, "`phi.max_sample_size` is zero"),
+            (|c| c.phi.min_std_dev = Duration::ZERO, "`phi.min_std_dev` is zero"),
+            (|c| c.probe_timeout = c.probe_interval, "must be shorter than probe_interval"),
+            (|c| c.phi.threshold = 0.0, "phi.threshold is 0"),
+            (|c| c.phi.threshold = -1.0, "phi.threshold is -1"),
+            (|c| c.phi.threshold = f64::NAN, "phi.threshold is NaN"),
+            (|c| c.max_datagram = 100, "max_datagram 100 B is below"),
+            (|c| c.max_datagram = 70_000, "max_datagram 70000 B is above"),
+            (|c| c.join_retry_max = Duration::from_millis(1), "join_retry_max"),
+        ];
+        for (break_it, expected) in cases {
+            let mut config = Config::lan();
+            break_it(&mut config);
+            let message = config.validate().expect_err(expected).to_string();
+            assert!(message.contains(expected), "{message:?} should contain {expected:?}");
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! What a [`Node`](crate::Node) gives back and takes in besides bytes: [`Output`],
+//! [`Event`], [`Command`], [`Mode`] and [`Stats`].
+
+use std::net::SocketAddr;
+
+use crate::durable::Durable;
+use crate::member::{Member, NodeId, Tags};
+use crate::wire::{MessageKind, WireError};
+
+/// One output of a node, drained in order with `Node::poll_output`.
+///
+/// Order matters for one kind: a [`Output::Persist`] must be on stable storage before the
+/// driver acts on any output that comes after it (a vote must not leave before the vote is
+/// remembered; a refutation must not leave before its incarnation is).
+#[derive(Clone, Debug, PartialEq)]
+#[must_use = "outputs must be acted on: dropping a Transmit loses a message, dropping a Persist risks a double vote"]
+pub enum Output {
+    /// Send these bytes.
+    Transmit(Transmit),
+    /// Tell the application.
+    Event(Event),
+    /// Write this durable state to stable storage (and sync) before acting on later outputs.
+    Persist(Durable),
+}
+
+/// A datagram to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// The destination.
+    pub to: SocketAddr,
+    /// The datagram, at most `max_datagram` bytes.
+    pub payload: Vec<u8>,
+}
+
+/// Something the application should know. Each is emitted once per change, per observer.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A member joined (or was first heard of), alive.
+    MemberJoined(Member),
+    /// A member changed its tags (or its address).
+    MemberUpdated(Member),
+    /// A member is suspected: it missed its probes and has not yet refuted.
+    MemberSuspected(Member),
+    /// A member was declared failed.
+    MemberFailed(Member),
+    /// A suspected or failed member proved it is alive.
+    MemberRecovered(Member),
+    /// A member left gracefully.
+    MemberLeft(Member),
+    /// A user broadcast from `origin`, delivered once.
+    Broadcast {
+        /// The member that broadcast it.
+        origin: NodeId,
+        /// Its payload.
+        payload: Vec<u8>,
+    },
+}
+
+/// An application request to a node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Command {
+    /// Join the cluster through these seeds, retrying with backoff until one answers.
+    Join(Vec<SocketAddr>),
+    /// Leave the cluster gracefully: tell the others, then stop probing.
+    Leave,
+    /// Publish new tags (at most `MAX_TAGS_BYTES` encoded).
+    SetTags(Tags),
+    /// Deliver a small payload once to every member.
+    Broadcast(Vec<u8>),
+    /// The application could not reach this member (a failed RPC, say): probe it now.
+    ReportUnreachable(NodeId),
+}
+
+/// Whether the local side of the cluster may accept writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// The member is on the side that keeps working.
+    #[default]
+    Normal,
+    /// The member is on a minority side of a partition: serve reads, refuse writes.
+    ReadOnly,
+}
+
+/// Message counts per kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KindCounts([u64; MessageKind::ALL.len()]);
+
+impl KindCounts {
+    /// The count for `kind`.
+    pub fn get(&self, kind: MessageKind) -> u64 {
+        self.0[kind.index()]
+    }
+
+    /// The sum over all kinds.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    pub(crate) fn add(&mut self, kind: MessageKind) {
+        self.0[kind.index()] += 1;
+    }
+}
+
+/// Datagrams rejected, by reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DropCounts {
+    /// Larger than `max_datagram`.
+    pub too_large: u64,
+    /// Shorter than the envelope.
+    pub truncated: u64,
+    /// Not a conclave datagram.
+    pub bad_magic: u64,
+    /// Another protocol version.
+    pub version: u64,
+    /// Damaged in flight.
+    pub checksum: u64,
+    /// From another cluster.
+    pub wrong_cluster: u64,
+    /// Undecodable body.
+    pub malformed: u64,
+    /// Decodable but against a protocol rule (a sender claiming to be someone else, a ping
+    /// meant for another member, a member record with oversized tags ...).
+    pub invalid: u64,
+}
+
+impl DropCounts {
+    /// The sum over all reasons.
+    pub fn total(&self) -> u64 {
+        self.too_large
+            + self.truncated
+            + self.bad_magic
+            + self.version
+            + self.checksum
+            + self.wrong_cluster
+            + self.malformed
+            + self.invalid
+    }
+
+    pub(crate) fn count(&mut self, error: &WireError) {
+        let counter = match error {
+            WireError::TooLarge { .. } => &mut self.too_large,
+            WireError::Truncated { .. } => &mut self.truncated,
+            WireError::BadMagic => &mut self.bad_magic,
+            WireError::UnsupportedVersion { .. } => &mut self.version,
+            WireError::Checksum => &mut self.checksum,
+            WireError::WrongCluster { .. } => &mut self.wrong_cluster,
+            WireError::Malformed => &mut self.malformed,
+            WireError::Invalid { .. } => &mut self.invalid,
+        };
+        *counter += 1;
+    }
+}
+
+/// A node's traffic counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Datagrams sent, per kind.
+    pub sent: KindCounts,
+    /// Datagrams accepted, per kind.
+    pub received: KindCounts,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Bytes of accepted datagrams.
+    pub bytes_received: u64,
+    /// Datagrams rejected, per reason.
+    pub dropped: DropCounts,
+    /// Gossip items sent (piggybacked or on their own).
+    pub gossip_sent: u64,
+    /// Gossip items received.
+    pub gossip_received: u64,
+}

@@ -1,0 +1,453 @@
+//! The wire format: a versioned, checksummed envelope around one postcard-encoded message.
+//!
+//! ```text
+//! offset  size  field
+//! 0       4     magic "CNCL"
+//! 4       1     protocol version (1)
+//! 5       8     cluster id, little-endian
+//! 13      8     sender node id, little-endian
+//! 21      4     CRC-32 (IEEE) of bytes 0..21 followed by the body, little-endian
+//! 25      ..    body: one `Message`, postcard-encoded
+//! ```
+//!
+//! A datagram never exceeds the configured `max_datagram`: piggybacked gossip is packed to
+//! fit, and a state transfer is split across as many datagrams as it needs. Decoding checks,
+//! in order, the size cap, the magic, the version, the checksum and the cluster id, then the
+//! body, and returns a [`WireError`] for the first that fails. No byte string panics it.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::member::{tags_encoded_len, MemberState, NodeId, Tags, MAX_TAGS_BYTES};
+
+#[cfg(test)]
+mod tests;
+
+/// The first four bytes of every conclave datagram.
+pub const MAGIC: [u8; 4] = *b"CNCL";
+/// The protocol version this build speaks.
+pub const VERSION: u8 = 1;
+/// The envelope's size in bytes.
+pub const HEADER_LEN: usize = 25;
+/// The smallest `max_datagram` a cluster may configure: room for the largest single
+/// record (a member with [`MAX_TAGS_BYTES`] of tags) with its envelope.
+pub const MIN_MAX_DATAGRAM: usize = 1024;
+/// The largest `max_datagram`: the largest UDP payload over IPv4.
+pub const MAX_MAX_DATAGRAM: usize = 65_507;
+
+/// Why a datagram was rejected. The node's state did not change, except the drop counters.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// Larger than `max_datagram`.
+    #[error("datagram of {len} B exceeds max_datagram {max} B")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// Shorter than the envelope.
+    #[error("datagram of {len} B is shorter than the {HEADER_LEN} B envelope")]
+    Truncated {
+        /// Its length.
+        len: usize,
+    },
+    /// Does not start with [`MAGIC`]: not a conclave datagram.
+    #[error("not a conclave datagram (bad magic)")]
+    BadMagic,
+    /// A protocol version this build does not speak.
+    #[error("unsupported protocol version {version} (this build speaks {VERSION})")]
+    UnsupportedVersion {
+        /// The version it claims.
+        version: u8,
+    },
+    /// The checksum does not match: the datagram was damaged in flight.
+    #[error("checksum mismatch: the datagram was damaged in flight")]
+    Checksum,
+    /// From another cluster.
+    #[error("datagram for cluster {got:#x}, this is cluster {expected:#x}")]
+    WrongCluster {
+        /// This node's cluster id.
+        expected: u64,
+        /// The datagram's.
+        got: u64,
+    },
+    /// The body is not a well-formed message.
+    #[error("malformed message body")]
+    Malformed,
+    /// Well-formed, but breaks a protocol rule.
+    #[error("invalid message: {why}")]
+    Invalid {
+        /// The rule it breaks.
+        why: &'static str,
+    },
+}
+
+/// The envelope of a datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// The cluster it belongs to.
+    pub cluster_id: u64,
+    /// The member that sent it.
+    pub sender: NodeId,
+}
+
+/// The kinds of message, for statistics and traces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum MessageKind {
+    /// A direct probe.
+    Ping,
+    /// The answer to a probe.
+    Ack,
+    /// Lifeguard: an indirect prober's "I tried and heard nothing".
+    Nack,
+    /// A request to probe a member on the sender's behalf.
+    PingReq,
+    /// Gossip updates on their own.
+    Gossip,
+    /// A full-state exchange (or one part of it).
+    PushPull,
+    /// A new member's request to join.
+    Join,
+    /// An election vote request (or pre-vote).
+    VoteRequest,
+    /// The answer to a vote request.
+    VoteReply,
+    /// A leader's heartbeat.
+    LeaderHeartbeat,
+    /// A follower's answer to a leader's heartbeat.
+    HeartbeatReply,
+}
+
+impl MessageKind {
+    /// Every kind, in wire order.
+    pub const ALL: [Self; 11] = [
+        Self::Ping,
+        Self::Ack,
+        Self::Nack,
+        Self::PingReq,
+        Self::Gossip,
+        Self::PushPull,
+        Self::Join,
+        Self::VoteRequest,
+        Self::VoteReply,
+        Self::LeaderHeartbeat,
+        Self::HeartbeatReply,
+    ];
+
+    /// Its position in [`MessageKind::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Its name, lower case.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Ping => "ping",
+            Self::Ack => "ack",
+            Self::Nack => "nack",
+            Self::PingReq => "ping-req",
+            Self::Gossip => "gossip",
+            Self::PushPull => "push-pull",
+            Self::Join => "join",
+            Self::VoteRequest => "vote-request",
+            Self::VoteReply => "vote-reply",
+            Self::LeaderHeartbeat => "leader-heartbeat",
+            Self::HeartbeatReply => "heartbeat-reply",
+        }
+    }
+}
+
+/// One member's full record, as exchanged by push-pull and join.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct MemberRecord {
+    pub(crate) id: NodeId,
+    pub(crate) addr: SocketAddr,
+    pub(crate) incarnation: u64,
+    pub(crate) state: MemberState,
+    pub(crate) tags: Tags,
+}
+
+/// One update that rides on other messages (piggybacked) or in a `Gossip` message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Gossip {
+    /// `id` is alive at `incarnation`, at `addr`, with `tags`.
+    Alive { id: NodeId, incarnation: u64, addr: SocketAddr, tags: Tags },
+    /// `accuser` suspects `id` at `incarnation`.
+    Suspect { id: NodeId, incarnation: u64, accuser: NodeId },
+    /// `accuser` declared `id` failed at `incarnation`.
+    Failed { id: NodeId, incarnation: u64, accuser: NodeId },
+    /// `id` left gracefully at `incarnation`.
+    Leave { id: NodeId, incarnation: u64 },
+    /// A user broadcast: `origin`'s `seq`-th payload.
+    UserBroadcast { origin: NodeId, seq: u64, payload: Vec<u8> },
+}
+
+/// One message. Every variant that can carry piggybacked gossip has it as its last field,
+/// which is what lets [`DatagramWriter`] append items without re-encoding the rest.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Message {
+    /// Probe `target` (named so a ping that reaches a new process at an old address is
+    /// ignored); answer with `Ack { seq }`.
+    Ping { seq: u64, target: NodeId, gossip: Vec<Gossip> },
+    /// The answer to the ping or ping-req numbered `seq`.
+    Ack { seq: u64, gossip: Vec<Gossip> },
+    /// Lifeguard: the relay for ping-req `seq` heard nothing from the target in time.
+    Nack { seq: u64 },
+    /// Probe `target` at `target_addr` for me; answer `Ack { seq }` or `Nack { seq }`.
+    PingReq { seq: u64, target: NodeId, target_addr: SocketAddr, gossip: Vec<Gossip> },
+    /// Updates on their own.
+    Gossip { gossip: Vec<Gossip> },
+    /// Part `part` of `parts` of the sender's view; answer with the receiver's own view when
+    /// `reply` is set.
+    PushPull { reply: bool, part: u16, parts: u16, members: Vec<MemberRecord> },
+    /// The sender asks to join; the answer is the receiver's view as `PushPull` parts.
+    Join { member: MemberRecord },
+    /// A (pre-)candidate asks for a vote in `term`.
+    VoteRequest { term: u64, pre_vote: bool },
+    /// The answer to a vote request in `term`.
+    VoteReply { term: u64, pre_vote: bool, granted: bool },
+    /// The leader of `term` is alive; its lease runs `lease_millis` from when it sent this.
+    LeaderHeartbeat { term: u64, lease_millis: u64 },
+    /// A follower's answer to the heartbeat of `term`.
+    HeartbeatReply { term: u64, accepted: bool },
+}
+
+impl Message {
+    pub(crate) fn kind(&self) -> MessageKind {
+        match self {
+            Self::Ping { .. } => MessageKind::Ping,
+            Self::Ack { .. } => MessageKind::Ack,
+            Self::Nack { .. } => MessageKind::Nack,
+            Self::PingReq { .. } => MessageKind::PingReq,
+            Self::Gossip { .. } => MessageKind::Gossip,
+            Self::PushPull { .. } => MessageKind::PushPull,
+            Self::Join { .. } => MessageKind::Join,
+            Self::VoteRequest { .. } => MessageKind::VoteRequest,
+            Self::VoteReply { .. } => MessageKind::VoteReply,
+            Self::LeaderHeartbeat { .. } => MessageKind::LeaderHeartbeat,
+            Self::HeartbeatReply { .. } => MessageKind::HeartbeatReply,
+        }
+    }
+
+    /// The piggybacked gossip, if this kind carries any.
+    pub(crate) fn gossip(&self) -> &[Gossip] {
+        match self {
+            Self::Ping { gossip, .. }
+            | Self::Ack { gossip, .. }
+            | Self::PingReq { gossip, .. }
+            | Self::Gossip { gossip } => gossip,
+            _ => &[],
+        }
+    }
+
+    /// Protocol rules the types cannot express.
+    fn check(&self) -> Result<(), WireError> {
+        let tags_ok = |tags: &Tags| tags_encoded_len(tags) <= MAX_TAGS_BYTES;
+        let record_ok = |r: &MemberRecord| tags_ok(&r.tags);
+        let gossip_ok = |g: &Gossip| match g {
+            Gossip::Alive { tags, .. } => tags_ok(tags),
+            _ => true,
+        };
+        let ok = match self {
+            Self::PushPull { part, parts, members, .. } => {
+                if *parts == 0 || part >= parts {
+                    return Err(WireError::Invalid { why: "push-pull part out of range" });
+                }
+                members.iter().all(record_ok)
+            }
+            Self::Join { member } => record_ok(member),
+            other => other.gossip().iter().all(gossip_ok),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(WireError::Invalid { why: "tags above the size limit" })
+        }
+    }
+}
+
+/// Reads a datagram's envelope and checks its checksum, without decoding the body.
+pub fn decode_header(bytes: &[u8], max_datagram: usize) -> Result<Header, WireError> {
+    if bytes.len() > max_datagram {
+        return Err(WireError::TooLarge { len: bytes.len(), max: max_datagram });
+    }
+    if bytes.len() < HEADER_LEN {
+        return Err(WireError::Truncated { len: bytes.len() });
+    }
+    if bytes[..4] != MAGIC {
+        return Err(WireError::BadMagic);
+    }
+    if bytes[4] != VERSION {
+        return Err(WireError::UnsupportedVersion { version: bytes[4] });
+    }
+    let stored = u32::from_le_bytes(array(&bytes[21..25]));
+    if checksum(&bytes[..21], &bytes[HEADER_LEN..]) != stored {
+        return Err(WireError::Checksum);
+    }
+    Ok(Header {
+        cluster_id: u64::from_le_bytes(array(&bytes[5..13])),
+        sender: NodeId(u64::from_le_bytes(array(&bytes[13..21]))),
+    })
+}
+
+/// Decodes a datagram of `cluster_id` and tells what kind of message it holds: what a
+/// driver's trace needs, without access to the message itself.
+pub fn inspect(bytes: &[u8], cluster_id: u64, max_datagram: usize) -> Result<(Header, MessageKind), WireError> {
+    decode(bytes, cluster_id, max_datagram).map(|(header, message)| (header, message.kind()))
+}
+
+/// Decodes a whole datagram of `cluster_id`.
+pub(crate) fn decode(bytes: &[u8], cluster_id: u64, max_datagram: usize) -> Result<(Header, Message), WireError> {
+    let header = decode_header(bytes, max_datagram)?;
+    if header.cluster_id != cluster_id {
+        return Err(WireError::WrongCluster { expected: cluster_id, got: header.cluster_id });
+    }
+    let message = match postcard::take_from_bytes::<Message>(&bytes[HEADER_LEN..]) {
+        Ok((message, [])) => message,
+        Ok(_) | Err(_) => return Err(WireError::Malformed),
+    };
+    message.check()?;
+    Ok((header, message))
+}
+
+/// Encodes `message` whole, or says it does not fit in `max_datagram`.
+pub(crate) fn encode(header: Header, message: &Message, max_datagram: usize) -> Result<Vec<u8>, WireError> {
+    let mut out = envelope(header);
+    postcard_extend(&mut out, message);
+    if out.len() > max_datagram {
+        return Err(WireError::TooLarge { len: out.len(), max: max_datagram });
+    }
+    seal(&mut out);
+    Ok(out)
+}
+
+/// Builds one datagram whose message ends in a gossip list, adding items while they fit.
+///
+/// Postcard encodes a list as a varint length then the items, and the gossip list is the
+/// message's last field, so the datagram is the message encoded with an empty list minus
+/// that list's one-byte length, then the real length and the items.
+pub(crate) struct DatagramWriter {
+    out: Vec<u8>,
+    items: Vec<u8>,
+    count: usize,
+    max: usize,
+}
+
+impl DatagramWriter {
+    /// Starts a datagram for `message`, whose gossip list must be empty. `None` if even that
+    /// does not fit.
+    pub(crate) fn new(header: Header, message: &Message, max_datagram: usize) -> Option<Self> {
+        debug_assert!(message.gossip().is_empty(), "the writer adds the gossip itself");
+        let mut out = envelope(header);
+        postcard_extend(&mut out, message);
+        // The empty list's length, a single zero byte, comes last; the writer re-adds it.
+        if out.pop() != Some(0) {
+            debug_assert!(false, "message without a trailing gossip list");
+            return None;
+        }
+        let writer = Self { out, items: Vec::new(), count: 0, max: max_datagram };
+        (writer.len_with(0, 0) <= max_datagram).then_some(writer)
+    }
+
+    /// Room left for items.
+    pub(crate) fn remaining(&self) -> usize {
+        self.max.saturating_sub(self.len_with(self.count, self.items.len()))
+    }
+
+    /// Adds `item` if it fits; `false` (and nothing added) otherwise.
+    pub(crate) fn push(&mut self, item: &Gossip) -> bool {
+        let mark = self.items.len();
+        postcard_extend(&mut self.items, item);
+        if self.len_with(self.count + 1, self.items.len()) > self.max {
+            self.items.truncate(mark);
+            return false;
+        }
+        self.count += 1;
+        true
+    }
+
+    /// How many items were added.
+    pub(crate) fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The finished datagram.
+    pub(crate) fn finish(mut self) -> Vec<u8> {
+        let mut len = [0u8; 10];
+        let len = varint(self.count as u64, &mut len);
+        self.out.extend_from_slice(len);
+        self.out.extend_from_slice(&self.items);
+        seal(&mut self.out);
+        self.out
+    }
+
+    fn len_with(&self, count: usize, items_len: usize) -> usize {
+        let mut buf = [0u8; 10];
+        self.out.len() + varint(count as u64, &mut buf).len() + items_len
+    }
+}
+
+/// The encoded size of one gossip item.
+pub(crate) fn gossip_len(item: &Gossip) -> usize {
+    postcard::experimental::serialized_size(item).unwrap_or(usize::MAX)
+}
+
+/// The encoded size of one member record.
+pub(crate) fn record_len(record: &MemberRecord) -> usize {
+    postcard::experimental::serialized_size(record).unwrap_or(usize::MAX)
+}
+
+/// Bytes a `PushPull` datagram spends besides its records (envelope, tag, flags, counts).
+pub(crate) const PUSH_PULL_OVERHEAD: usize = HEADER_LEN + 1 + 1 + 3 + 3 + 3;
+
+fn envelope(header: Header) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.extend_from_slice(&header.cluster_id.to_le_bytes());
+    out.extend_from_slice(&header.sender.0.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out
+}
+
+fn seal(out: &mut [u8]) {
+    let crc = checksum(&out[..21], &out[HEADER_LEN..]);
+    out[21..25].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn checksum(head: &[u8], body: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(head);
+    hasher.update(body);
+    hasher.finalize()
+}
+
+fn postcard_extend<T: Serialize>(out: &mut Vec<u8>, value: &T) {
+    // Serialising plain data into a growable Vec cannot fail.
+    let bytes = postcard::to_extend(value, core::mem::take(out)).unwrap_or_default();
+    *out = bytes;
+}
+
+fn varint(mut value: u64, buf: &mut [u8; 10]) -> &[u8] {
+    let mut i = 0;
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            buf[i] = byte;
+            return &buf[..=i];
+        }
+        buf[i] = byte | 0x80;
+        i += 1;
+    }
+}
+
+fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    let mut out = [0; N];
+    out.copy_from_slice(&bytes[..N]);
+    out
+}
