@@ -359,6 +359,7 @@ impl DatagramWriter {
     }
 
     /// Adds `item` if it fits; `false` (and nothing added) otherwise.
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn push(&mut self, item: &Gossip) -> bool {
         let mark = self.items.len();
         postcard_extend(&mut self.items, item);
@@ -366,6 +367,16 @@ impl DatagramWriter {
             self.items.truncate(mark);
             return false;
         }
+        self.count += 1;
+        true
+    }
+
+    /// Adds an item already encoded with [`encode_gossip`] if it fits.
+    pub(crate) fn push_encoded(&mut self, item: &[u8]) -> bool {
+        if self.len_with(self.count + 1, self.items.len() + item.len()) > self.max {
+            return false;
+        }
+        self.items.extend_from_slice(item);
         self.count += 1;
         true
     }
@@ -391,9 +402,11 @@ impl DatagramWriter {
     }
 }
 
-/// The encoded size of one gossip item.
-pub(crate) fn gossip_len(item: &Gossip) -> usize {
-    postcard::experimental::serialized_size(item).unwrap_or(usize::MAX)
+/// One gossip item's encoding, for [`DatagramWriter::push_encoded`].
+pub(crate) fn encode_gossip(item: &Gossip) -> Vec<u8> {
+    let mut out = Vec::new();
+    postcard_extend(&mut out, item);
+    out
 }
 
 /// The encoded size of one member record.

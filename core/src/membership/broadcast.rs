@@ -1,0 +1,158 @@
+//! Dissemination: the queue of updates that ride on outgoing messages.
+//!
+//! As memberlist's TransmitLimitedQueue: a newer update about a member replaces the older
+//! one; each update is sent at most `retransmit_mult * ceil(log10(n + 1))` times; the
+//! least-sent go first, and among those the newest.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::member::NodeId;
+use crate::wire::{encode_gossip, DatagramWriter, Gossip};
+
+/// What an update is about: a newer update with the same key replaces the older.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Key {
+    /// The state of a member.
+    Member(NodeId),
+    /// One user broadcast.
+    User(NodeId, u64),
+}
+
+#[derive(Debug)]
+struct Queued {
+    bytes: Vec<u8>,
+    transmits: u32,
+    order: u64,
+}
+
+/// The smallest encoded gossip item; below this much room a datagram is full.
+const MIN_ITEM: usize = 4;
+
+/// Pending updates, ordered by (fewest transmits, newest first).
+#[derive(Debug, Default)]
+pub(crate) struct BroadcastQueue {
+    items: BTreeMap<Key, Queued>,
+    order: BTreeSet<(u32, Reverse<u64>, Key)>,
+    next: u64,
+}
+
+impl BroadcastQueue {
+    /// Queues `item`, replacing any pending update with the same key.
+    pub(crate) fn push(&mut self, key: Key, item: &Gossip) {
+        self.remove(key);
+        let order = self.next;
+        self.next += 1;
+        self.order.insert((0, Reverse(order), key));
+        self.items.insert(key, Queued { bytes: encode_gossip(item), transmits: 0, order });
+    }
+
+    pub(crate) fn remove(&mut self, key: Key) {
+        if let Some(old) = self.items.remove(&key) {
+            self.order.remove(&(old.transmits, Reverse(old.order), key));
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Packs as many updates as fit into `writer`, counts a transmission for each, and
+    /// drops those that reached `limit`. Returns how many were packed.
+    pub(crate) fn fill(&mut self, writer: &mut DatagramWriter, limit: u32) -> usize {
+        let mut sent = Vec::new();
+        for &(transmits, order, key) in &self.order {
+            if writer.remaining() < MIN_ITEM {
+                break;
+            }
+            if let Some(queued) = self.items.get(&key) {
+                if writer.push_encoded(&queued.bytes) {
+                    sent.push((transmits, order, key));
+                }
+            }
+        }
+        for (transmits, order, key) in &sent {
+            self.order.remove(&(*transmits, *order, *key));
+            let Some(queued) = self.items.get_mut(key) else { continue };
+            queued.transmits += 1;
+            if queued.transmits >= limit {
+                self.items.remove(key);
+            } else {
+                self.order.insert((queued.transmits, *order, *key));
+            }
+        }
+        sent.len()
+    }
+}
+
+/// `retransmit_mult * ceil(log10(n + 1))`, at least 1.
+pub(crate) fn retransmit_limit(mult: u32, n: usize) -> u32 {
+    let scale = ((n as f64) + 1.0).log10().ceil().max(1.0);
+    (f64::from(mult) * scale) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{decode, Header, Message};
+
+    const HEADER: Header = Header { cluster_id: 1, sender: NodeId(9) };
+
+    fn leave(id: u64, incarnation: u64) -> Gossip {
+        Gossip::Leave { id: NodeId(id), incarnation }
+    }
+
+    fn drain(queue: &mut BroadcastQueue, max: usize, limit: u32) -> Vec<Gossip> {
+        let message = Message::Gossip { gossip: Vec::new() };
+        let mut writer = DatagramWriter::new(HEADER, &message, max).expect("fits");
+        queue.fill(&mut writer, limit);
+        let bytes = writer.finish();
+        assert!(bytes.len() <= max);
+        match decode(&bytes, 1, max).expect("valid").1 {
+            Message::Gossip { gossip } => gossip,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn retransmit_limit_follows_the_formula() {
+        // 4 * ceil(log10(n + 1)): n = 1 -> 4, 9 -> 4, 10 -> 8, 99 -> 8, 100 -> 12, 1000 -> 16.
+        for (n, expected) in [(0, 4), (1, 4), (9, 4), (10, 8), (99, 8), (100, 12), (1000, 16)] {
+            assert_eq!(retransmit_limit(4, n), expected, "n = {n}");
+        }
+    }
+
+    #[test]
+    fn newer_update_replaces_older_and_fewest_sent_go_first() {
+        let mut queue = BroadcastQueue::default();
+        queue.push(Key::Member(NodeId(1)), &leave(1, 1));
+        queue.push(Key::Member(NodeId(2)), &leave(2, 1));
+        queue.push(Key::Member(NodeId(1)), &leave(1, 2));
+        assert_eq!(queue.len(), 2);
+        // Newest first among the unsent.
+        assert_eq!(drain(&mut queue, 1400, 3), vec![leave(1, 2), leave(2, 1)]);
+        queue.push(Key::Member(NodeId(3)), &leave(3, 1));
+        assert_eq!(drain(&mut queue, 1400, 3)[0], leave(3, 1), "never-sent goes before sent-once");
+        drain(&mut queue, 1400, 3);
+        assert_eq!(queue.len(), 1, "the first two reached the limit of 3");
+        drain(&mut queue, 1400, 3);
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn packs_within_the_datagram_and_keeps_the_rest() {
+        let mut queue = BroadcastQueue::default();
+        for i in 0..100 {
+            let payload = vec![i as u8; 100];
+            queue.push(Key::User(NodeId(1), i), &Gossip::UserBroadcast { origin: NodeId(1), seq: i, payload });
+        }
+        let first = drain(&mut queue, 1024, 1);
+        assert!(!first.is_empty() && first.len() < 100);
+        assert_eq!(queue.len(), 100 - first.len());
+    }
+}

@@ -1,0 +1,1072 @@
+//! [`Node`]: one member's whole protocol state.
+//!
+//! # How a member keeps its view
+//!
+//! 1. **Monitoring ring.** Every live member is watched by its `monitors` successors on a
+//!    ring of sorted ids, so each member watches its `monitors` predecessors. Each probe
+//!    tick it pings them; any datagram from a watched peer is a heartbeat for its
+//!    [`PhiAccrual`] detector.
+//! 2. **Indirect probing.** When phi reaches the threshold the watcher pings the peer again
+//!    and asks `indirect_checks` others to ping it too (`PingReq`); they answer `Ack`, or
+//!    `Nack` when they heard nothing. Any ack ends the probe.
+//! 3. **Suspicion.** A probe without an ack makes the peer Suspect, gossiped with the
+//!    watcher as accuser. Every member that hears it starts a Lifeguard suspicion timer that
+//!    independent accusers shorten; the first to expire declares the peer Failed.
+//! 4. **Refutation.** A member that hears itself suspected, failed or departed at or above
+//!    its incarnation bumps its incarnation past the claim, persists it, and gossips Alive.
+//! 5. **Local health.** Missed nacks and refutations raise the member's own awareness
+//!    score, which stretches its probe timeouts.
+//! 6. **Dissemination.** Updates ride on pings, acks and ping-reqs, and on gossip rounds
+//!    to `gossip_nodes` random members (recently failed ones included); a periodic
+//!    push-pull exchanges whole views, now and then with a failed member or a seed so that
+//!    split clusters merge again.
+//!
+//! # Outputs
+//!
+//! Drain [`Node::poll_output`] after every `handle_*` call, in order: a
+//! [`Output::Persist`] must reach stable storage before any later output is acted on.
+//! Then sleep until [`Node::poll_timeout`] and call [`Node::handle_timeout`]; calling it
+//! early or twice is harmless.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::{Config, NodeConfig};
+use crate::detector::PhiAccrual;
+use crate::durable::Durable;
+use crate::error::Error;
+use crate::member::{tags_encoded_len, Member, MemberState, NodeId, Tags, MAX_TAGS_BYTES};
+use crate::membership::awareness::Awareness;
+use crate::membership::broadcast::{retransmit_limit, BroadcastQueue, Key};
+use crate::membership::suspicion::{suspicion_min, Suspicion};
+use crate::membership::{precedence, Verdict};
+use crate::output::{Command, Event, Mode, Output, Stats, Transmit};
+use crate::time::Instant;
+use crate::wire::{self, DatagramWriter, Gossip, Header, MemberRecord, Message, WireError};
+
+/// Incarnations at or above this are refused: no member bumps its incarnation this often,
+/// and refusing them keeps a forged claim from pushing a member where it cannot refute.
+const MAX_INCARNATION: u64 = 1 << 62;
+/// How long a delivered user broadcast is remembered, so a late copy is not delivered again.
+const BROADCAST_MEMORY: Duration = Duration::from_secs(600);
+/// The most user broadcasts remembered at once.
+const MAX_REMEMBERED_BROADCASTS: usize = 1 << 16;
+
+/// One member's protocol state: the sans-IO state machine.
+///
+/// See the [module documentation](self) for the protocol and the drain order.
+#[derive(Debug)]
+pub struct Node {
+    id: NodeId,
+    addr: SocketAddr,
+    config: Config,
+    rng: ChaCha8Rng,
+    now: Instant,
+    durable: Durable,
+    /// Every member known, this one included, by id.
+    peers: BTreeMap<NodeId, Peer>,
+    /// Members in state Alive or Suspect, this one included.
+    live: usize,
+    /// The peers this member watches: its `monitors` live predecessors on the ring.
+    watched: Vec<NodeId>,
+    ring_dirty: bool,
+    suspicions: BTreeMap<NodeId, Suspicion>,
+    /// Indirect probes in flight, by sequence number.
+    probes: BTreeMap<u64, Probe>,
+    /// Pings sent on another member's behalf, by our sequence number.
+    relays: BTreeMap<u64, Relay>,
+    next_seq: u64,
+    queue: BroadcastQueue,
+    delivered: BTreeMap<(NodeId, u64), Instant>,
+    awareness: Awareness,
+    acked_since_tick: bool,
+    next_probe: Instant,
+    next_gossip: Instant,
+    next_push_pull: Instant,
+    join: Option<JoinAttempt>,
+    seeds: Vec<SocketAddr>,
+    outputs: VecDeque<Output>,
+    stats: Stats,
+}
+
+#[derive(Debug)]
+struct Peer {
+    member: Member,
+    /// When its state last changed.
+    since: Instant,
+    /// Present while this member watches it.
+    detector: Option<PhiAccrual>,
+    /// No indirect probe of it before this.
+    next_indirect: Instant,
+    /// The indirect probe of it in flight.
+    probing: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Probe {
+    target: NodeId,
+    deadline: Instant,
+    expected_nacks: usize,
+    nacks: usize,
+}
+
+#[derive(Debug)]
+struct Relay {
+    requester: SocketAddr,
+    requester_seq: u64,
+    target: NodeId,
+    nack_at: Instant,
+}
+
+#[derive(Debug)]
+struct JoinAttempt {
+    attempt: u32,
+    next: Instant,
+}
+
+/// A claim about one member, from gossip or a push-pull record.
+struct Claim {
+    id: NodeId,
+    incarnation: u64,
+    state: MemberState,
+    /// Alive claims carry the member's address and tags.
+    addr: Option<SocketAddr>,
+    tags: Option<Tags>,
+    /// Who accuses it (Suspect, Failed); the member itself otherwise.
+    accuser: NodeId,
+}
+
+impl Node {
+    /// A member that knows only itself; join a cluster with [`Command::Join`].
+    ///
+    /// A member restarted with its [`Durable`] state comes back one incarnation above the
+    /// one it had, and persists that at once, so peers that remember it failed accept it.
+    pub fn new(config: NodeConfig, now: Instant) -> Result<Self, Error> {
+        config.cluster.validate()?;
+        let len = tags_encoded_len(&config.tags);
+        if len > MAX_TAGS_BYTES {
+            return Err(Error::TagsTooLarge { len, max: MAX_TAGS_BYTES });
+        }
+        let restarted = config.durable.is_some();
+        let mut durable = config.durable.unwrap_or_default();
+        if restarted {
+            durable.incarnation = durable.incarnation.saturating_add(1).min(MAX_INCARNATION - 1);
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let cluster = config.cluster;
+        // Spread the periodic work of members started together.
+        let first_probe = now + jitter(&mut rng, cluster.probe_interval);
+        let first_push_pull = now + jitter(&mut rng, cluster.push_pull_interval);
+        let me = Member {
+            id: config.id,
+            addr: config.addr,
+            incarnation: durable.incarnation,
+            state: MemberState::Alive,
+            tags: config.tags,
+        };
+        let mut peers = BTreeMap::new();
+        peers.insert(config.id, Peer::new(me, now));
+        let mut node = Self {
+            id: config.id,
+            addr: config.addr,
+            awareness: Awareness::new(cluster.awareness_max_multiplier),
+            next_gossip: now + cluster.gossip_interval,
+            config: cluster,
+            rng,
+            now,
+            durable,
+            peers,
+            live: 1,
+            watched: Vec::new(),
+            ring_dirty: false,
+            suspicions: BTreeMap::new(),
+            probes: BTreeMap::new(),
+            relays: BTreeMap::new(),
+            next_seq: 1,
+            queue: BroadcastQueue::default(),
+            delivered: BTreeMap::new(),
+            acked_since_tick: false,
+            next_probe: first_probe,
+            next_push_pull: first_push_pull,
+            join: None,
+            seeds: Vec::new(),
+            outputs: VecDeque::new(),
+            stats: Stats::default(),
+        };
+        node.outputs.push_back(Output::Persist(node.durable.clone()));
+        Ok(node)
+    }
+
+    // ----- views -------------------------------------------------------------------
+
+    /// This member's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// This member's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every member known, this one included, in id order; failed and departed members
+    /// stay (as tombstones) for `tombstone_ttl`.
+    pub fn members(&self) -> impl Iterator<Item = &Member> + '_ {
+        self.peers.values().map(|peer| &peer.member)
+    }
+
+    /// One member, if known.
+    pub fn member(&self, id: NodeId) -> Option<&Member> {
+        self.peers.get(&id).map(|peer| &peer.member)
+    }
+
+    /// How many members are Alive or Suspect, this one included.
+    pub fn live_members(&self) -> usize {
+        self.live
+    }
+
+    /// The members this one watches on the monitoring ring.
+    pub fn watched(&self) -> &[NodeId] {
+        &self.watched
+    }
+
+    /// This member's incarnation.
+    pub fn incarnation(&self) -> u64 {
+        self.durable.incarnation
+    }
+
+    /// The leader this member knows of. Leader election runs only with configured voters;
+    /// without them there is no leader.
+    pub fn leader(&self) -> Option<NodeId> {
+        None
+    }
+
+    /// The latest election term this member has seen.
+    pub fn term(&self) -> u64 {
+        self.durable.term
+    }
+
+    /// Whether this member holds the leader lease at `now`.
+    pub fn is_leaseholder(&self, _now: Instant) -> bool {
+        false
+    }
+
+    /// Whether this member's side of the cluster may accept writes.
+    pub fn mode(&self) -> Mode {
+        Mode::Normal
+    }
+
+    /// The phi of a watched member as of the latest input, or `None` for one this member
+    /// does not watch.
+    pub fn phi(&self, id: NodeId) -> Option<f64> {
+        let detector = self.peers.get(&id)?.detector.as_ref()?;
+        Some(detector.phi(self.now))
+    }
+
+    /// The local health score (Lifeguard): 0 is healthy; timeouts stretch by `1 + score`.
+    pub fn health(&self) -> u32 {
+        self.awareness.score()
+    }
+
+    /// Traffic counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Whether this member has heard from the cluster since it asked to join (always true
+    /// for a member that never asked).
+    pub fn is_joined(&self) -> bool {
+        self.join.is_none()
+    }
+
+    // ----- inputs ------------------------------------------------------------------
+
+    /// Feeds one datagram received from `from`.
+    ///
+    /// Any byte string is safe: a rejected datagram returns why, is counted in
+    /// [`Stats::dropped`], and changes nothing else.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) -> Result<(), WireError> {
+        self.now = now;
+        let decoded = wire::decode(bytes, self.config.cluster_id, self.config.max_datagram)
+            .and_then(|(header, message)| self.check(header, &message).map(|()| (header, message)));
+        let (header, message) = match decoded {
+            Ok(ok) => ok,
+            Err(error) => {
+                self.stats.dropped.count(&error);
+                return Err(error);
+            }
+        };
+        self.stats.received.add(message.kind());
+        self.stats.bytes_received += bytes.len() as u64;
+        let sender = header.sender;
+        if let Some(detector) = self.peers.get_mut(&sender).and_then(|p| p.detector.as_mut()) {
+            detector.heartbeat(now);
+        }
+        let gossip_count = message.gossip().len();
+        self.stats.gossip_received += gossip_count as u64;
+        match message {
+            Message::Ping { seq, gossip, .. } => {
+                self.merge_gossip(sender, gossip);
+                self.send_gossiping(from, Message::Ack { seq, gossip: Vec::new() });
+            }
+            Message::Ack { seq, gossip } => {
+                self.merge_gossip(sender, gossip);
+                self.on_ack(sender, seq);
+            }
+            Message::Nack { seq } => {
+                if let Some(probe) = self.probes.get_mut(&seq) {
+                    probe.nacks += 1;
+                }
+            }
+            Message::PingReq { seq, target, target_addr, gossip } => {
+                self.merge_gossip(sender, gossip);
+                self.relay_probe(from, seq, target, target_addr);
+            }
+            Message::Gossip { gossip } => self.merge_gossip(sender, gossip),
+            Message::PushPull { reply, part, members, .. } => {
+                self.join = None;
+                for record in members {
+                    self.merge_record(sender, record);
+                }
+                if reply && part == 0 {
+                    self.send_state(from, false);
+                }
+            }
+            Message::Join { member } => {
+                self.merge_record(sender, member);
+                self.send_state(from, false);
+            }
+            // Election messages are answered once voters are configured.
+            Message::VoteRequest { .. }
+            | Message::VoteReply { .. }
+            | Message::LeaderHeartbeat { .. }
+            | Message::HeartbeatReply { .. } => {}
+        }
+        self.refresh_ring();
+        Ok(())
+    }
+
+    /// Runs whatever is due at `now`: probes, suspicion expiries, gossip, push-pull, join
+    /// retries. Extra calls do nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        self.expire_relays(now);
+        self.expire_probes(now);
+        self.expire_suspicions(now);
+        if self.is_active() {
+            self.start_due_indirect_probes(now);
+            if now >= self.next_probe {
+                self.probe_tick(now);
+            }
+            if now >= self.next_push_pull {
+                self.push_pull_tick(now);
+            }
+        }
+        if now >= self.next_gossip {
+            if !self.queue.is_empty() {
+                self.gossip_round();
+            }
+            self.next_gossip = now + self.config.gossip_interval;
+        }
+        self.retry_join(now);
+        self.refresh_ring();
+    }
+
+    /// Carries out an application request.
+    pub fn handle_command(&mut self, now: Instant, command: Command) -> Result<(), Error> {
+        self.now = now;
+        match command {
+            Command::Join(seeds) => {
+                self.seeds = seeds.into_iter().filter(|addr| *addr != self.addr).collect();
+                if !self.seeds.is_empty() {
+                    self.join = Some(JoinAttempt { attempt: 0, next: now });
+                    self.retry_join(now);
+                }
+            }
+            Command::Leave => self.leave(),
+            Command::SetTags(tags) => {
+                let len = tags_encoded_len(&tags);
+                if len > MAX_TAGS_BYTES {
+                    return Err(Error::TagsTooLarge { len, max: MAX_TAGS_BYTES });
+                }
+                if let Some(me) = self.peers.get_mut(&self.id) {
+                    me.member.tags = tags;
+                }
+                self.bump_incarnation(self.durable.incarnation);
+            }
+            Command::Broadcast(payload) => {
+                let max = self.max_broadcast();
+                if payload.len() > max {
+                    return Err(Error::BroadcastTooLarge { len: payload.len(), max });
+                }
+                // Unique across restarts, which may replay the seeded RNG.
+                let seq = self.rng.next_u64() ^ now.as_nanos().rotate_left(29) ^ self.durable.incarnation;
+                self.delivered.insert((self.id, seq), now);
+                let item = Gossip::UserBroadcast { origin: self.id, seq, payload };
+                self.queue.push(Key::User(self.id, seq), &item);
+            }
+            Command::ReportUnreachable(id) => {
+                if id != self.id && self.is_active() {
+                    self.start_indirect_probe(id, now);
+                }
+            }
+        }
+        self.refresh_ring();
+        Ok(())
+    }
+
+    // ----- outputs -----------------------------------------------------------------
+
+    /// The next output, in the order produced. See the [module docs](self) for the order rule.
+    #[must_use = "outputs must be acted on"]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] should next be called, if ever.
+    #[must_use = "the node must be woken at this instant"]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        self.relays.values().for_each(|r| consider(r.nack_at));
+        self.probes.values().for_each(|p| consider(p.deadline));
+        self.suspicions.values().for_each(|s| consider(s.deadline()));
+        if self.is_active() {
+            consider(self.next_probe);
+            consider(self.next_push_pull);
+            for id in &self.watched {
+                if let Some(t) = self.peers.get(id).and_then(|p| self.indirect_probe_due(p)) {
+                    consider(t);
+                }
+            }
+        }
+        if !self.queue.is_empty() {
+            consider(self.next_gossip);
+        }
+        if let Some(join) = &self.join {
+            consider(join.next);
+        }
+        next
+    }
+
+    // ----- probing -----------------------------------------------------------------
+
+    fn is_active(&self) -> bool {
+        self.peers.get(&self.id).is_some_and(|me| me.member.state != MemberState::Left)
+    }
+
+    fn probe_tick(&mut self, now: Instant) {
+        if self.acked_since_tick {
+            self.awareness.apply(-1);
+        }
+        self.acked_since_tick = false;
+        self.next_probe = now + self.config.probe_interval;
+        for i in 0..self.watched.len() {
+            let id = self.watched[i];
+            if let Some(addr) = self.peers.get(&id).map(|p| p.member.addr) {
+                let seq = self.next_seq();
+                self.send_gossiping(addr, Message::Ping { seq, target: id, gossip: Vec::new() });
+            }
+        }
+    }
+
+    /// When the indirect probe of a watched peer falls due: when its phi reaches the
+    /// threshold, but not while one is in flight, nor for a peer already suspected.
+    fn indirect_probe_due(&self, peer: &Peer) -> Option<Instant> {
+        if peer.probing.is_some() || peer.member.state != MemberState::Alive {
+            return None;
+        }
+        let deadline = peer.detector.as_ref()?.deadline()?;
+        Some(deadline.max(peer.next_indirect))
+    }
+
+    fn start_due_indirect_probes(&mut self, now: Instant) {
+        for i in 0..self.watched.len() {
+            let id = self.watched[i];
+            let due = self.peers.get(&id).and_then(|p| self.indirect_probe_due(p));
+            if due.is_some_and(|t| t <= now) {
+                self.start_indirect_probe(id, now);
+            }
+        }
+    }
+
+    /// SWIM's second step: ping the peer again and ask `indirect_checks` others to ping it.
+    fn start_indirect_probe(&mut self, target: NodeId, now: Instant) {
+        let Some(peer) = self.peers.get(&target) else { return };
+        if peer.probing.is_some() || !peer.member.state.is_live() {
+            return;
+        }
+        let target_addr = peer.member.addr;
+        let seq = self.next_seq();
+        let timeout = self.awareness.scale(self.config.probe_timeout);
+        let relays = self.random_members(self.config.indirect_checks, |p| {
+            p.member.state == MemberState::Alive && p.member.id != target
+        });
+        for &relay in &relays {
+            if let Some(addr) = self.peers.get(&relay).map(|p| p.member.addr) {
+                self.send_gossiping(addr, Message::PingReq { seq, target, target_addr, gossip: Vec::new() });
+            }
+        }
+        self.send_gossiping(target_addr, Message::Ping { seq, target, gossip: Vec::new() });
+        self.probes.insert(seq, Probe { target, deadline: now + timeout, expected_nacks: relays.len(), nacks: 0 });
+        if let Some(peer) = self.peers.get_mut(&target) {
+            peer.probing = Some(seq);
+            peer.next_indirect = now + self.awareness.scale(self.config.probe_interval);
+        }
+    }
+
+    fn on_ack(&mut self, sender: NodeId, seq: u64) {
+        self.acked_since_tick = true;
+        if let Some(relay) = self.relays.get(&seq) {
+            if relay.target == sender {
+                let relay = self.relays.remove(&seq).expect("present: just looked up");
+                self.send_gossiping(relay.requester, Message::Ack { seq: relay.requester_seq, gossip: Vec::new() });
+            }
+            return;
+        }
+        // An indirect probe ends with an ack from its target or from any of its relays.
+        if let Some(probe) = self.probes.remove(&seq) {
+            if let Some(peer) = self.peers.get_mut(&probe.target) {
+                peer.probing = None;
+            }
+        }
+    }
+
+    fn relay_probe(&mut self, requester: SocketAddr, requester_seq: u64, target: NodeId, target_addr: SocketAddr) {
+        if target == self.id {
+            self.send_gossiping(requester, Message::Ack { seq: requester_seq, gossip: Vec::new() });
+            return;
+        }
+        let seq = self.next_seq();
+        // Lifeguard: nack before the requester's own timeout, so it can tell a dead target
+        // from its own missing messages.
+        let nack_at = self.now + self.config.probe_timeout.mul_f64(0.8);
+        self.relays.insert(seq, Relay { requester, requester_seq, target, nack_at });
+        self.send_gossiping(target_addr, Message::Ping { seq, target, gossip: Vec::new() });
+    }
+
+    fn expire_relays(&mut self, now: Instant) {
+        while let Some(seq) = self.relays.iter().find(|(_, r)| r.nack_at <= now).map(|(s, _)| *s) {
+            let relay = self.relays.remove(&seq).expect("present: just found");
+            self.send(relay.requester, &Message::Nack { seq: relay.requester_seq });
+        }
+    }
+
+    fn expire_probes(&mut self, now: Instant) {
+        while let Some(seq) = self.probes.iter().find(|(_, p)| p.deadline <= now).map(|(s, _)| *s) {
+            let probe = self.probes.remove(&seq).expect("present: just found");
+            // Lifeguard: relays that did not even nack point at our own health.
+            let missed = probe.expected_nacks.saturating_sub(probe.nacks);
+            self.awareness.apply(i64::try_from(missed).unwrap_or(i64::MAX));
+            let Some(peer) = self.peers.get_mut(&probe.target) else { continue };
+            peer.probing = None;
+            if peer.member.state == MemberState::Alive {
+                let incarnation = peer.member.incarnation;
+                let claim = Claim::accusation(probe.target, incarnation, MemberState::Suspect, self.id);
+                self.apply_claim(claim);
+            }
+        }
+    }
+
+    fn expire_suspicions(&mut self, now: Instant) {
+        while let Some(id) = self.suspicions.iter().find(|(_, s)| s.deadline() <= now).map(|(id, _)| *id) {
+            self.suspicions.remove(&id);
+            let Some(incarnation) = self.peers.get(&id).map(|p| p.member.incarnation) else { continue };
+            self.apply_claim(Claim::accusation(id, incarnation, MemberState::Failed, self.id));
+        }
+    }
+
+    // ----- dissemination -----------------------------------------------------------
+
+    fn gossip_round(&mut self) {
+        let dead_horizon = self.now.saturating_sub(self.config.gossip_to_the_dead_time);
+        let targets = self.random_members(self.config.gossip_nodes, |p| {
+            p.member.state.is_live() || p.since >= dead_horizon
+        });
+        for id in targets {
+            if self.queue.is_empty() {
+                break;
+            }
+            if let Some(addr) = self.peers.get(&id).map(|p| p.member.addr) {
+                self.send_gossiping(addr, Message::Gossip { gossip: Vec::new() });
+            }
+        }
+    }
+
+    fn push_pull_tick(&mut self, now: Instant) {
+        self.next_push_pull = now + push_pull_interval(self.config.push_pull_interval, self.live);
+        self.reap(now);
+        if let Some(id) = self.random_members(1, |p| p.member.state.is_live()).first() {
+            let addr = self.peers[id].member.addr;
+            self.send_state(addr, true);
+        }
+        // Now and then reach past the live view, so that a healed partition merges again.
+        if self.rng.random_bool(0.5) {
+            let failed = self.random_members(1, |p| p.member.state == MemberState::Failed);
+            let addr = match failed.first() {
+                Some(id) => Some(self.peers[id].member.addr),
+                None if !self.seeds.is_empty() => Some(self.seeds[self.rng.random_range(0..self.seeds.len())]),
+                None => None,
+            };
+            if let Some(addr) = addr {
+                self.send_state(addr, true);
+            }
+        }
+    }
+
+    /// Sends this member's whole view, split into as many datagrams as it takes.
+    fn send_state(&mut self, to: SocketAddr, reply: bool) {
+        let room = self.config.max_datagram - wire::PUSH_PULL_OVERHEAD;
+        let mut parts: Vec<Vec<MemberRecord>> = vec![Vec::new()];
+        let mut used = 0;
+        for peer in self.peers.values() {
+            let record = MemberRecord::from(&peer.member);
+            let len = wire::record_len(&record);
+            if used + len > room && !parts.last().is_some_and(Vec::is_empty) {
+                parts.push(Vec::new());
+                used = 0;
+            }
+            used += len;
+            parts.last_mut().expect("never empty: starts with one part").push(record);
+        }
+        let count = u16::try_from(parts.len()).unwrap_or(u16::MAX);
+        for (i, members) in parts.into_iter().enumerate().take(usize::from(count)) {
+            let part = u16::try_from(i).unwrap_or(u16::MAX);
+            self.send(to, &Message::PushPull { reply, part, parts: count, members });
+        }
+    }
+
+    fn reap(&mut self, now: Instant) {
+        let horizon = now.saturating_sub(self.config.tombstone_ttl);
+        let gone: Vec<NodeId> = self
+            .peers
+            .values()
+            .filter(|p| !p.member.state.is_live() && p.since < horizon && p.member.id != self.id)
+            .map(|p| p.member.id)
+            .collect();
+        for id in gone {
+            self.peers.remove(&id);
+        }
+        let memory = now.saturating_sub(BROADCAST_MEMORY);
+        self.delivered.retain(|_, at| *at >= memory);
+    }
+
+    fn retry_join(&mut self, now: Instant) {
+        let Some(join) = &mut self.join else { return };
+        if now < join.next || self.seeds.is_empty() {
+            return;
+        }
+        let backoff = self.config.join_retry_base.saturating_mul(1 << join.attempt.min(16)).min(self.config.join_retry_max);
+        join.attempt += 1;
+        // Equal jitter: half fixed, half random, so members that start together spread out.
+        join.next = now + backoff / 2 + jitter(&mut self.rng, backoff / 2);
+        let member = MemberRecord::from(&self.peers[&self.id].member);
+        for i in 0..self.seeds.len() {
+            let seed = self.seeds[i];
+            self.send(seed, &Message::Join { member: member.clone() });
+        }
+    }
+
+    fn leave(&mut self) {
+        if !self.is_active() {
+            return;
+        }
+        let incarnation = self.durable.incarnation;
+        if let Some(me) = self.peers.get_mut(&self.id) {
+            me.member.state = MemberState::Left;
+            me.since = self.now;
+        }
+        self.live = self.live.saturating_sub(1);
+        self.join = None;
+        self.probes.clear();
+        self.queue.push(Key::Member(self.id), &Gossip::Leave { id: self.id, incarnation });
+        // Tell several members at once rather than wait for the next gossip round.
+        let fanout = self.config.gossip_nodes.max(self.config.monitors) * 2;
+        let targets = self.random_members(fanout, |p| p.member.state.is_live());
+        for id in targets {
+            let addr = self.peers[&id].member.addr;
+            self.send(addr, &Message::Gossip { gossip: vec![Gossip::Leave { id: self.id, incarnation }] });
+        }
+        self.ring_dirty = true;
+    }
+
+    // ----- merging claims ------------------------------------------------------------
+
+    fn merge_gossip(&mut self, sender: NodeId, gossip: Vec<Gossip>) {
+        for item in gossip {
+            match item {
+                Gossip::UserBroadcast { origin, seq, payload } => self.deliver_broadcast(origin, seq, payload),
+                other => {
+                    if let Some(claim) = Claim::from_gossip(other) {
+                        self.apply_claim(claim);
+                    }
+                }
+            }
+        }
+        let _ = sender;
+    }
+
+    fn deliver_broadcast(&mut self, origin: NodeId, seq: u64, payload: Vec<u8>) {
+        if self.delivered.contains_key(&(origin, seq)) {
+            return;
+        }
+        if self.delivered.len() >= MAX_REMEMBERED_BROADCASTS {
+            // Forget the oldest delivery to stay bounded.
+            if let Some(oldest) = self.delivered.iter().min_by_key(|(_, at)| **at).map(|(k, _)| *k) {
+                self.delivered.remove(&oldest);
+            }
+        }
+        self.delivered.insert((origin, seq), self.now);
+        let item = Gossip::UserBroadcast { origin, seq, payload: payload.clone() };
+        self.queue.push(Key::User(origin, seq), &item);
+        self.emit(Event::Broadcast { origin, payload });
+    }
+
+    /// A push-pull record is a claim, except that a remote verdict of Failed is only a
+    /// suspicion here (as memberlist): this member runs its own timer before it agrees.
+    fn merge_record(&mut self, sender: NodeId, record: MemberRecord) {
+        let state = match record.state {
+            MemberState::Failed => MemberState::Suspect,
+            other => other,
+        };
+        let known = self.peers.contains_key(&record.id);
+        if !known && state == MemberState::Suspect {
+            // Learn it alive first, so that it can be suspected and time out here too.
+            self.apply_claim(Claim {
+                id: record.id,
+                incarnation: record.incarnation,
+                state: MemberState::Alive,
+                addr: Some(record.addr),
+                tags: Some(record.tags),
+                accuser: record.id,
+            });
+            self.apply_claim(Claim::accusation(record.id, record.incarnation, state, sender));
+            return;
+        }
+        let (addr, tags) = (Some(record.addr), Some(record.tags));
+        let accuser = if state == MemberState::Suspect { sender } else { record.id };
+        self.apply_claim(Claim { id: record.id, incarnation: record.incarnation, state, addr, tags, accuser });
+    }
+
+    /// Applies one claim under SWIM's precedence, emitting events and re-gossiping what changed.
+    fn apply_claim(&mut self, claim: Claim) {
+        if claim.incarnation >= MAX_INCARNATION {
+            self.stats.dropped.invalid += 1;
+            return;
+        }
+        if claim.id == self.id {
+            self.claim_about_me(&claim);
+            return;
+        }
+        let Some(peer) = self.peers.get(&claim.id) else {
+            // Only an Alive claim brings a member in: the others name no address.
+            if claim.state == MemberState::Alive {
+                if let Some(addr) = claim.addr {
+                    let member = Member {
+                        id: claim.id,
+                        addr,
+                        incarnation: claim.incarnation,
+                        state: MemberState::Alive,
+                        tags: claim.tags.unwrap_or_default(),
+                    };
+                    self.peers.insert(claim.id, Peer::new(member.clone(), self.now));
+                    self.live += 1;
+                    self.ring_dirty = true;
+                    self.queue.push(Key::Member(claim.id), &gossip_alive(&member));
+                    self.emit(Event::MemberJoined(member));
+                }
+            }
+            return;
+        };
+        let before = (peer.member.incarnation, peer.member.state);
+        match precedence(before, (claim.incarnation, claim.state)) {
+            Verdict::Ignore => {}
+            Verdict::Confirm => {
+                let confirmed = self.suspicions.get_mut(&claim.id).is_some_and(|s| s.confirm(claim.accuser));
+                if confirmed {
+                    let item = Gossip::Suspect { id: claim.id, incarnation: claim.incarnation, accuser: claim.accuser };
+                    self.queue.push(Key::Member(claim.id), &item);
+                }
+            }
+            Verdict::Apply => self.change_state(claim, before),
+        }
+    }
+
+    fn change_state(&mut self, claim: Claim, (old_incarnation, old_state): (u64, MemberState)) {
+        let now = self.now;
+        let live_before = old_state.is_live();
+        let peer = self.peers.get_mut(&claim.id).expect("present: the caller looked it up");
+        let old_tags_addr = (peer.member.tags.clone(), peer.member.addr);
+        peer.member.incarnation = claim.incarnation;
+        peer.member.state = claim.state;
+        if let Some(addr) = claim.addr {
+            peer.member.addr = addr;
+        }
+        if let Some(tags) = claim.tags {
+            peer.member.tags = tags;
+        }
+        if old_state != claim.state {
+            peer.since = now;
+        }
+        peer.probing = None;
+        let member = peer.member.clone();
+        let live_after = member.state.is_live();
+        if live_before != live_after {
+            self.ring_dirty = true;
+            if live_after {
+                self.live += 1;
+            } else {
+                self.live -= 1;
+            }
+        }
+        if claim.state != MemberState::Suspect {
+            self.suspicions.remove(&claim.id);
+        }
+        let item = match claim.state {
+            MemberState::Alive => gossip_alive(&member),
+            MemberState::Suspect => {
+                Gossip::Suspect { id: claim.id, incarnation: claim.incarnation, accuser: claim.accuser }
+            }
+            MemberState::Failed => Gossip::Failed { id: claim.id, incarnation: claim.incarnation, accuser: claim.accuser },
+            MemberState::Left => Gossip::Leave { id: claim.id, incarnation: claim.incarnation },
+        };
+        self.queue.push(Key::Member(claim.id), &item);
+        let event = match (old_state, claim.state) {
+            (MemberState::Left, MemberState::Alive) => Event::MemberJoined(member),
+            (MemberState::Suspect | MemberState::Failed, MemberState::Alive) => Event::MemberRecovered(member),
+            (MemberState::Alive, MemberState::Alive) => {
+                if (member.tags.clone(), member.addr) == old_tags_addr {
+                    return;
+                }
+                Event::MemberUpdated(member)
+            }
+            (_, MemberState::Suspect) => {
+                self.start_suspicion(claim.id, claim.accuser);
+                if old_state == MemberState::Suspect {
+                    // A fresh suspicion at a higher incarnation: the member was already
+                    // reported suspect.
+                    let _ = old_incarnation;
+                    return;
+                }
+                Event::MemberSuspected(member)
+            }
+            (_, MemberState::Failed) => Event::MemberFailed(member),
+            (_, MemberState::Left) => Event::MemberLeft(member),
+        };
+        self.emit(event);
+    }
+
+    fn start_suspicion(&mut self, id: NodeId, accuser: NodeId) {
+        let min = suspicion_min(self.config.suspicion_mult, self.live, self.config.probe_interval);
+        let max = min.saturating_mul(self.config.suspicion_max_timeout_mult);
+        let k = self.config.suspicion_mult.saturating_sub(2);
+        self.suspicions.insert(id, Suspicion::new(self.now, accuser, min, max, k));
+    }
+
+    /// Claims about this member: refute whatever says it is not alive, and take any
+    /// incarnation someone remembers above its own.
+    fn claim_about_me(&mut self, claim: &Claim) {
+        if !self.is_active() {
+            return;
+        }
+        let mine = self.durable.incarnation;
+        let must_refute = match claim.state {
+            MemberState::Alive => {
+                claim.incarnation > mine
+                    || (claim.incarnation == mine && claim.addr.is_some_and(|a| a != self.addr))
+            }
+            _ => claim.incarnation >= mine,
+        };
+        if must_refute {
+            self.awareness.apply(1);
+            self.bump_incarnation(claim.incarnation.max(mine));
+        }
+    }
+
+    /// Moves this member's incarnation above `above`, persists it, then gossips it.
+    fn bump_incarnation(&mut self, above: u64) {
+        let incarnation = above.saturating_add(1).min(MAX_INCARNATION - 1);
+        self.durable.incarnation = incarnation;
+        self.outputs.push_back(Output::Persist(self.durable.clone()));
+        let me = self.peers.get_mut(&self.id).expect("a node always knows itself");
+        me.member.incarnation = incarnation;
+        let item = gossip_alive(&me.member);
+        self.queue.push(Key::Member(self.id), &item);
+    }
+
+    // ----- ring --------------------------------------------------------------------
+
+    /// Recomputes the peers this member watches: its `monitors` live predecessors.
+    fn refresh_ring(&mut self) {
+        if !self.ring_dirty {
+            return;
+        }
+        self.ring_dirty = false;
+        let mut watched = Vec::with_capacity(self.config.monitors);
+        if self.is_active() {
+            let before = self.peers.range(..self.id).rev();
+            let after = self.peers.range(self.id..).rev();
+            for (id, peer) in before.chain(after) {
+                if watched.len() == self.config.monitors {
+                    break;
+                }
+                if *id != self.id && peer.member.state.is_live() {
+                    watched.push(*id);
+                }
+            }
+        }
+        for id in &self.watched {
+            if !watched.contains(id) {
+                if let Some(peer) = self.peers.get_mut(id) {
+                    peer.detector = None;
+                }
+            }
+        }
+        for id in &watched {
+            if let Some(peer) = self.peers.get_mut(id) {
+                if peer.detector.is_none() {
+                    // Start from a heartbeat now: a peer that never answers must still
+                    // become late.
+                    let mut detector = PhiAccrual::new(self.config.phi.clone());
+                    detector.heartbeat(self.now);
+                    peer.detector = Some(detector);
+                }
+            }
+        }
+        self.watched = watched;
+    }
+
+    // ----- sending -----------------------------------------------------------------
+
+    /// Sends a message whose gossip list is empty, packing pending updates into it.
+    fn send_gossiping(&mut self, to: SocketAddr, message: Message) {
+        let header = Header { cluster_id: self.config.cluster_id, sender: self.id };
+        let kind = message.kind();
+        let Some(mut writer) = DatagramWriter::new(header, &message, self.config.max_datagram) else {
+            debug_assert!(false, "fixed-size messages always fit the minimum max_datagram");
+            return;
+        };
+        let limit = retransmit_limit(self.config.retransmit_mult, self.live);
+        self.queue.fill(&mut writer, limit);
+        self.stats.gossip_sent += writer.count() as u64;
+        self.transmit(to, kind, writer.finish());
+    }
+
+    fn send(&mut self, to: SocketAddr, message: &Message) {
+        let header = Header { cluster_id: self.config.cluster_id, sender: self.id };
+        match wire::encode(header, message, self.config.max_datagram) {
+            Ok(payload) => self.transmit(to, message.kind(), payload),
+            Err(_) => debug_assert!(false, "messages are sized to fit before they are built"),
+        }
+    }
+
+    fn transmit(&mut self, to: SocketAddr, kind: wire::MessageKind, payload: Vec<u8>) {
+        self.stats.sent.add(kind);
+        self.stats.bytes_sent += payload.len() as u64;
+        self.outputs.push_back(Output::Transmit(Transmit { to, payload }));
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.outputs.push_back(Output::Event(event));
+    }
+
+    // ----- helpers -----------------------------------------------------------------
+
+    /// Protocol rules about who may say what.
+    fn check(&self, header: Header, message: &Message) -> Result<(), WireError> {
+        match message {
+            Message::Ping { target, .. } if *target != self.id => {
+                Err(WireError::Invalid { why: "ping meant for another member" })
+            }
+            Message::Join { member } if member.id != header.sender => {
+                Err(WireError::Invalid { why: "join for another member than the sender" })
+            }
+            _ if header.sender == self.id => Err(WireError::Invalid { why: "datagram claims to come from this member" }),
+            _ => Ok(()),
+        }
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    /// Up to `count` distinct random other members that pass `eligible`.
+    fn random_members(&mut self, count: usize, eligible: impl Fn(&Peer) -> bool) -> Vec<NodeId> {
+        let mut candidates: Vec<NodeId> =
+            self.peers.values().filter(|p| p.member.id != self.id && eligible(p)).map(|p| p.member.id).collect();
+        let count = count.min(candidates.len());
+        // A partial Fisher-Yates shuffle: the first `count` are a uniform sample.
+        for i in 0..count {
+            let j = self.rng.random_range(i..candidates.len());
+            candidates.swap(i, j);
+        }
+        candidates.truncate(count);
+        candidates
+    }
+
+    /// The largest user broadcast payload that fits a datagram on its own.
+    fn max_broadcast(&self) -> usize {
+        // Envelope, message tag, list length, item tag, origin and seq varints, payload length.
+        self.config.max_datagram - wire::HEADER_LEN - 1 - 1 - 1 - 10 - 10 - 3
+    }
+}
+
+impl Peer {
+    fn new(member: Member, now: Instant) -> Self {
+        Self { member, since: now, detector: None, next_indirect: now, probing: None }
+    }
+}
+
+impl Claim {
+    fn accusation(id: NodeId, incarnation: u64, state: MemberState, accuser: NodeId) -> Self {
+        Self { id, incarnation, state, addr: None, tags: None, accuser }
+    }
+
+    fn from_gossip(item: Gossip) -> Option<Self> {
+        Some(match item {
+            Gossip::Alive { id, incarnation, addr, tags } => {
+                Self { id, incarnation, state: MemberState::Alive, addr: Some(addr), tags: Some(tags), accuser: id }
+            }
+            Gossip::Suspect { id, incarnation, accuser } => {
+                Self::accusation(id, incarnation, MemberState::Suspect, accuser)
+            }
+            Gossip::Failed { id, incarnation, accuser } => Self::accusation(id, incarnation, MemberState::Failed, accuser),
+            Gossip::Leave { id, incarnation } => Self::accusation(id, incarnation, MemberState::Left, id),
+            Gossip::UserBroadcast { .. } => return None,
+        })
+    }
+}
+
+impl From<&Member> for MemberRecord {
+    fn from(m: &Member) -> Self {
+        Self { id: m.id, addr: m.addr, incarnation: m.incarnation, state: m.state, tags: m.tags.clone() }
+    }
+}
+
+fn gossip_alive(member: &Member) -> Gossip {
+    Gossip::Alive { id: member.id, incarnation: member.incarnation, addr: member.addr, tags: member.tags.clone() }
+}
+
+/// A uniformly random duration in `[0, max)`.
+fn jitter(rng: &mut ChaCha8Rng, max: Duration) -> Duration {
+    let nanos = crate::time::duration_nanos(max);
+    if nanos == 0 {
+        Duration::ZERO
+    } else {
+        Duration::from_nanos(rng.random_range(0..nanos))
+    }
+}
+
+/// memberlist's push-pull scaling: above 32 members, `interval * (ceil(log2 n - 5) + 1)`.
+fn push_pull_interval(interval: Duration, n: usize) -> Duration {
+    if n <= 32 {
+        return interval;
+    }
+    let multiplier = ((n as f64).log2() - 5.0).ceil() + 1.0;
+    interval.mul_f64(multiplier)
+}
