@@ -1,0 +1,1 @@
+//! The turmoil engine (in progress).
