@@ -374,9 +374,9 @@ impl Report {
 #[derive(Debug)]
 enum What {
     /// A datagram reaches `to`'s host.
-    Arrive { to: u32, from: u32, payload: Vec<u8> },
+    Arrive { to: u32, from: u32, payload: Vec<u8>, sent: u64 },
     /// A datagram that waited behind a slow or paused process is handled.
-    Handle { to: u32, from: u32, payload: Vec<u8>, life: u32 },
+    Handle { to: u32, from: u32, payload: Vec<u8>, sent: u64, life: u32 },
     /// A member's timer.
     Timer { node: u32, life: u32 },
     /// The plan's `index`-th step.
@@ -725,10 +725,10 @@ impl Sim {
         self.now = self.now.max(at);
         self.stats.steps += 1;
         match what {
-            What::Arrive { to, from, payload } => self.arrive(to, from, payload),
-            What::Handle { to, from, payload, life } => {
+            What::Arrive { to, from, payload, sent } => self.arrive(to, from, payload, sent),
+            What::Handle { to, from, payload, sent, life } => {
                 if self.slots[to as usize].node.is_some() && self.slots[to as usize].life == life {
-                    self.deliver(to, from, payload);
+                    self.deliver(to, from, payload, sent);
                 } else {
                     self.dropped(from, Some(to), &payload, DropReason::Down);
                 }
@@ -886,12 +886,12 @@ impl Sim {
             let again = sample_latency(&params.latency, &mut self.rng);
             self.stats.duplicated += 1;
             let copy = payload.clone();
-            self.push(self.now + again, What::Arrive { to, from, payload: copy });
+            self.push(self.now + again, What::Arrive { to, from, payload: copy, sent: self.now });
         }
-        self.push(self.now + delay, What::Arrive { to, from, payload });
+        self.push(self.now + delay, What::Arrive { to, from, payload, sent: self.now });
     }
 
-    fn arrive(&mut self, to: u32, from: u32, payload: Vec<u8>) {
+    fn arrive(&mut self, to: u32, from: u32, payload: Vec<u8>, sent: u64) {
         let now = self.now;
         let slot = &mut self.slots[to as usize];
         if slot.node.is_none() {
@@ -902,13 +902,13 @@ impl Sim {
             let done = now.max(slot.busy_until) + slot.slow;
             slot.busy_until = done;
             let life = slot.life;
-            self.push(done, What::Handle { to, from, payload, life });
+            self.push(done, What::Handle { to, from, payload, sent, life });
             return;
         }
-        self.deliver(to, from, payload);
+        self.deliver(to, from, payload, sent);
     }
 
-    fn deliver(&mut self, to: u32, from: u32, payload: Vec<u8>) {
+    fn deliver(&mut self, to: u32, from: u32, payload: Vec<u8>, sent: u64) {
         let from_addr = self.slots[from as usize].addr;
         let mut result = Ok(());
         self.interact(to, |n, now| result = n.handle_datagram(now, from_addr, &payload));
@@ -916,6 +916,7 @@ impl Sim {
         let h = &mut self.hasher;
         h.lane(if result.is_ok() { tag::DELIVERED } else { tag::REJECTED });
         h.lane(self.now);
+        h.lane(sent);
         h.lane(self.slots[from as usize].id.0);
         h.lane(self.slots[to as usize].id.0);
         h.lane(payload.len() as u64);
@@ -926,6 +927,7 @@ impl Sim {
         if self.mode == TraceMode::Record {
             let record = TraceRecord::Delivered {
                 at: Instant::from_nanos(self.now),
+                sent: Instant::from_nanos(sent),
                 from: self.slots[from as usize].id,
                 to: self.slots[to as usize].id,
                 kind: self.kind_of(to, &payload),

@@ -55,6 +55,8 @@ pub enum TraceRecord {
     Delivered {
         /// Global virtual time.
         at: Instant,
+        /// When it was sent.
+        sent: Instant,
         /// The sender.
         from: NodeId,
         /// The receiver.
@@ -258,11 +260,11 @@ impl std::fmt::Display for TraceRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = |k: &Option<MessageKind>| k.map_or("?", MessageKind::name);
         match self {
-            Self::Delivered { at, from, to, kind: k, len, rejected: None } => {
-                write!(f, "{at} {from} -> {to} {} {len}B", kind(k))
+            Self::Delivered { at, sent, from, to, kind: k, len, rejected: None } => {
+                write!(f, "{at} {from} -> {to} {} {len}B (sent {sent})", kind(k))
             }
-            Self::Delivered { at, from, to, kind: k, len, rejected: Some(why) } => {
-                write!(f, "{at} {from} -> {to} {} {len}B rejected: {why}", kind(k))
+            Self::Delivered { at, sent, from, to, kind: k, len, rejected: Some(why) } => {
+                write!(f, "{at} {from} -> {to} {} {len}B (sent {sent}) rejected: {why}", kind(k))
             }
             Self::Dropped { at, from, to, kind: k, reason } => match to {
                 Some(to) => write!(f, "{at} {from} -> {to} {} dropped ({})", kind(k), reason.name()),
