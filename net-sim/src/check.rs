@@ -426,7 +426,10 @@ mod tests {
         assert_eq!(c.false_verdicts(), 2);
     }
 
-    fn snapshot(at: u64, nodes: &[(u64, bool, &[(u64, MemberState)])]) -> ClusterSnapshot {
+    /// A member's id, whether it runs, and its view.
+    type View<'a> = (u64, bool, &'a [(u64, MemberState)]);
+
+    fn snapshot(at: u64, nodes: &[View<'_>]) -> ClusterSnapshot {
         ClusterSnapshot {
             at: Instant::from_secs(at),
             nodes: nodes

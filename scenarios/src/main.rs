@@ -1,2 +1,43 @@
-//! The `conclave` command.
-fn main() {}
+//! The `conclave` command: `conclave bench sim` today; run, sweep, replay, shrink and
+//! timeline come with the scenarios issue, each as one more subcommand here.
+#![forbid(unsafe_code)]
+
+use clap::{Parser, Subcommand};
+
+mod sim_bench;
+
+/// conclave: cluster membership, failure detection and leader election, simulated.
+#[derive(Debug, Parser)]
+#[command(name = "conclave", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Top,
+}
+
+#[derive(Debug, Subcommand)]
+enum Top {
+    /// Reproducible benchmarks.
+    #[command(subcommand)]
+    Bench(Bench),
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// The simulator's speed: delivered messages per wall second and virtual/wall speedup,
+    /// fast engine against turmoil.
+    Sim(sim_bench::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Top::Bench(Bench::Sim(args)) => sim_bench::run(&args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("conclave: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
