@@ -45,7 +45,7 @@ fn a_violation_names_seed_time_plan_and_replay_command() {
     assert_eq!(v.seed, 99);
     assert!(v.at > Instant::from_secs(3));
     assert!(v.message.contains("suspects n2"), "{}", v.message);
-    assert_eq!(conclave_sim::FaultPlan::from_json(&v.plan).unwrap(), plan);
+    assert_eq!(FaultPlan::from_json(&v.plan).unwrap(), plan);
     let shown = v.to_string();
     assert!(shown.contains("seed 99") && shown.contains("replay: "), "{shown}");
     assert!(
