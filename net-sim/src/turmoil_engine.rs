@@ -405,7 +405,10 @@ impl Host {
             }
             let wake = [node.poll_timeout(), join_at].into_iter().flatten().min();
             let sleep = wake.map_or(Duration::from_secs(3600), |t| t - now());
+            // `biased`: tokio otherwise picks the first branch to poll at random, from a
+            // thread-local RNG that no seed controls.
             tokio::select! {
+                biased;
                 received = socket.recv_from(&mut buf) => {
                     let (len, from) = received?;
                     let ok = node.handle_datagram(now(), from, &buf[..len]).is_ok();
@@ -461,5 +464,14 @@ mod tests {
         assert!(report.delivered > 50, "{report:?}");
         assert_eq!(report.unsupported.len(), 1);
         assert!(report.snapshot.nodes.iter().all(|n| n.up && n.view.len() == 4), "{:?}", report.snapshot);
+    }
+
+    #[test]
+    fn turmoil_runs_are_deterministic() {
+        let run = || {
+            let r = TurmoilBuilder::new().seed(9).members(5).run(Duration::from_secs(4)).unwrap();
+            (r.delivered, r.sent, r.events, r.snapshot)
+        };
+        assert_eq!(run(), run());
     }
 }
