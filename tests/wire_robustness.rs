@@ -188,9 +188,9 @@ fn reseal(bytes: &mut [u8]) {
     bytes[21..25].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// CRC-32 (IEEE, reflected, polynomial 0xEDB88320), bit by bit: the facade's tests do not
-/// depend on crc32fast, and the wire format names the algorithm, not the crate.
-
+/// Feeds `bytes` to a running CRC-32 (IEEE, reflected, polynomial 0xEDB88320), bit by bit:
+/// the facade's tests do not depend on crc32fast, and the wire format names the algorithm,
+/// not the crate.
 fn crc_update(mut crc: u32, bytes: &[u8]) -> u32 {
     for &byte in bytes {
         crc ^= u32::from(byte);
