@@ -57,12 +57,16 @@ pub struct PhiAccrual {
     sum: f64,
     sum_squares: f64,
     last: Option<Instant>,
+    /// Standard deviations past the mean at which phi reaches the threshold; fixed by the
+    /// threshold, so computed once.
+    threshold_y: f64,
 }
 
 impl PhiAccrual {
     /// A detector that has heard nothing yet; its window holds the two seed samples.
     pub fn new(params: PhiParams) -> Self {
         let mut detector = Self {
+            threshold_y: logistic_y_for_phi(params.threshold),
             intervals: VecDeque::with_capacity(params.max_sample_size.clamp(2, 64)),
             params,
             sum: 0.0,
@@ -111,8 +115,7 @@ impl PhiAccrual {
     pub fn deadline(&self) -> Option<Instant> {
         let last = self.last?;
         let mean = self.mean() + millis(self.params.acceptable_pause);
-        let y = logistic_y_for_phi(self.params.threshold);
-        let after_ms = (mean + y * self.effective_std_dev()).max(0.0);
+        let after_ms = (mean + self.threshold_y * self.effective_std_dev()).max(0.0);
         // Whole nanoseconds, rounded up so that phi(deadline) >= threshold.
         let nanos = (after_ms * 1e6).ceil();
         let nanos = if nanos >= u64::MAX as f64 { u64::MAX } else { nanos as u64 };

@@ -58,6 +58,8 @@ pub mod wire;
 
 #[cfg(fuzzing)]
 pub mod fuzzing;
+#[cfg(test)]
+mod testkit;
 
 pub use config::{Config, ConfigError, NodeConfig};
 pub use detector::{PhiAccrual, PhiParams};

@@ -87,6 +87,7 @@ pub struct Node {
     next_probe: Instant,
     next_gossip: Instant,
     next_push_pull: Instant,
+    next_stranger_sync: Instant,
     join: Option<JoinAttempt>,
     seeds: Vec<SocketAddr>,
     outputs: VecDeque<Output>,
@@ -192,6 +193,7 @@ impl Node {
             acked_since_tick: false,
             next_probe: first_probe,
             next_push_pull: first_push_pull,
+            next_stranger_sync: now,
             join: None,
             seeds: Vec::new(),
             outputs: VecDeque::new(),
@@ -305,6 +307,9 @@ impl Node {
         let sender = header.sender;
         if let Some(detector) = self.peers.get_mut(&sender).and_then(|p| p.detector.as_mut()) {
             detector.heartbeat(now);
+        }
+        if !self.peers.contains_key(&sender) && !matches!(message, Message::Join { .. } | Message::PushPull { .. }) {
+            self.sync_with_stranger(from);
         }
         let gossip_count = message.gossip().len();
         self.stats.gossip_received += gossip_count as u64;
@@ -475,13 +480,23 @@ impl Node {
     }
 
     /// When the indirect probe of a watched peer falls due: when its phi reaches the
-    /// threshold, but not while one is in flight, nor for a peer already suspected.
+    /// threshold, but not while one is in flight, nor once this member accused it.
     fn indirect_probe_due(&self, peer: &Peer) -> Option<Instant> {
-        if peer.probing.is_some() || peer.member.state != MemberState::Alive {
+        if peer.probing.is_some() || !self.may_accuse(peer) {
             return None;
         }
         let deadline = peer.detector.as_ref()?.deadline()?;
         Some(deadline.max(peer.next_indirect))
+    }
+
+    /// An Alive peer may be accused; a Suspect one may be accused once more by each
+    /// member, which is what makes the Lifeguard confirmations independent.
+    fn may_accuse(&self, peer: &Peer) -> bool {
+        match peer.member.state {
+            MemberState::Alive => true,
+            MemberState::Suspect => self.suspicions.get(&peer.member.id).is_some_and(|s| !s.accused_by(self.id)),
+            MemberState::Failed | MemberState::Left => false,
+        }
     }
 
     fn start_due_indirect_probes(&mut self, now: Instant) {
@@ -497,7 +512,7 @@ impl Node {
     /// SWIM's second step: ping the peer again and ask `indirect_checks` others to ping it.
     fn start_indirect_probe(&mut self, target: NodeId, now: Instant) {
         let Some(peer) = self.peers.get(&target) else { return };
-        if peer.probing.is_some() || !peer.member.state.is_live() {
+        if peer.probing.is_some() || !self.may_accuse(peer) {
             return;
         }
         let target_addr = peer.member.addr;
@@ -564,7 +579,8 @@ impl Node {
             self.awareness.apply(i64::try_from(missed).unwrap_or(i64::MAX));
             let Some(peer) = self.peers.get_mut(&probe.target) else { continue };
             peer.probing = None;
-            if peer.member.state == MemberState::Alive {
+            if peer.member.state.is_live() {
+                // Suspects it, or confirms the running suspicion of it.
                 let incarnation = peer.member.incarnation;
                 let claim = Claim::accusation(probe.target, incarnation, MemberState::Suspect, self.id);
                 self.apply_claim(claim);
@@ -638,6 +654,17 @@ impl Node {
             let part = u16::try_from(i).unwrap_or(u16::MAX);
             self.send(to, &Message::PushPull { reply, part, parts: count, members });
         }
+    }
+
+    /// A member that hears from one it does not know has missed gossip (members that
+    /// joined at once, a dissemination that died out): exchange views with it. At most one
+    /// such exchange per gossip interval, so forged senders cannot make it a flood.
+    fn sync_with_stranger(&mut self, from: SocketAddr) {
+        if !self.is_active() || self.now < self.next_stranger_sync {
+            return;
+        }
+        self.next_stranger_sync = self.now + self.config.gossip_interval;
+        self.send_state(from, true);
     }
 
     fn reap(&mut self, now: Instant) {
@@ -1070,3 +1097,6 @@ fn push_pull_interval(interval: Duration, n: usize) -> Duration {
     let multiplier = ((n as f64).log2() - 5.0).ceil() + 1.0;
     interval.mul_f64(multiplier)
 }
+
+#[cfg(test)]
+mod tests;

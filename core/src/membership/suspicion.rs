@@ -23,6 +23,9 @@ pub(crate) fn suspicion_timeout(min: Duration, max: Duration, k: u32, confirmati
     Duration::from_secs_f64(shrunk.max(min.as_secs_f64()))
 }
 
+/// The most accusers one suspicion remembers.
+const MAX_ACCUSERS: usize = 64;
+
 /// A running suspicion of one member at one incarnation.
 #[derive(Clone, Debug)]
 pub(crate) struct Suspicion {
@@ -41,18 +44,26 @@ impl Suspicion {
         Self { start, min, max, k, accusers: BTreeSet::from([accuser]) }
     }
 
-    /// Counts an independent confirmation; `true` if `accuser` is new, which is when the
-    /// suspicion is worth gossiping again.
+    /// Counts an independent confirmation; `true` if it shortened the timeout, which is
+    /// when the suspicion is worth gossiping again.
+    ///
+    /// Accusers beyond `k` change nothing but are still remembered (up to a bound), so a
+    /// member knows not to accuse twice.
     pub(crate) fn confirm(&mut self, accuser: NodeId) -> bool {
-        // Confirmations beyond k change nothing; stop growing the set there.
-        if self.confirmations() >= self.k {
-            return false;
+        let before = self.confirmations();
+        if self.accusers.len() < MAX_ACCUSERS {
+            self.accusers.insert(accuser);
         }
-        self.accusers.insert(accuser)
+        self.confirmations() > before
+    }
+
+    /// Whether `id` has accused (or confirmed) this suspicion.
+    pub(crate) fn accused_by(&self, id: NodeId) -> bool {
+        self.accusers.contains(&id)
     }
 
     pub(crate) fn confirmations(&self) -> u32 {
-        u32::try_from(self.accusers.len().saturating_sub(1)).unwrap_or(u32::MAX)
+        u32::try_from(self.accusers.len().saturating_sub(1)).unwrap_or(u32::MAX).min(self.k)
     }
 
     pub(crate) fn deadline(&self) -> Instant {

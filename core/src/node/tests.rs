@@ -1,0 +1,375 @@
+//! Membership behaviour, in virtual time on the in-crate harness.
+
+use std::time::Duration;
+
+use super::MAX_INCARNATION;
+use crate::testkit::{addr, Cluster};
+use crate::wire::{self, Gossip, Header, MemberRecord, Message};
+use crate::{Command, Config, Event, Instant, MemberState, NodeId, Output, Tags};
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn formed(n: usize, seed: u64) -> Cluster {
+    let mut cluster = Cluster::new(n, Config::lan(), seed);
+    cluster.run_for(secs(5));
+    assert!(cluster.converged(), "{n} members did not converge in 5 s");
+    cluster
+}
+
+fn datagram(sender: u64, message: &Message) -> Vec<u8> {
+    let header = Header { cluster_id: Config::lan().cluster_id, sender: NodeId(sender) };
+    wire::encode(header, message, Config::lan().max_datagram).expect("fits")
+}
+
+fn gossip(sender: u64, items: Vec<Gossip>) -> Vec<u8> {
+    datagram(sender, &Message::Gossip { gossip: items })
+}
+
+#[test]
+fn members_join_through_one_seed_and_each_is_announced_once() {
+    let cluster = formed(10, 1);
+    for observer in 0..10u64 {
+        for about in (0..10u64).filter(|&a| a != observer) {
+            let joined = cluster
+                .seen(|e| matches!(e, Event::MemberJoined(m) if m.id == NodeId(about)))
+                .iter()
+                .filter(|s| s.observer == NodeId(observer))
+                .count();
+            assert_eq!(joined, 1, "n{observer} announced n{about} {joined} times");
+        }
+    }
+    assert!(cluster.seen(|e| !matches!(e, Event::MemberJoined(_))).is_empty(), "nothing else happened");
+}
+
+#[test]
+fn a_crash_is_detected_by_every_live_member_once() {
+    let mut cluster = formed(5, 2);
+    cluster.crash(3);
+    let crashed_at = cluster.now;
+    cluster.run_for(secs(10));
+    let mut verdicts = cluster.failed_verdicts(NodeId(3));
+    verdicts.sort();
+    assert_eq!(verdicts, vec![NodeId(0), NodeId(1), NodeId(2), NodeId(4)]);
+    let suspected = cluster.seen(|e| matches!(e, Event::MemberSuspected(m) if m.id == NodeId(3)));
+    assert!(suspected.len() <= 4, "at most one suspicion event per observer");
+    let last = cluster.seen(|e| matches!(e, Event::MemberFailed(_))).iter().map(|s| s.at).max().unwrap();
+    assert!(last - crashed_at <= secs(4), "detected everywhere after {:?}", last - crashed_at);
+    for i in [0, 1, 2, 4] {
+        assert_eq!(cluster.node(i).live_members(), 4);
+    }
+}
+
+#[test]
+fn a_paused_member_refutes_and_is_not_declared_failed() {
+    let mut cluster = formed(5, 3);
+    let config = Config::lan();
+    let window = crate::membership::suspicion::suspicion_min(config.suspicion_mult, 5, config.probe_interval);
+    let incarnation = cluster.node(2).incarnation();
+    cluster.pause(2, window);
+    cluster.run_for(secs(30));
+    assert!(
+        !cluster.seen(|e| matches!(e, Event::MemberSuspected(m) if m.id == NodeId(2))).is_empty(),
+        "a pause of {window:?} should have been noticed"
+    );
+    assert!(cluster.failed_verdicts(NodeId(2)).is_empty(), "a paused member was declared failed");
+    assert!(cluster.node(2).incarnation() > incarnation, "it refuted");
+    assert!(cluster.node(2).health() > 0 || cluster.node(2).incarnation() > incarnation);
+    assert!(cluster.converged());
+}
+
+#[test]
+fn one_lossy_link_alone_never_causes_a_failure_verdict() {
+    let mut cluster = formed(5, 4);
+    // n2 watches n1 (its predecessor on the ring); cut them off from each other entirely.
+    assert!(cluster.node(2).watched().contains(&NodeId(1)));
+    cluster.link_loss.insert((1, 2), 1.0);
+    cluster.link_loss.insert((2, 1), 1.0);
+    let ping_reqs_before = cluster.node(2).stats().sent.get(wire::MessageKind::PingReq);
+    cluster.run_for(secs(120));
+    assert!(
+        cluster.node(2).stats().sent.get(wire::MessageKind::PingReq) > ping_reqs_before,
+        "n2 should have probed n1 indirectly"
+    );
+    assert!(cluster.seen(|e| matches!(e, Event::MemberFailed(_))).is_empty());
+    assert!(cluster.converged());
+}
+
+#[test]
+fn twenty_percent_loss_for_ten_minutes_gives_no_false_verdict() {
+    let mut cluster = formed(10, 5);
+    cluster.loss = 0.2;
+    cluster.run_for(secs(600));
+    let failed = cluster.seen(|e| matches!(e, Event::MemberFailed(_)));
+    assert!(failed.is_empty(), "false verdicts: {failed:?}");
+    let probes: u64 = (0..10).map(|i| cluster.node(i).stats().sent.get(wire::MessageKind::PingReq)).sum();
+    assert!(probes > 0, "loss this heavy must have triggered indirect probes");
+}
+
+#[test]
+fn a_restarted_member_rejoins_with_its_disk() {
+    let mut cluster = formed(5, 6);
+    cluster.crash(4);
+    cluster.run_for(secs(10));
+    assert_eq!(cluster.failed_verdicts(NodeId(4)).len(), 4);
+    let remembered = cluster.node(0).member(NodeId(4)).unwrap().incarnation;
+    cluster.restart(4, true);
+    cluster.run_for(secs(5));
+    assert!(cluster.converged());
+    assert!(cluster.node(0).member(NodeId(4)).unwrap().incarnation > remembered);
+    assert_eq!(cluster.seen(|e| matches!(e, Event::MemberRecovered(m) if m.id == NodeId(4))).len(), 4);
+}
+
+#[test]
+fn a_restarted_member_rejoins_whatever_incarnation_its_peers_remember() {
+    let mut cluster = formed(5, 7);
+    // Drive n4's incarnation up (each tag change bumps it), then lose its disk.
+    for i in 0..40 {
+        cluster.command(4, Command::SetTags(Tags::from([("round".into(), i.to_string())])));
+        cluster.run_for(Duration::from_millis(50));
+    }
+    cluster.run_for(secs(5));
+    let remembered = cluster.node(0).member(NodeId(4)).unwrap().incarnation;
+    assert!(remembered >= 40);
+    cluster.crash(4);
+    cluster.run_for(secs(10));
+    cluster.restart(4, false);
+    assert_eq!(cluster.node(4).incarnation(), 0, "amnesia: it starts from zero");
+    cluster.run_for(secs(5));
+    assert!(cluster.converged(), "the restarted member is alive everywhere");
+    assert!(cluster.node(4).incarnation() > remembered);
+    assert!(cluster.durable(4).unwrap().incarnation > remembered, "and persisted it");
+}
+
+#[test]
+fn a_graceful_leave_is_announced_once_and_never_as_a_failure() {
+    let mut cluster = formed(6, 8);
+    cluster.command(5, Command::Leave);
+    cluster.run_for(secs(20));
+    assert_eq!(cluster.seen(|e| matches!(e, Event::MemberLeft(m) if m.id == NodeId(5))).len(), 5);
+    assert!(cluster.seen(|e| matches!(e, Event::MemberFailed(_) | Event::MemberSuspected(_))).is_empty());
+    for i in 0..5 {
+        assert_eq!(cluster.node(i).member(NodeId(5)).unwrap().state, MemberState::Left);
+    }
+    assert_eq!(cluster.node(5).poll_timeout(), None, "a member that left goes quiet");
+}
+
+#[test]
+fn tags_reach_everyone_as_one_update() {
+    let mut cluster = formed(6, 9);
+    let tags = Tags::from([("zone".to_string(), "eu-1".to_string())]);
+    cluster.command(1, Command::SetTags(tags.clone()));
+    cluster.run_for(secs(5));
+    let updates = cluster.seen(|e| matches!(e, Event::MemberUpdated(m) if m.id == NodeId(1) && m.tags == tags));
+    assert_eq!(updates.len(), 5);
+    let too_big = Tags::from([("k".to_string(), "v".repeat(600))]);
+    let now = cluster.now;
+    assert!(cluster.node_mut(1).handle_command(now, Command::SetTags(too_big)).is_err());
+    assert_eq!(cluster.node(1).member(NodeId(1)).unwrap().tags, tags, "the previous tags stay");
+}
+
+#[test]
+fn a_broadcast_is_delivered_once_to_every_other_member() {
+    let mut cluster = formed(8, 10);
+    cluster.command(3, Command::Broadcast(b"deploy v2".to_vec()));
+    cluster.run_for(secs(10));
+    let delivered = cluster.seen(|e| matches!(e, Event::Broadcast { origin, payload } if *origin == NodeId(3) && payload == b"deploy v2"));
+    let mut observers: Vec<NodeId> = delivered.iter().map(|s| s.observer).collect();
+    observers.sort();
+    assert_eq!(observers, (0..8).filter(|&i| i != 3).map(NodeId).collect::<Vec<_>>());
+    let now = cluster.now;
+    let max = cluster.config.max_datagram;
+    assert!(cluster.node_mut(3).handle_command(now, Command::Broadcast(vec![0; max])).is_err());
+}
+
+#[test]
+fn a_healed_partition_merges_again() {
+    let mut cluster = formed(6, 11);
+    for a in 0..3 {
+        for b in 3..6 {
+            cluster.link_loss.insert((a, b), 1.0);
+            cluster.link_loss.insert((b, a), 1.0);
+        }
+    }
+    cluster.run_for(secs(60));
+    assert_eq!(cluster.node(0).live_members(), 3, "each side sees only itself");
+    assert_eq!(cluster.node(5).live_members(), 3);
+    cluster.link_loss.clear();
+    cluster.run_for(secs(120));
+    assert!(cluster.converged(), "the two sides did not merge");
+}
+
+#[test]
+fn no_datagram_exceeds_max_datagram() {
+    let mut cluster = Cluster::new(40, Config::lan(), 12);
+    for i in 0..40 {
+        let tags = Tags::from([("blob".to_string(), format!("{i:0>490}"))]);
+        cluster.command(i, Command::SetTags(tags));
+    }
+    cluster.run_for(secs(40));
+    assert!(cluster.converged());
+    assert!(cluster.max_transmit <= cluster.config.max_datagram, "{} B sent", cluster.max_transmit);
+    assert!(cluster.max_transmit > 1000, "the test should fill datagrams");
+}
+
+// ----- bad input -------------------------------------------------------------------------
+
+#[test]
+fn forged_incarnations_are_refused() {
+    let mut cluster = formed(4, 20);
+    let before = cluster.node(0).member(NodeId(2)).unwrap().clone();
+    let forged = Gossip::Alive { id: NodeId(2), incarnation: MAX_INCARNATION, addr: addr(2), tags: Tags::new() };
+    cluster.inject(0, addr(1), gossip(1, vec![forged]));
+    let forged_failure = Gossip::Failed { id: NodeId(2), incarnation: u64::MAX, accuser: NodeId(1) };
+    cluster.inject(0, addr(1), gossip(1, vec![forged_failure]));
+    cluster.run_for(Duration::from_millis(10));
+    assert_eq!(cluster.node(0).member(NodeId(2)), Some(&before));
+    assert_eq!(cluster.node(0).stats().dropped.invalid, 2);
+}
+
+#[test]
+fn stale_incarnations_change_nothing() {
+    let mut cluster = formed(4, 21);
+    cluster.command(2, Command::SetTags(Tags::from([("v".into(), "2".into())])));
+    cluster.run_for(secs(3));
+    let current = cluster.node(0).member(NodeId(2)).unwrap().clone();
+    assert!(current.incarnation >= 1);
+    let events = cluster.events.len();
+    let stale = vec![
+        Gossip::Suspect { id: NodeId(2), incarnation: current.incarnation - 1, accuser: NodeId(1) },
+        Gossip::Failed { id: NodeId(2), incarnation: current.incarnation - 1, accuser: NodeId(1) },
+        Gossip::Alive { id: NodeId(2), incarnation: current.incarnation - 1, addr: addr(9), tags: Tags::new() },
+        Gossip::Leave { id: NodeId(2), incarnation: current.incarnation - 1 },
+    ];
+    cluster.inject(0, addr(1), gossip(1, stale));
+    cluster.run_for(Duration::from_millis(10));
+    assert_eq!(cluster.node(0).member(NodeId(2)), Some(&current));
+    assert_eq!(cluster.events.len(), events, "no event for stale claims");
+}
+
+#[test]
+fn gossip_about_unknown_members_only_admits_live_ones() {
+    let mut cluster = formed(3, 22);
+    let unknown = vec![
+        Gossip::Suspect { id: NodeId(90), incarnation: 1, accuser: NodeId(1) },
+        Gossip::Failed { id: NodeId(91), incarnation: 1, accuser: NodeId(1) },
+        Gossip::Leave { id: NodeId(92), incarnation: 1 },
+    ];
+    cluster.inject(0, addr(1), gossip(1, unknown));
+    cluster.run_for(Duration::from_millis(10));
+    assert_eq!(cluster.node(0).members().count(), 3, "claims without an address admit no one");
+    let alive = Gossip::Alive { id: NodeId(93), incarnation: 0, addr: addr(93), tags: Tags::new() };
+    cluster.inject(0, addr(1), gossip(1, vec![alive]));
+    cluster.run_for(Duration::from_millis(10));
+    assert_eq!(cluster.node(0).member(NodeId(93)).map(|m| m.state), Some(MemberState::Alive));
+}
+
+#[test]
+fn replayed_and_duplicated_datagrams_deliver_once() {
+    let mut cluster = formed(3, 23);
+    let item = Gossip::UserBroadcast { origin: NodeId(1), seq: 77, payload: b"once".to_vec() };
+    let bytes = gossip(1, vec![item]);
+    for _ in 0..3 {
+        cluster.inject(0, addr(1), bytes.clone());
+    }
+    cluster.run_for(Duration::from_millis(10));
+    cluster.run_for(secs(60));
+    cluster.inject(0, addr(1), bytes);
+    cluster.run_for(Duration::from_millis(10));
+    let at_n0 = cluster
+        .seen(|e| matches!(e, Event::Broadcast { payload, .. } if payload == b"once"))
+        .iter()
+        .filter(|s| s.observer == NodeId(0))
+        .count();
+    assert_eq!(at_n0, 1);
+}
+
+#[test]
+fn suspicion_of_oneself_is_refuted_at_once_and_persisted_first() {
+    let mut cluster = formed(3, 24);
+    let now = cluster.now;
+    let incarnation = cluster.node(0).incarnation();
+    let accusation = gossip(1, vec![Gossip::Suspect { id: NodeId(0), incarnation, accuser: NodeId(1) }]);
+    let node = cluster.node_mut(0);
+    node.handle_datagram(now, addr(1), &accusation).unwrap();
+    assert_eq!(node.incarnation(), incarnation + 1);
+    assert_eq!(node.health(), 1, "having to refute lowers local health");
+    match node.poll_output() {
+        Some(Output::Persist(d)) => assert_eq!(d.incarnation, incarnation + 1),
+        other => panic!("the new incarnation must be persisted before anything else, got {other:?}"),
+    }
+    while node.poll_output().is_some() {}
+    // The refutation rides on the next message out.
+    node.handle_timeout(now + secs(1));
+    let mut refuted = false;
+    while let Some(output) = node.poll_output() {
+        if let Output::Transmit(t) = output {
+            let (_, message) = wire::decode(&t.payload, 0, 1400).unwrap();
+            refuted |= message
+                .gossip()
+                .iter()
+                .any(|g| matches!(g, Gossip::Alive { id, incarnation: i, .. } if *id == NodeId(0) && *i == incarnation + 1));
+        }
+    }
+    assert!(refuted);
+}
+
+#[test]
+fn messages_claiming_another_sender_are_dropped() {
+    let mut cluster = formed(3, 25);
+    let before: Vec<_> = cluster.node(0).members().cloned().collect();
+    let now = cluster.now;
+    // A join whose record names another member than the envelope.
+    let record = MemberRecord { id: NodeId(2), addr: addr(7), incarnation: 99, state: MemberState::Alive, tags: Tags::new() };
+    let join = datagram(1, &Message::Join { member: record });
+    // A datagram that claims to come from the receiver itself.
+    let me = gossip(0, vec![Gossip::Leave { id: NodeId(1), incarnation: 50 }]);
+    // A ping meant for another member.
+    let ping = datagram(1, &Message::Ping { seq: 1, target: NodeId(2), gossip: Vec::new() });
+    let node = cluster.node_mut(0);
+    for bytes in [join, me, ping] {
+        assert!(matches!(node.handle_datagram(now, addr(1), &bytes), Err(wire::WireError::Invalid { .. })));
+    }
+    assert_eq!(node.stats().dropped.invalid, 3);
+    assert_eq!(node.members().cloned().collect::<Vec<_>>(), before);
+}
+
+#[test]
+fn damaged_and_foreign_datagrams_are_counted_and_change_nothing() {
+    let mut cluster = formed(3, 26);
+    let now = cluster.now;
+    let good = gossip(1, vec![Gossip::Leave { id: NodeId(2), incarnation: 50 }]);
+    let mut flipped = good.clone();
+    flipped[27] ^= 1;
+    let mut other_cluster = good.clone();
+    other_cluster[5] ^= 1;
+    let node = cluster.node_mut(0);
+    assert_eq!(node.handle_datagram(now, addr(1), &flipped), Err(wire::WireError::Checksum));
+    // The cluster id is covered by the checksum, so a flipped id is damage, not a foreign cluster.
+    assert_eq!(node.handle_datagram(now, addr(1), &other_cluster), Err(wire::WireError::Checksum));
+    let foreign = {
+        let header = Header { cluster_id: 7, sender: NodeId(1) };
+        wire::encode(header, &Message::Gossip { gossip: Vec::new() }, 1400).unwrap()
+    };
+    assert!(matches!(node.handle_datagram(now, addr(1), &foreign), Err(wire::WireError::WrongCluster { .. })));
+    assert_eq!(node.stats().dropped.checksum, 2);
+    assert_eq!(node.stats().dropped.wrong_cluster, 1);
+    assert_eq!(node.member(NodeId(2)).unwrap().state, MemberState::Alive);
+}
+
+#[test]
+fn a_member_restarted_at_the_same_instant_replays_nothing_stale() {
+    // Same seed and inputs, same outputs: the node is a pure function of them.
+    let run = || {
+        let mut cluster = Cluster::new(6, Config::lan(), 42);
+        cluster.run_for(secs(3));
+        cluster.crash(2);
+        cluster.run_for(secs(10));
+        cluster.events.iter().map(|s| format!("{} {} {:?}", s.at, s.observer, s.event)).collect::<Vec<_>>()
+    };
+    assert_eq!(run(), run());
+    let _ = Instant::ZERO;
+}
+
+
