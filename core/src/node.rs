@@ -69,6 +69,8 @@ pub struct Node {
     durable: Durable,
     /// Every member known, this one included, by id.
     peers: BTreeMap<NodeId, Peer>,
+    /// The keys of `peers`, sorted, for uniform random draws.
+    ids: Vec<NodeId>,
     /// Members in state Alive or Suspect, this one included.
     live: usize,
     /// The peers this member watches: its `monitors` live predecessors on the ring.
@@ -126,6 +128,8 @@ struct Relay {
 #[derive(Debug)]
 struct JoinAttempt {
     attempt: u32,
+    /// The seed asked first; later attempts go round the list from there.
+    first_seed: usize,
     next: Instant,
 }
 
@@ -139,6 +143,10 @@ struct Claim {
     tags: Option<Tags>,
     /// Who accuses it (Suspect, Failed); the member itself otherwise.
     accuser: NodeId,
+    /// Whether a member this claim introduces is gossiped on. Not when it comes from a
+    /// whole-view exchange: the sender's side knows it already, and a new member re-gossiping
+    /// the whole cluster it just learned would cost `n` updates per join.
+    introduce: bool,
 }
 
 impl Node {
@@ -181,6 +189,7 @@ impl Node {
             now,
             durable,
             peers,
+            ids: vec![config.id],
             live: 1,
             watched: Vec::new(),
             ring_dirty: false,
@@ -335,14 +344,14 @@ impl Node {
             Message::PushPull { reply, part, members, .. } => {
                 self.join = None;
                 for record in members {
-                    self.merge_record(sender, record);
+                    self.merge_record(sender, record, false);
                 }
                 if reply && part == 0 {
                     self.send_state(from, false);
                 }
             }
             Message::Join { member } => {
-                self.merge_record(sender, member);
+                self.merge_record(sender, member, true);
                 self.send_state(from, false);
             }
             // Election messages are answered once voters are configured.
@@ -388,7 +397,8 @@ impl Node {
             Command::Join(seeds) => {
                 self.seeds = seeds.into_iter().filter(|addr| *addr != self.addr).collect();
                 if !self.seeds.is_empty() {
-                    self.join = Some(JoinAttempt { attempt: 0, next: now });
+                    let first_seed = self.rng.random_range(0..self.seeds.len());
+                    self.join = Some(JoinAttempt { attempt: 0, first_seed, next: now });
                     self.retry_join(now);
                 }
             }
@@ -600,9 +610,8 @@ impl Node {
 
     fn gossip_round(&mut self) {
         let dead_horizon = self.now.saturating_sub(self.config.gossip_to_the_dead_time);
-        let targets = self.random_members(self.config.gossip_nodes, |p| {
-            p.member.state.is_live() || p.since >= dead_horizon
-        });
+        let targets =
+            self.random_members(self.config.gossip_nodes, |p| p.member.state.is_live() || p.since >= dead_horizon);
         for id in targets {
             if self.queue.is_empty() {
                 break;
@@ -677,25 +686,29 @@ impl Node {
             .collect();
         for id in gone {
             self.peers.remove(&id);
+            if let Ok(at) = self.ids.binary_search(&id) {
+                self.ids.remove(at);
+            }
         }
         let memory = now.saturating_sub(BROADCAST_MEMORY);
         self.delivered.retain(|_, at| *at >= memory);
     }
 
+    /// Asks one seed per attempt, the next one each time, with exponential backoff: a
+    /// joining member costs its seeds one state transfer, not one per seed.
     fn retry_join(&mut self, now: Instant) {
         let Some(join) = &mut self.join else { return };
         if now < join.next || self.seeds.is_empty() {
             return;
         }
-        let backoff = self.config.join_retry_base.saturating_mul(1 << join.attempt.min(16)).min(self.config.join_retry_max);
+        let backoff =
+            self.config.join_retry_base.saturating_mul(1 << join.attempt.min(16)).min(self.config.join_retry_max);
+        let seed = self.seeds[(join.first_seed + join.attempt as usize) % self.seeds.len()];
         join.attempt += 1;
         // Equal jitter: half fixed, half random, so members that start together spread out.
         join.next = now + backoff / 2 + jitter(&mut self.rng, backoff / 2);
         let member = MemberRecord::from(&self.peers[&self.id].member);
-        for i in 0..self.seeds.len() {
-            let seed = self.seeds[i];
-            self.send(seed, &Message::Join { member: member.clone() });
-        }
+        self.send(seed, &Message::Join { member });
     }
 
     fn leave(&mut self) {
@@ -755,7 +768,7 @@ impl Node {
 
     /// A push-pull record is a claim, except that a remote verdict of Failed is only a
     /// suspicion here (as memberlist): this member runs its own timer before it agrees.
-    fn merge_record(&mut self, sender: NodeId, record: MemberRecord) {
+    fn merge_record(&mut self, sender: NodeId, record: MemberRecord, introduce: bool) {
         let state = match record.state {
             MemberState::Failed => MemberState::Suspect,
             other => other,
@@ -770,13 +783,22 @@ impl Node {
                 addr: Some(record.addr),
                 tags: Some(record.tags),
                 accuser: record.id,
+                introduce,
             });
             self.apply_claim(Claim::accusation(record.id, record.incarnation, state, sender));
             return;
         }
         let (addr, tags) = (Some(record.addr), Some(record.tags));
         let accuser = if state == MemberState::Suspect { sender } else { record.id };
-        self.apply_claim(Claim { id: record.id, incarnation: record.incarnation, state, addr, tags, accuser });
+        self.apply_claim(Claim {
+            id: record.id,
+            incarnation: record.incarnation,
+            state,
+            addr,
+            tags,
+            accuser,
+            introduce,
+        });
     }
 
     /// Applies one claim under SWIM's precedence, emitting events and re-gossiping what changed.
@@ -803,7 +825,10 @@ impl Node {
                     self.peers.insert(claim.id, Peer::new(member.clone(), self.now));
                     self.live += 1;
                     self.ring_dirty = true;
-                    self.queue.push(Key::Member(claim.id), &gossip_alive(&member));
+                    self.ids_insert(claim.id);
+                    if claim.introduce {
+                        self.queue.push(Key::Member(claim.id), &gossip_alive(&member));
+                    }
                     self.emit(Event::MemberJoined(member));
                 }
             }
@@ -858,7 +883,9 @@ impl Node {
             MemberState::Suspect => {
                 Gossip::Suspect { id: claim.id, incarnation: claim.incarnation, accuser: claim.accuser }
             }
-            MemberState::Failed => Gossip::Failed { id: claim.id, incarnation: claim.incarnation, accuser: claim.accuser },
+            MemberState::Failed => {
+                Gossip::Failed { id: claim.id, incarnation: claim.incarnation, accuser: claim.accuser }
+            }
             MemberState::Left => Gossip::Leave { id: claim.id, incarnation: claim.incarnation },
         };
         self.queue.push(Key::Member(claim.id), &item);
@@ -903,8 +930,7 @@ impl Node {
         let mine = self.durable.incarnation;
         let must_refute = match claim.state {
             MemberState::Alive => {
-                claim.incarnation > mine
-                    || (claim.incarnation == mine && claim.addr.is_some_and(|a| a != self.addr))
+                claim.incarnation > mine || (claim.incarnation == mine && claim.addr.is_some_and(|a| a != self.addr))
             }
             _ => claim.incarnation >= mine,
         };
@@ -1012,7 +1038,9 @@ impl Node {
             Message::Join { member } if member.id != header.sender => {
                 Err(WireError::Invalid { why: "join for another member than the sender" })
             }
-            _ if header.sender == self.id => Err(WireError::Invalid { why: "datagram claims to come from this member" }),
+            _ if header.sender == self.id => {
+                Err(WireError::Invalid { why: "datagram claims to come from this member" })
+            }
             _ => Ok(()),
         }
     }
@@ -1023,17 +1051,43 @@ impl Node {
     }
 
     /// Up to `count` distinct random other members that pass `eligible`.
+    ///
+    /// Draws at random from all ids first (the eligible are usually most of them), and
+    /// falls back to a scan of the eligible when draws keep missing.
     fn random_members(&mut self, count: usize, eligible: impl Fn(&Peer) -> bool) -> Vec<NodeId> {
-        let mut candidates: Vec<NodeId> =
-            self.peers.values().filter(|p| p.member.id != self.id && eligible(p)).map(|p| p.member.id).collect();
-        let count = count.min(candidates.len());
-        // A partial Fisher-Yates shuffle: the first `count` are a uniform sample.
-        for i in 0..count {
+        let mut chosen = Vec::with_capacity(count);
+        if count == 0 || self.ids.len() < 2 {
+            return chosen;
+        }
+        for _ in 0..count * 4 {
+            let id = self.ids[self.rng.random_range(0..self.ids.len())];
+            if id != self.id && !chosen.contains(&id) && self.peers.get(&id).is_some_and(&eligible) {
+                chosen.push(id);
+                if chosen.len() == count {
+                    return chosen;
+                }
+            }
+        }
+        let mut candidates: Vec<NodeId> = self
+            .peers
+            .values()
+            .filter(|p| p.member.id != self.id && !chosen.contains(&p.member.id) && eligible(p))
+            .map(|p| p.member.id)
+            .collect();
+        let wanted = (count - chosen.len()).min(candidates.len());
+        // A partial Fisher-Yates shuffle: the first `wanted` are a uniform sample.
+        for i in 0..wanted {
             let j = self.rng.random_range(i..candidates.len());
             candidates.swap(i, j);
         }
-        candidates.truncate(count);
-        candidates
+        chosen.extend_from_slice(&candidates[..wanted]);
+        chosen
+    }
+
+    fn ids_insert(&mut self, id: NodeId) {
+        if let Err(at) = self.ids.binary_search(&id) {
+            self.ids.insert(at, id);
+        }
     }
 
     /// The largest user broadcast payload that fits a datagram on its own.
@@ -1051,18 +1105,26 @@ impl Peer {
 
 impl Claim {
     fn accusation(id: NodeId, incarnation: u64, state: MemberState, accuser: NodeId) -> Self {
-        Self { id, incarnation, state, addr: None, tags: None, accuser }
+        Self { id, incarnation, state, addr: None, tags: None, accuser, introduce: true }
     }
 
     fn from_gossip(item: Gossip) -> Option<Self> {
         Some(match item {
-            Gossip::Alive { id, incarnation, addr, tags } => {
-                Self { id, incarnation, state: MemberState::Alive, addr: Some(addr), tags: Some(tags), accuser: id }
-            }
+            Gossip::Alive { id, incarnation, addr, tags } => Self {
+                id,
+                incarnation,
+                state: MemberState::Alive,
+                addr: Some(addr),
+                tags: Some(tags),
+                accuser: id,
+                introduce: true,
+            },
             Gossip::Suspect { id, incarnation, accuser } => {
                 Self::accusation(id, incarnation, MemberState::Suspect, accuser)
             }
-            Gossip::Failed { id, incarnation, accuser } => Self::accusation(id, incarnation, MemberState::Failed, accuser),
+            Gossip::Failed { id, incarnation, accuser } => {
+                Self::accusation(id, incarnation, MemberState::Failed, accuser)
+            }
             Gossip::Leave { id, incarnation } => Self::accusation(id, incarnation, MemberState::Left, id),
             Gossip::UserBroadcast { .. } => return None,
         })

@@ -5,7 +5,7 @@
 //! least-sent go first, and among those the newest.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::member::NodeId;
 use crate::wire::{encode_gossip, DatagramWriter, Gossip};
@@ -19,21 +19,22 @@ pub(crate) enum Key {
     User(NodeId, u64),
 }
 
-#[derive(Debug)]
-struct Queued {
-    bytes: Vec<u8>,
-    transmits: u32,
-    order: u64,
-}
+/// Where a queued update stands in the send order: (transmits so far, newest first).
+type Rank = (u32, Reverse<u64>);
 
 /// The smallest encoded gossip item; below this much room a datagram is full.
 const MIN_ITEM: usize = 4;
 
+/// How many updates in a row may fail to fit before a datagram counts as full.
+const MAX_MISSES: usize = 8;
+
 /// Pending updates, ordered by (fewest transmits, newest first).
 #[derive(Debug, Default)]
 pub(crate) struct BroadcastQueue {
-    items: BTreeMap<Key, Queued>,
-    order: BTreeSet<(u32, Reverse<u64>, Key)>,
+    /// The send order, with each update's key and encoding.
+    order: BTreeMap<Rank, (Key, Vec<u8>)>,
+    /// Where each key's update stands.
+    ranks: BTreeMap<Key, Rank>,
     next: u64,
 }
 
@@ -41,49 +42,52 @@ impl BroadcastQueue {
     /// Queues `item`, replacing any pending update with the same key.
     pub(crate) fn push(&mut self, key: Key, item: &Gossip) {
         self.remove(key);
-        let order = self.next;
+        let rank = (0, Reverse(self.next));
         self.next += 1;
-        self.order.insert((0, Reverse(order), key));
-        self.items.insert(key, Queued { bytes: encode_gossip(item), transmits: 0, order });
+        self.order.insert(rank, (key, encode_gossip(item)));
+        self.ranks.insert(key, rank);
     }
 
     pub(crate) fn remove(&mut self, key: Key) {
-        if let Some(old) = self.items.remove(&key) {
-            self.order.remove(&(old.transmits, Reverse(old.order), key));
+        if let Some(rank) = self.ranks.remove(&key) {
+            self.order.remove(&rank);
         }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.order.is_empty()
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.items.len()
+        self.order.len()
     }
 
     /// Packs as many updates as fit into `writer`, counts a transmission for each, and
     /// drops those that reached `limit`. Returns how many were packed.
     pub(crate) fn fill(&mut self, writer: &mut DatagramWriter, limit: u32) -> usize {
         let mut sent = Vec::new();
-        for &(transmits, order, key) in &self.order {
-            if writer.remaining() < MIN_ITEM {
+        let mut misses = 0;
+        for (rank, (_, bytes)) in &self.order {
+            if writer.remaining() < MIN_ITEM || misses == MAX_MISSES {
                 break;
             }
-            if let Some(queued) = self.items.get(&key) {
-                if writer.push_encoded(&queued.bytes) {
-                    sent.push((transmits, order, key));
-                }
+            if writer.push_encoded(bytes) {
+                sent.push(*rank);
+                misses = 0;
+            } else {
+                misses += 1;
             }
         }
-        for (transmits, order, key) in &sent {
-            self.order.remove(&(*transmits, *order, *key));
-            let Some(queued) = self.items.get_mut(key) else { continue };
-            queued.transmits += 1;
-            if queued.transmits >= limit {
-                self.items.remove(key);
+        for rank in &sent {
+            let Some((key, bytes)) = self.order.remove(rank) else { continue };
+            let transmits = rank.0 + 1;
+            if transmits >= limit {
+                self.ranks.remove(&key);
             } else {
-                self.order.insert((queued.transmits, *order, *key));
+                let next = (transmits, rank.1);
+                self.order.insert(next, (key, bytes));
+                self.ranks.insert(key, next);
             }
         }
         sent.len()

@@ -62,8 +62,9 @@ mod tests {
 
     #[test]
     fn precedence_table() {
+        type Claim = (u64, MemberState);
         // (current, claim, verdict)
-        let table: &[((u64, MemberState), (u64, MemberState), Verdict)] = &[
+        let table: &[(Claim, Claim, Verdict)] = &[
             ((1, Alive), (1, Alive), Ignore),
             ((1, Alive), (2, Alive), Apply),
             ((2, Alive), (1, Suspect), Ignore),

@@ -79,8 +79,14 @@ mod tests {
     fn minimum_follows_memberlist() {
         let second = Duration::from_secs(1);
         // (mult, n, expected seconds): mult * max(1, log10 n) * 1 s.
-        let table: &[(u32, usize, f64)] =
-            &[(4, 1, 4.0), (4, 5, 4.0), (4, 10, 4.0), (4, 100, 8.0), (4, 1000, 12.0), (3, 50, 3.0 * 1.698_970_004_336_018_8)];
+        let table: &[(u32, usize, f64)] = &[
+            (4, 1, 4.0),
+            (4, 5, 4.0),
+            (4, 10, 4.0),
+            (4, 100, 8.0),
+            (4, 1000, 12.0),
+            (3, 50, 3.0 * 1.698_970_004_336_018_8),
+        ];
         for &(mult, n, expected) in table {
             let got = suspicion_min(mult, n, second).as_secs_f64();
             assert!((got - expected).abs() < 1e-6, "mult {mult} n {n}: {got} != {expected}");

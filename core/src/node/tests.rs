@@ -174,7 +174,8 @@ fn a_broadcast_is_delivered_once_to_every_other_member() {
     let mut cluster = formed(8, 10);
     cluster.command(3, Command::Broadcast(b"deploy v2".to_vec()));
     cluster.run_for(secs(10));
-    let delivered = cluster.seen(|e| matches!(e, Event::Broadcast { origin, payload } if *origin == NodeId(3) && payload == b"deploy v2"));
+    let delivered = cluster
+        .seen(|e| matches!(e, Event::Broadcast { origin, payload } if *origin == NodeId(3) && payload == b"deploy v2"));
     let mut observers: Vec<NodeId> = delivered.iter().map(|s| s.observer).collect();
     observers.sort();
     assert_eq!(observers, (0..8).filter(|&i| i != 3).map(NodeId).collect::<Vec<_>>());
@@ -306,10 +307,9 @@ fn suspicion_of_oneself_is_refuted_at_once_and_persisted_first() {
     while let Some(output) = node.poll_output() {
         if let Output::Transmit(t) = output {
             let (_, message) = wire::decode(&t.payload, 0, 1400).unwrap();
-            refuted |= message
-                .gossip()
-                .iter()
-                .any(|g| matches!(g, Gossip::Alive { id, incarnation: i, .. } if *id == NodeId(0) && *i == incarnation + 1));
+            refuted |= message.gossip().iter().any(
+                |g| matches!(g, Gossip::Alive { id, incarnation: i, .. } if *id == NodeId(0) && *i == incarnation + 1),
+            );
         }
     }
     assert!(refuted);
@@ -321,7 +321,8 @@ fn messages_claiming_another_sender_are_dropped() {
     let before: Vec<_> = cluster.node(0).members().cloned().collect();
     let now = cluster.now;
     // A join whose record names another member than the envelope.
-    let record = MemberRecord { id: NodeId(2), addr: addr(7), incarnation: 99, state: MemberState::Alive, tags: Tags::new() };
+    let record =
+        MemberRecord { id: NodeId(2), addr: addr(7), incarnation: 99, state: MemberState::Alive, tags: Tags::new() };
     let join = datagram(1, &Message::Join { member: record });
     // A datagram that claims to come from the receiver itself.
     let me = gossip(0, vec![Gossip::Leave { id: NodeId(1), incarnation: 50 }]);
@@ -371,5 +372,3 @@ fn a_member_restarted_at_the_same_instant_replays_nothing_stale() {
     assert_eq!(run(), run());
     let _ = Instant::ZERO;
 }
-
-

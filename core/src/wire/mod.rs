@@ -306,9 +306,8 @@ pub(crate) fn decode(bytes: &[u8], cluster_id: u64, max_datagram: usize) -> Resu
     if header.cluster_id != cluster_id {
         return Err(WireError::WrongCluster { expected: cluster_id, got: header.cluster_id });
     }
-    let message = match postcard::take_from_bytes::<Message>(&bytes[HEADER_LEN..]) {
-        Ok((message, [])) => message,
-        Ok(_) | Err(_) => return Err(WireError::Malformed),
+    let Ok((message, [])) = postcard::take_from_bytes::<Message>(&bytes[HEADER_LEN..]) else {
+        return Err(WireError::Malformed);
     };
     message.check()?;
     Ok((header, message))
