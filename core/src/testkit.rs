@@ -91,8 +91,9 @@ impl Cluster {
         };
         for i in 0..n {
             let seed = cluster.rng.random();
-            let node = Node::new(NodeConfig::new(NodeId(i as u64), addr(i), cluster.config.clone(), seed), Instant::ZERO)
-                .expect("valid config");
+            let node =
+                Node::new(NodeConfig::new(NodeId(i as u64), addr(i), cluster.config.clone(), seed), Instant::ZERO)
+                    .expect("valid config");
             cluster.nodes.push(Some(node));
         }
         for i in 1..n {
