@@ -128,8 +128,6 @@ struct Relay {
 #[derive(Debug)]
 struct JoinAttempt {
     attempt: u32,
-    /// The seed asked first; later attempts go round the list from there.
-    first_seed: usize,
     next: Instant,
 }
 
@@ -397,8 +395,7 @@ impl Node {
             Command::Join(seeds) => {
                 self.seeds = seeds.into_iter().filter(|addr| *addr != self.addr).collect();
                 if !self.seeds.is_empty() {
-                    let first_seed = self.rng.random_range(0..self.seeds.len());
-                    self.join = Some(JoinAttempt { attempt: 0, first_seed, next: now });
+                    self.join = Some(JoinAttempt { attempt: 0, next: now });
                     self.retry_join(now);
                 }
             }
@@ -694,8 +691,8 @@ impl Node {
         self.delivered.retain(|_, at| *at >= memory);
     }
 
-    /// Asks one seed per attempt, the next one each time, with exponential backoff: a
-    /// joining member costs its seeds one state transfer, not one per seed.
+    /// Asks every seed, as memberlist does: seeds that are themselves still joining each
+    /// know part of the cluster, and asking only one of them can leave islands.
     fn retry_join(&mut self, now: Instant) {
         let Some(join) = &mut self.join else { return };
         if now < join.next || self.seeds.is_empty() {
@@ -703,12 +700,14 @@ impl Node {
         }
         let backoff =
             self.config.join_retry_base.saturating_mul(1 << join.attempt.min(16)).min(self.config.join_retry_max);
-        let seed = self.seeds[(join.first_seed + join.attempt as usize) % self.seeds.len()];
         join.attempt += 1;
         // Equal jitter: half fixed, half random, so members that start together spread out.
         join.next = now + backoff / 2 + jitter(&mut self.rng, backoff / 2);
         let member = MemberRecord::from(&self.peers[&self.id].member);
-        self.send(seed, &Message::Join { member });
+        for i in 0..self.seeds.len() {
+            let seed = self.seeds[i];
+            self.send(seed, &Message::Join { member: member.clone() });
+        }
     }
 
     fn leave(&mut self) {

@@ -1,22 +1,28 @@
-//! The `conclave` command: `conclave bench sim` and `conclave bench membership` today; run, sweep, replay, shrink and
+//! The `conclave` command: `conclave run` (the default), `conclave bench sim` and
+//! `conclave bench membership` today; run, sweep, replay, shrink and
 //! timeline come with the scenarios issue, each as one more subcommand here.
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
 
 mod membership_bench;
+mod run;
 mod sim_bench;
 
 /// conclave: cluster membership, failure detection and leader election, simulated.
 #[derive(Debug, Parser)]
 #[command(name = "conclave", version, about)]
 struct Cli {
+    /// What to do; without one, `run` with its defaults.
     #[command(subcommand)]
-    command: Top,
+    command: Option<Top>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Top {
+    /// One seeded chaos run (crash, restart, partition, heal) with its timeline and the
+    /// checkers' verdict.
+    Run(run::Args),
     /// Reproducible benchmarks.
     #[command(subcommand)]
     Bench(Bench),
@@ -35,8 +41,10 @@ enum Bench {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Top::Bench(Bench::Sim(args)) => sim_bench::run(&args),
-        Top::Bench(Bench::Membership(args)) => membership_bench::run(&args),
+        None => run::run(&run::Args::default()),
+        Some(Top::Run(args)) => run::run(&args),
+        Some(Top::Bench(Bench::Sim(args))) => sim_bench::run(&args),
+        Some(Top::Bench(Bench::Membership(args))) => membership_bench::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
