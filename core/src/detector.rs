@@ -83,13 +83,17 @@ impl PhiAccrual {
     /// Records a heartbeat (any sign of life) received at `now`.
     ///
     /// A heartbeat older than the last one is ignored, so reordered inputs cannot record a
-    /// negative interval.
+    /// negative interval. As Akka, the interval that ends a period in which the peer was
+    /// already late (phi at or above the threshold) is not recorded: one long outage must
+    /// not teach the detector that outages are normal.
     pub fn heartbeat(&mut self, now: Instant) {
         if let Some(last) = self.last {
             if now < last {
                 return;
             }
-            self.push(millis(now - last));
+            if self.is_available(now) {
+                self.push(millis(now - last));
+            }
         }
         self.last = Some(now);
     }
@@ -439,14 +443,14 @@ mod tests {
         acceptable_pause_ms: 0,
         estimate_ms: 1000,
         heartbeats_ms: &[0, 500, 1000, 2000, 4000],
-        // window [500, 1000, 2000]
-        // mean = 1166.6666666666667, pstdev = 623.6095644623235, std-dev used = 623.6095644623235
+        // window [500, 500, 1000]
+        // mean = 666.6666666666666, pstdev = 235.70226039551585, std-dev used = 235.70226039551585
         expected: &[
-            (4500, 0.06680040146678456), // phi(500, 1166.6666666666667 + 0, 623.6095644623235)
-            (5000, 0.21790499944848554), // phi(1000, 1166.6666666666667 + 0, 623.6095644623235)
-            (6000, 1.0416637752475408), // phi(2000, 1166.6666666666667 + 0, 623.6095644623235)
-            (7000, 2.819120547640419), // phi(3000, 1166.6666666666667 + 0, 623.6095644623235)
-            (8000, 6.026687060750115), // phi(4000, 1166.6666666666667 + 0, 623.6095644623235)
+            (4500, 0.11898402323108136), // phi(500, 666.6666666666666 + 0, 235.70226039551585)
+            (5000, 1.1035434774046415), // phi(1000, 666.6666666666666 + 0, 235.70226039551585)
+            (6000, 9.472484156489795), // phi(2000, 666.6666666666666 + 0, 235.70226039551585)
+            (7000, 36.60019940954631), // phi(3000, 666.6666666666666 + 0, 235.70226039551585)
+            (8000, 96.49339997611406), // phi(4000, 666.6666666666666 + 0, 235.70226039551585)
         ],
     },
     Case {

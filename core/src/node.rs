@@ -90,6 +90,12 @@ pub struct Node {
     next_gossip: Instant,
     next_push_pull: Instant,
     next_stranger_sync: Instant,
+    /// XOR of [`digest_term`] over the live members: equal views, equal digests.
+    digest: u64,
+    /// Members whose digest differed from ours, since when.
+    digest_mismatch: BTreeMap<NodeId, Instant>,
+    next_digest_sync: Instant,
+    digest_backoff: Duration,
     join: Option<JoinAttempt>,
     seeds: Vec<SocketAddr>,
     outputs: VecDeque<Output>,
@@ -165,6 +171,7 @@ impl Node {
         }
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         let cluster = config.cluster;
+        let (me_incarnation, probe_interval) = (durable.incarnation, cluster.probe_interval);
         // Spread the periodic work of members started together.
         let first_probe = now + jitter(&mut rng, cluster.probe_interval);
         let first_push_pull = now + jitter(&mut rng, cluster.push_pull_interval);
@@ -201,6 +208,10 @@ impl Node {
             next_probe: first_probe,
             next_push_pull: first_push_pull,
             next_stranger_sync: now,
+            digest: digest_term(config.id, me_incarnation),
+            digest_mismatch: BTreeMap::new(),
+            next_digest_sync: now,
+            digest_backoff: probe_interval,
             join: None,
             seeds: Vec::new(),
             outputs: VecDeque::new(),
@@ -321,13 +332,16 @@ impl Node {
         let gossip_count = message.gossip().len();
         self.stats.gossip_received += gossip_count as u64;
         match message {
-            Message::Ping { seq, gossip, .. } => {
+            Message::Ping { seq, digest, gossip, .. } => {
                 self.merge_gossip(sender, gossip);
-                self.send_gossiping(from, Message::Ack { seq, gossip: Vec::new() });
+                let ack = Message::Ack { seq, digest: self.quiet_digest(), gossip: Vec::new() };
+                self.send_gossiping(from, Some(sender), ack);
+                self.compare_digest(sender, from, digest);
             }
-            Message::Ack { seq, gossip } => {
+            Message::Ack { seq, digest, gossip } => {
                 self.merge_gossip(sender, gossip);
                 self.on_ack(sender, seq);
+                self.compare_digest(sender, from, digest);
             }
             Message::Nack { seq } => {
                 if let Some(probe) = self.probes.get_mut(&seq) {
@@ -481,7 +495,8 @@ impl Node {
             let id = self.watched[i];
             if let Some(addr) = self.peers.get(&id).map(|p| p.member.addr) {
                 let seq = self.next_seq();
-                self.send_gossiping(addr, Message::Ping { seq, target: id, gossip: Vec::new() });
+                let digest = self.quiet_digest();
+                self.send_gossiping(addr, Some(id), Message::Ping { seq, target: id, digest, gossip: Vec::new() });
             }
         }
     }
@@ -530,10 +545,14 @@ impl Node {
         });
         for &relay in &relays {
             if let Some(addr) = self.peers.get(&relay).map(|p| p.member.addr) {
-                self.send_gossiping(addr, Message::PingReq { seq, target, target_addr, gossip: Vec::new() });
+                self.send_gossiping(
+                    addr,
+                    Some(relay),
+                    Message::PingReq { seq, target, target_addr, gossip: Vec::new() },
+                );
             }
         }
-        self.send_gossiping(target_addr, Message::Ping { seq, target, gossip: Vec::new() });
+        self.send_gossiping(target_addr, Some(target), Message::Ping { seq, target, digest: None, gossip: Vec::new() });
         self.probes.insert(seq, Probe { target, deadline: now + timeout, expected_nacks: relays.len(), nacks: 0 });
         if let Some(peer) = self.peers.get_mut(&target) {
             peer.probing = Some(seq);
@@ -546,7 +565,8 @@ impl Node {
         if let Some(relay) = self.relays.get(&seq) {
             if relay.target == sender {
                 let relay = self.relays.remove(&seq).expect("present: just looked up");
-                self.send_gossiping(relay.requester, Message::Ack { seq: relay.requester_seq, gossip: Vec::new() });
+                let ack = Message::Ack { seq: relay.requester_seq, digest: None, gossip: Vec::new() };
+                self.send_gossiping(relay.requester, None, ack);
             }
             return;
         }
@@ -560,7 +580,7 @@ impl Node {
 
     fn relay_probe(&mut self, requester: SocketAddr, requester_seq: u64, target: NodeId, target_addr: SocketAddr) {
         if target == self.id {
-            self.send_gossiping(requester, Message::Ack { seq: requester_seq, gossip: Vec::new() });
+            self.send_gossiping(requester, None, Message::Ack { seq: requester_seq, digest: None, gossip: Vec::new() });
             return;
         }
         let seq = self.next_seq();
@@ -568,7 +588,7 @@ impl Node {
         // from its own missing messages.
         let nack_at = self.now + self.config.probe_timeout.mul_f64(0.8);
         self.relays.insert(seq, Relay { requester, requester_seq, target, nack_at });
-        self.send_gossiping(target_addr, Message::Ping { seq, target, gossip: Vec::new() });
+        self.send_gossiping(target_addr, Some(target), Message::Ping { seq, target, digest: None, gossip: Vec::new() });
     }
 
     fn expire_relays(&mut self, now: Instant) {
@@ -614,7 +634,7 @@ impl Node {
                 break;
             }
             if let Some(addr) = self.peers.get(&id).map(|p| p.member.addr) {
-                self.send_gossiping(addr, Message::Gossip { gossip: Vec::new() });
+                self.send_gossiping(addr, Some(id), Message::Gossip { gossip: Vec::new() });
             }
         }
     }
@@ -673,6 +693,51 @@ impl Node {
         self.send_state(from, true);
     }
 
+    /// The digest computed from scratch, to check the incremental one.
+    #[cfg(test)]
+    pub(crate) fn recomputed_digest(&self) -> u64 {
+        self.peers
+            .values()
+            .filter(|p| p.member.state.is_live())
+            .fold(0, |d, p| d ^ digest_term(p.member.id, p.member.incarnation))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    /// This member's digest, when it has nothing pending to gossip (with updates in
+    /// flight, views differ for a moment and that says nothing).
+    fn quiet_digest(&self) -> Option<u64> {
+        self.queue.is_empty().then_some(self.digest)
+    }
+
+    /// Anti-entropy along the ring: a neighbour whose quiet digest differs from ours on two
+    /// probes a probe interval apart has a view that gossip did not fix (a dissemination
+    /// that died out, a merge that missed someone); exchange whole views with it. Such
+    /// syncs back off exponentially while differences persist, up to the push-pull interval.
+    fn compare_digest(&mut self, sender: NodeId, from: SocketAddr, digest: Option<u64>) {
+        let Some(digest) = digest else { return };
+        if !self.queue.is_empty() || !self.is_active() || !self.peers.contains_key(&sender) {
+            return;
+        }
+        if digest == self.digest {
+            self.digest_mismatch.remove(&sender);
+            self.digest_backoff = self.config.probe_interval;
+            return;
+        }
+        let now = self.now;
+        let since = *self.digest_mismatch.entry(sender).or_insert(now);
+        if now < since + self.config.probe_interval || now < self.next_digest_sync {
+            return;
+        }
+        self.digest_mismatch.remove(&sender);
+        self.next_digest_sync = now + self.digest_backoff;
+        self.digest_backoff = (self.digest_backoff * 2).min(self.config.push_pull_interval);
+        self.send_state(from, true);
+    }
+
     fn reap(&mut self, now: Instant) {
         let horizon = now.saturating_sub(self.config.tombstone_ttl);
         let gone: Vec<NodeId> = self
@@ -683,6 +748,7 @@ impl Node {
             .collect();
         for id in gone {
             self.peers.remove(&id);
+            self.digest_mismatch.remove(&id);
             if let Ok(at) = self.ids.binary_search(&id) {
                 self.ids.remove(at);
             }
@@ -720,6 +786,7 @@ impl Node {
             me.since = self.now;
         }
         self.live = self.live.saturating_sub(1);
+        self.digest ^= digest_term(self.id, incarnation);
         self.join = None;
         self.probes.clear();
         self.queue.push(Key::Member(self.id), &Gossip::Leave { id: self.id, incarnation });
@@ -738,15 +805,23 @@ impl Node {
     fn merge_gossip(&mut self, sender: NodeId, gossip: Vec<Gossip>) {
         for item in gossip {
             match item {
-                Gossip::UserBroadcast { origin, seq, payload } => self.deliver_broadcast(origin, seq, payload),
+                Gossip::UserBroadcast { origin, seq, payload } => {
+                    self.queue.mark_holder(Key::User(origin, seq), sender);
+                    self.deliver_broadcast(origin, seq, payload);
+                }
                 other => {
-                    if let Some(claim) = Claim::from_gossip(other) {
-                        self.apply_claim(claim);
+                    let Some(claim) = Claim::from_gossip(other) else { continue };
+                    let (id, said) = (claim.id, (claim.incarnation, claim.state));
+                    self.apply_claim(claim);
+                    // A sender that told us exactly what we now hold needs no copy of it;
+                    // one that told us something older still does.
+                    let held = self.peers.get(&id).map(|p| (p.member.incarnation, p.member.state));
+                    if held == Some(said) {
+                        self.queue.mark_holder(Key::Member(id), sender);
                     }
                 }
             }
         }
-        let _ = sender;
     }
 
     fn deliver_broadcast(&mut self, origin: NodeId, seq: u64, payload: Vec<u8>) {
@@ -810,6 +885,12 @@ impl Node {
             self.claim_about_me(&claim);
             return;
         }
+        if claim.addr == Some(self.addr) {
+            // Another member at this member's own address is forged or stale; taking it
+            // would make this member send to itself.
+            self.stats.dropped.invalid += 1;
+            return;
+        }
         let Some(peer) = self.peers.get(&claim.id) else {
             // Only an Alive claim brings a member in: the others name no address.
             if claim.state == MemberState::Alive {
@@ -823,6 +904,7 @@ impl Node {
                     };
                     self.peers.insert(claim.id, Peer::new(member.clone(), self.now));
                     self.live += 1;
+                    self.digest ^= digest_term(claim.id, claim.incarnation);
                     self.ring_dirty = true;
                     self.ids_insert(claim.id);
                     if claim.introduce {
@@ -866,6 +948,12 @@ impl Node {
         peer.probing = None;
         let member = peer.member.clone();
         let live_after = member.state.is_live();
+        if live_before {
+            self.digest ^= digest_term(claim.id, old_incarnation);
+        }
+        if live_after {
+            self.digest ^= digest_term(claim.id, claim.incarnation);
+        }
         if live_before != live_after {
             self.ring_dirty = true;
             if live_after {
@@ -902,7 +990,6 @@ impl Node {
                 if old_state == MemberState::Suspect {
                     // A fresh suspicion at a higher incarnation: the member was already
                     // reported suspect.
-                    let _ = old_incarnation;
                     return;
                 }
                 Event::MemberSuspected(member)
@@ -942,6 +1029,7 @@ impl Node {
     /// Moves this member's incarnation above `above`, persists it, then gossips it.
     fn bump_incarnation(&mut self, above: u64) {
         let incarnation = above.saturating_add(1).min(MAX_INCARNATION - 1);
+        self.digest ^= digest_term(self.id, self.durable.incarnation) ^ digest_term(self.id, incarnation);
         self.durable.incarnation = incarnation;
         self.outputs.push_back(Output::Persist(self.durable.clone()));
         let me = self.peers.get_mut(&self.id).expect("a node always knows itself");
@@ -995,7 +1083,7 @@ impl Node {
     // ----- sending -----------------------------------------------------------------
 
     /// Sends a message whose gossip list is empty, packing pending updates into it.
-    fn send_gossiping(&mut self, to: SocketAddr, message: Message) {
+    fn send_gossiping(&mut self, to: SocketAddr, peer: Option<NodeId>, message: Message) {
         let header = Header { cluster_id: self.config.cluster_id, sender: self.id };
         let kind = message.kind();
         let Some(mut writer) = DatagramWriter::new(header, &message, self.config.max_datagram) else {
@@ -1003,7 +1091,7 @@ impl Node {
             return;
         };
         let limit = retransmit_limit(self.config.retransmit_mult, self.live);
-        self.queue.fill(&mut writer, limit);
+        self.queue.fill(&mut writer, peer, limit);
         self.stats.gossip_sent += writer.count() as u64;
         self.transmit(to, kind, writer.finish());
     }
@@ -1134,6 +1222,14 @@ impl From<&Member> for MemberRecord {
     fn from(m: &Member) -> Self {
         Self { id: m.id, addr: m.addr, incarnation: m.incarnation, state: m.state, tags: m.tags.clone() }
     }
+}
+
+/// One live member's share of the view digest: a SplitMix64 mix of its id and incarnation.
+fn digest_term(id: NodeId, incarnation: u64) -> u64 {
+    let mut z = id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ incarnation.rotate_left(32);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 fn gossip_alive(member: &Member) -> Gossip {

@@ -241,6 +241,13 @@ impl Cluster {
     /// Whether every running member sees every running member alive and no other as live.
     pub(crate) fn converged(&self) -> bool {
         let up: Vec<usize> = (0..self.len()).filter(|&i| self.is_up(i)).collect();
+        for &i in &up {
+            assert_eq!(
+                self.node(i).digest(),
+                self.node(i).recomputed_digest(),
+                "n{i}'s incremental view digest drifted"
+            );
+        }
         up.iter().all(|&i| {
             let node = self.node(i);
             let live: Vec<u64> = node.members().filter(|m| m.state.is_live()).map(|m| m.id.0).collect();

@@ -12,7 +12,8 @@ of the normal tail (PhiAccrualFailureDetector.phi):
           -log10(1 - 1 / (1 + e))      otherwise
 
 The window starts as Akka's: two samples, estimate - estimate/4 and estimate + estimate/4
-(mean = estimate, pstdev = estimate/4), and keeps the last `max_sample_size` intervals.
+(mean = estimate, pstdev = estimate/4), and keeps the last `max_sample_size` intervals;
+as Akka, an interval that ends after phi reached the threshold is not recorded.
 
 Run `python3 core/testdata/phi_golden.py` and paste its output into `GOLDEN`.
 All times are in milliseconds.
@@ -24,11 +25,16 @@ AKKA = dict(threshold=8.0, max_sample_size=1000, min_std_dev=100.0, acceptable_p
 
 
 def window(params, heartbeats):
+    """The window after `heartbeats`. As Akka's `heartbeat`, an interval that ends while
+    the peer is already late (phi at or above the threshold) is not recorded."""
     est = params["estimate"]
     w = [est - est / 4, est + est / 4][-params["max_sample_size"]:]
     for prev, cur in zip(heartbeats, heartbeats[1:]):
-        w.append(cur - prev)
-        w = w[-params["max_sample_size"]:]
+        mean = statistics.mean(w) + params["acceptable_pause"]
+        sd = max(statistics.pstdev(w), params["min_std_dev"])
+        if phi(cur - prev, mean, sd) < params["threshold"]:
+            w.append(cur - prev)
+            w = w[-params["max_sample_size"]:]
     return w
 
 

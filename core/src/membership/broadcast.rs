@@ -28,11 +28,21 @@ const MIN_ITEM: usize = 4;
 /// How many updates in a row may fail to fit before a datagram counts as full.
 const MAX_MISSES: usize = 8;
 
+/// One pending update.
+#[derive(Debug)]
+struct Queued {
+    key: Key,
+    bytes: Vec<u8>,
+    /// Members known to have it: sent it, or heard it from them. It is not sent to them
+    /// again, so each transmission reaches a member that may still need it.
+    holders: Vec<NodeId>,
+}
+
 /// Pending updates, ordered by (fewest transmits, newest first).
 #[derive(Debug, Default)]
 pub(crate) struct BroadcastQueue {
-    /// The send order, with each update's key and encoding.
-    order: BTreeMap<Rank, (Key, Vec<u8>)>,
+    /// The send order, with each update.
+    order: BTreeMap<Rank, Queued>,
     /// Where each key's update stands.
     ranks: BTreeMap<Key, Rank>,
     next: u64,
@@ -44,7 +54,7 @@ impl BroadcastQueue {
         self.remove(key);
         let rank = (0, Reverse(self.next));
         self.next += 1;
-        self.order.insert(rank, (key, encode_gossip(item)));
+        self.order.insert(rank, Queued { key, bytes: encode_gossip(item), holders: Vec::new() });
         self.ranks.insert(key, rank);
     }
 
@@ -63,16 +73,29 @@ impl BroadcastQueue {
         self.order.len()
     }
 
-    /// Packs as many updates as fit into `writer`, counts a transmission for each, and
-    /// drops those that reached `limit`. Returns how many were packed.
-    pub(crate) fn fill(&mut self, writer: &mut DatagramWriter, limit: u32) -> usize {
+    /// Notes that `holder` has the pending update under `key`.
+    pub(crate) fn mark_holder(&mut self, key: Key, holder: NodeId) {
+        let Some(rank) = self.ranks.get(&key) else { return };
+        let Some(queued) = self.order.get_mut(rank) else { return };
+        if !queued.holders.contains(&holder) {
+            queued.holders.push(holder);
+        }
+    }
+
+    /// Packs as many updates as fit into `writer` (skipping those `to` is known to have),
+    /// counts a transmission for each, and drops those that reached `limit`. Returns how
+    /// many were packed.
+    pub(crate) fn fill(&mut self, writer: &mut DatagramWriter, to: Option<NodeId>, limit: u32) -> usize {
         let mut sent = Vec::new();
         let mut misses = 0;
-        for (rank, (_, bytes)) in &self.order {
+        for (rank, queued) in &self.order {
             if writer.remaining() < MIN_ITEM || misses == MAX_MISSES {
                 break;
             }
-            if writer.push_encoded(bytes) {
+            if to.is_some_and(|to| queued.holders.contains(&to)) {
+                continue;
+            }
+            if writer.push_encoded(&queued.bytes) {
                 sent.push(*rank);
                 misses = 0;
             } else {
@@ -80,14 +103,17 @@ impl BroadcastQueue {
             }
         }
         for rank in &sent {
-            let Some((key, bytes)) = self.order.remove(rank) else { continue };
+            let Some(mut queued) = self.order.remove(rank) else { continue };
             let transmits = rank.0 + 1;
             if transmits >= limit {
-                self.ranks.remove(&key);
+                self.ranks.remove(&queued.key);
             } else {
+                if let Some(to) = to {
+                    queued.holders.push(to);
+                }
                 let next = (transmits, rank.1);
-                self.order.insert(next, (key, bytes));
-                self.ranks.insert(key, next);
+                self.ranks.insert(queued.key, next);
+                self.order.insert(next, queued);
             }
         }
         sent.len()
@@ -114,7 +140,7 @@ mod tests {
     fn drain(queue: &mut BroadcastQueue, max: usize, limit: u32) -> Vec<Gossip> {
         let message = Message::Gossip { gossip: Vec::new() };
         let mut writer = DatagramWriter::new(HEADER, &message, max).expect("fits");
-        queue.fill(&mut writer, limit);
+        queue.fill(&mut writer, None, limit);
         let bytes = writer.finish();
         assert!(bytes.len() <= max);
         match decode(&bytes, 1, max).expect("valid").1 {
@@ -146,6 +172,19 @@ mod tests {
         assert_eq!(queue.len(), 1, "the first two reached the limit of 3");
         drain(&mut queue, 1400, 3);
         assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn an_update_is_not_sent_to_a_member_known_to_have_it() {
+        let mut queue = BroadcastQueue::default();
+        queue.push(Key::Member(NodeId(1)), &leave(1, 1));
+        queue.mark_holder(Key::Member(NodeId(1)), NodeId(7));
+        let message = Message::Gossip { gossip: Vec::new() };
+        let mut writer = DatagramWriter::new(HEADER, &message, 1400).expect("fits");
+        assert_eq!(queue.fill(&mut writer, Some(NodeId(7)), 3), 0, "n7 told us");
+        assert_eq!(queue.fill(&mut writer, Some(NodeId(8)), 3), 1);
+        let mut writer = DatagramWriter::new(HEADER, &message, 1400).expect("fits");
+        assert_eq!(queue.fill(&mut writer, Some(NodeId(8)), 3), 0, "n8 has it now");
     }
 
     #[test]

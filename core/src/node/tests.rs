@@ -171,17 +171,24 @@ fn tags_reach_everyone_as_one_update() {
 
 #[test]
 fn a_broadcast_is_delivered_once_to_every_other_member() {
-    let mut cluster = formed(8, 10);
-    cluster.command(3, Command::Broadcast(b"deploy v2".to_vec()));
-    cluster.run_for(secs(10));
-    let delivered = cluster
-        .seen(|e| matches!(e, Event::Broadcast { origin, payload } if *origin == NodeId(3) && payload == b"deploy v2"));
-    let mut observers: Vec<NodeId> = delivered.iter().map(|s| s.observer).collect();
-    observers.sort();
-    assert_eq!(observers, (0..8).filter(|&i| i != 3).map(NodeId).collect::<Vec<_>>());
+    // Small clusters are where a bounded epidemic most often misses someone: each member
+    // sends an update at most `retransmit_mult` times here, never to a member known to have it.
+    for seed in 0..20 {
+        let n = 4 + (seed as usize % 5);
+        let mut cluster = formed(n, 100 + seed);
+        let origin = seed as usize % n;
+        cluster.command(origin, Command::Broadcast(b"deploy v2".to_vec()));
+        cluster.run_for(secs(10));
+        let delivered = cluster.seen(|e| matches!(e, Event::Broadcast { payload, .. } if payload == b"deploy v2"));
+        let mut observers: Vec<NodeId> = delivered.iter().map(|s| s.observer).collect();
+        observers.sort();
+        let expected: Vec<NodeId> = (0..n as u64).filter(|&i| i != origin as u64).map(NodeId).collect();
+        assert_eq!(observers, expected, "seed {seed}: {n} members, origin n{origin}");
+    }
+    let mut cluster = formed(3, 10);
     let now = cluster.now;
     let max = cluster.config.max_datagram;
-    assert!(cluster.node_mut(3).handle_command(now, Command::Broadcast(vec![0; max])).is_err());
+    assert!(cluster.node_mut(0).handle_command(now, Command::Broadcast(vec![0; max])).is_err());
 }
 
 #[test]
@@ -327,7 +334,7 @@ fn messages_claiming_another_sender_are_dropped() {
     // A datagram that claims to come from the receiver itself.
     let me = gossip(0, vec![Gossip::Leave { id: NodeId(1), incarnation: 50 }]);
     // A ping meant for another member.
-    let ping = datagram(1, &Message::Ping { seq: 1, target: NodeId(2), gossip: Vec::new() });
+    let ping = datagram(1, &Message::Ping { seq: 1, target: NodeId(2), digest: None, gossip: Vec::new() });
     let node = cluster.node_mut(0);
     for bytes in [join, me, ping] {
         assert!(matches!(node.handle_datagram(now, addr(1), &bytes), Err(wire::WireError::Invalid { .. })));
@@ -371,4 +378,32 @@ fn a_member_restarted_at_the_same_instant_replays_nothing_stale() {
     };
     assert_eq!(run(), run());
     let _ = Instant::ZERO;
+}
+
+#[test]
+fn a_neighbour_with_another_view_triggers_one_state_exchange() {
+    // n4 neither watches n0 nor is watched by it, so only the injected pings carry its digest.
+    let mut cluster = formed(8, 27);
+    cluster.run_for(secs(5));
+    let pushes = |cluster: &Cluster| cluster.node(0).stats().sent.get(wire::MessageKind::PushPull);
+    let digest = cluster.node(0).digest();
+    let ping = |digest: u64, seq: u64| {
+        datagram(4, &Message::Ping { seq, target: NodeId(0), digest: Some(digest), gossip: Vec::new() })
+    };
+    let before = pushes(&cluster);
+    // The same view: nothing to do.
+    cluster.inject(0, addr(4), ping(digest, 1_000));
+    cluster.run_for(secs(1));
+    cluster.inject(0, addr(4), ping(digest, 1_001));
+    cluster.run_for(Duration::from_millis(5));
+    assert_eq!(pushes(&cluster), before);
+    // Another view on two probes a probe interval apart: one exchange of whole views.
+    cluster.inject(0, addr(4), ping(digest ^ 1, 1_002));
+    cluster.run_for(Duration::from_millis(5));
+    assert_eq!(pushes(&cluster), before, "one differing digest may be an update in flight");
+    cluster.run_for(Config::lan().probe_interval);
+    cluster.inject(0, addr(4), ping(digest ^ 1, 1_003));
+    cluster.run_for(Duration::from_millis(5));
+    assert_eq!(pushes(&cluster), before + 1);
+    assert!(cluster.converged());
 }

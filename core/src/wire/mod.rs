@@ -191,10 +191,11 @@ pub(crate) enum Gossip {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) enum Message {
     /// Probe `target` (named so a ping that reaches a new process at an old address is
-    /// ignored); answer with `Ack { seq }`.
-    Ping { seq: u64, target: NodeId, gossip: Vec<Gossip> },
-    /// The answer to the ping or ping-req numbered `seq`.
-    Ack { seq: u64, gossip: Vec<Gossip> },
+    /// ignored); answer with `Ack { seq }`. `digest` summarises the sender's live view
+    /// when it has no updates pending, so two members can tell their views differ.
+    Ping { seq: u64, target: NodeId, digest: Option<u64>, gossip: Vec<Gossip> },
+    /// The answer to the ping or ping-req numbered `seq`, with the same `digest`.
+    Ack { seq: u64, digest: Option<u64>, gossip: Vec<Gossip> },
     /// Lifeguard: the relay for ping-req `seq` heard nothing from the target in time.
     Nack { seq: u64 },
     /// Probe `target` at `target_addr` for me; answer `Ack { seq }` or `Nack { seq }`.

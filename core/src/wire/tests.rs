@@ -56,10 +56,11 @@ fn golden_messages() -> Vec<(&'static str, Message)> {
             Message::Ping {
                 seq: 300,
                 target: NodeId(9),
+                digest: Some(258),
                 gossip: vec![Gossip::Leave { id: NodeId(5), incarnation: 2 }],
             },
         ),
-        ("ack", Message::Ack { seq: 300, gossip: vec![] }),
+        ("ack", Message::Ack { seq: 300, digest: None, gossip: vec![] }),
         ("nack", Message::Nack { seq: 1 }),
         ("ping-req", Message::PingReq { seq: 2, target: NodeId(9), target_addr: v4(), gossip: vec![] }),
         (
@@ -109,10 +110,10 @@ const GOLDEN_ENVELOPE: &str = "434e434c 01 efcdab8967452301 0700000000000000";
 /// [`MessageKind::ALL`]; integers are postcard varints (300 = `ac02`, port 7946 = `8a3e`);
 /// a socket address is its variant (0 = V4, 1 = V6), the raw octets, the port.
 const GOLDEN_MESSAGES: [(&str, &str, &str); 11] = [
-    // Ping { seq: 300, target: 9, gossip: [Leave { id: 5, incarnation: 2 }] }
-    ("ping", "f53aeb07", "00 ac02 09 01 030502"),
-    // Ack { seq: 300, gossip: [] }
-    ("ack", "79f80592", "01 ac02 00"),
+    // Ping { seq: 300, target: 9, digest: Some(258), gossip: [Leave { id: 5, incarnation: 2 }] }
+    ("ping", "141279ba", "00 ac02 09 01 8202 01 030502"),
+    // Ack { seq: 300, digest: None, gossip: [] }
+    ("ack", "ed2349fb", "01 ac02 00 00"),
     // Nack { seq: 1 }
     ("nack", "1acc999d", "02 01"),
     // PingReq { seq: 2, target: 9, target_addr: 10.0.0.7:7946, gossip: [] }
@@ -191,7 +192,8 @@ fn golden_header_fields() {
 // ----- decode checks, in order ------------------------------------------------------
 
 fn valid() -> Vec<u8> {
-    encode(HEADER, &Message::Ping { seq: 1, target: NodeId(9), gossip: vec![] }, MIN_MAX_DATAGRAM).expect("small")
+    encode(HEADER, &Message::Ping { seq: 1, target: NodeId(9), digest: None, gossip: vec![] }, MIN_MAX_DATAGRAM)
+        .expect("small")
 }
 
 /// A sealed datagram of `cluster_id` with any body, well-formed or not.
@@ -275,8 +277,8 @@ fn each_decode_check_reports_the_first_failure() {
     for message in [
         Message::Join { member: record.clone() },
         Message::PushPull { reply: false, part: 0, parts: 1, members: vec![record.clone()] },
-        Message::Ping { seq: 1, target: NodeId(9), gossip: vec![alive.clone()] },
-        Message::Ack { seq: 1, gossip: vec![alive.clone()] },
+        Message::Ping { seq: 1, target: NodeId(9), digest: Some(1), gossip: vec![alive.clone()] },
+        Message::Ack { seq: 1, digest: None, gossip: vec![alive.clone()] },
         Message::PingReq { seq: 1, target: NodeId(9), target_addr: v4(), gossip: vec![alive.clone()] },
         Message::Gossip { gossip: vec![Gossip::Leave { id: NodeId(1), incarnation: 1 }, alive] },
     ] {
@@ -390,12 +392,13 @@ fn arb_gossip_list() -> impl Strategy<Value = Vec<Gossip>> {
 
 fn arb_message() -> impl Strategy<Value = Message> {
     prop_oneof![
-        (any::<u64>(), arb_id(), arb_gossip_list()).prop_map(|(seq, target, gossip)| Message::Ping {
+        (any::<u64>(), arb_id(), any::<Option<u64>>(), arb_gossip_list())
+            .prop_map(|(seq, target, digest, gossip)| Message::Ping { seq, target, digest, gossip }),
+        (any::<u64>(), any::<Option<u64>>(), arb_gossip_list()).prop_map(|(seq, digest, gossip)| Message::Ack {
             seq,
-            target,
+            digest,
             gossip
         }),
-        (any::<u64>(), arb_gossip_list()).prop_map(|(seq, gossip)| Message::Ack { seq, gossip }),
         any::<u64>().prop_map(|seq| Message::Nack { seq }),
         (any::<u64>(), arb_id(), arb_addr(), arb_gossip_list())
             .prop_map(|(seq, target, target_addr, gossip)| Message::PingReq { seq, target, target_addr, gossip }),
@@ -421,8 +424,13 @@ fn arb_header() -> impl Strategy<Value = Header> {
 /// A message kind that carries piggybacked gossip, with an empty list for the writer.
 fn arb_gossip_carrier() -> impl Strategy<Value = Message> {
     prop_oneof![
-        (any::<u64>(), arb_id()).prop_map(|(seq, target)| Message::Ping { seq, target, gossip: vec![] }),
-        any::<u64>().prop_map(|seq| Message::Ack { seq, gossip: vec![] }),
+        (any::<u64>(), arb_id(), any::<Option<u64>>()).prop_map(|(seq, target, digest)| Message::Ping {
+            seq,
+            target,
+            digest,
+            gossip: vec![]
+        }),
+        (any::<u64>(), any::<Option<u64>>()).prop_map(|(seq, digest)| Message::Ack { seq, digest, gossip: vec![] }),
         (any::<u64>(), arb_id(), arb_addr()).prop_map(|(seq, target, target_addr)| Message::PingReq {
             seq,
             target,
@@ -670,7 +678,7 @@ fn the_writer_counts_the_longer_list_length_past_127_items() {
 
 #[test]
 fn the_writer_refuses_a_message_that_cannot_fit() {
-    let ping = Message::Ping { seq: u64::MAX, target: NodeId(u64::MAX), gossip: vec![] };
+    let ping = Message::Ping { seq: u64::MAX, target: NodeId(u64::MAX), digest: Some(u64::MAX), gossip: vec![] };
     let empty = encode(HEADER, &ping, MAX_MAX_DATAGRAM).expect("fits").len();
     assert!(DatagramWriter::new(HEADER, &ping, empty - 1).is_none());
     let writer = DatagramWriter::new(HEADER, &ping, empty).expect("fits exactly");
