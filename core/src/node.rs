@@ -73,8 +73,9 @@ pub struct Node {
     ids: Vec<NodeId>,
     /// Members in state Alive or Suspect, this one included.
     live: usize,
-    /// The peers this member watches: its `monitors` live predecessors on the ring.
-    watched: Vec<NodeId>,
+    /// The peers this member watches: its `monitors` live predecessors on the ring. Kept
+    /// apart from `peers` so that the hot path (heartbeats, wakeups) stays in a few bytes.
+    watches: Vec<Watch>,
     ring_dirty: bool,
     suspicions: BTreeMap<NodeId, Suspicion>,
     /// Indirect probes in flight, by sequence number.
@@ -107,12 +108,15 @@ struct Peer {
     member: Member,
     /// When its state last changed.
     since: Instant,
-    /// Present while this member watches it.
-    detector: Option<PhiAccrual>,
+}
+
+/// A peer this member watches on the ring.
+#[derive(Debug)]
+struct Watch {
+    id: NodeId,
+    detector: PhiAccrual,
     /// No indirect probe of it before this.
     next_indirect: Instant,
-    /// The indirect probe of it in flight.
-    probing: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -196,7 +200,7 @@ impl Node {
             peers,
             ids: vec![config.id],
             live: 1,
-            watched: Vec::new(),
+            watches: Vec::new(),
             ring_dirty: false,
             suspicions: BTreeMap::new(),
             probes: BTreeMap::new(),
@@ -250,8 +254,8 @@ impl Node {
     }
 
     /// The members this one watches on the monitoring ring.
-    pub fn watched(&self) -> &[NodeId] {
-        &self.watched
+    pub fn watched(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.watches.iter().map(|w| w.id)
     }
 
     /// This member's incarnation.
@@ -283,8 +287,8 @@ impl Node {
     /// The phi of a watched member as of the latest input, or `None` for one this member
     /// does not watch.
     pub fn phi(&self, id: NodeId) -> Option<f64> {
-        let detector = self.peers.get(&id)?.detector.as_ref()?;
-        Some(detector.phi(self.now))
+        let watch = self.watches.iter().find(|w| w.id == id)?;
+        Some(watch.detector.phi(self.now))
     }
 
     /// The local health score (Lifeguard): 0 is healthy; timeouts stretch by `1 + score`.
@@ -323,8 +327,8 @@ impl Node {
         self.stats.received.add(message.kind());
         self.stats.bytes_received += bytes.len() as u64;
         let sender = header.sender;
-        if let Some(detector) = self.peers.get_mut(&sender).and_then(|p| p.detector.as_mut()) {
-            detector.heartbeat(now);
+        if let Some(watch) = self.watches.iter_mut().find(|w| w.id == sender) {
+            watch.detector.heartbeat(now);
         }
         if !self.peers.contains_key(&sender) && !matches!(message, Message::Join { .. } | Message::PushPull { .. }) {
             self.sync_with_stranger(from);
@@ -464,8 +468,8 @@ impl Node {
         if self.is_active() {
             consider(self.next_probe);
             consider(self.next_push_pull);
-            for id in &self.watched {
-                if let Some(t) = self.peers.get(id).and_then(|p| self.indirect_probe_due(p)) {
+            for watch in &self.watches {
+                if let Some(t) = self.indirect_probe_due(watch) {
                     consider(t);
                 }
             }
@@ -491,8 +495,8 @@ impl Node {
         }
         self.acked_since_tick = false;
         self.next_probe = now + self.config.probe_interval;
-        for i in 0..self.watched.len() {
-            let id = self.watched[i];
+        for i in 0..self.watches.len() {
+            let id = self.watches[i].id;
             if let Some(addr) = self.peers.get(&id).map(|p| p.member.addr) {
                 let seq = self.next_seq();
                 let digest = self.quiet_digest();
@@ -502,13 +506,17 @@ impl Node {
     }
 
     /// When the indirect probe of a watched peer falls due: when its phi reaches the
-    /// threshold, but not while one is in flight, nor once this member accused it.
-    fn indirect_probe_due(&self, peer: &Peer) -> Option<Instant> {
-        if peer.probing.is_some() || !self.may_accuse(peer) {
+    /// threshold, but not while one is in flight. (Whether the peer may still be accused is
+    /// checked when it falls due, off the hot path.)
+    fn indirect_probe_due(&self, watch: &Watch) -> Option<Instant> {
+        if self.is_probing(watch.id) {
             return None;
         }
-        let deadline = peer.detector.as_ref()?.deadline()?;
-        Some(deadline.max(peer.next_indirect))
+        Some(watch.detector.deadline()?.max(watch.next_indirect))
+    }
+
+    fn is_probing(&self, id: NodeId) -> bool {
+        self.probes.values().any(|p| p.target == id)
     }
 
     /// An Alive peer may be accused; a Suspect one may be accused once more by each
@@ -522,11 +530,16 @@ impl Node {
     }
 
     fn start_due_indirect_probes(&mut self, now: Instant) {
-        for i in 0..self.watched.len() {
-            let id = self.watched[i];
-            let due = self.peers.get(&id).and_then(|p| self.indirect_probe_due(p));
-            if due.is_some_and(|t| t <= now) {
+        for i in 0..self.watches.len() {
+            if !self.indirect_probe_due(&self.watches[i]).is_some_and(|t| t <= now) {
+                continue;
+            }
+            let id = self.watches[i].id;
+            if self.peers.get(&id).is_some_and(|p| self.may_accuse(p)) {
                 self.start_indirect_probe(id, now);
+            } else {
+                // Suspected and already accused by us, say: look again next interval.
+                self.watches[i].next_indirect = now + self.config.probe_interval;
             }
         }
     }
@@ -534,7 +547,7 @@ impl Node {
     /// SWIM's second step: ping the peer again and ask `indirect_checks` others to ping it.
     fn start_indirect_probe(&mut self, target: NodeId, now: Instant) {
         let Some(peer) = self.peers.get(&target) else { return };
-        if peer.probing.is_some() || !self.may_accuse(peer) {
+        if self.is_probing(target) || !self.may_accuse(peer) {
             return;
         }
         let target_addr = peer.member.addr;
@@ -554,9 +567,9 @@ impl Node {
         }
         self.send_gossiping(target_addr, Some(target), Message::Ping { seq, target, digest: None, gossip: Vec::new() });
         self.probes.insert(seq, Probe { target, deadline: now + timeout, expected_nacks: relays.len(), nacks: 0 });
-        if let Some(peer) = self.peers.get_mut(&target) {
-            peer.probing = Some(seq);
-            peer.next_indirect = now + self.awareness.scale(self.config.probe_interval);
+        let next = now + self.awareness.scale(self.config.probe_interval);
+        if let Some(watch) = self.watches.iter_mut().find(|w| w.id == target) {
+            watch.next_indirect = next;
         }
     }
 
@@ -571,11 +584,7 @@ impl Node {
             return;
         }
         // An indirect probe ends with an ack from its target or from any of its relays.
-        if let Some(probe) = self.probes.remove(&seq) {
-            if let Some(peer) = self.peers.get_mut(&probe.target) {
-                peer.probing = None;
-            }
-        }
+        self.probes.remove(&seq);
     }
 
     fn relay_probe(&mut self, requester: SocketAddr, requester_seq: u64, target: NodeId, target_addr: SocketAddr) {
@@ -604,8 +613,7 @@ impl Node {
             // Lifeguard: relays that did not even nack point at our own health.
             let missed = probe.expected_nacks.saturating_sub(probe.nacks);
             self.awareness.apply(i64::try_from(missed).unwrap_or(i64::MAX));
-            let Some(peer) = self.peers.get_mut(&probe.target) else { continue };
-            peer.probing = None;
+            let Some(peer) = self.peers.get(&probe.target) else { continue };
             if peer.member.state.is_live() {
                 // Suspects it, or confirms the running suspicion of it.
                 let incarnation = peer.member.incarnation;
@@ -646,12 +654,15 @@ impl Node {
             let addr = self.peers[id].member.addr;
             self.send_state(addr, true);
         }
-        // Now and then reach past the live view, so that a healed partition merges again.
+        // Now and then reach past the live view, so that a healed partition merges again:
+        // a member this one holds failed, or, for a member left alone, a seed.
         if self.rng.random_bool(0.5) {
             let failed = self.random_members(1, |p| p.member.state == MemberState::Failed);
             let addr = match failed.first() {
                 Some(id) => Some(self.peers[id].member.addr),
-                None if !self.seeds.is_empty() => Some(self.seeds[self.rng.random_range(0..self.seeds.len())]),
+                None if self.live == 1 && !self.seeds.is_empty() => {
+                    Some(self.seeds[self.rng.random_range(0..self.seeds.len())])
+                }
                 None => None,
             };
             if let Some(addr) = addr {
@@ -806,7 +817,7 @@ impl Node {
         for item in gossip {
             match item {
                 Gossip::UserBroadcast { origin, seq, payload } => {
-                    self.queue.mark_holder(Key::User(origin, seq), sender);
+                    self.queue.mark_holder(Key::User(origin, seq), sender, self.live.saturating_sub(1));
                     self.deliver_broadcast(origin, seq, payload);
                 }
                 other => {
@@ -817,7 +828,7 @@ impl Node {
                     // one that told us something older still does.
                     let held = self.peers.get(&id).map(|p| (p.member.incarnation, p.member.state));
                     if held == Some(said) {
-                        self.queue.mark_holder(Key::Member(id), sender);
+                        self.queue.mark_holder(Key::Member(id), sender, self.live.saturating_sub(1));
                     }
                 }
             }
@@ -945,7 +956,6 @@ impl Node {
         if old_state != claim.state {
             peer.since = now;
         }
-        peer.probing = None;
         let member = peer.member.clone();
         let live_after = member.state.is_live();
         if live_before {
@@ -1059,25 +1069,20 @@ impl Node {
                 }
             }
         }
-        for id in &self.watched {
-            if !watched.contains(id) {
-                if let Some(peer) = self.peers.get_mut(id) {
-                    peer.detector = None;
-                }
-            }
-        }
-        for id in &watched {
-            if let Some(peer) = self.peers.get_mut(id) {
-                if peer.detector.is_none() {
+        let mut old = std::mem::take(&mut self.watches);
+        for id in watched {
+            let watch = match old.iter().position(|w| w.id == id) {
+                Some(i) => old.swap_remove(i),
+                None => {
                     // Start from a heartbeat now: a peer that never answers must still
                     // become late.
                     let mut detector = PhiAccrual::new(self.config.phi.clone());
                     detector.heartbeat(self.now);
-                    peer.detector = Some(detector);
+                    Watch { id, detector, next_indirect: self.now }
                 }
-            }
+            };
+            self.watches.push(watch);
         }
-        self.watched = watched;
     }
 
     // ----- sending -----------------------------------------------------------------
@@ -1091,7 +1096,11 @@ impl Node {
             return;
         };
         let limit = retransmit_limit(self.config.retransmit_mult, self.live);
-        self.queue.fill(&mut writer, peer, limit);
+        let packed = self.queue.fill(&mut writer, peer, limit, self.live.saturating_sub(1));
+        if packed == 0 && kind == wire::MessageKind::Gossip {
+            // Everything pending is known to be there already.
+            return;
+        }
         self.stats.gossip_sent += writer.count() as u64;
         self.transmit(to, kind, writer.finish());
     }
@@ -1186,7 +1195,7 @@ impl Node {
 
 impl Peer {
     fn new(member: Member, now: Instant) -> Self {
-        Self { member, since: now, detector: None, next_indirect: now, probing: None }
+        Self { member, since: now }
     }
 }
 

@@ -25,6 +25,11 @@ type Rank = (u32, Reverse<u64>);
 /// The smallest encoded gossip item; below this much room a datagram is full.
 const MIN_ITEM: usize = 4;
 
+/// The most holders remembered per update: enough to finish an update early in a small
+/// cluster, where a bounded epidemic most often misses someone, and to keep the checks
+/// cheap in a large one.
+const MAX_HOLDERS: usize = 32;
+
 /// How many updates in a row may fail to fit before a datagram counts as full.
 const MAX_MISSES: usize = 8;
 
@@ -73,19 +78,24 @@ impl BroadcastQueue {
         self.order.len()
     }
 
-    /// Notes that `holder` has the pending update under `key`.
-    pub(crate) fn mark_holder(&mut self, key: Key, holder: NodeId) {
-        let Some(rank) = self.ranks.get(&key) else { return };
-        let Some(queued) = self.order.get_mut(rank) else { return };
-        if !queued.holders.contains(&holder) {
+    /// Notes that `holder` has the pending update under `key`; once all `others` members
+    /// have it, it is done.
+    pub(crate) fn mark_holder(&mut self, key: Key, holder: NodeId, others: usize) {
+        let Some(&rank) = self.ranks.get(&key) else { return };
+        let Some(queued) = self.order.get_mut(&rank) else { return };
+        if queued.holders.len() < MAX_HOLDERS && !queued.holders.contains(&holder) {
             queued.holders.push(holder);
+        }
+        if queued.holders.len() >= others {
+            self.order.remove(&rank);
+            self.ranks.remove(&key);
         }
     }
 
     /// Packs as many updates as fit into `writer` (skipping those `to` is known to have),
     /// counts a transmission for each, and drops those that reached `limit`. Returns how
     /// many were packed.
-    pub(crate) fn fill(&mut self, writer: &mut DatagramWriter, to: Option<NodeId>, limit: u32) -> usize {
+    pub(crate) fn fill(&mut self, writer: &mut DatagramWriter, to: Option<NodeId>, limit: u32, others: usize) -> usize {
         let mut sent = Vec::new();
         let mut misses = 0;
         for (rank, queued) in &self.order {
@@ -105,12 +115,12 @@ impl BroadcastQueue {
         for rank in &sent {
             let Some(mut queued) = self.order.remove(rank) else { continue };
             let transmits = rank.0 + 1;
-            if transmits >= limit {
+            if let Some(to) = to.filter(|_| queued.holders.len() < MAX_HOLDERS) {
+                queued.holders.push(to);
+            }
+            if transmits >= limit || queued.holders.len() >= others {
                 self.ranks.remove(&queued.key);
             } else {
-                if let Some(to) = to {
-                    queued.holders.push(to);
-                }
                 let next = (transmits, rank.1);
                 self.ranks.insert(queued.key, next);
                 self.order.insert(next, queued);
@@ -140,7 +150,7 @@ mod tests {
     fn drain(queue: &mut BroadcastQueue, max: usize, limit: u32) -> Vec<Gossip> {
         let message = Message::Gossip { gossip: Vec::new() };
         let mut writer = DatagramWriter::new(HEADER, &message, max).expect("fits");
-        queue.fill(&mut writer, None, limit);
+        queue.fill(&mut writer, None, limit, usize::MAX);
         let bytes = writer.finish();
         assert!(bytes.len() <= max);
         match decode(&bytes, 1, max).expect("valid").1 {
@@ -178,13 +188,16 @@ mod tests {
     fn an_update_is_not_sent_to_a_member_known_to_have_it() {
         let mut queue = BroadcastQueue::default();
         queue.push(Key::Member(NodeId(1)), &leave(1, 1));
-        queue.mark_holder(Key::Member(NodeId(1)), NodeId(7));
+        queue.mark_holder(Key::Member(NodeId(1)), NodeId(7), 3);
         let message = Message::Gossip { gossip: Vec::new() };
         let mut writer = DatagramWriter::new(HEADER, &message, 1400).expect("fits");
-        assert_eq!(queue.fill(&mut writer, Some(NodeId(7)), 3), 0, "n7 told us");
-        assert_eq!(queue.fill(&mut writer, Some(NodeId(8)), 3), 1);
+        assert_eq!(queue.fill(&mut writer, Some(NodeId(7)), 3, 3), 0, "n7 told us");
+        assert_eq!(queue.fill(&mut writer, Some(NodeId(8)), 3, 3), 1);
         let mut writer = DatagramWriter::new(HEADER, &message, 1400).expect("fits");
-        assert_eq!(queue.fill(&mut writer, Some(NodeId(8)), 3), 0, "n8 has it now");
+        assert_eq!(queue.fill(&mut writer, Some(NodeId(8)), 3, 3), 0, "n8 has it now");
+        assert_eq!(queue.len(), 1);
+        queue.mark_holder(Key::Member(NodeId(1)), NodeId(9), 3);
+        assert!(queue.is_empty(), "all three others have it: done");
     }
 
     #[test]
