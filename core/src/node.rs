@@ -531,7 +531,7 @@ impl Node {
 
     fn start_due_indirect_probes(&mut self, now: Instant) {
         for i in 0..self.watches.len() {
-            if !self.indirect_probe_due(&self.watches[i]).is_some_and(|t| t <= now) {
+            if self.indirect_probe_due(&self.watches[i]).is_none_or(|t| t > now) {
                 continue;
             }
             let id = self.watches[i].id;
