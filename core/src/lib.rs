@@ -37,7 +37,7 @@
 //! - [`node`]: [`Node`], the state machine that ties the pieces together.
 //! - `membership` (private): the view and its precedence rules, the monitoring ring,
 //!   Lifeguard suspicion and local health, dissemination.
-//! - [`detector`]: [`PhiAccrual`](detector::PhiAccrual), "is this peer late?".
+//! - [`detector`]: [`PhiAccrual`], "is this peer late?".
 //! - [`wire`]: the versioned, checksummed datagram format and [`WireError`].
 //! - [`durable`]: [`Durable`], what survives a crash.
 //! - [`output`]: [`Output`], [`Event`], [`Command`], [`Mode`], [`Stats`].

@@ -359,7 +359,7 @@ impl DatagramWriter {
     }
 
     /// Adds `item` if it fits; `false` (and nothing added) otherwise.
-    #[cfg(any(test, fuzzing))]
+    #[cfg(test)]
     pub(crate) fn push(&mut self, item: &Gossip) -> bool {
         let mark = self.items.len();
         postcard_extend(&mut self.items, item);
