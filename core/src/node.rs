@@ -76,6 +76,9 @@ pub struct Node {
     /// The peers this member watches: its `monitors` live predecessors on the ring. Kept
     /// apart from `peers` so that the hot path (heartbeats, wakeups) stays in a few bytes.
     watches: Vec<Watch>,
+    /// The peers that watch this member: its `monitors` live successors on the ring, the
+    /// usual senders of the pings it receives.
+    watchers: Vec<NodeId>,
     ring_dirty: bool,
     suspicions: BTreeMap<NodeId, Suspicion>,
     /// Indirect probes in flight, by sequence number.
@@ -201,6 +204,7 @@ impl Node {
             ids: vec![config.id],
             live: 1,
             watches: Vec::new(),
+            watchers: Vec::new(),
             ring_dirty: false,
             suspicions: BTreeMap::new(),
             probes: BTreeMap::new(),
@@ -330,7 +334,7 @@ impl Node {
         if let Some(watch) = self.watches.iter_mut().find(|w| w.id == sender) {
             watch.detector.heartbeat(now);
         }
-        if !self.peers.contains_key(&sender) && !matches!(message, Message::Join { .. } | Message::PushPull { .. }) {
+        if !matches!(message, Message::Join { .. } | Message::PushPull { .. }) && !self.knows(sender) {
             self.sync_with_stranger(from);
         }
         let gossip_count = message.gossip().len();
@@ -513,6 +517,12 @@ impl Node {
             return None;
         }
         Some(watch.detector.deadline()?.max(watch.next_indirect))
+    }
+
+    /// Whether `id` is a known member; ring neighbours, the usual case, are answered
+    /// without a look into the whole view.
+    fn knows(&self, id: NodeId) -> bool {
+        self.watchers.contains(&id) || self.watches.iter().any(|w| w.id == id) || self.peers.contains_key(&id)
     }
 
     fn is_probing(&self, id: NodeId) -> bool {
@@ -730,7 +740,7 @@ impl Node {
     /// syncs back off exponentially while differences persist, up to the push-pull interval.
     fn compare_digest(&mut self, sender: NodeId, from: SocketAddr, digest: Option<u64>) {
         let Some(digest) = digest else { return };
-        if !self.queue.is_empty() || !self.is_active() || !self.peers.contains_key(&sender) {
+        if !self.queue.is_empty() || !self.is_active() || !self.knows(sender) {
             return;
         }
         if digest == self.digest {
@@ -1066,6 +1076,19 @@ impl Node {
                 }
                 if *id != self.id && peer.member.state.is_live() {
                     watched.push(*id);
+                }
+            }
+        }
+        self.watchers.clear();
+        if self.is_active() {
+            let after = self.peers.range(self.id..);
+            let before = self.peers.range(..self.id);
+            for (id, peer) in after.chain(before) {
+                if self.watchers.len() == self.config.monitors {
+                    break;
+                }
+                if *id != self.id && peer.member.state.is_live() {
+                    self.watchers.push(*id);
                 }
             }
         }
