@@ -79,6 +79,8 @@ pub struct Node {
     /// The peers that watch this member: its `monitors` live successors on the ring, the
     /// usual senders of the pings it receives.
     watchers: Vec<NodeId>,
+    /// The watched peer probed last.
+    next_watch: usize,
     ring_dirty: bool,
     suspicions: BTreeMap<NodeId, Suspicion>,
     /// Indirect probes in flight, by sequence number.
@@ -205,6 +207,7 @@ impl Node {
             live: 1,
             watches: Vec::new(),
             watchers: Vec::new(),
+            next_watch: 0,
             ring_dirty: false,
             suspicions: BTreeMap::new(),
             probes: BTreeMap::new(),
@@ -493,19 +496,24 @@ impl Node {
         self.peers.get(&self.id).is_some_and(|me| me.member.state != MemberState::Left)
     }
 
+    /// SWIM's protocol period: one probe per `probe_interval`, to the watched peers in
+    /// turn, so each is pinged every `monitors` intervals and a member sends two
+    /// datagrams (ping, ack) per interval whatever the cluster size.
     fn probe_tick(&mut self, now: Instant) {
         if self.acked_since_tick {
             self.awareness.apply(-1);
         }
         self.acked_since_tick = false;
         self.next_probe = now + self.config.probe_interval;
-        for i in 0..self.watches.len() {
-            let id = self.watches[i].id;
-            if let Some(addr) = self.peers.get(&id).map(|p| p.member.addr) {
-                let seq = self.next_seq();
-                let digest = self.quiet_digest();
-                self.send_gossiping(addr, Some(id), Message::Ping { seq, target: id, digest, gossip: Vec::new() });
-            }
+        if self.watches.is_empty() {
+            return;
+        }
+        self.next_watch = (self.next_watch + 1) % self.watches.len();
+        let id = self.watches[self.next_watch].id;
+        if let Some(addr) = self.peers.get(&id).map(|p| p.member.addr) {
+            let seq = self.next_seq();
+            let digest = self.quiet_digest();
+            self.send_gossiping(addr, Some(id), Message::Ping { seq, target: id, digest, gossip: Vec::new() });
         }
     }
 
