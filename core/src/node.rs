@@ -81,6 +81,8 @@ pub struct Node {
     watchers: Vec<NodeId>,
     /// The watched peer probed last.
     next_watch: usize,
+    /// Whether this member has left the cluster.
+    left: bool,
     ring_dirty: bool,
     suspicions: BTreeMap<NodeId, Suspicion>,
     /// Indirect probes in flight, by sequence number.
@@ -102,6 +104,8 @@ pub struct Node {
     digest_mismatch: BTreeMap<NodeId, Instant>,
     next_digest_sync: Instant,
     digest_backoff: Duration,
+    /// When a neighbour last reported the same view digest as ours.
+    digest_agreed: Option<Instant>,
     join: Option<JoinAttempt>,
     seeds: Vec<SocketAddr>,
     outputs: VecDeque<Output>,
@@ -119,6 +123,7 @@ struct Peer {
 #[derive(Debug)]
 struct Watch {
     id: NodeId,
+    addr: SocketAddr,
     detector: PhiAccrual,
     /// No indirect probe of it before this.
     next_indirect: Instant,
@@ -208,6 +213,7 @@ impl Node {
             watches: Vec::new(),
             watchers: Vec::new(),
             next_watch: 0,
+            left: false,
             ring_dirty: false,
             suspicions: BTreeMap::new(),
             probes: BTreeMap::new(),
@@ -223,6 +229,7 @@ impl Node {
             digest_mismatch: BTreeMap::new(),
             next_digest_sync: now,
             digest_backoff: probe_interval,
+            digest_agreed: None,
             join: None,
             seeds: Vec::new(),
             outputs: VecDeque::new(),
@@ -492,8 +499,9 @@ impl Node {
 
     // ----- probing -----------------------------------------------------------------
 
+    /// Whether this member still takes part (it has not left).
     fn is_active(&self) -> bool {
-        self.peers.get(&self.id).is_some_and(|me| me.member.state != MemberState::Left)
+        !self.left
     }
 
     /// SWIM's protocol period: one probe per `probe_interval`, to the watched peers in
@@ -509,12 +517,10 @@ impl Node {
             return;
         }
         self.next_watch = (self.next_watch + 1) % self.watches.len();
-        let id = self.watches[self.next_watch].id;
-        if let Some(addr) = self.peers.get(&id).map(|p| p.member.addr) {
-            let seq = self.next_seq();
-            let digest = self.quiet_digest();
-            self.send_gossiping(addr, Some(id), Message::Ping { seq, target: id, digest, gossip: Vec::new() });
-        }
+        let (id, addr) = (self.watches[self.next_watch].id, self.watches[self.next_watch].addr);
+        let seq = self.next_seq();
+        let digest = self.quiet_digest();
+        self.send_gossiping(addr, Some(id), Message::Ping { seq, target: id, digest, gossip: Vec::new() });
     }
 
     /// When the indirect probe of a watched peer falls due: when its phi reaches the
@@ -668,9 +674,16 @@ impl Node {
     fn push_pull_tick(&mut self, now: Instant) {
         self.next_push_pull = now + push_pull_interval(self.config.push_pull_interval, self.live);
         self.reap(now);
-        if let Some(id) = self.random_members(1, |p| p.member.state.is_live()).first() {
-            let addr = self.peers[id].member.addr;
-            self.send_state(addr, true);
+        // Anti-entropy is the digests' job while neighbours keep reporting the same view;
+        // the whole-view exchange with a random member is for when they do not (or cannot:
+        // digests travel only when nothing is pending).
+        let agreed =
+            self.digest_agreed.is_some_and(|at| now.saturating_duration_since(at) < self.config.push_pull_interval);
+        if !agreed {
+            if let Some(id) = self.random_members(1, |p| p.member.state.is_live()).first() {
+                let addr = self.peers[id].member.addr;
+                self.send_state(addr, true);
+            }
         }
         // Now and then reach past the live view, so that a healed partition merges again:
         // a member this one holds failed, or, for a member left alone, a seed.
@@ -754,6 +767,7 @@ impl Node {
         if digest == self.digest {
             self.digest_mismatch.remove(&sender);
             self.digest_backoff = self.config.probe_interval;
+            self.digest_agreed = Some(self.now);
             return;
         }
         let now = self.now;
@@ -812,6 +826,7 @@ impl Node {
         let incarnation = self.durable.incarnation;
         if let Some(me) = self.peers.get_mut(&self.id) {
             me.member.state = MemberState::Left;
+            self.left = true;
             me.since = self.now;
         }
         self.live = self.live.saturating_sub(1);
@@ -966,6 +981,10 @@ impl Node {
         peer.member.incarnation = claim.incarnation;
         peer.member.state = claim.state;
         if let Some(addr) = claim.addr {
+            if peer.member.addr != addr {
+                // Watches keep their peer's address.
+                self.ring_dirty = true;
+            }
             peer.member.addr = addr;
         }
         if let Some(tags) = claim.tags {
@@ -1102,14 +1121,15 @@ impl Node {
         }
         let mut old = std::mem::take(&mut self.watches);
         for id in watched {
+            let Some(addr) = self.peers.get(&id).map(|p| p.member.addr) else { continue };
             let watch = match old.iter().position(|w| w.id == id) {
-                Some(i) => old.swap_remove(i),
+                Some(i) => Watch { addr, ..old.swap_remove(i) },
                 None => {
                     // Start from a heartbeat now: a peer that never answers must still
                     // become late.
                     let mut detector = PhiAccrual::new(self.config.phi.clone());
                     detector.heartbeat(self.now);
-                    Watch { id, detector, next_indirect: self.now }
+                    Watch { id, addr, detector, next_indirect: self.now }
                 }
             };
             self.watches.push(watch);

@@ -30,6 +30,9 @@ const MIN_ITEM: usize = 4;
 /// cheap in a large one.
 const MAX_HOLDERS: usize = 32;
 
+/// How many members must tell us an update before we stop spreading it.
+const LOSE_INTEREST: u32 = 4;
+
 /// How many updates in a row may fail to fit before a datagram counts as full.
 const MAX_MISSES: usize = 8;
 
@@ -41,6 +44,8 @@ struct Queued {
     /// Members known to have it: sent it, or heard it from them. It is not sent to them
     /// again, so each transmission reaches a member that may still need it.
     holders: Vec<NodeId>,
+    /// How many times members told us this same update.
+    heard: u32,
 }
 
 /// Pending updates, ordered by (fewest transmits, newest first).
@@ -59,7 +64,7 @@ impl BroadcastQueue {
         self.remove(key);
         let rank = (0, Reverse(self.next));
         self.next += 1;
-        self.order.insert(rank, Queued { key, bytes: encode_gossip(item), holders: Vec::new() });
+        self.order.insert(rank, Queued { key, bytes: encode_gossip(item), holders: Vec::new(), heard: 0 });
         self.ranks.insert(key, rank);
     }
 
@@ -78,15 +83,18 @@ impl BroadcastQueue {
         self.order.len()
     }
 
-    /// Notes that `holder` has the pending update under `key`; once all `others` members
-    /// have it, it is done.
+    /// Notes that `holder` told us the pending update under `key`. Once all `others`
+    /// members have it, or once [`LOSE_INTEREST`] members told it to us, it is done: the
+    /// rumour is everywhere (Demers et al.'s counter, which keeps an epidemic from sending
+    /// each update `n * limit` times when it is already saturated).
     pub(crate) fn mark_holder(&mut self, key: Key, holder: NodeId, others: usize) {
         let Some(&rank) = self.ranks.get(&key) else { return };
         let Some(queued) = self.order.get_mut(&rank) else { return };
         if queued.holders.len() < MAX_HOLDERS && !queued.holders.contains(&holder) {
             queued.holders.push(holder);
         }
-        if queued.holders.len() >= others {
+        queued.heard += 1;
+        if queued.holders.len() >= others || queued.heard >= LOSE_INTEREST {
             self.order.remove(&rank);
             self.ranks.remove(&key);
         }
