@@ -57,7 +57,7 @@ pub fn sample_datagrams(cluster_id: u64, sender: NodeId, sender_addr: SocketAddr
         Gossip::UserBroadcast { origin: sender, seq: 1, payload: b"hello".to_vec() },
     ];
     let messages = [
-        Message::Join { member: record.clone() },
+        Message::Join { member: record.clone(), send_state: true },
         Message::Ping { seq: 1, target: receiver, digest: Some(7), gossip: gossip.clone() },
         Message::Ack { seq: 1, digest: None, gossip: gossip.clone() },
         Message::Nack { seq: 1 },

@@ -148,6 +148,8 @@ struct Relay {
 #[derive(Debug)]
 struct JoinAttempt {
     attempt: u32,
+    /// The seed asked for its view first; later attempts ask the next ones.
+    first_seed: usize,
     next: Instant,
 }
 
@@ -380,9 +382,11 @@ impl Node {
                     self.send_state(from, false);
                 }
             }
-            Message::Join { member } => {
+            Message::Join { member, send_state } => {
                 self.merge_record(sender, member, true);
-                self.send_state(from, false);
+                if send_state {
+                    self.send_state(from, false);
+                }
             }
             // Election messages are answered once voters are configured.
             Message::VoteRequest { .. }
@@ -427,7 +431,8 @@ impl Node {
             Command::Join(seeds) => {
                 self.seeds = seeds.into_iter().filter(|addr| *addr != self.addr).collect();
                 if !self.seeds.is_empty() {
-                    self.join = Some(JoinAttempt { attempt: 0, next: now });
+                    let first_seed = self.rng.random_range(0..self.seeds.len());
+                    self.join = Some(JoinAttempt { attempt: 0, first_seed, next: now });
                     self.retry_join(now);
                 }
             }
@@ -800,8 +805,9 @@ impl Node {
         self.delivered.retain(|_, at| *at >= memory);
     }
 
-    /// Asks every seed, as memberlist does: seeds that are themselves still joining each
-    /// know part of the cluster, and asking only one of them can leave islands.
+    /// Tells every seed, as memberlist does (seeds that are themselves still joining each
+    /// know part of the cluster; telling only one can leave islands), but asks only one of
+    /// them per attempt, in turn, for its view: one state transfer per join, not one per seed.
     fn retry_join(&mut self, now: Instant) {
         let Some(join) = &mut self.join else { return };
         if now < join.next || self.seeds.is_empty() {
@@ -809,13 +815,15 @@ impl Node {
         }
         let backoff =
             self.config.join_retry_base.saturating_mul(1 << join.attempt.min(16)).min(self.config.join_retry_max);
+        let attempt = join.attempt;
         join.attempt += 1;
         // Equal jitter: half fixed, half random, so members that start together spread out.
         join.next = now + backoff / 2 + jitter(&mut self.rng, backoff / 2);
         let member = MemberRecord::from(&self.peers[&self.id].member);
+        let asked = (join.first_seed + attempt as usize) % self.seeds.len();
         for i in 0..self.seeds.len() {
             let seed = self.seeds[i];
-            self.send(seed, &Message::Join { member: member.clone() });
+            self.send(seed, &Message::Join { member: member.clone(), send_state: i == asked });
         }
     }
 
@@ -1182,7 +1190,7 @@ impl Node {
             Message::Ping { target, .. } if *target != self.id => {
                 Err(WireError::Invalid { why: "ping meant for another member" })
             }
-            Message::Join { member } if member.id != header.sender => {
+            Message::Join { member, .. } if member.id != header.sender => {
                 Err(WireError::Invalid { why: "join for another member than the sender" })
             }
             _ if header.sender == self.id => {

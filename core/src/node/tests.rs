@@ -334,7 +334,7 @@ fn messages_claiming_another_sender_are_dropped() {
     // A join whose record names another member than the envelope.
     let record =
         MemberRecord { id: NodeId(2), addr: addr(7), incarnation: 99, state: MemberState::Alive, tags: Tags::new() };
-    let join = datagram(1, &Message::Join { member: record });
+    let join = datagram(1, &Message::Join { member: record, send_state: true });
     // A datagram that claims to come from the receiver itself.
     let me = gossip(0, vec![Gossip::Leave { id: NodeId(1), incarnation: 50 }]);
     // A ping meant for another member.

@@ -205,8 +205,9 @@ pub(crate) enum Message {
     /// Part `part` of `parts` of the sender's view; answer with the receiver's own view when
     /// `reply` is set.
     PushPull { reply: bool, part: u16, parts: u16, members: Vec<MemberRecord> },
-    /// The sender asks to join; the answer is the receiver's view as `PushPull` parts.
-    Join { member: MemberRecord },
+    /// The sender asks to join. With `send_state`, the answer is the receiver's view as
+    /// `PushPull` parts; without, the receiver only admits it (one seed of several answers).
+    Join { member: MemberRecord, send_state: bool },
     /// A (pre-)candidate asks for a vote in `term`.
     VoteRequest { term: u64, pre_vote: bool },
     /// The answer to a vote request in `term`.
@@ -260,7 +261,7 @@ impl Message {
                 }
                 members.iter().all(record_ok)
             }
-            Self::Join { member } => record_ok(member),
+            Self::Join { member, .. } => record_ok(member),
             other => other.gossip().iter().all(gossip_ok),
         };
         if ok {

@@ -78,6 +78,7 @@ fn golden_messages() -> Vec<(&'static str, Message)> {
                     state: MemberState::Alive,
                     tags: Tags::new(),
                 },
+                send_state: true,
             },
         ),
         ("vote-request", Message::VoteRequest { term: 4, pre_vote: true }),
@@ -122,8 +123,8 @@ const GOLDEN_MESSAGES: [(&str, &str, &str); 11] = [
     ("gossip", "fea0157c", "04 01 01090307"),
     // PushPull { reply, part 1 of 2, members: [9 at [2001:db8::7]:7946, incarnation 3, Suspect, zone=a] }
     ("push-pull", "a4974e11", "05 01 01 02 01 09 01 20010db8000000000000000000000007 8a3e 03 01 01 047a6f6e65 0161"),
-    // Join { member: 7 at 10.0.0.7:7946, incarnation 0, Alive, no tags }
-    ("join", "965d1fbb", "06 07 00 0a000007 8a3e 00 00 00"),
+    // Join { member: 7 at 10.0.0.7:7946, incarnation 0, Alive, no tags; send_state: true }
+    ("join", "37f6d2bc", "06 07 00 0a000007 8a3e 00 00 00 01"),
     // VoteRequest { term: 4, pre_vote: true }
     ("vote-request", "03894623", "07 04 01"),
     // VoteReply { term: 4, pre_vote: false, granted: true }
@@ -275,7 +276,7 @@ fn each_decode_check_reports_the_first_failure() {
     let alive = Gossip::Alive { id: NodeId(7), incarnation: 1, addr: v4(), tags: big };
     let too_big_tags = WireError::Invalid { why: "tags above the size limit" };
     for message in [
-        Message::Join { member: record.clone() },
+        Message::Join { member: record.clone(), send_state: false },
         Message::PushPull { reply: false, part: 0, parts: 1, members: vec![record.clone()] },
         Message::Ping { seq: 1, target: NodeId(9), digest: Some(1), gossip: vec![alive.clone()] },
         Message::Ack { seq: 1, digest: None, gossip: vec![alive.clone()] },
@@ -287,7 +288,7 @@ fn each_decode_check_reports_the_first_failure() {
     }
     // ... but exactly MAX_TAGS_BYTES is fine.
     let record = MemberRecord { tags: tags_of_len(MAX_TAGS_BYTES), ..record };
-    let bytes = encode(HEADER, &Message::Join { member: record }, max).expect("fits");
+    let bytes = encode(HEADER, &Message::Join { member: record, send_state: true }, max).expect("fits");
     assert!(decode(&bytes, CLUSTER, max).is_ok());
 
     // Invalid: push-pull part out of range (checked before the records).
@@ -405,7 +406,7 @@ fn arb_message() -> impl Strategy<Value = Message> {
         arb_gossip_list().prop_map(|gossip| Message::Gossip { gossip }),
         (any::<bool>(), 1_u16.., any::<u16>(), prop::collection::vec(arb_record(), 0..6))
             .prop_map(|(reply, parts, part, members)| Message::PushPull { reply, part: part % parts, parts, members }),
-        arb_record().prop_map(|member| Message::Join { member }),
+        (arb_record(), any::<bool>()).prop_map(|(member, send_state)| Message::Join { member, send_state }),
         (any::<u64>(), any::<bool>()).prop_map(|(term, pre_vote)| Message::VoteRequest { term, pre_vote }),
         (any::<u64>(), any::<bool>(), any::<bool>()).prop_map(|(term, pre_vote, granted)| Message::VoteReply {
             term,
@@ -503,10 +504,10 @@ proptest! {
 
     #[test]
     fn every_member_record_round_trips_and_its_length_is_known(record in arb_record()) {
-        let message = Message::Join { member: record.clone() };
+        let message = Message::Join { member: record.clone(), send_state: true };
         let bytes = encode(HEADER, &message, MAX_MAX_DATAGRAM).expect("fits");
-        // Envelope, the kind, then the record alone.
-        prop_assert_eq!(bytes.len(), HEADER_LEN + 1 + record_len(&record));
+        // Envelope, the kind, the record alone, the flag.
+        prop_assert_eq!(bytes.len(), HEADER_LEN + 1 + record_len(&record) + 1);
         prop_assert_eq!(decode(&bytes, CLUSTER, MIN_MAX_DATAGRAM), Ok((HEADER, message)));
     }
 
