@@ -863,12 +863,10 @@ impl Node {
                 }
                 other => {
                     let Some(claim) = Claim::from_gossip(other) else { continue };
-                    let (id, said) = (claim.id, (claim.incarnation, claim.state));
-                    self.apply_claim(claim);
+                    let id = claim.id;
                     // A sender that told us exactly what we now hold needs no copy of it;
                     // one that told us something older still does.
-                    let held = self.peers.get(&id).map(|p| (p.member.incarnation, p.member.state));
-                    if held == Some(said) {
+                    if self.apply_claim(claim) {
                         self.queue.mark_holder(Key::Member(id), sender, self.live.saturating_sub(1));
                     }
                 }
@@ -928,20 +926,23 @@ impl Node {
     }
 
     /// Applies one claim under SWIM's precedence, emitting events and re-gossiping what changed.
-    fn apply_claim(&mut self, claim: Claim) {
+    ///
+    /// Returns whether this member now holds exactly what the claim says (so whoever made
+    /// it needs no copy of ours).
+    fn apply_claim(&mut self, claim: Claim) -> bool {
         if claim.incarnation >= MAX_INCARNATION {
             self.stats.dropped.invalid += 1;
-            return;
+            return false;
         }
         if claim.id == self.id {
             self.claim_about_me(&claim);
-            return;
+            return claim.state == MemberState::Alive && claim.incarnation == self.durable.incarnation;
         }
         if claim.addr == Some(self.addr) {
             // Another member at this member's own address is forged or stale; taking it
             // would make this member send to itself.
             self.stats.dropped.invalid += 1;
-            return;
+            return false;
         }
         let Some(peer) = self.peers.get(&claim.id) else {
             // Only an Alive claim brings a member in: the others name no address.
@@ -963,21 +964,27 @@ impl Node {
                         self.queue.push(Key::Member(claim.id), &gossip_alive(&member));
                     }
                     self.emit(Event::MemberJoined(member));
+                    return true;
                 }
             }
-            return;
+            return false;
         };
         let before = (peer.member.incarnation, peer.member.state);
-        match precedence(before, (claim.incarnation, claim.state)) {
-            Verdict::Ignore => {}
+        let said = (claim.incarnation, claim.state);
+        match precedence(before, said) {
+            Verdict::Ignore => before == said,
             Verdict::Confirm => {
                 let confirmed = self.suspicions.get_mut(&claim.id).is_some_and(|s| s.confirm(claim.accuser));
                 if confirmed {
                     let item = Gossip::Suspect { id: claim.id, incarnation: claim.incarnation, accuser: claim.accuser };
                     self.queue.push(Key::Member(claim.id), &item);
                 }
+                true
             }
-            Verdict::Apply => self.change_state(claim, before),
+            Verdict::Apply => {
+                self.change_state(claim, before);
+                true
+            }
         }
     }
 
