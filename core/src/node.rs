@@ -3,23 +3,30 @@
 //! # How a member keeps its view
 //!
 //! 1. **Monitoring ring.** Every live member is watched by its `monitors` successors on a
-//!    ring of sorted ids, so each member watches its `monitors` predecessors. Each probe
-//!    tick it pings them; any datagram from a watched peer is a heartbeat for its
-//!    [`PhiAccrual`] detector.
+//!    ring of sorted ids, so each member watches its `monitors` predecessors. Each
+//!    protocol period (`probe_interval`) it pings one of them, in turn; any datagram from a
+//!    watched peer is a heartbeat for its [`PhiAccrual`] detector.
 //! 2. **Indirect probing.** When phi reaches the threshold the watcher pings the peer again
 //!    and asks `indirect_checks` others to ping it too (`PingReq`); they answer `Ack`, or
 //!    `Nack` when they heard nothing. Any ack ends the probe.
 //! 3. **Suspicion.** A probe without an ack makes the peer Suspect, gossiped with the
-//!    watcher as accuser. Every member that hears it starts a Lifeguard suspicion timer that
-//!    independent accusers shorten; the first to expire declares the peer Failed.
+//!    watcher as accuser. Every member that hears it starts a Lifeguard suspicion timer
+//!    that independent accusers shorten (every watcher probes and accuses on its own); the
+//!    first to expire declares the peer Failed.
 //! 4. **Refutation.** A member that hears itself suspected, failed or departed at or above
 //!    its incarnation bumps its incarnation past the claim, persists it, and gossips Alive.
 //! 5. **Local health.** Missed nacks and refutations raise the member's own awareness
 //!    score, which stretches its probe timeouts.
 //! 6. **Dissemination.** Updates ride on pings, acks and ping-reqs, and on gossip rounds
-//!    to `gossip_nodes` random members (recently failed ones included); a periodic
-//!    push-pull exchanges whole views, now and then with a failed member or a seed so that
-//!    split clusters merge again.
+//!    to `gossip_nodes` random members (recently failed ones included), each at most
+//!    `retransmit_mult * ceil(log10(n + 1))` times, never to a member known to have it,
+//!    and no more once four members told it to us. Push-pull exchanges whole views: with
+//!    a random member while neighbours' digests disagree, now and then with a failed
+//!    member so that split clusters merge again, and at once with a member that has not
+//!    heard of us.
+//! 7. **Anti-entropy along the ring.** Pings and acks carry a digest of the sender's live
+//!    view while it has nothing pending; a neighbour whose digest stays different gets a
+//!    push-pull, so a dissemination that died out is repaired within seconds, not minutes.
 //!
 //! # Outputs
 //!
