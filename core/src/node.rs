@@ -1196,7 +1196,7 @@ impl Node {
         self.outputs.push_back(Output::Event(event));
     }
 
-    // ----- helpers -----------------------------------------------------------------
+    // ----- internals ---------------------------------------------------------------
 
     /// Protocol rules about who may say what.
     fn check(&self, header: Header, message: &Message) -> Result<(), WireError> {
