@@ -999,14 +999,13 @@ impl Node {
         let now = self.now;
         let live_before = old_state.is_live();
         let peer = self.peers.get_mut(&claim.id).expect("present: the caller looked it up");
-        let old_tags_addr = (peer.member.tags.clone(), peer.member.addr);
+        let moved = claim.addr.is_some_and(|addr| addr != peer.member.addr);
+        let retagged = claim.tags.as_ref().is_some_and(|tags| *tags != peer.member.tags);
+        // Watches keep their peer's address.
+        self.ring_dirty |= moved;
         peer.member.incarnation = claim.incarnation;
         peer.member.state = claim.state;
         if let Some(addr) = claim.addr {
-            if peer.member.addr != addr {
-                // Watches keep their peer's address.
-                self.ring_dirty = true;
-            }
             peer.member.addr = addr;
         }
         if let Some(tags) = claim.tags {
@@ -1049,7 +1048,7 @@ impl Node {
             (MemberState::Left, MemberState::Alive) => Event::MemberJoined(member),
             (MemberState::Suspect | MemberState::Failed, MemberState::Alive) => Event::MemberRecovered(member),
             (MemberState::Alive, MemberState::Alive) => {
-                if (member.tags.clone(), member.addr) == old_tags_addr {
+                if !moved && !retagged {
                     return;
                 }
                 Event::MemberUpdated(member)
