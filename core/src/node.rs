@@ -35,12 +35,14 @@
 //! Then sleep until [`Node::poll_timeout`] and call [`Node::handle_timeout`]; calling it
 //! early or twice is harmless.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use rand::{Rng, RngCore, SeedableRng};
+use indexmap::IndexMap;
 use rand_chacha::ChaCha8Rng;
+use rustc_hash::FxBuildHasher;
 
 use crate::config::{Config, NodeConfig};
 use crate::detector::PhiAccrual;
@@ -74,10 +76,12 @@ pub struct Node {
     rng: ChaCha8Rng,
     now: Instant,
     durable: Durable,
-    /// Every member known, this one included, by id.
-    peers: BTreeMap<NodeId, Peer>,
-    /// The keys of `peers`, sorted, for uniform random draws.
-    ids: Vec<NodeId>,
+    /// Every member known, this one included, by id. A fixed-hash map in insertion order:
+    /// lookups touch one or two cache lines (a thousand-member view is looked up for every
+    /// gossip item), random draws index it directly, and iteration is the same every run.
+    peers: IndexMap<NodeId, Peer, FxBuildHasher>,
+    /// The keys of `peers`, sorted: the ring, and the id order of [`Node::members`].
+    sorted: BTreeSet<NodeId>,
     /// Members in state Alive or Suspect, this one included.
     live: usize,
     /// The peers this member watches: its `monitors` live predecessors on the ring. Kept
@@ -205,7 +209,7 @@ impl Node {
             state: MemberState::Alive,
             tags: config.tags,
         };
-        let mut peers = BTreeMap::new();
+        let mut peers = IndexMap::default();
         peers.insert(config.id, Peer::new(me, now));
         let mut node = Self {
             id: config.id,
@@ -217,7 +221,7 @@ impl Node {
             now,
             durable,
             peers,
-            ids: vec![config.id],
+            sorted: BTreeSet::from([config.id]),
             live: 1,
             watches: Vec::new(),
             watchers: Vec::new(),
@@ -263,7 +267,7 @@ impl Node {
     /// Every member known, this one included, in id order; failed and departed members
     /// stay (as tombstones) for `tombstone_ttl`.
     pub fn members(&self) -> impl Iterator<Item = &Member> + '_ {
-        self.peers.values().map(|peer| &peer.member)
+        self.sorted.iter().filter_map(|id| self.peers.get(id)).map(|peer| &peer.member)
     }
 
     /// One member, if known.
@@ -802,11 +806,9 @@ impl Node {
             .map(|p| p.member.id)
             .collect();
         for id in gone {
-            self.peers.remove(&id);
+            self.peers.swap_remove(&id);
+            self.sorted.remove(&id);
             self.digest_mismatch.remove(&id);
-            if let Ok(at) = self.ids.binary_search(&id) {
-                self.ids.remove(at);
-            }
         }
         let memory = now.saturating_sub(BROADCAST_MEMORY);
         self.delivered.retain(|_, at| *at >= memory);
@@ -966,7 +968,7 @@ impl Node {
                     self.live += 1;
                     self.digest ^= digest_term(claim.id, claim.incarnation);
                     self.ring_dirty = true;
-                    self.ids_insert(claim.id);
+                    self.sorted.insert(claim.id);
                     if claim.introduce {
                         self.queue.push(Key::Member(claim.id), &gossip_alive(&member));
                     }
@@ -1116,27 +1118,27 @@ impl Node {
         self.ring_dirty = false;
         let mut watched = Vec::with_capacity(self.config.monitors);
         if self.is_active() {
-            let before = self.peers.range(..self.id).rev();
-            let after = self.peers.range(self.id..).rev();
-            for (id, peer) in before.chain(after) {
+            let before = self.sorted.range(..self.id).rev();
+            let after = self.sorted.range(self.id..).rev();
+            for &id in before.chain(after) {
                 if watched.len() == self.config.monitors {
                     break;
                 }
-                if *id != self.id && peer.member.state.is_live() {
-                    watched.push(*id);
+                if id != self.id && self.peers.get(&id).is_some_and(|p| p.member.state.is_live()) {
+                    watched.push(id);
                 }
             }
         }
         self.watchers.clear();
         if self.is_active() {
-            let after = self.peers.range(self.id..);
-            let before = self.peers.range(..self.id);
-            for (id, peer) in after.chain(before) {
+            let after = self.sorted.range(self.id..);
+            let before = self.sorted.range(..self.id);
+            for &id in after.chain(before) {
                 if self.watchers.len() == self.config.monitors {
                     break;
                 }
-                if *id != self.id && peer.member.state.is_live() {
-                    self.watchers.push(*id);
+                if id != self.id && self.peers.get(&id).is_some_and(|p| p.member.state.is_live()) {
+                    self.watchers.push(id);
                 }
             }
         }
@@ -1224,12 +1226,12 @@ impl Node {
     /// falls back to a scan of the eligible when draws keep missing.
     fn random_members(&mut self, count: usize, eligible: impl Fn(&Peer) -> bool) -> Vec<NodeId> {
         let mut chosen = Vec::with_capacity(count);
-        if count == 0 || self.ids.len() < 2 {
+        if count == 0 || self.peers.len() < 2 {
             return chosen;
         }
         for _ in 0..count * 4 {
-            let id = self.ids[self.rng.random_range(0..self.ids.len())];
-            if id != self.id && !chosen.contains(&id) && self.peers.get(&id).is_some_and(&eligible) {
+            let (&id, peer) = self.peers.get_index(self.rng.random_range(0..self.peers.len())).expect("drawn in range");
+            if id != self.id && !chosen.contains(&id) && eligible(peer) {
                 chosen.push(id);
                 if chosen.len() == count {
                     return chosen;
@@ -1250,12 +1252,6 @@ impl Node {
         }
         chosen.extend_from_slice(&candidates[..wanted]);
         chosen
-    }
-
-    fn ids_insert(&mut self, id: NodeId) {
-        if let Err(at) = self.ids.binary_search(&id) {
-            self.ids.insert(at, id);
-        }
     }
 
     /// The largest user broadcast payload that fits a datagram on its own.
