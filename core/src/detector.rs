@@ -60,6 +60,9 @@ pub struct PhiAccrual {
     /// Standard deviations past the mean at which phi reaches the threshold; fixed by the
     /// threshold, so computed once.
     threshold_y: f64,
+    /// [`Self::deadline`], kept current by every heartbeat: drivers ask for it after every
+    /// input, and it changes only when a heartbeat arrives.
+    deadline: Option<Instant>,
 }
 
 impl PhiAccrual {
@@ -72,6 +75,7 @@ impl PhiAccrual {
             sum: 0.0,
             sum_squares: 0.0,
             last: None,
+            deadline: None,
         };
         let mean = millis(detector.params.first_heartbeat_estimate);
         let std_dev = mean / 4.0;
@@ -96,6 +100,7 @@ impl PhiAccrual {
             }
         }
         self.last = Some(now);
+        self.deadline = self.compute_deadline();
     }
 
     /// The suspicion level at `now`: 0 before the first heartbeat, then rising while no
@@ -109,14 +114,18 @@ impl PhiAccrual {
         phi(elapsed, mean, self.effective_std_dev())
     }
 
-    /// `true` while phi is below the threshold.
+    /// `true` while phi is below the threshold: before [`Self::deadline`].
     pub fn is_available(&self, now: Instant) -> bool {
-        self.phi(now) < self.params.threshold
+        self.deadline.is_none_or(|deadline| now < deadline)
     }
 
     /// When phi will reach the threshold if no heartbeat arrives, or `None` before the
     /// first heartbeat. Drivers use it to schedule the next check instead of polling.
     pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    fn compute_deadline(&self) -> Option<Instant> {
         let last = self.last?;
         let mean = self.mean() + millis(self.params.acceptable_pause);
         let after_ms = (mean + self.threshold_y * self.effective_std_dev()).max(0.0);

@@ -1165,7 +1165,8 @@ impl Node {
     fn send_gossiping(&mut self, to: SocketAddr, peer: Option<NodeId>, message: Message) {
         let header = Header { cluster_id: self.config.cluster_id, sender: self.id };
         let kind = message.kind();
-        let Some(mut writer) = DatagramWriter::new(header, &message, self.config.max_datagram) else {
+        let pending = !self.queue.is_empty();
+        let Some(mut writer) = DatagramWriter::with_items(header, &message, self.config.max_datagram, pending) else {
             debug_assert!(false, "fixed-size messages always fit the minimum max_datagram");
             return;
         };

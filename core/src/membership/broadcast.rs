@@ -4,23 +4,20 @@
 //! one; each update is sent at most `retransmit_mult * ceil(log10(n + 1))` times; the
 //! least-sent go first, and among those the newest.
 
-use std::cmp::Reverse;
-use std::collections::BTreeMap;
+use indexmap::IndexMap;
+use rustc_hash::FxBuildHasher;
 
 use crate::member::NodeId;
 use crate::wire::{encode_gossip, DatagramWriter, Gossip};
 
 /// What an update is about: a newer update with the same key replaces the older.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum Key {
     /// The state of a member.
     Member(NodeId),
     /// One user broadcast.
     User(NodeId, u64),
 }
-
-/// Where a queued update stands in the send order: (transmits so far, newest first).
-type Rank = (u32, Reverse<u64>);
 
 /// The smallest encoded gossip item; below this much room a datagram is full.
 const MIN_ITEM: usize = 4;
@@ -46,41 +43,79 @@ struct Queued {
     holders: Vec<NodeId>,
     /// How many times members told us this same update.
     heard: u32,
+    /// How many times it was sent: its level.
+    transmits: u32,
 }
 
-/// Pending updates, ordered by (fewest transmits, newest first).
+/// Where an update sits: its slot, and the slot's generation when it was put there (a
+/// slot reused by a newer update has moved on, and the old reference is skipped).
+#[derive(Clone, Copy, Debug)]
+struct Ref {
+    slot: u32,
+    generation: u32,
+}
+
+/// Pending updates, sent fewest-transmits first and, among those, newest first.
+///
+/// Every datagram sent takes a few updates and moves each one level up, and every item
+/// heard looks one up by key, so both are O(1): updates live in slots (a slab), a fixed-hash
+/// index finds them by key, and each level is a stack of slot references, newest on top.
+/// Removal only frees the slot; the stale reference is dropped when a scan meets it, or
+/// when stale references outnumber live ones.
 #[derive(Debug, Default)]
 pub(crate) struct BroadcastQueue {
-    /// The send order, with each update.
-    order: BTreeMap<Rank, Queued>,
-    /// Where each key's update stands.
-    ranks: BTreeMap<Key, Rank>,
-    next: u64,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// The slot of each key's update. Looked up for every gossip item heard, never iterated.
+    by_key: IndexMap<Key, u32, FxBuildHasher>,
+    /// `levels[t]`: the updates sent `t` times, oldest first (scans start at the end).
+    levels: Vec<Vec<Ref>>,
+    /// References in `levels` whose update is gone.
+    stale: usize,
+    /// Scratch for [`Self::fill`]: the updates it sent (with their level), newest first,
+    /// and those of the level being scanned that it did not.
+    sent: Vec<(Ref, usize)>,
+    kept: Vec<Ref>,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    generation: u32,
+    queued: Option<Queued>,
 }
 
 impl BroadcastQueue {
     /// Queues `item`, replacing any pending update with the same key.
     pub(crate) fn push(&mut self, key: Key, item: &Gossip) {
         self.remove(key);
-        let rank = (0, Reverse(self.next));
-        self.next += 1;
-        self.order.insert(rank, Queued { key, bytes: encode_gossip(item), holders: Vec::new(), heard: 0 });
-        self.ranks.insert(key, rank);
+        let queued = Queued { key, bytes: encode_gossip(item), holders: Vec::new(), heard: 0, transmits: 0 };
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(Slot::default());
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 pending updates")
+            }
+        };
+        let entry = &mut self.slots[slot as usize];
+        entry.queued = Some(queued);
+        let reference = Ref { slot, generation: entry.generation };
+        self.by_key.insert(key, slot);
+        self.level(0).push(reference);
     }
 
     pub(crate) fn remove(&mut self, key: Key) {
-        if let Some(rank) = self.ranks.remove(&key) {
-            self.order.remove(&rank);
+        if let Some(slot) = self.by_key.swap_remove(&key) {
+            self.release(slot, true);
         }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.by_key.is_empty()
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.order.len()
+        self.by_key.len()
     }
 
     /// Notes that `holder` told us the pending update under `key`. Once all `others`
@@ -88,15 +123,15 @@ impl BroadcastQueue {
     /// rumour is everywhere (Demers et al.'s counter, which keeps an epidemic from sending
     /// each update `n * limit` times when it is already saturated).
     pub(crate) fn mark_holder(&mut self, key: Key, holder: NodeId, others: usize) {
-        let Some(&rank) = self.ranks.get(&key) else { return };
-        let Some(queued) = self.order.get_mut(&rank) else { return };
+        let Some(&slot) = self.by_key.get(&key) else { return };
+        let Some(queued) = self.slots[slot as usize].queued.as_mut() else { return };
         if queued.holders.len() < MAX_HOLDERS && !queued.holders.contains(&holder) {
             queued.holders.push(holder);
         }
         queued.heard += 1;
         if queued.holders.len() >= others || queued.heard >= LOSE_INTEREST {
-            self.order.remove(&rank);
-            self.ranks.remove(&key);
+            self.by_key.swap_remove(&key);
+            self.release(slot, true);
         }
     }
 
@@ -104,44 +139,106 @@ impl BroadcastQueue {
     /// counts a transmission for each, and drops those that reached `limit`. Returns how
     /// many were packed.
     pub(crate) fn fill(&mut self, writer: &mut DatagramWriter, to: Option<NodeId>, limit: u32, others: usize) -> usize {
-        let mut sent = Vec::new();
         let mut misses = 0;
-        for (rank, queued) in &self.order {
-            if writer.remaining() < MIN_ITEM || misses == MAX_MISSES {
-                break;
+        let mut sent = std::mem::take(&mut self.sent);
+        let mut kept = std::mem::take(&mut self.kept);
+        let mut level = 0;
+        'levels: while level < self.levels.len() {
+            // Scan the level from its newest end; what is not sent goes back in order.
+            while let Some(reference) = self.levels[level].pop() {
+                let Some(queued) = self.live(reference) else {
+                    self.stale -= 1;
+                    continue;
+                };
+                if writer.remaining() < MIN_ITEM || misses == MAX_MISSES {
+                    self.levels[level].push(reference);
+                    self.levels[level].extend(kept.drain(..).rev());
+                    break 'levels;
+                }
+                let held = to.is_some_and(|to| queued.holders.contains(&to));
+                if !held && writer.push_encoded(&queued.bytes) {
+                    misses = 0;
+                    sent.push((reference, level));
+                } else {
+                    misses += usize::from(!held);
+                    kept.push(reference);
+                }
             }
-            if to.is_some_and(|to| queued.holders.contains(&to)) {
-                continue;
-            }
-            if writer.push_encoded(&queued.bytes) {
-                sent.push(*rank);
-                misses = 0;
-            } else {
-                misses += 1;
-            }
+            self.levels[level].extend(kept.drain(..).rev());
+            level += 1;
         }
-        for rank in &sent {
-            let Some(mut queued) = self.order.remove(rank) else { continue };
-            let transmits = rank.0 + 1;
+        // Each sent update moves a level up, oldest first so that the newest ends on top;
+        // moving them only now keeps one datagram from carrying an update twice.
+        let packed = sent.len();
+        for &(reference, level) in sent.iter().rev() {
+            let queued = self.slots[reference.slot as usize].queued.as_mut().expect("live: scanned just now");
+            queued.transmits += 1;
             if let Some(to) = to.filter(|_| queued.holders.len() < MAX_HOLDERS) {
                 queued.holders.push(to);
             }
-            if transmits >= limit || queued.holders.len() >= others {
-                self.ranks.remove(&queued.key);
+            if queued.transmits >= limit || queued.holders.len() >= others {
+                let key = queued.key;
+                self.by_key.swap_remove(&key);
+                // Its reference was taken off its level: nothing stale is left behind.
+                self.release(reference.slot, false);
             } else {
-                let next = (transmits, rank.1);
-                self.ranks.insert(queued.key, next);
-                self.order.insert(next, queued);
+                self.level(level + 1).push(reference);
             }
         }
-        sent.len()
+        sent.clear();
+        self.sent = sent;
+        self.kept = kept;
+        packed
+    }
+
+    fn live(&self, reference: Ref) -> Option<&Queued> {
+        let slot = &self.slots[reference.slot as usize];
+        if slot.generation == reference.generation {
+            slot.queued.as_ref()
+        } else {
+            None
+        }
+    }
+
+    fn level(&mut self, level: usize) -> &mut Vec<Ref> {
+        if self.levels.len() <= level {
+            self.levels.resize_with(level + 1, Vec::new);
+        }
+        &mut self.levels[level]
+    }
+
+    /// Frees a slot whose update is done; its reference in `levels`, if it is `referenced`
+    /// there, becomes stale.
+    fn release(&mut self, slot: u32, referenced: bool) {
+        let entry = &mut self.slots[slot as usize];
+        entry.queued = None;
+        entry.generation = entry.generation.wrapping_add(1);
+        self.free.push(slot);
+        self.stale += usize::from(referenced);
+        if self.stale > 64 && self.stale > 2 * self.by_key.len() {
+            self.compact();
+        }
+    }
+
+    /// Drops every stale reference.
+    fn compact(&mut self) {
+        let slots = &self.slots;
+        for level in &mut self.levels {
+            level.retain(|r| slots[r.slot as usize].generation == r.generation);
+        }
+        while self.levels.last().is_some_and(Vec::is_empty) {
+            self.levels.pop();
+        }
+        self.stale = 0;
     }
 }
 
 /// `retransmit_mult * ceil(log10(n + 1))`, at least 1.
 pub(crate) fn retransmit_limit(mult: u32, n: usize) -> u32 {
-    let scale = ((n as f64) + 1.0).log10().ceil().max(1.0);
-    (f64::from(mult) * scale) as u32
+    // ceil(log10(n + 1)) is the number of decimal digits of n, and it is asked for every
+    // datagram sent, so in integers.
+    let digits = n.checked_ilog10().map_or(0, |d| d + 1).max(1);
+    mult.saturating_mul(digits)
 }
 
 #[cfg(test)]

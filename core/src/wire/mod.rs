@@ -317,7 +317,7 @@ pub(crate) fn decode(bytes: &[u8], cluster_id: u64, max_datagram: usize) -> Resu
 
 /// Encodes `message` whole, or says it does not fit in `max_datagram`.
 pub(crate) fn encode(header: Header, message: &Message, max_datagram: usize) -> Result<Vec<u8>, WireError> {
-    let mut out = envelope(header);
+    let mut out = envelope(header, 256);
     postcard_extend(&mut out, message);
     if out.len() > max_datagram {
         return Err(WireError::TooLarge { len: out.len(), max: max_datagram });
@@ -331,9 +331,15 @@ pub(crate) fn encode(header: Header, message: &Message, max_datagram: usize) -> 
 /// Postcard encodes a list as a varint length then the items, and the gossip list is the
 /// message's last field, so the datagram is the message encoded with an empty list minus
 /// that list's one-byte length, then the real length and the items.
+/// A writer's allocation when few items are expected: room for a ping or ack with a few,
+/// and small enough for the allocator's fast per-thread caches.
+const WRITER_CAPACITY: usize = 256;
+
 pub(crate) struct DatagramWriter {
+    /// The envelope, the message up to its gossip list, then the items added so far.
     out: Vec<u8>,
-    items: Vec<u8>,
+    /// Where the items start: the list's length goes there when the datagram is finished.
+    items_start: usize,
     count: usize,
     max: usize,
 }
@@ -341,31 +347,40 @@ pub(crate) struct DatagramWriter {
 impl DatagramWriter {
     /// Starts a datagram for `message`, whose gossip list must be empty. `None` if even that
     /// does not fit.
+    #[cfg(test)]
     pub(crate) fn new(header: Header, message: &Message, max_datagram: usize) -> Option<Self> {
+        Self::with_items(header, message, max_datagram, false)
+    }
+
+    /// As [`Self::new`], with room for a full datagram from the start when `many_items`
+    /// are expected (no regrowth while packing).
+    pub(crate) fn with_items(header: Header, message: &Message, max_datagram: usize, many_items: bool) -> Option<Self> {
         debug_assert!(message.gossip().is_empty(), "the writer adds the gossip itself");
-        let mut out = envelope(header);
+        // One buffer for the whole datagram, items included.
+        let capacity = if many_items { max_datagram } else { max_datagram.min(WRITER_CAPACITY) };
+        let mut out = envelope(header, capacity);
         postcard_extend(&mut out, message);
         // The empty list's length, a single zero byte, comes last; the writer re-adds it.
         if out.pop() != Some(0) {
             debug_assert!(false, "message without a trailing gossip list");
             return None;
         }
-        let writer = Self { out, items: Vec::new(), count: 0, max: max_datagram };
+        let writer = Self { items_start: out.len(), out, count: 0, max: max_datagram };
         (writer.len_with(0, 0) <= max_datagram).then_some(writer)
     }
 
     /// Room left for items.
     pub(crate) fn remaining(&self) -> usize {
-        self.max.saturating_sub(self.len_with(self.count, self.items.len()))
+        self.max.saturating_sub(self.len_with(self.count, 0))
     }
 
     /// Adds `item` if it fits; `false` (and nothing added) otherwise.
     #[cfg(test)]
     pub(crate) fn push(&mut self, item: &Gossip) -> bool {
-        let mark = self.items.len();
-        postcard_extend(&mut self.items, item);
-        if self.len_with(self.count + 1, self.items.len()) > self.max {
-            self.items.truncate(mark);
+        let mark = self.out.len();
+        postcard_extend(&mut self.out, item);
+        if self.len_with(self.count + 1, 0) > self.max {
+            self.out.truncate(mark);
             return false;
         }
         self.count += 1;
@@ -374,10 +389,10 @@ impl DatagramWriter {
 
     /// Adds an item already encoded with [`encode_gossip`] if it fits.
     pub(crate) fn push_encoded(&mut self, item: &[u8]) -> bool {
-        if self.len_with(self.count + 1, self.items.len() + item.len()) > self.max {
+        if self.len_with(self.count + 1, item.len()) > self.max {
             return false;
         }
-        self.items.extend_from_slice(item);
+        self.out.extend_from_slice(item);
         self.count += 1;
         true
     }
@@ -391,15 +406,15 @@ impl DatagramWriter {
     pub(crate) fn finish(mut self) -> Vec<u8> {
         let mut len = [0u8; 10];
         let len = varint(self.count as u64, &mut len);
-        self.out.extend_from_slice(len);
-        self.out.extend_from_slice(&self.items);
+        self.out.splice(self.items_start..self.items_start, len.iter().copied());
         seal(&mut self.out);
         self.out
     }
 
-    fn len_with(&self, count: usize, items_len: usize) -> usize {
+    /// The datagram's length with `count` items and `extra` more item bytes.
+    fn len_with(&self, count: usize, extra: usize) -> usize {
         let mut buf = [0u8; 10];
-        self.out.len() + varint(count as u64, &mut buf).len() + items_len
+        self.out.len() + varint(count as u64, &mut buf).len() + extra
     }
 }
 
@@ -418,8 +433,8 @@ pub(crate) fn record_len(record: &MemberRecord) -> usize {
 /// Bytes a `PushPull` datagram spends besides its records (envelope, tag, flags, counts).
 pub(crate) const PUSH_PULL_OVERHEAD: usize = HEADER_LEN + 1 + 1 + 3 + 3 + 3;
 
-fn envelope(header: Header) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
+fn envelope(header: Header, capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity);
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
     out.extend_from_slice(&header.cluster_id.to_le_bytes());

@@ -199,7 +199,7 @@ fn valid() -> Vec<u8> {
 
 /// A sealed datagram of `cluster_id` with any body, well-formed or not.
 fn with_body(cluster_id: u64, body: &[u8]) -> Vec<u8> {
-    let mut bytes = envelope(Header { cluster_id, sender: NodeId(7) });
+    let mut bytes = envelope(Header { cluster_id, sender: NodeId(7) }, 256);
     bytes.extend_from_slice(body);
     seal(&mut bytes);
     bytes
