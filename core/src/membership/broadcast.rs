@@ -139,6 +139,9 @@ impl BroadcastQueue {
     /// counts a transmission for each, and drops those that reached `limit`. Returns how
     /// many were packed.
     pub(crate) fn fill(&mut self, writer: &mut DatagramWriter, to: Option<NodeId>, limit: u32, others: usize) -> usize {
+        if self.by_key.is_empty() {
+            return 0;
+        }
         let mut misses = 0;
         let mut sent = std::mem::take(&mut self.sent);
         let mut kept = std::mem::take(&mut self.kept);
@@ -215,7 +218,15 @@ impl BroadcastQueue {
         entry.generation = entry.generation.wrapping_add(1);
         self.free.push(slot);
         self.stale += usize::from(referenced);
-        if self.stale > 64 && self.stale > 2 * self.by_key.len() {
+        if self.by_key.is_empty() {
+            // Nothing pending: every reference left is stale, and the slots a burst of
+            // updates needed (a thousand at formation) can go.
+            self.levels = Vec::new();
+            self.slots = Vec::new();
+            self.free = Vec::new();
+            self.by_key.shrink_to_fit();
+            self.stale = 0;
+        } else if self.stale > 64 && self.stale > 2 * self.by_key.len() {
             self.compact();
         }
     }
@@ -315,5 +326,40 @@ mod tests {
         let first = drain(&mut queue, 1024, 1);
         assert!(!first.is_empty() && first.len() < 100);
         assert_eq!(queue.len(), 100 - first.len());
+    }
+
+    #[test]
+    fn a_datagram_carries_each_update_once_and_done_updates_leave_nothing_behind() {
+        let mut queue = BroadcastQueue::default();
+        for i in 0..300 {
+            queue.push(Key::Member(NodeId(i)), &leave(i, 1));
+        }
+        for _ in 0..20 {
+            let items = drain(&mut queue, 1400, 50);
+            let mut ids: Vec<NodeId> = items
+                .iter()
+                .map(|item| match item {
+                    Gossip::Leave { id, .. } => *id,
+                    other => panic!("unexpected {other:?}"),
+                })
+                .collect();
+            let sent = ids.len();
+            ids.sort();
+            ids.dedup();
+            assert_eq!(ids.len(), sent, "an update twice in one datagram");
+        }
+        // Three members tell us every update but one: those are done.
+        for i in 1..300 {
+            for holder in 0..3 {
+                queue.mark_holder(Key::Member(NodeId(i)), NodeId(1000 + holder), 10);
+            }
+            queue.mark_holder(Key::Member(NodeId(i)), NodeId(2000), 10);
+        }
+        assert_eq!(queue.len(), 1);
+        let references: usize = queue.levels.iter().map(Vec::len).sum();
+        assert!(references <= 64 + 3, "stale references were compacted: {references} left");
+        assert_eq!(drain(&mut queue, 1400, 50), vec![leave(0, 1)]);
+        queue.remove(Key::Member(NodeId(0)));
+        assert!(queue.is_empty() && queue.levels.is_empty() && queue.slots.is_empty());
     }
 }
