@@ -68,49 +68,43 @@ const MAX_REMEMBERED_BROADCASTS: usize = 1 << 16;
 /// One member's protocol state: the sans-IO state machine.
 ///
 /// See the [module documentation](self) for the protocol and the drain order.
+//
+// Fields are laid out in order (`repr(C)`), those every datagram and wakeup touches first:
+// a thousand simulated members keep one another's state out of cache, so each step's cost
+// is mostly the cache lines it touches.
 #[derive(Debug)]
+#[repr(C)]
 pub struct Node {
-    id: NodeId,
-    addr: SocketAddr,
-    config: Config,
-    rng: ChaCha8Rng,
+    // ----- hot: read or written on every ping, ack and probe wakeup -----
     now: Instant,
-    durable: Durable,
-    /// Every member known, this one included, by id. A fixed-hash map in insertion order:
-    /// lookups touch one or two cache lines (a thousand-member view is looked up for every
-    /// gossip item), random draws index it directly, and iteration is the same every run.
-    peers: IndexMap<NodeId, Peer, FxBuildHasher>,
-    /// The keys of `peers`, sorted: the ring, and the id order of [`Node::members`].
-    sorted: BTreeSet<NodeId>,
+    id: NodeId,
     /// Members in state Alive or Suspect, this one included.
     live: usize,
+    /// XOR of [`digest_term`] over the live members: equal views, equal digests.
+    digest: u64,
+    next_seq: u64,
+    /// The watched peer probed last.
+    next_watch: usize,
+    next_probe: Instant,
+    next_gossip: Instant,
+    next_push_pull: Instant,
+    /// Whether this member has left the cluster.
+    left: bool,
+    ring_dirty: bool,
+    acked_since_tick: bool,
+    awareness: Awareness,
     /// The peers this member watches: its `monitors` live predecessors on the ring. Kept
     /// apart from `peers` so that the hot path (heartbeats, wakeups) stays in a few bytes.
     watches: Vec<Watch>,
     /// The peers that watch this member: its `monitors` live successors on the ring, the
     /// usual senders of the pings it receives.
     watchers: Vec<NodeId>,
-    /// The watched peer probed last.
-    next_watch: usize,
-    /// Whether this member has left the cluster.
-    left: bool,
-    ring_dirty: bool,
+    outputs: VecDeque<Output>,
     suspicions: BTreeMap<NodeId, Suspicion>,
     /// Indirect probes in flight, by sequence number.
     probes: BTreeMap<u64, Probe>,
     /// Pings sent on another member's behalf, by our sequence number.
     relays: BTreeMap<u64, Relay>,
-    next_seq: u64,
-    queue: BroadcastQueue,
-    delivered: BTreeMap<(NodeId, u64), Instant>,
-    awareness: Awareness,
-    acked_since_tick: bool,
-    next_probe: Instant,
-    next_gossip: Instant,
-    next_push_pull: Instant,
-    next_stranger_sync: Instant,
-    /// XOR of [`digest_term`] over the live members: equal views, equal digests.
-    digest: u64,
     /// Members whose digest differed from ours, since when.
     digest_mismatch: BTreeMap<NodeId, Instant>,
     next_digest_sync: Instant,
@@ -118,9 +112,22 @@ pub struct Node {
     /// When a neighbour last reported the same view digest as ours.
     digest_agreed: Option<Instant>,
     join: Option<JoinAttempt>,
-    seeds: Vec<SocketAddr>,
-    outputs: VecDeque<Output>,
+    queue: BroadcastQueue,
     stats: Stats,
+    config: Config,
+    // ----- the rest -----
+    addr: SocketAddr,
+    rng: ChaCha8Rng,
+    durable: Durable,
+    /// Every member known, this one included, by id. A fixed-hash map in insertion order:
+    /// lookups touch one or two cache lines (a thousand-member view is looked up for every
+    /// gossip item), random draws index it directly, and iteration is the same every run.
+    peers: IndexMap<NodeId, Peer, FxBuildHasher>,
+    /// The keys of `peers`, sorted: the ring, and the id order of [`Node::members`].
+    sorted: BTreeSet<NodeId>,
+    delivered: BTreeMap<(NodeId, u64), Instant>,
+    next_stranger_sync: Instant,
+    seeds: Vec<SocketAddr>,
 }
 
 #[derive(Debug)]

@@ -155,21 +155,24 @@ impl DropCounts {
 }
 
 /// A node's traffic counters.
+// In this order (`repr(C)`): every datagram bumps the scalar counters and the ping and ack
+// slots of the per-kind counts, which then share two cache lines.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
+#[repr(C)]
 pub struct Stats {
-    /// Datagrams sent, per kind.
-    pub sent: KindCounts,
-    /// Datagrams accepted, per kind.
-    pub received: KindCounts,
     /// Bytes sent.
     pub bytes_sent: u64,
     /// Bytes of accepted datagrams.
     pub bytes_received: u64,
-    /// Datagrams rejected, per reason.
-    pub dropped: DropCounts,
     /// Gossip items sent (piggybacked or on their own).
     pub gossip_sent: u64,
     /// Gossip items received.
     pub gossip_received: u64,
+    /// Datagrams sent, per kind.
+    pub sent: KindCounts,
+    /// Datagrams accepted, per kind.
+    pub received: KindCounts,
+    /// Datagrams rejected, per reason.
+    pub dropped: DropCounts,
 }
