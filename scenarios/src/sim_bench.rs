@@ -8,7 +8,8 @@
 
 use std::time::Duration;
 
-use conclave_core::Config;
+use conclave_core::wire::MessageKind;
+use conclave_core::{Config, Node};
 use conclave_sim::turmoil_engine::TurmoilBuilder;
 use conclave_sim::SimBuilder;
 
@@ -67,6 +68,16 @@ fn fast(members: usize, duration: Duration, seed: u64, checkers: bool) -> Result
         wall(|| SimBuilder::new().seed(seed).members(members).config(Config::lan()).default_checkers(checkers).build());
     let mut sim = sim.map_err(|e| e.to_string())?;
     let ((), run) = wall(|| sim.run_for(duration));
+    // What the members did, summed: in a healthy run nearly all gossip and push-pull
+    // traffic is the cluster forming.
+    let (mut gossip, mut push_pull, mut bytes) = (0, 0, 0);
+    for id in sim.ids() {
+        if let Some(stats) = sim.node(id).map(Node::stats) {
+            gossip += stats.gossip_received;
+            push_pull += stats.received.get(MessageKind::PushPull);
+            bytes += stats.bytes_received;
+        }
+    }
     let report = sim.finish();
     if !report.violations.is_empty() {
         eprintln!("  ({} violations; first: {})", report.violations.len(), report.violations[0]);
@@ -83,6 +94,7 @@ fn fast(members: usize, duration: Duration, seed: u64, checkers: bool) -> Result
         report.trace_hash,
     );
     println!("           engine steps {}, timer wake-ups {}, member events {}", s.steps, s.timers, s.events);
+    println!("           gossip items received {gossip}, push-pull datagrams {push_pull}, bytes received {bytes}");
     Ok(Measured { wall: run, virtual_time: duration, delivered: s.delivered })
 }
 
