@@ -49,20 +49,23 @@ impl Default for PhiParams {
 }
 
 /// A Phi Accrual failure detector for one peer.
+// In this order (`repr(C)`): the deadline, which a driver asks for after every input,
+// first, then what a heartbeat updates, then the window and the parameters.
 #[derive(Clone, Debug)]
+#[repr(C)]
 pub struct PhiAccrual {
-    params: PhiParams,
-    /// Inter-arrival intervals in milliseconds, oldest first.
-    intervals: VecDeque<f64>,
-    sum: f64,
-    sum_squares: f64,
-    last: Option<Instant>,
-    /// Standard deviations past the mean at which phi reaches the threshold; fixed by the
-    /// threshold, so computed once.
-    threshold_y: f64,
     /// [`Self::deadline`], kept current by every heartbeat: drivers ask for it after every
     /// input, and it changes only when a heartbeat arrives.
     deadline: Option<Instant>,
+    last: Option<Instant>,
+    sum: f64,
+    sum_squares: f64,
+    /// Standard deviations past the mean at which phi reaches the threshold; fixed by the
+    /// threshold, so computed once.
+    threshold_y: f64,
+    /// Inter-arrival intervals in milliseconds, oldest first.
+    intervals: VecDeque<f64>,
+    params: PhiParams,
 }
 
 impl PhiAccrual {

@@ -138,13 +138,16 @@ struct Peer {
 }
 
 /// A peer this member watches on the ring.
+// In this order (`repr(C)`): finding a watch by id and asking when its indirect probe is
+// due (after every input) read the first cache line only.
 #[derive(Debug)]
+#[repr(C)]
 struct Watch {
     id: NodeId,
-    addr: SocketAddr,
-    detector: PhiAccrual,
     /// No indirect probe of it before this.
     next_indirect: Instant,
+    detector: PhiAccrual,
+    addr: SocketAddr,
 }
 
 #[derive(Debug)]
