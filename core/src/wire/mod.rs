@@ -405,8 +405,13 @@ impl DatagramWriter {
     /// The finished datagram.
     pub(crate) fn finish(mut self) -> Vec<u8> {
         let mut len = [0u8; 10];
-        let len = varint(self.count as u64, &mut len);
-        self.out.splice(self.items_start..self.items_start, len.iter().copied());
+        match varint(self.count as u64, &mut len) {
+            // Fewer than 128 items, nearly always: one byte.
+            &[byte] => self.out.insert(self.items_start, byte),
+            len => {
+                self.out.splice(self.items_start..self.items_start, len.iter().copied());
+            }
+        }
         seal(&mut self.out);
         self.out
     }
