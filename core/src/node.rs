@@ -1127,31 +1127,14 @@ impl Node {
         }
         self.ring_dirty = false;
         let mut watched = Vec::with_capacity(self.config.monitors);
+        let mut watchers = std::mem::take(&mut self.watchers);
+        watchers.clear();
         if self.is_active() {
-            let before = self.sorted.range(..self.id).rev();
-            let after = self.sorted.range(self.id..).rev();
-            for &id in before.chain(after) {
-                if watched.len() == self.config.monitors {
-                    break;
-                }
-                if id != self.id && self.peers.get(&id).is_some_and(|p| p.member.state.is_live()) {
-                    watched.push(id);
-                }
-            }
+            let (before, after) = (self.sorted.range(..self.id), self.sorted.range(self.id..));
+            self.first_live(before.clone().rev().chain(after.clone().rev()), &mut watched);
+            self.first_live(after.chain(before), &mut watchers);
         }
-        self.watchers.clear();
-        if self.is_active() {
-            let after = self.sorted.range(self.id..);
-            let before = self.sorted.range(..self.id);
-            for &id in after.chain(before) {
-                if self.watchers.len() == self.config.monitors {
-                    break;
-                }
-                if id != self.id && self.peers.get(&id).is_some_and(|p| p.member.state.is_live()) {
-                    self.watchers.push(id);
-                }
-            }
-        }
+        self.watchers = watchers;
         let mut old = std::mem::take(&mut self.watches);
         for id in watched {
             let Some(addr) = self.peers.get(&id).map(|p| p.member.addr) else { continue };
@@ -1166,6 +1149,18 @@ impl Node {
                 }
             };
             self.watches.push(watch);
+        }
+    }
+
+    /// The first `monitors` live other members of `ids`, into `into`.
+    fn first_live<'a>(&self, ids: impl Iterator<Item = &'a NodeId>, into: &mut Vec<NodeId>) {
+        for &id in ids {
+            if into.len() == self.config.monitors {
+                break;
+            }
+            if id != self.id && self.peers.get(&id).is_some_and(|p| p.member.state.is_live()) {
+                into.push(id);
+            }
         }
     }
 

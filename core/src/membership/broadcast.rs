@@ -105,9 +105,7 @@ impl BroadcastQueue {
     }
 
     pub(crate) fn remove(&mut self, key: Key) {
-        if let Some(slot) = self.by_key.swap_remove(&key) {
-            self.release(slot, true);
-        }
+        self.release(key, true);
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -131,8 +129,7 @@ impl BroadcastQueue {
         }
         queued.heard += 1;
         if queued.holders.len() >= others || queued.heard >= LOSE_INTEREST {
-            self.by_key.swap_remove(&key);
-            self.release(slot, true);
+            self.remove(key);
         }
     }
 
@@ -146,8 +143,8 @@ impl BroadcastQueue {
         let mut misses = 0;
         let mut sent = std::mem::take(&mut self.sent);
         let mut kept = std::mem::take(&mut self.kept);
-        let mut level = 0;
-        'levels: while level < self.levels.len() {
+        let mut full = false;
+        for level in 0..self.levels.len() {
             // Scan the level from its newest end; what is not sent goes back in order.
             while let Some(reference) = self.levels[level].pop() {
                 let Some(queued) = self.live(reference) else {
@@ -155,9 +152,10 @@ impl BroadcastQueue {
                     continue;
                 };
                 if writer.remaining() < MIN_ITEM || misses == MAX_MISSES {
-                    self.levels[level].push(reference);
-                    self.levels[level].extend(kept.drain(..).rev());
-                    break 'levels;
+                    // Older than everything kept so far: it goes back below them.
+                    kept.push(reference);
+                    full = true;
+                    break;
                 }
                 let held = to.is_some_and(|to| queued.holders.contains(&to));
                 if !held && writer.push_encoded(&queued.bytes) {
@@ -169,7 +167,9 @@ impl BroadcastQueue {
                 }
             }
             self.levels[level].extend(kept.drain(..).rev());
-            level += 1;
+            if full {
+                break;
+            }
         }
         // Each sent update moves a level up, oldest first so that the newest ends on top;
         // moving them only now keeps one datagram from carrying an update twice.
@@ -181,10 +181,9 @@ impl BroadcastQueue {
                 queued.holders.push(to);
             }
             if queued.transmits >= limit || queued.holders.len() >= others {
-                let key = queued.key;
-                self.by_key.swap_remove(&key);
                 // Its reference was taken off its level: nothing stale is left behind.
-                self.release(reference.slot, false);
+                let key = queued.key;
+                self.release(key, false);
             } else {
                 self.level(level + 1).push(reference);
             }
@@ -211,9 +210,10 @@ impl BroadcastQueue {
         &mut self.levels[level]
     }
 
-    /// Frees a slot whose update is done; its reference in `levels`, if it is `referenced`
-    /// there, becomes stale.
-    fn release(&mut self, slot: u32, referenced: bool) {
+    /// Drops the update under `key`, if any, and frees its slot; its reference in
+    /// `levels`, if it is `referenced` there, becomes stale.
+    fn release(&mut self, key: Key, referenced: bool) {
+        let Some(slot) = self.by_key.swap_remove(&key) else { return };
         let entry = &mut self.slots[slot as usize];
         entry.queued = None;
         entry.generation = entry.generation.wrapping_add(1);

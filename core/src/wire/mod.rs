@@ -317,7 +317,7 @@ pub(crate) fn decode(bytes: &[u8], cluster_id: u64, max_datagram: usize) -> Resu
 
 /// Encodes `message` whole, or says it does not fit in `max_datagram`.
 pub(crate) fn encode(header: Header, message: &Message, max_datagram: usize) -> Result<Vec<u8>, WireError> {
-    let mut out = envelope(header, 256);
+    let mut out = envelope(header, WRITER_CAPACITY);
     postcard_extend(&mut out, message);
     if out.len() > max_datagram {
         return Err(WireError::TooLarge { len: out.len(), max: max_datagram });
@@ -331,8 +331,8 @@ pub(crate) fn encode(header: Header, message: &Message, max_datagram: usize) -> 
 /// Postcard encodes a list as a varint length then the items, and the gossip list is the
 /// message's last field, so the datagram is the message encoded with an empty list minus
 /// that list's one-byte length, then the real length and the items.
-/// A writer's allocation when few items are expected: room for a ping or ack with a few,
-/// and small enough for the allocator's fast per-thread caches.
+/// A datagram's first allocation when few items are expected: room for a ping or ack with
+/// a few, and small enough for the allocator's fast per-thread caches.
 const WRITER_CAPACITY: usize = 256;
 
 pub(crate) struct DatagramWriter {
