@@ -125,6 +125,9 @@ pub struct Node {
     peers: IndexMap<NodeId, Peer, FxBuildHasher>,
     /// The keys of `peers`, sorted: the ring, and the id order of [`Node::members`].
     sorted: BTreeSet<NodeId>,
+    /// The other members that are Failed or Left (tombstones): what reaping and the reach
+    /// past the live view look at, without a scan of the whole view.
+    down: BTreeSet<NodeId>,
     delivered: BTreeMap<(NodeId, u64), Instant>,
     next_stranger_sync: Instant,
     seeds: Vec<SocketAddr>,
@@ -232,6 +235,7 @@ impl Node {
             durable,
             peers,
             sorted: BTreeSet::from([config.id]),
+            down: BTreeSet::new(),
             live: 1,
             watches: Vec::new(),
             watchers: Vec::new(),
@@ -714,9 +718,8 @@ impl Node {
         // Now and then reach past the live view, so that a healed partition merges again:
         // a member this one holds failed, or, for a member left alone, a seed.
         if self.rng.random_bool(0.5) {
-            let failed = self.random_members(1, |p| p.member.state == MemberState::Failed);
-            let addr = match failed.first() {
-                Some(id) => Some(self.peers[id].member.addr),
+            let addr = match self.random_failed() {
+                Some(id) => Some(self.peers[&id].member.addr),
                 None if self.live == 1 && !self.seeds.is_empty() => {
                     Some(self.seeds[self.rng.random_range(0..self.seeds.len())])
                 }
@@ -775,6 +778,18 @@ impl Node {
         self.digest
     }
 
+    /// Whether the index of Failed and Left members matches the view.
+    #[cfg(test)]
+    pub(crate) fn down_index_holds(&self) -> bool {
+        let down: BTreeSet<NodeId> = self
+            .peers
+            .values()
+            .filter(|p| !p.member.state.is_live() && p.member.id != self.id)
+            .map(|p| p.member.id)
+            .collect();
+        down == self.down
+    }
+
     /// This member's digest, when it has nothing pending to gossip (with updates in
     /// flight, views differ for a moment and that says nothing).
     fn quiet_digest(&self) -> Option<u64> {
@@ -809,15 +824,12 @@ impl Node {
 
     fn reap(&mut self, now: Instant) {
         let horizon = now.saturating_sub(self.config.tombstone_ttl);
-        let gone: Vec<NodeId> = self
-            .peers
-            .values()
-            .filter(|p| !p.member.state.is_live() && p.since < horizon && p.member.id != self.id)
-            .map(|p| p.member.id)
-            .collect();
+        let gone: Vec<NodeId> =
+            self.down.iter().copied().filter(|id| self.peers.get(id).is_some_and(|p| p.since < horizon)).collect();
         for id in gone {
             self.peers.swap_remove(&id);
             self.sorted.remove(&id);
+            self.down.remove(&id);
             self.digest_mismatch.remove(&id);
         }
         let memory = now.saturating_sub(BROADCAST_MEMORY);
@@ -1038,8 +1050,10 @@ impl Node {
             self.ring_dirty = true;
             if live_after {
                 self.live += 1;
+                self.down.remove(&claim.id);
             } else {
                 self.live -= 1;
+                self.down.insert(claim.id);
             }
         }
         if claim.state != MemberState::Suspect {
@@ -1258,6 +1272,17 @@ impl Node {
         }
         chosen.extend_from_slice(&candidates[..wanted]);
         chosen
+    }
+
+    /// A random member this one holds Failed, if any.
+    fn random_failed(&mut self) -> Option<NodeId> {
+        let failed: Vec<NodeId> = self
+            .down
+            .iter()
+            .copied()
+            .filter(|id| self.peers.get(id).is_some_and(|p| p.member.state == MemberState::Failed))
+            .collect();
+        (!failed.is_empty()).then(|| failed[self.rng.random_range(0..failed.len())])
     }
 
     /// The largest user broadcast payload that fits a datagram on its own.

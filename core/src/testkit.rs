@@ -247,6 +247,7 @@ impl Cluster {
                 self.node(i).recomputed_digest(),
                 "n{i}'s incremental view digest drifted"
             );
+            assert!(self.node(i).down_index_holds(), "n{i}'s index of failed and departed members drifted");
         }
         up.iter().all(|&i| {
             let node = self.node(i);
