@@ -25,7 +25,7 @@
 //! # Map of the code
 //!
 //! - [`sim`]: the fast engine. [`SimBuilder`] (seed, members, config, network, plan),
-//!   [`Sim`] (the event loop: one `BinaryHeap` of (time, sequence) events, one
+//!   [`Sim`] (the event loop: one queue of (time, sequence) events (`queue`, private: a four-ary heap of small keys over a slab), one
 //!   [`SimRng`]), [`Report`], [`verify_determinism`].
 //! - [`network`]: [`LinkParams`] and [`Latency`] distributions, [`LinkSelector`], the
 //!   seeded [`SimRng`] with platform-independent `ln`/`exp`.
@@ -61,6 +61,7 @@ mod clock;
 pub mod error;
 pub mod fault;
 pub mod network;
+mod queue;
 pub mod sim;
 pub mod trace;
 pub mod turmoil_engine;

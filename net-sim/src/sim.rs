@@ -4,8 +4,7 @@
 //! for every draw, and each member's own clock between the global time and its `now`.
 //! Nothing touches a real socket or the real clock.
 
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
@@ -20,6 +19,7 @@ use crate::clock::Clock;
 use crate::error::Error;
 use crate::fault::{Disk, Fault, FaultPlan};
 use crate::network::{nanos, sample_latency, LinkParams, LinkSelector, Network, SimRng};
+use crate::queue::EventQueue;
 use crate::trace::{fingerprint, hash_event, tag, DropReason, TraceHasher, TraceMode, TraceRecord};
 
 /// The port every simulated member listens on.
@@ -387,31 +387,6 @@ enum What {
     Snapshot { checker: u32 },
 }
 
-#[derive(Debug)]
-struct Scheduled {
-    at: u64,
-    seq: u64,
-    what: What,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    /// Reversed: `BinaryHeap` is a max-heap and the earliest event must come out first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
-}
-
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Observed {
     term: u64,
@@ -450,8 +425,7 @@ struct Slot {
 pub struct Sim {
     seed: u64,
     now: u64,
-    seq: u64,
-    queue: BinaryHeap<Scheduled>,
+    queue: EventQueue<What>,
     rng: SimRng,
     slots: Vec<Slot>,
     by_addr: BTreeMap<SocketAddr, u32>,
@@ -550,8 +524,7 @@ impl Sim {
         let mut sim = Self {
             seed: b.seed,
             now: 0,
-            seq: 0,
-            queue: BinaryHeap::with_capacity(4 * n + 64),
+            queue: EventQueue::with_capacity(4 * n + 64),
             rng: SimRng::new(b.seed),
             slots,
             by_addr,
@@ -616,8 +589,7 @@ impl Sim {
 
     #[inline]
     fn push(&mut self, at: u64, what: What) {
-        self.seq += 1;
-        self.queue.push(Scheduled { at, seq: self.seq, what });
+        self.queue.push(at, what);
     }
 
     /// The global virtual time.
@@ -710,7 +682,7 @@ impl Sim {
     /// reads `until`.
     pub fn run_until(&mut self, until: Instant) {
         let until = until.as_nanos();
-        while self.queue.peek().is_some_and(|e| e.at <= until) {
+        while self.queue.peek_at().is_some_and(|at| at <= until) {
             self.step();
         }
         self.now = self.now.max(until);
@@ -724,7 +696,7 @@ impl Sim {
 
     /// Processes the next event; returns its time, or `None` if nothing is queued.
     pub fn step(&mut self) -> Option<Instant> {
-        let Scheduled { at, what, .. } = self.queue.pop()?;
+        let (at, what) = self.queue.pop()?;
         self.now = self.now.max(at);
         self.stats.steps += 1;
         match what {
