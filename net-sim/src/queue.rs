@@ -1,7 +1,7 @@
 //! The engine's event queue: earliest time first, and among events at the same time, the
 //! one pushed first.
 //!
-//! A four-ary min-heap of 24-byte keys `(at, seq, slot)`; the events themselves wait in a
+//! A four-ary min-heap of 16-byte keys `(at, seq, slot)`; the events themselves wait in a
 //! slab and never move. A thousand-member run holds about one timer per member, so the
 //! heap stays in a few dozen kilobytes and a pop touches five or six levels of small
 //! entries, where a binary heap of whole events moved 64 bytes per level across twice the
@@ -13,25 +13,35 @@ pub(crate) struct EventQueue<T> {
     heap: Vec<Key>,
     slab: Vec<Option<T>>,
     free: Vec<u32>,
+    /// The push order of the next event, below 2^32 (the queue renumbers when it runs out).
     seq: u64,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Key {
-    at: u64,
-    seq: u64,
-    slot: u32,
-}
+/// `at << 64 | seq << 32 | slot`: one integer comparison orders two events, and the key
+/// names the event's slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Key(u128);
 
 impl Key {
-    #[inline]
-    fn before(&self, other: &Self) -> bool {
-        (self.at, self.seq) < (other.at, other.seq)
+    fn new(at: u64, seq: u64, slot: u32) -> Self {
+        Self(u128::from(at) << 64 | u128::from(seq) << 32 | u128::from(slot))
+    }
+
+    fn at(self) -> u64 {
+        (self.0 >> 64) as u64
+    }
+
+    fn seq(self) -> u64 {
+        (self.0 >> 32) as u64 & 0xffff_ffff
+    }
+
+    fn slot(self) -> u32 {
+        self.0 as u32
     }
 }
 
-/// Children per heap node: four keep a pop's comparisons within one or two cache lines
-/// per level and halve the levels.
+/// Children per heap node: four keep a pop's comparisons within one cache line per level
+/// and halve the levels.
 const ARITY: usize = 4;
 
 impl<T> EventQueue<T> {
@@ -58,36 +68,50 @@ impl<T> EventQueue<T> {
                 u32::try_from(self.slab.len() - 1).expect("fewer than 2^32 events in flight")
             }
         };
+        if self.seq > u64::from(u32::MAX) {
+            self.renumber();
+        }
+        self.heap.push(Key::new(at, self.seq, slot));
         self.seq += 1;
-        self.heap.push(Key { at, seq: self.seq, slot });
         self.sift_up(self.heap.len() - 1);
     }
 
     /// When the earliest event is due.
     pub(crate) fn peek_at(&self) -> Option<u64> {
-        self.heap.first().map(|k| k.at)
+        self.heap.first().map(|k| k.at())
     }
 
     /// Takes the earliest event.
     pub(crate) fn pop(&mut self) -> Option<(u64, T)> {
         let last = self.heap.pop()?;
-        let top = if self.heap.is_empty() {
-            last
-        } else {
-            let top = self.heap[0];
-            self.sift_down(last);
-            top
+        let top = match self.heap.first() {
+            Some(&top) => {
+                self.sift_down(last);
+                top
+            }
+            None => last,
         };
-        let event = self.slab[top.slot as usize].take().expect("a queued key names a filled slot");
-        self.free.push(top.slot);
-        Some((top.at, event))
+        let event = self.slab[top.slot() as usize].take().expect("a queued key names a filled slot");
+        self.free.push(top.slot());
+        Some((top.at(), event))
+    }
+
+    /// Gives the queued events push orders 0, 1, 2 ... in their current order, so that
+    /// push orders stay below 2^32 however long a run lasts.
+    fn renumber(&mut self) {
+        self.heap.sort_unstable();
+        for (seq, key) in (0u64..).zip(self.heap.iter_mut()) {
+            *key = Key::new(key.at(), seq, key.slot());
+        }
+        self.seq = self.heap.len() as u64;
+        debug_assert!(self.heap.iter().all(|k| k.seq() < self.seq), "renumbered below the next push");
     }
 
     fn sift_up(&mut self, mut i: usize) {
         let key = self.heap[i];
         while i > 0 {
             let parent = (i - 1) / ARITY;
-            if !key.before(&self.heap[parent]) {
+            if key >= self.heap[parent] {
                 break;
             }
             self.heap[i] = self.heap[parent];
@@ -96,29 +120,31 @@ impl<T> EventQueue<T> {
         self.heap[i] = key;
     }
 
-    /// Puts `key` at the root (whose key was just taken) and moves it down to its place.
+    /// Puts `key` at the root (whose key was just taken) and moves it down to its place:
+    /// the smallest child moves up until none is smaller than `key`.
     fn sift_down(&mut self, key: Key) {
-        let len = self.heap.len();
+        let heap = &mut self.heap[..];
+        let len = heap.len();
         let mut i = 0;
         loop {
             let first = i * ARITY + 1;
-            if first >= len {
+            let best = if let Some(c) = heap.get(first..first + ARITY) {
+                // A full set of children, the usual case: compare in pairs.
+                let a = if c[1] < c[0] { 1 } else { 0 };
+                let b = if c[3] < c[2] { 3 } else { 2 };
+                first + if c[b] < c[a] { b } else { a }
+            } else if first < len {
+                (first + 1..len).fold(first, |best, c| if heap[c] < heap[best] { c } else { best })
+            } else {
+                break;
+            };
+            if heap[best] >= key {
                 break;
             }
-            let end = (first + ARITY).min(len);
-            let mut best = first;
-            for c in first + 1..end {
-                if self.heap[c].before(&self.heap[best]) {
-                    best = c;
-                }
-            }
-            if !self.heap[best].before(&key) {
-                break;
-            }
-            self.heap[i] = self.heap[best];
+            heap[i] = heap[best];
             i = best;
         }
-        self.heap[i] = key;
+        heap[i] = key;
     }
 }
 
@@ -157,6 +183,18 @@ mod tests {
             }
             prop_assert_eq!(queue.pop(), None);
         }
+    }
+
+    #[test]
+    fn push_order_survives_renumbering() {
+        let mut queue = EventQueue::with_capacity(0);
+        queue.seq = u64::from(u32::MAX) - 2;
+        for i in 0..6u64 {
+            queue.push(10 - i % 2, i);
+        }
+        let order: Vec<u64> = std::iter::from_fn(|| queue.pop().map(|(_, e)| e)).collect();
+        assert_eq!(order, [1, 3, 5, 0, 2, 4]);
+        assert!(queue.seq < 16, "renumbered");
     }
 
     #[test]
