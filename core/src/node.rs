@@ -55,7 +55,7 @@ use crate::membership::suspicion::{suspicion_min, Suspicion};
 use crate::membership::{precedence, Verdict};
 use crate::output::{Command, Event, Mode, Output, Stats, Transmit};
 use crate::time::Instant;
-use crate::wire::{self, DatagramWriter, Gossip, Header, MemberRecord, Message, WireError};
+use crate::wire::{self, DatagramWriter, Gossip, Header, MemberRecord, Message, StateWriter, WireError};
 
 /// Incarnations at or above this are refused: no member bumps its incarnation this often,
 /// and refusing them keeps a forged claim from pushing a member where it cannot refute.
@@ -733,23 +733,13 @@ impl Node {
 
     /// Sends this member's whole view, split into as many datagrams as it takes.
     fn send_state(&mut self, to: SocketAddr, reply: bool) {
-        let room = self.config.max_datagram - wire::PUSH_PULL_OVERHEAD;
-        let mut parts: Vec<Vec<MemberRecord>> = vec![Vec::new()];
-        let mut used = 0;
+        let mut state = StateWriter::new(self.config.max_datagram);
         for peer in self.peers.values() {
-            let record = MemberRecord::from(&peer.member);
-            let len = wire::record_len(&record);
-            if used + len > room && !parts.last().is_some_and(Vec::is_empty) {
-                parts.push(Vec::new());
-                used = 0;
-            }
-            used += len;
-            parts.last_mut().expect("never empty: starts with one part").push(record);
+            state.push(&peer.member);
         }
-        let count = u16::try_from(parts.len()).unwrap_or(u16::MAX);
-        for (i, members) in parts.into_iter().enumerate().take(usize::from(count)) {
-            let part = u16::try_from(i).unwrap_or(u16::MAX);
-            self.send(to, &Message::PushPull { reply, part, parts: count, members });
+        let header = Header { cluster_id: self.config.cluster_id, sender: self.id };
+        for payload in state.finish(header, reply) {
+            self.transmit(to, wire::MessageKind::PushPull, payload);
         }
     }
 

@@ -1,5 +1,8 @@
 //! The wire format: a versioned, checksummed envelope around one postcard-encoded message.
 //!
+//! postcard's serde encoding of [`Message`] defines the body; `codec` writes and reads it
+//! by hand, and the tests hold the two equal.
+//!
 //! ```text
 //! offset  size  field
 //! 0       4     magic "CNCL"
@@ -19,8 +22,9 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::member::{tags_encoded_len, MemberState, NodeId, Tags, MAX_TAGS_BYTES};
+use crate::member::{tags_encoded_len, Member, MemberState, NodeId, Tags, MAX_TAGS_BYTES};
 
+mod codec;
 #[cfg(test)]
 mod tests;
 
@@ -308,7 +312,7 @@ pub(crate) fn decode(bytes: &[u8], cluster_id: u64, max_datagram: usize) -> Resu
     if header.cluster_id != cluster_id {
         return Err(WireError::WrongCluster { expected: cluster_id, got: header.cluster_id });
     }
-    let Ok((message, [])) = postcard::take_from_bytes::<Message>(&bytes[HEADER_LEN..]) else {
+    let Some(message) = codec::read_message(&bytes[HEADER_LEN..]) else {
         return Err(WireError::Malformed);
     };
     message.check()?;
@@ -318,7 +322,7 @@ pub(crate) fn decode(bytes: &[u8], cluster_id: u64, max_datagram: usize) -> Resu
 /// Encodes `message` whole, or says it does not fit in `max_datagram`.
 pub(crate) fn encode(header: Header, message: &Message, max_datagram: usize) -> Result<Vec<u8>, WireError> {
     let mut out = envelope(header, WRITER_CAPACITY);
-    postcard_extend(&mut out, message);
+    codec::put_message(&mut out, message);
     if out.len() > max_datagram {
         return Err(WireError::TooLarge { len: out.len(), max: max_datagram });
     }
@@ -356,15 +360,17 @@ impl DatagramWriter {
     /// are expected (no regrowth while packing).
     pub(crate) fn with_items(header: Header, message: &Message, max_datagram: usize, many_items: bool) -> Option<Self> {
         debug_assert!(message.gossip().is_empty(), "the writer adds the gossip itself");
-        // One buffer for the whole datagram, items included.
-        let capacity = if many_items { max_datagram } else { max_datagram.min(WRITER_CAPACITY) };
-        let mut out = envelope(header, capacity);
-        postcard_extend(&mut out, message);
-        // The empty list's length, a single zero byte, comes last; the writer re-adds it.
-        if out.pop() != Some(0) {
+        if !matches!(
+            message,
+            Message::Ping { .. } | Message::Ack { .. } | Message::PingReq { .. } | Message::Gossip { .. }
+        ) {
             debug_assert!(false, "message without a trailing gossip list");
             return None;
         }
+        // One buffer for the whole datagram, items included.
+        let capacity = if many_items { max_datagram } else { max_datagram.min(WRITER_CAPACITY) };
+        let mut out = envelope(header, capacity);
+        codec::put_message_head(&mut out, message);
         let writer = Self { items_start: out.len(), out, count: 0, max: max_datagram };
         (writer.len_with(0, 0) <= max_datagram).then_some(writer)
     }
@@ -378,7 +384,7 @@ impl DatagramWriter {
     #[cfg(test)]
     pub(crate) fn push(&mut self, item: &Gossip) -> bool {
         let mark = self.out.len();
-        postcard_extend(&mut self.out, item);
+        codec::put_gossip(&mut self.out, item);
         if self.len_with(self.count + 1, 0) > self.max {
             self.out.truncate(mark);
             return false;
@@ -426,17 +432,72 @@ impl DatagramWriter {
 /// One gossip item's encoding, for [`DatagramWriter::push_encoded`].
 pub(crate) fn encode_gossip(item: &Gossip) -> Vec<u8> {
     let mut out = Vec::new();
-    postcard_extend(&mut out, item);
+    codec::put_gossip(&mut out, item);
     out
 }
 
 /// The encoded size of one member record.
+#[cfg(test)]
 pub(crate) fn record_len(record: &MemberRecord) -> usize {
-    postcard::experimental::serialized_size(record).unwrap_or(usize::MAX)
+    let mut out = Vec::new();
+    codec::put_record(&mut out, record);
+    out.len()
 }
 
 /// Bytes a `PushPull` datagram spends besides its records (envelope, tag, flags, counts).
-pub(crate) const PUSH_PULL_OVERHEAD: usize = HEADER_LEN + 1 + 1 + 3 + 3 + 3;
+const PUSH_PULL_OVERHEAD: usize = HEADER_LEN + 1 + 1 + 3 + 3 + 3;
+
+/// A member's whole view as `PushPull` datagrams: each record is encoded once, into the
+/// first datagram it fits.
+pub(crate) struct StateWriter {
+    /// The records, encoded back to back.
+    records: Vec<u8>,
+    /// Each part's end in `records` and its number of records.
+    parts: Vec<(usize, usize)>,
+    /// Where the last part starts in `records`.
+    part_start: usize,
+    room: usize,
+}
+
+impl StateWriter {
+    pub(crate) fn new(max_datagram: usize) -> Self {
+        Self { records: Vec::new(), parts: vec![(0, 0)], part_start: 0, room: max_datagram - PUSH_PULL_OVERHEAD }
+    }
+
+    /// Adds one member's record.
+    pub(crate) fn push(&mut self, member: &Member) {
+        let start = self.records.len();
+        codec::put_member(&mut self.records, member);
+        let last = self.parts.last_mut().expect("never empty: starts with one part");
+        if last.1 > 0 && self.records.len() - self.part_start > self.room {
+            // Does not fit the current part: it opens the next (a record alone always fits).
+            self.part_start = start;
+            self.parts.push((self.records.len(), 1));
+        } else {
+            *last = (self.records.len(), last.1 + 1);
+        }
+    }
+
+    /// The datagrams, at most `u16::MAX` of them (the part number's range).
+    pub(crate) fn finish(self, header: Header, reply: bool) -> Vec<Vec<u8>> {
+        let total = u16::try_from(self.parts.len()).unwrap_or(u16::MAX);
+        let mut start = 0;
+        let mut datagrams = Vec::with_capacity(usize::from(total));
+        for (part, &(end, count)) in (0..total).zip(&self.parts) {
+            let mut out = envelope(header, PUSH_PULL_OVERHEAD + end - start);
+            out.push(MessageKind::PushPull.index() as u8);
+            out.push(u8::from(reply));
+            codec::put_varint(&mut out, u64::from(part));
+            codec::put_varint(&mut out, u64::from(total));
+            codec::put_varint(&mut out, count as u64);
+            out.extend_from_slice(&self.records[start..end]);
+            seal(&mut out);
+            datagrams.push(out);
+            start = end;
+        }
+        datagrams
+    }
+}
 
 fn envelope(header: Header, capacity: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(capacity);
@@ -458,12 +519,6 @@ fn checksum(head: &[u8], body: &[u8]) -> u32 {
     hasher.update(head);
     hasher.update(body);
     hasher.finalize()
-}
-
-fn postcard_extend<T: Serialize>(out: &mut Vec<u8>, value: &T) {
-    // Serialising plain data into a growable Vec cannot fail.
-    let bytes = postcard::to_extend(value, core::mem::take(out)).unwrap_or_default();
-    *out = bytes;
 }
 
 fn varint(mut value: u64, buf: &mut [u8; 10]) -> &[u8] {
