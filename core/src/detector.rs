@@ -71,8 +71,20 @@ pub struct PhiAccrual {
 impl PhiAccrual {
     /// A detector that has heard nothing yet; its window holds the two seed samples.
     pub fn new(params: PhiParams) -> Self {
+        let threshold_y = logistic_y_for_phi(params.threshold);
+        Self::with_threshold_y(params, threshold_y)
+    }
+
+    /// A new detector with this one's parameters, as [`Self::new`] makes it, without
+    /// solving for the threshold again (a bisection: a member that learns a thousand peers
+    /// at once changes its watches often).
+    pub(crate) fn fresh(&self) -> Self {
+        Self::with_threshold_y(self.params.clone(), self.threshold_y)
+    }
+
+    fn with_threshold_y(params: PhiParams, threshold_y: f64) -> Self {
         let mut detector = Self {
-            threshold_y: logistic_y_for_phi(params.threshold),
+            threshold_y,
             intervals: VecDeque::with_capacity(params.max_sample_size.clamp(2, 64)),
             params,
             sum: 0.0,

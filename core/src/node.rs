@@ -130,6 +130,8 @@ pub struct Node {
     down: BTreeSet<NodeId>,
     delivered: BTreeMap<(NodeId, u64), Instant>,
     next_stranger_sync: Instant,
+    /// A detector as a new watch starts it, whose threshold is solved once.
+    fresh_detector: PhiAccrual,
     seeds: Vec<SocketAddr>,
 }
 
@@ -215,6 +217,7 @@ impl Node {
         // Spread the periodic work of members started together.
         let first_probe = now + jitter(&mut rng, cluster.probe_interval);
         let first_push_pull = now + jitter(&mut rng, cluster.push_pull_interval);
+        let fresh_detector = PhiAccrual::new(cluster.phi.clone());
         let me = Member {
             id: config.id,
             addr: config.addr,
@@ -248,6 +251,7 @@ impl Node {
             next_seq: 1,
             queue: BroadcastQueue::default(),
             delivered: BTreeMap::new(),
+            fresh_detector,
             acked_since_tick: false,
             next_probe: first_probe,
             next_push_pull: first_push_pull,
@@ -733,7 +737,7 @@ impl Node {
 
     /// Sends this member's whole view, split into as many datagrams as it takes.
     fn send_state(&mut self, to: SocketAddr, reply: bool) {
-        let mut state = StateWriter::new(self.config.max_datagram);
+        let mut state = StateWriter::new(self.config.max_datagram, self.peers.len());
         for peer in self.peers.values() {
             state.push(&peer.member);
         }
@@ -1147,7 +1151,7 @@ impl Node {
                 None => {
                     // Start from a heartbeat now: a peer that never answers must still
                     // become late.
-                    let mut detector = PhiAccrual::new(self.config.phi.clone());
+                    let mut detector = self.fresh_detector.fresh();
                     detector.heartbeat(self.now);
                     Watch { id, addr, detector, next_indirect: self.now }
                 }

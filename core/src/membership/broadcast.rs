@@ -27,6 +27,9 @@ const MIN_ITEM: usize = 4;
 /// cheap in a large one.
 const MAX_HOLDERS: usize = 32;
 
+/// Room for holders an update starts with.
+const HOLDERS_AT_FIRST: usize = 8;
+
 /// How many members must tell us an update before we stop spreading it.
 const LOSE_INTEREST: u32 = 4;
 
@@ -89,7 +92,9 @@ impl BroadcastQueue {
     /// Queues `item`, replacing any pending update with the same key.
     pub(crate) fn push(&mut self, key: Key, item: &Gossip) {
         self.remove(key);
-        let queued = Queued { key, bytes: encode_gossip(item), holders: Vec::new(), heard: 0, transmits: 0 };
+        // Nearly every update gains holders (each send adds one): start with room for a few.
+        let holders = Vec::with_capacity(HOLDERS_AT_FIRST);
+        let queued = Queued { key, bytes: encode_gossip(item), holders, heard: 0, transmits: 0 };
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {

@@ -168,17 +168,28 @@ fn put_option(out: &mut Vec<u8>, value: Option<u64>) {
 }
 
 fn put_addr(out: &mut Vec<u8>, addr: SocketAddr) {
-    match addr {
+    // Assembled on the stack and appended at once: one capacity check, not one per byte.
+    let mut buf = [0u8; 1 + 16 + 3];
+    let len = match addr {
         SocketAddr::V4(a) => {
-            out.push(0);
-            out.extend_from_slice(&a.ip().octets());
+            buf[1..5].copy_from_slice(&a.ip().octets());
+            5
         }
         SocketAddr::V6(a) => {
-            out.push(1);
-            out.extend_from_slice(&a.ip().octets());
+            buf[0] = 1;
+            buf[1..17].copy_from_slice(&a.ip().octets());
+            17
         }
+    };
+    let mut port = addr.port();
+    let mut end = len;
+    while port >= 0x80 {
+        buf[end] = port as u8 | 0x80;
+        port >>= 7;
+        end += 1;
     }
-    put_varint(out, u64::from(addr.port()));
+    buf[end] = port as u8;
+    out.extend_from_slice(&buf[..=end]);
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {

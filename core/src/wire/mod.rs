@@ -460,8 +460,11 @@ pub(crate) struct StateWriter {
 }
 
 impl StateWriter {
-    pub(crate) fn new(max_datagram: usize) -> Self {
-        Self { records: Vec::new(), parts: vec![(0, 0)], part_start: 0, room: max_datagram - PUSH_PULL_OVERHEAD }
+    /// A writer for about `members` records.
+    pub(crate) fn new(max_datagram: usize, members: usize) -> Self {
+        // Room for records of IPv4 members without tags; larger ones grow it.
+        let records = Vec::with_capacity(members * 24);
+        Self { records, parts: vec![(0, 0)], part_start: 0, room: max_datagram - PUSH_PULL_OVERHEAD }
     }
 
     /// Adds one member's record.
