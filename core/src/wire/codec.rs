@@ -241,16 +241,24 @@ impl<'a> Reader<'a> {
     /// bytes, and the last of that many may not carry bits past the type.
     #[inline]
     fn varint<const BITS: u32>(&mut self) -> Option<u64> {
+        let bytes = self.0;
+        let first = *bytes.first()?;
+        if first < 0x80 {
+            // One byte: small ids, incarnations, lengths and tags, the usual case.
+            self.0 = &bytes[1..];
+            return Some(u64::from(first));
+        }
         let max_len = BITS.div_ceil(7) as usize;
         let last_max = (1u8 << (BITS - 7 * (max_len as u32 - 1))) - 1;
-        let mut value = 0u64;
-        for (i, &byte) in self.0.iter().take(max_len).enumerate() {
+        let mut value = u64::from(first & 0x7f);
+        for i in 1..max_len {
+            let byte = *bytes.get(i)?;
             value |= u64::from(byte & 0x7f) << (7 * i);
             if byte & 0x80 == 0 {
                 if i == max_len - 1 && byte > last_max {
                     return None;
                 }
-                self.0 = &self.0[i + 1..];
+                self.0 = &bytes[i + 1..];
                 return Some(value);
             }
         }
