@@ -508,11 +508,19 @@ impl Node {
     /// When [`Node::handle_timeout`] should next be called, if ever.
     #[must_use = "the node must be woken at this instant"]
     pub fn poll_timeout(&self) -> Option<Instant> {
+        // Asked after every input: the maps are usually empty, and their iterators are
+        // not free, so they are skipped then.
         let mut next: Option<Instant> = None;
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
-        self.relays.values().for_each(|r| consider(r.nack_at));
-        self.probes.values().for_each(|p| consider(p.deadline));
-        self.suspicions.values().for_each(|s| consider(s.deadline()));
+        if !self.relays.is_empty() {
+            self.relays.values().for_each(|r| consider(r.nack_at));
+        }
+        if !self.probes.is_empty() {
+            self.probes.values().for_each(|p| consider(p.deadline));
+        }
+        if !self.suspicions.is_empty() {
+            self.suspicions.values().for_each(|s| consider(s.deadline()));
+        }
         if self.is_active() {
             consider(self.next_probe);
             consider(self.next_push_pull);
@@ -574,7 +582,7 @@ impl Node {
     }
 
     fn is_probing(&self, id: NodeId) -> bool {
-        self.probes.values().any(|p| p.target == id)
+        !self.probes.is_empty() && self.probes.values().any(|p| p.target == id)
     }
 
     /// An Alive peer may be accused; a Suspect one may be accused once more by each

@@ -25,7 +25,7 @@
 //! # Map of the code
 //!
 //! - [`sim`]: the fast engine. [`SimBuilder`] (seed, members, config, network, plan),
-//!   [`Sim`] (the event loop: one queue of (time, sequence) events (`queue`, private: a four-ary heap of small keys over a slab), one
+//!   [`Sim`] (the event loop: one queue of (time, sequence) events (`queue`, private: a calendar queue of small keys over a slab), one
 //!   [`SimRng`]), [`Report`], [`verify_determinism`].
 //! - [`network`]: [`LinkParams`] and [`Latency`] distributions, [`LinkSelector`], the
 //!   seeded [`SimRng`] with platform-independent `ln`/`exp`.
