@@ -150,11 +150,21 @@ fn put_record_fields(
 }
 
 pub(crate) fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push(value as u8 | 0x80);
-        value >>= 7;
+    if value < 0x80 {
+        out.push(value as u8);
+        return;
     }
-    out.push(value as u8);
+    // Assembled on the stack and appended at once: one capacity check, not one per byte
+    // (a view digest takes ten).
+    let mut buf = [0u8; 10];
+    let mut len = 0;
+    while value >= 0x80 {
+        buf[len] = value as u8 | 0x80;
+        value >>= 7;
+        len += 1;
+    }
+    buf[len] = value as u8;
+    out.extend_from_slice(&buf[..=len]);
 }
 
 fn put_option(out: &mut Vec<u8>, value: Option<u64>) {
