@@ -96,6 +96,8 @@ pub struct Node {
     /// The peers this member watches: its `monitors` live predecessors on the ring. Kept
     /// apart from `peers` so that the hot path (heartbeats, wakeups) stays in a few bytes.
     watches: Vec<Watch>,
+    /// Each watch's detector and address, at the same index as in `watches`.
+    watch_state: Vec<WatchState>,
     /// The peers that watch this member: its `monitors` live successors on the ring, the
     /// usual senders of the pings it receives.
     watchers: Vec<NodeId>,
@@ -142,15 +144,20 @@ struct Peer {
     since: Instant,
 }
 
-/// A peer this member watches on the ring.
-// In this order (`repr(C)`): finding a watch by id and asking when its indirect probe is
-// due (after every input) read the first cache line only.
+/// A peer this member watches on the ring: what every input and wakeup reads (is the
+/// sender watched, when is an indirect probe due), a few watches to a cache line.
 #[derive(Debug)]
-#[repr(C)]
 struct Watch {
     id: NodeId,
     /// No indirect probe of it before this.
     next_indirect: Instant,
+    /// Its detector's deadline: phi reaches the threshold then.
+    deadline: Option<Instant>,
+}
+
+/// The rest of a watch: read when the peer is heard from or probed.
+#[derive(Debug)]
+struct WatchState {
     detector: PhiAccrual,
     addr: SocketAddr,
 }
@@ -241,6 +248,7 @@ impl Node {
             down: BTreeSet::new(),
             live: 1,
             watches: Vec::new(),
+            watch_state: Vec::new(),
             watchers: Vec::new(),
             next_watch: 0,
             left: false,
@@ -332,8 +340,8 @@ impl Node {
     /// The phi of a watched member as of the latest input, or `None` for one this member
     /// does not watch.
     pub fn phi(&self, id: NodeId) -> Option<f64> {
-        let watch = self.watches.iter().find(|w| w.id == id)?;
-        Some(watch.detector.phi(self.now))
+        let i = self.watches.iter().position(|w| w.id == id)?;
+        Some(self.watch_state[i].detector.phi(self.now))
     }
 
     /// The local health score (Lifeguard): 0 is healthy; timeouts stretch by `1 + score`.
@@ -372,8 +380,10 @@ impl Node {
         self.stats.received.add(message.kind());
         self.stats.bytes_received += bytes.len() as u64;
         let sender = header.sender;
-        if let Some(watch) = self.watches.iter_mut().find(|w| w.id == sender) {
-            watch.detector.heartbeat(now);
+        if let Some(i) = self.watches.iter().position(|w| w.id == sender) {
+            let detector = &mut self.watch_state[i].detector;
+            detector.heartbeat(now);
+            self.watches[i].deadline = detector.deadline();
         }
         if !matches!(message, Message::Join { .. } | Message::PushPull { .. }) && !self.knows(sender) {
             self.sync_with_stranger(from);
@@ -559,7 +569,7 @@ impl Node {
             return;
         }
         self.next_watch = (self.next_watch + 1) % self.watches.len();
-        let (id, addr) = (self.watches[self.next_watch].id, self.watches[self.next_watch].addr);
+        let (id, addr) = (self.watches[self.next_watch].id, self.watch_state[self.next_watch].addr);
         let seq = self.next_seq();
         let digest = self.quiet_digest();
         self.send_gossiping(addr, Some(id), Message::Ping { seq, target: id, digest, gossip: Vec::new() });
@@ -572,7 +582,7 @@ impl Node {
         if self.is_probing(watch.id) {
             return None;
         }
-        Some(watch.detector.deadline()?.max(watch.next_indirect))
+        Some(watch.deadline?.max(watch.next_indirect))
     }
 
     /// Whether `id` is a known member; ring neighbours, the usual case, are answered
@@ -1152,19 +1162,22 @@ impl Node {
         }
         self.watchers = watchers;
         let mut old = std::mem::take(&mut self.watches);
+        let mut old_state = std::mem::take(&mut self.watch_state);
         for id in watched {
             let Some(addr) = self.peers.get(&id).map(|p| p.member.addr) else { continue };
-            let watch = match old.iter().position(|w| w.id == id) {
-                Some(i) => Watch { addr, ..old.swap_remove(i) },
+            let (watch, state) = match old.iter().position(|w| w.id == id) {
+                Some(i) => (old.swap_remove(i), WatchState { addr, ..old_state.swap_remove(i) }),
                 None => {
                     // Start from a heartbeat now: a peer that never answers must still
                     // become late.
                     let mut detector = self.fresh_detector.fresh();
                     detector.heartbeat(self.now);
-                    Watch { id, addr, detector, next_indirect: self.now }
+                    let deadline = detector.deadline();
+                    (Watch { id, next_indirect: self.now, deadline }, WatchState { detector, addr })
                 }
             };
             self.watches.push(watch);
+            self.watch_state.push(state);
         }
     }
 
