@@ -1,6 +1,6 @@
 //! The wire format: a versioned, checksummed envelope around one postcard-encoded message.
 //!
-//! postcard's serde encoding of [`Message`] defines the body; `codec` writes and reads it
+//! postcard's serde encoding of the `Message` type defines the body; `codec` writes and reads it
 //! by hand, and the tests hold the two equal.
 //!
 //! ```text
