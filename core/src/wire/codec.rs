@@ -149,7 +149,7 @@ fn put_record_fields(
     put_tags(out, tags);
 }
 
-pub(crate) fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, value: u64) {
     if value < 0x80 {
         out.push(value as u8);
         return;
@@ -157,14 +157,19 @@ pub(crate) fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     // Assembled on the stack and appended at once: one capacity check, not one per byte
     // (a view digest takes ten).
     let mut buf = [0u8; 10];
-    let mut len = 0;
+    let end = varint_at(&mut buf, 0, value);
+    out.extend_from_slice(&buf[..end]);
+}
+
+/// Writes `value` as a varint into `buf` from `at`; returns where it ends.
+fn varint_at(buf: &mut [u8], mut at: usize, mut value: u64) -> usize {
     while value >= 0x80 {
-        buf[len] = value as u8 | 0x80;
+        buf[at] = value as u8 | 0x80;
         value >>= 7;
-        len += 1;
+        at += 1;
     }
-    buf[len] = value as u8;
-    out.extend_from_slice(&buf[..=len]);
+    buf[at] = value as u8;
+    at + 1
 }
 
 fn put_option(out: &mut Vec<u8>, value: Option<u64>) {
@@ -191,15 +196,8 @@ fn put_addr(out: &mut Vec<u8>, addr: SocketAddr) {
             17
         }
     };
-    let mut port = addr.port();
-    let mut end = len;
-    while port >= 0x80 {
-        buf[end] = port as u8 | 0x80;
-        port >>= 7;
-        end += 1;
-    }
-    buf[end] = port as u8;
-    out.extend_from_slice(&buf[..=end]);
+    let end = varint_at(&mut buf, len, u64::from(addr.port()));
+    out.extend_from_slice(&buf[..end]);
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
