@@ -106,8 +106,7 @@ impl<T> EventQueue<T> {
     /// Moves the ring back to `at`'s bucket, for an event due before every event popped so
     /// far (the engine never pushes into its past; this keeps the order right if it did).
     fn rewind(&mut self, at: u64) {
-        let keys: Vec<Key> = self.buckets.iter_mut().flat_map(|b| b.drain(..)).collect();
-        self.near = 0;
+        let keys = self.take_ring();
         self.current = at & !(WIDTH - 1);
         for key in keys {
             self.insert(key);
@@ -175,13 +174,18 @@ impl<T> EventQueue<T> {
         }
     }
 
+    /// Empties the ring, returning its keys.
+    fn take_ring(&mut self) -> Vec<Key> {
+        self.near = 0;
+        self.buckets.iter_mut().flat_map(|b| b.drain(..)).collect()
+    }
+
     /// Gives the queued events push orders 0, 1, 2 ... in their current order, so that
     /// push orders stay below 2^32 however long a run lasts.
     fn renumber(&mut self) {
-        let mut keys: Vec<Key> = self.buckets.iter_mut().flat_map(|b| b.drain(..)).collect();
+        let mut keys = self.take_ring();
         keys.extend(self.later.drain().map(|Reverse(k)| k));
         keys.sort_unstable();
-        self.near = 0;
         self.seq = 0;
         for key in keys {
             let key = Key::new(key.at(), self.seq, key.slot());

@@ -25,17 +25,11 @@ use crate::wire::{Gossip, MemberRecord, Message};
 /// Appends `message` to `out`.
 pub(crate) fn put_message(out: &mut Vec<u8>, message: &Message) {
     put_message_head(out, message);
-    match message {
-        Message::Ping { gossip, .. }
-        | Message::Ack { gossip, .. }
-        | Message::PingReq { gossip, .. }
-        | Message::Gossip { gossip } => {
-            put_varint(out, gossip.len() as u64);
-            for item in gossip {
-                put_gossip(out, item);
-            }
+    if let Some(gossip) = message.gossip_list() {
+        put_varint(out, gossip.len() as u64);
+        for item in gossip {
+            put_gossip(out, item);
         }
-        _ => {}
     }
 }
 
@@ -61,10 +55,7 @@ pub(crate) fn put_message_head(out: &mut Vec<u8>, message: &Message) {
         }
         Message::Gossip { .. } => {}
         Message::PushPull { reply, part, parts, members } => {
-            out.push(u8::from(*reply));
-            put_varint(out, u64::from(*part));
-            put_varint(out, u64::from(*parts));
-            put_varint(out, members.len() as u64);
+            put_push_pull_head(out, *reply, *part, *parts, members.len());
             for r in members {
                 put_record_fields(out, r.id, r.addr, r.incarnation, r.state, &r.tags);
             }
@@ -91,6 +82,14 @@ pub(crate) fn put_message_head(out: &mut Vec<u8>, message: &Message) {
             out.push(u8::from(*accepted));
         }
     }
+}
+
+/// Appends a `PushPull`'s fields before its records: the records follow, `count` of them.
+pub(crate) fn put_push_pull_head(out: &mut Vec<u8>, reply: bool, part: u16, parts: u16, count: usize) {
+    out.push(u8::from(reply));
+    put_varint(out, u64::from(part));
+    put_varint(out, u64::from(parts));
+    put_varint(out, count as u64);
 }
 
 /// Appends one gossip item.
@@ -162,7 +161,7 @@ pub(crate) fn put_varint(out: &mut Vec<u8>, value: u64) {
 }
 
 /// Writes `value` as a varint into `buf` from `at`; returns where it ends.
-fn varint_at(buf: &mut [u8], mut at: usize, mut value: u64) -> usize {
+pub(crate) fn varint_at(buf: &mut [u8], mut at: usize, mut value: u64) -> usize {
     while value >= 0x80 {
         buf[at] = value as u8 | 0x80;
         value >>= 7;

@@ -241,12 +241,17 @@ impl Message {
 
     /// The piggybacked gossip, if this kind carries any.
     pub(crate) fn gossip(&self) -> &[Gossip] {
+        self.gossip_list().unwrap_or(&[])
+    }
+
+    /// The gossip list of the kinds that end in one (Ping, Ack, PingReq, Gossip).
+    pub(crate) fn gossip_list(&self) -> Option<&[Gossip]> {
         match self {
             Self::Ping { gossip, .. }
             | Self::Ack { gossip, .. }
             | Self::PingReq { gossip, .. }
-            | Self::Gossip { gossip } => gossip,
-            _ => &[],
+            | Self::Gossip { gossip } => Some(gossip),
+            _ => None,
         }
     }
 
@@ -360,10 +365,7 @@ impl DatagramWriter {
     /// are expected (no regrowth while packing).
     pub(crate) fn with_items(header: Header, message: &Message, max_datagram: usize, many_items: bool) -> Option<Self> {
         debug_assert!(message.gossip().is_empty(), "the writer adds the gossip itself");
-        if !matches!(
-            message,
-            Message::Ping { .. } | Message::Ack { .. } | Message::PingReq { .. } | Message::Gossip { .. }
-        ) {
+        if message.gossip_list().is_none() {
             debug_assert!(false, "message without a trailing gossip list");
             return None;
         }
@@ -411,7 +413,8 @@ impl DatagramWriter {
     /// The finished datagram.
     pub(crate) fn finish(mut self) -> Vec<u8> {
         let mut len = [0u8; 10];
-        match varint(self.count as u64, &mut len) {
+        let end = codec::varint_at(&mut len, 0, self.count as u64);
+        match &len[..end] {
             // Fewer than 128 items, nearly always: one byte.
             &[byte] => self.out.insert(self.items_start, byte),
             len => {
@@ -425,7 +428,7 @@ impl DatagramWriter {
     /// The datagram's length with `count` items and `extra` more item bytes.
     fn len_with(&self, count: usize, extra: usize) -> usize {
         let mut buf = [0u8; 10];
-        self.out.len() + varint(count as u64, &mut buf).len() + extra
+        self.out.len() + codec::varint_at(&mut buf, 0, count as u64) + extra
     }
 }
 
@@ -489,10 +492,7 @@ impl StateWriter {
         for (part, &(end, count)) in (0..total).zip(&self.parts) {
             let mut out = envelope(header, PUSH_PULL_OVERHEAD + end - start);
             out.push(MessageKind::PushPull.index() as u8);
-            out.push(u8::from(reply));
-            codec::put_varint(&mut out, u64::from(part));
-            codec::put_varint(&mut out, u64::from(total));
-            codec::put_varint(&mut out, count as u64);
+            codec::put_push_pull_head(&mut out, reply, part, total, count);
             out.extend_from_slice(&self.records[start..end]);
             seal(&mut out);
             datagrams.push(out);
@@ -522,20 +522,6 @@ fn checksum(head: &[u8], body: &[u8]) -> u32 {
     hasher.update(head);
     hasher.update(body);
     hasher.finalize()
-}
-
-fn varint(mut value: u64, buf: &mut [u8; 10]) -> &[u8] {
-    let mut i = 0;
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            buf[i] = byte;
-            return &buf[..=i];
-        }
-        buf[i] = byte | 0x80;
-        i += 1;
-    }
 }
 
 fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
