@@ -394,32 +394,44 @@ struct Observed {
     lease: bool,
 }
 
-// In this order (`repr(C)`): what every event reads first, the member's configuration and
-// disk last, so a step touches few cache lines of a slot.
-#[repr(C)]
+/// What the engine reads of a member at every event: one cache line, and a thousand of
+/// them fit in a core's second-level cache beside the members' own state. (Every event
+/// also reads the sender's slot or address, so a sparse layout costs a miss per event.)
+#[repr(C, align(64))]
 struct Slot {
     node: Option<Box<Node>>,
+    /// The global time of the timer event in the queue that counts (`u64::MAX`: none).
+    timer_at: u64,
+    /// The member's latest `poll_timeout`, in its local time (`u64::MAX`: none; a wake-up
+    /// then is never queued, as with none).
+    deadline: u64,
+    /// Until when the process is busy (paused, or working through a slow backlog).
+    busy_until: u64,
+    /// Processing delay per datagram (a slow member).
+    slow: u64,
+    last_fire: u64,
+    id: NodeId,
     /// Bumped at every crash and start, so events of an older process are ignored.
     life: u32,
     /// Timer wake-ups at the same global instant in a row (a core that never advances
     /// its deadline would spin the engine forever).
-    spins: u32,
-    /// The global time of the timer event in the queue that counts (`u64::MAX`: none).
-    timer_at: u64,
-    /// The member's latest `poll_timeout`, in its local time.
-    deadline: Option<u64>,
-    /// Until when the process is busy (paused, or working through a slow backlog).
-    busy_until: u64,
-    slow: u64,
-    last_fire: u64,
+    spins: u16,
+    /// Whether the member's clock was ever changed (an offset, a drift, a jump): only then
+    /// is its host's clock read; until then its readings are the global time.
+    skewed: bool,
+}
+
+/// The rest of a member: read when it starts, restarts, persists or changes its clock.
+struct Host {
     clock: Clock,
     observed: Observed,
-    id: NodeId,
-    addr: SocketAddr,
     restarts: u32,
     config: NodeConfig,
     disk: Option<Vec<u8>>,
 }
+
+/// No deadline (see [`Slot::deadline`]).
+const NONE: u64 = u64::MAX;
 
 /// The deterministic simulator. See the [crate docs](crate) for the map.
 pub struct Sim {
@@ -428,6 +440,10 @@ pub struct Sim {
     queue: EventQueue<What>,
     rng: SimRng,
     slots: Vec<Slot>,
+    /// Each member's address, by slot: read for every datagram (the sender's, the
+    /// destination's check), so kept dense.
+    addrs: Vec<SocketAddr>,
+    hosts: Vec<Host>,
     by_addr: BTreeMap<SocketAddr, u32>,
     by_id: BTreeMap<NodeId, u32>,
     seed_slots: Vec<u32>,
@@ -502,23 +518,29 @@ impl Sim {
         }
         let plan_json = b.plan.to_json();
         let slots = configs
-            .into_iter()
+            .iter()
             .map(|config| Slot {
-                id: config.id,
-                addr: config.addr,
-                disk: config.durable.as_ref().map(Durable::encode),
-                config,
                 node: None,
-                life: 0,
-                restarts: 0,
                 timer_at: u64::MAX,
-                deadline: None,
-                clock: Clock::default(),
+                deadline: NONE,
                 busy_until: 0,
                 slow: 0,
-                observed: Observed::default(),
-                spins: 0,
                 last_fire: u64::MAX,
+                id: config.id,
+                life: 0,
+                spins: 0,
+                skewed: false,
+            })
+            .collect();
+        let addrs = configs.iter().map(|config| config.addr).collect();
+        let hosts = configs
+            .into_iter()
+            .map(|config| Host {
+                clock: Clock::default(),
+                observed: Observed::default(),
+                restarts: 0,
+                disk: config.durable.as_ref().map(Durable::encode),
+                config,
             })
             .collect();
         let mut sim = Self {
@@ -527,6 +549,8 @@ impl Sim {
             queue: EventQueue::with_capacity(4 * n + 64),
             rng: SimRng::new(b.seed),
             slots,
+            addrs,
+            hosts,
             by_addr,
             by_id,
             seed_slots: (0..b.seeds.min(n) as u32).collect(),
@@ -546,7 +570,7 @@ impl Sim {
             outputs: Vec::with_capacity(64),
         };
         if b.default_checkers {
-            let config = sim.slots.first().map_or_else(Config::lan, |s| s.config.cluster.clone());
+            let config = sim.hosts.first().map_or_else(Config::lan, |h| h.config.cluster.clone());
             let bound = b.convergence_bound.unwrap_or_else(|| SimBuilder::default_convergence_bound(&config, n));
             sim.add_checker(Box::new(OneLeaderPerTerm::default()));
             sim.add_checker(Box::new(LeaseExclusive::new(b.lease_max_drift_ppm)));
@@ -554,7 +578,7 @@ impl Sim {
             sim.add_checker(Box::new(Converges::new(bound)));
         }
         for i in 0..n {
-            let durable = sim.slots[i].config.durable.clone();
+            let durable = sim.hosts[i].config.durable.clone();
             sim.start(i as u32, durable)?;
         }
         if b.bootstrap && n > 1 {
@@ -609,7 +633,7 @@ impl Sim {
 
     /// The address of member `id`.
     pub fn addr(&self, id: NodeId) -> Option<SocketAddr> {
-        self.slot(id).map(|i| self.slots[i as usize].addr)
+        self.slot(id).map(|i| self.addrs[i as usize])
     }
 
     /// Member `id`'s node, if its process runs.
@@ -624,14 +648,14 @@ impl Sim {
 
     /// The durable bytes on member `id`'s disk.
     pub fn disk(&self, id: NodeId) -> Option<&[u8]> {
-        self.slot(id).and_then(|i| self.slots[i as usize].disk.as_deref())
+        self.slot(id).and_then(|i| self.hosts[i as usize].disk.as_deref())
     }
 
     /// Member `id`'s clock reading now (its `now`).
     pub fn local_now(&mut self, id: NodeId) -> Option<Instant> {
         let i = self.slot(id)? as usize;
         let now = self.now;
-        Some(Instant::from_nanos(self.slots[i].clock.local(now)))
+        Some(Instant::from_nanos(self.hosts[i].clock.local(now)))
     }
 
     /// Counters so far.
@@ -670,7 +694,7 @@ impl Sim {
             let [x, b, c, d] = a.ip().octets();
             if x == 127 && b >= 1 {
                 let i = (u32::from(b - 1) << 16) | (u32::from(c) << 8) | u32::from(d);
-                if self.slots.get(i as usize).is_some_and(|s| s.addr == addr) {
+                if self.addrs.get(i as usize) == Some(&addr) {
                     return Some(i);
                 }
             }
@@ -734,7 +758,7 @@ impl Sim {
     }
 
     fn seeds_for(&self, node: u32) -> Vec<SocketAddr> {
-        self.seed_slots.iter().filter(|&&s| s != node).map(|&s| self.slots[s as usize].addr).collect()
+        self.seed_slots.iter().filter(|&&s| s != node).map(|&s| self.addrs[s as usize]).collect()
     }
 
     /// Gives member `id` an application command now (a test's workload).
@@ -803,7 +827,7 @@ impl Sim {
     // --- The network -------------------------------------------------------------------
 
     fn kind_of(&self, slot: u32, payload: &[u8]) -> Option<MessageKind> {
-        let c = &self.slots[slot as usize].config.cluster;
+        let c = &self.hosts[slot as usize].config.cluster;
         wire::inspect(payload, c.cluster_id, c.max_datagram).ok().map(|(_, kind)| kind)
     }
 
@@ -884,7 +908,7 @@ impl Sim {
     }
 
     fn deliver(&mut self, to: u32, from: u32, payload: Vec<u8>, sent: u64) {
-        let from_addr = self.slots[from as usize].addr;
+        let from_addr = self.addrs[from as usize];
         let mut result = Ok(());
         self.interact(to, |n, now| result = n.handle_datagram(now, from_addr, &payload));
         self.stats.delivered += 1;
@@ -928,10 +952,10 @@ impl Sim {
             self.push(busy, What::Timer { node: i, life });
             return;
         }
-        let local = slot.clock.local(now);
-        if slot.deadline.is_some_and(|d| d <= local) {
+        let local = if slot.skewed { self.hosts[i as usize].clock.local(now) } else { now };
+        if slot.deadline <= local {
             if slot.last_fire == now {
-                slot.spins += 1;
+                slot.spins = slot.spins.saturating_add(1);
             } else {
                 slot.spins = 0;
                 slot.last_fire = now;
@@ -957,8 +981,11 @@ impl Sim {
     fn arm(&mut self, i: u32) {
         let now = self.now;
         let slot = &mut self.slots[i as usize];
-        let Some(deadline) = slot.deadline else { return };
-        let mut at = slot.clock.global_at(deadline).max(now);
+        if slot.deadline == NONE {
+            return;
+        }
+        let deadline = slot.deadline;
+        let mut at = if slot.skewed { self.hosts[i as usize].clock.global_at(deadline) } else { deadline }.max(now);
         if slot.spins >= 10_000 && slot.last_fire == now {
             at = now + 1_000_000;
         }
@@ -976,7 +1003,7 @@ impl Sim {
         let now = self.now;
         let slot = &mut self.slots[i as usize];
         let Some(mut node) = slot.node.take() else { return };
-        let local = Instant::from_nanos(slot.clock.local(now));
+        let local = Instant::from_nanos(if slot.skewed { self.hosts[i as usize].clock.local(now) } else { now });
         let mut outputs = std::mem::take(&mut self.outputs);
         let observing = self.observing;
         let result = catch_unwind(AssertUnwindSafe(|| {
@@ -996,7 +1023,7 @@ impl Sim {
             Ok((deadline, observed)) => {
                 let slot = &mut self.slots[i as usize];
                 slot.node = Some(node);
-                slot.deadline = deadline.map(Instant::as_nanos);
+                slot.deadline = deadline.map_or(NONE, Instant::as_nanos);
                 for output in outputs.drain(..) {
                     self.output(i, output);
                 }
@@ -1058,7 +1085,7 @@ impl Sim {
                 self.hasher.lane(self.now);
                 self.hasher.lane(id.0);
                 self.hasher.bytes(&bytes);
-                self.slots[i as usize].disk = Some(bytes);
+                self.hosts[i as usize].disk = Some(bytes);
                 if self.mode == TraceMode::Record {
                     self.records.push(TraceRecord::Persist { at: self.now(), node: id, durable });
                 }
@@ -1067,8 +1094,7 @@ impl Sim {
     }
 
     fn observe(&mut self, i: u32, observed: Observed) {
-        let slot = &self.slots[i as usize];
-        if observed == slot.observed && !observed.lease {
+        if observed == self.hosts[i as usize].observed && !observed.lease {
             return;
         }
         if observed.lease {
@@ -1077,9 +1103,8 @@ impl Sim {
             let others: Vec<u32> = self.lease_holders.iter().copied().filter(|&h| h != i).collect();
             for h in others {
                 let now = self.now;
-                let s = &mut self.slots[h as usize];
-                let local = Instant::from_nanos(s.clock.local(now));
-                let Some(node) = s.node.as_deref() else {
+                let local = Instant::from_nanos(self.hosts[h as usize].clock.local(now));
+                let Some(node) = self.slots[h as usize].node.as_deref() else {
                     self.lease_holders.remove(&h);
                     continue;
                 };
@@ -1097,8 +1122,8 @@ impl Sim {
     }
 
     fn record_observation(&mut self, i: u32, observed: Observed) {
-        let slot = &mut self.slots[i as usize];
-        slot.observed = observed;
+        let host = &mut self.hosts[i as usize];
+        host.observed = observed;
         if observed.lease {
             self.lease_holders.insert(i);
         } else {
@@ -1106,12 +1131,12 @@ impl Sim {
         }
         let o = Observation {
             at: Instant::from_nanos(self.now),
-            node: slot.id,
+            node: self.slots[i as usize].id,
             term: observed.term,
             leader: observed.leader,
             leaseholder: observed.lease,
-            drift_ppm: slot.clock.drift_ppm(),
-            clock_stepped: slot.clock.stepped,
+            drift_ppm: host.clock.drift_ppm(),
+            clock_stepped: host.clock.stepped,
         };
         let mut findings = std::mem::take(&mut self.findings);
         for c in 0..self.checkers.len() {
@@ -1124,19 +1149,20 @@ impl Sim {
     /// Starts member `i`'s process with `durable` on its disk.
     fn start(&mut self, i: u32, durable: Option<Durable>) -> Result<(), Error> {
         let now = self.now;
+        let host = &mut self.hosts[i as usize];
         let slot = &mut self.slots[i as usize];
-        let mut config = slot.config.clone();
+        let mut config = host.config.clone();
         config.durable = durable.clone();
-        if slot.restarts > 0 {
-            config.seed = node_seed(config.seed, slot.id, slot.restarts);
+        if host.restarts > 0 {
+            config.seed = node_seed(config.seed, slot.id, host.restarts);
         }
         slot.life += 1;
         slot.timer_at = u64::MAX;
-        slot.deadline = None;
+        slot.deadline = NONE;
         slot.busy_until = 0;
         slot.spins = 0;
-        slot.observed = Observed::default();
-        let local = Instant::from_nanos(slot.clock.local(now));
+        host.observed = Observed::default();
+        let local = Instant::from_nanos(host.clock.local(now));
         let id = slot.id;
         let node = Node::new(config, local).map_err(|e| Error::Start(id, e))?;
         slot.node = Some(Box::new(node));
@@ -1157,9 +1183,9 @@ impl Sim {
         slot.node = None;
         slot.life += 1;
         slot.timer_at = u64::MAX;
-        slot.deadline = None;
+        slot.deadline = NONE;
         slot.busy_until = 0;
-        slot.observed = Observed::default();
+        self.hosts[i as usize].observed = Observed::default();
         self.lease_holders.remove(&i);
     }
 
@@ -1192,12 +1218,12 @@ impl Sim {
             Fault::Restart { node, disk } => {
                 if let Some(i) = self.slot(*node) {
                     self.stop(i);
-                    let slot = &mut self.slots[i as usize];
-                    slot.restarts += 1;
+                    let host = &mut self.hosts[i as usize];
+                    host.restarts += 1;
                     if *disk == Disk::Amnesia {
-                        slot.disk = None;
+                        host.disk = None;
                     }
-                    let durable = slot.disk.as_deref().and_then(|b| Durable::decode(b).ok());
+                    let durable = host.disk.as_deref().and_then(|b| Durable::decode(b).ok());
                     match self.start(i, durable) {
                         Ok(()) => {
                             let seeds = self.seeds_for(i);
@@ -1298,8 +1324,14 @@ impl Sim {
 
     fn change_clock(&mut self, id: NodeId, change: impl FnOnce(&mut Clock)) {
         let Some(i) = self.slot(id) else { return };
+        let now = self.now;
+        let clock = &mut self.hosts[i as usize].clock;
+        // While the clock was not skewed its readings were not taken: catch up with the
+        // latest one handed out (now), which the changed clock must not go back past.
+        clock.local(now);
+        change(clock);
         let slot = &mut self.slots[i as usize];
-        change(&mut slot.clock);
+        slot.skewed = true;
         // The queued wake-up was computed with the old clock: recompute it.
         slot.timer_at = u64::MAX;
         if slot.node.is_some() {
