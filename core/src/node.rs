@@ -65,6 +65,9 @@ const BROADCAST_MEMORY: Duration = Duration::from_secs(600);
 /// The most user broadcasts remembered at once.
 const MAX_REMEMBERED_BROADCASTS: usize = 1 << 16;
 
+/// Output slots a drained node keeps (a few datagrams and events per input).
+const OUTPUTS_KEPT: usize = 16;
+
 /// One member's protocol state: the sans-IO state machine.
 ///
 /// See the [module documentation](self) for the protocol and the drain order.
@@ -512,7 +515,17 @@ impl Node {
     /// The next output, in the order produced. See the [module docs](self) for the order rule.
     #[must_use = "outputs must be acted on"]
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        let output = self.outputs.pop_front();
+        if output.is_none() {
+            // Drained: the next outputs start again at the buffer's front (a ring walked
+            // round would touch a new cache line for nearly every output), and a burst's
+            // room (a whole view learned at once) is given back.
+            self.outputs.clear();
+            if self.outputs.capacity() > OUTPUTS_KEPT {
+                self.outputs.shrink_to(OUTPUTS_KEPT);
+            }
+        }
+        output
     }
 
     /// When [`Node::handle_timeout`] should next be called, if ever.
