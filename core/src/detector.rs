@@ -14,7 +14,6 @@
 //!
 //! Updates are O(1): the window keeps running sums of the intervals and of their squares.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::time::Instant;
@@ -63,8 +62,13 @@ pub struct PhiAccrual {
     /// Standard deviations past the mean at which phi reaches the threshold; fixed by the
     /// threshold, so computed once.
     threshold_y: f64,
-    /// Inter-arrival intervals in milliseconds, oldest first.
-    intervals: VecDeque<f64>,
+    /// The interval that leaves the window at the next push once it is full: read a
+    /// heartbeat ahead, so that no heartbeat waits on a window slot out of cache.
+    leaving: f64,
+    /// Inter-arrival intervals in milliseconds: in arrival order until the window is full,
+    /// then a ring whose oldest is at `oldest`.
+    intervals: Vec<f64>,
+    oldest: usize,
     params: PhiParams,
 }
 
@@ -85,7 +89,9 @@ impl PhiAccrual {
     fn with_threshold_y(params: PhiParams, threshold_y: f64) -> Self {
         let mut detector = Self {
             threshold_y,
-            intervals: VecDeque::with_capacity(params.max_sample_size.clamp(2, 64)),
+            leaving: 0.0,
+            intervals: Vec::with_capacity(params.max_sample_size.clamp(2, 64)),
+            oldest: 0,
             params,
             sum: 0.0,
             sum_squares: 0.0,
@@ -176,13 +182,21 @@ impl PhiAccrual {
     }
 
     fn push(&mut self, interval_ms: f64) {
-        if self.intervals.len() >= self.params.max_sample_size.max(1) {
-            if let Some(oldest) = self.intervals.pop_front() {
-                self.sum -= oldest;
-                self.sum_squares -= oldest * oldest;
+        let max = self.params.max_sample_size.max(1);
+        if self.intervals.len() >= max {
+            let oldest = self.leaving;
+            self.sum -= oldest;
+            self.sum_squares -= oldest * oldest;
+            if let Some(slot) = self.intervals.get_mut(self.oldest) {
+                *slot = interval_ms;
             }
+            self.oldest = (self.oldest + 1) % self.intervals.len();
+        } else {
+            self.intervals.push(interval_ms);
         }
-        self.intervals.push_back(interval_ms);
+        if self.intervals.len() >= max {
+            self.leaving = self.intervals.get(self.oldest).copied().unwrap_or(0.0);
+        }
         self.sum += interval_ms;
         self.sum_squares += interval_ms * interval_ms;
     }
