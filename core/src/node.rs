@@ -91,6 +91,14 @@ pub struct Node {
     next_probe: Instant,
     next_gossip: Instant,
     next_push_pull: Instant,
+    /// Counters of the traffic every datagram is part of; [`Node::stats`] adds the rest.
+    traffic: Traffic,
+    // The settings every datagram uses, copied from `config` (which never changes) to sit
+    // beside the state they are used with.
+    cluster_id: u64,
+    max_datagram: usize,
+    probe_interval: Duration,
+    retransmit_mult: u32,
     /// Whether this member has left the cluster.
     left: bool,
     ring_dirty: bool,
@@ -118,9 +126,11 @@ pub struct Node {
     digest_agreed: Option<Instant>,
     join: Option<JoinAttempt>,
     queue: BroadcastQueue,
+    // ----- the rest -----
+    /// The counters of rarer traffic and of rejected datagrams (its byte and gossip
+    /// counters stay zero: `traffic` keeps them).
     stats: Stats,
     config: Config,
-    // ----- the rest -----
     addr: SocketAddr,
     rng: ChaCha8Rng,
     durable: Durable,
@@ -138,6 +148,51 @@ pub struct Node {
     /// A detector as a new watch starts it, whose threshold is solved once.
     fresh_detector: PhiAccrual,
     seeds: Vec<SocketAddr>,
+}
+
+/// The counters every datagram bumps (nearly all are pings and acks), apart from the rest
+/// of [`Stats`] so that they share a cache line.
+#[derive(Clone, Copy, Debug, Default)]
+struct Traffic {
+    bytes_sent: u64,
+    bytes_received: u64,
+    gossip_sent: u64,
+    gossip_received: u64,
+    pings_sent: u64,
+    acks_sent: u64,
+    pings_received: u64,
+    acks_received: u64,
+}
+
+impl Traffic {
+    fn sent(&mut self, kind: wire::MessageKind, rest: &mut Stats) {
+        match kind {
+            wire::MessageKind::Ping => self.pings_sent += 1,
+            wire::MessageKind::Ack => self.acks_sent += 1,
+            other => rest.sent.add(other),
+        }
+    }
+
+    fn received(&mut self, kind: wire::MessageKind, rest: &mut Stats) {
+        match kind {
+            wire::MessageKind::Ping => self.pings_received += 1,
+            wire::MessageKind::Ack => self.acks_received += 1,
+            other => rest.received.add(other),
+        }
+    }
+
+    /// `rest` with these counters added.
+    fn add_to(self, mut rest: Stats) -> Stats {
+        rest.bytes_sent += self.bytes_sent;
+        rest.bytes_received += self.bytes_received;
+        rest.gossip_sent += self.gossip_sent;
+        rest.gossip_received += self.gossip_received;
+        rest.sent.add_n(wire::MessageKind::Ping, self.pings_sent);
+        rest.sent.add_n(wire::MessageKind::Ack, self.acks_sent);
+        rest.received.add_n(wire::MessageKind::Ping, self.pings_received);
+        rest.received.add_n(wire::MessageKind::Ack, self.acks_received);
+        rest
+    }
 }
 
 #[derive(Debug)]
@@ -242,6 +297,11 @@ impl Node {
             addr: config.addr,
             awareness: Awareness::new(cluster.awareness_max_multiplier),
             next_gossip: now + cluster.gossip_interval,
+            traffic: Traffic::default(),
+            cluster_id: cluster.cluster_id,
+            max_datagram: cluster.max_datagram,
+            probe_interval: cluster.probe_interval,
+            retransmit_mult: cluster.retransmit_mult,
             config: cluster,
             rng,
             now,
@@ -353,8 +413,8 @@ impl Node {
     }
 
     /// Traffic counters.
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+    pub fn stats(&self) -> Stats {
+        self.traffic.add_to(self.stats)
     }
 
     /// Whether this member has heard from the cluster since it asked to join (always true
@@ -371,7 +431,7 @@ impl Node {
     /// [`Stats::dropped`], and changes nothing else.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) -> Result<(), WireError> {
         self.now = now;
-        let decoded = wire::decode(bytes, self.config.cluster_id, self.config.max_datagram)
+        let decoded = wire::decode(bytes, self.cluster_id, self.max_datagram)
             .and_then(|(header, message)| self.check(header, &message).map(|()| (header, message)));
         let (header, message) = match decoded {
             Ok(ok) => ok,
@@ -380,8 +440,8 @@ impl Node {
                 return Err(error);
             }
         };
-        self.stats.received.add(message.kind());
-        self.stats.bytes_received += bytes.len() as u64;
+        self.traffic.received(message.kind(), &mut self.stats);
+        self.traffic.bytes_received += bytes.len() as u64;
         let sender = header.sender;
         if let Some(i) = self.watches.iter().position(|w| w.id == sender) {
             let detector = &mut self.watch_state[i].detector;
@@ -392,7 +452,7 @@ impl Node {
             self.sync_with_stranger(from);
         }
         let gossip_count = message.gossip().len();
-        self.stats.gossip_received += gossip_count as u64;
+        self.traffic.gossip_received += gossip_count as u64;
         match message {
             Message::Ping { seq, digest, gossip, .. } => {
                 self.merge_gossip(sender, gossip);
@@ -577,7 +637,7 @@ impl Node {
             self.awareness.apply(-1);
         }
         self.acked_since_tick = false;
-        self.next_probe = now + self.config.probe_interval;
+        self.next_probe = now + self.probe_interval;
         if self.watches.is_empty() {
             return;
         }
@@ -628,7 +688,7 @@ impl Node {
                 self.start_indirect_probe(id, now);
             } else {
                 // Suspected and already accused by us, say: look again next interval.
-                self.watches[i].next_indirect = now + self.config.probe_interval;
+                self.watches[i].next_indirect = now + self.probe_interval;
             }
         }
     }
@@ -656,7 +716,7 @@ impl Node {
         }
         self.send_gossiping(target_addr, Some(target), Message::Ping { seq, target, digest: None, gossip: Vec::new() });
         self.probes.insert(seq, Probe { target, deadline: now + timeout, expected_nacks: relays.len(), nacks: 0 });
-        let next = now + self.awareness.scale(self.config.probe_interval);
+        let next = now + self.awareness.scale(self.probe_interval);
         if let Some(watch) = self.watches.iter_mut().find(|w| w.id == target) {
             watch.next_indirect = next;
         }
@@ -768,11 +828,11 @@ impl Node {
 
     /// Sends this member's whole view, split into as many datagrams as it takes.
     fn send_state(&mut self, to: SocketAddr, reply: bool) {
-        let mut state = StateWriter::new(self.config.max_datagram, self.peers.len());
+        let mut state = StateWriter::new(self.max_datagram, self.peers.len());
         for peer in self.peers.values() {
             state.push(&peer.member);
         }
-        let header = Header { cluster_id: self.config.cluster_id, sender: self.id };
+        let header = Header { cluster_id: self.cluster_id, sender: self.id };
         for payload in state.finish(header, reply) {
             self.transmit(to, wire::MessageKind::PushPull, payload);
         }
@@ -832,13 +892,13 @@ impl Node {
         }
         if digest == self.digest {
             self.digest_mismatch.remove(&sender);
-            self.digest_backoff = self.config.probe_interval;
+            self.digest_backoff = self.probe_interval;
             self.digest_agreed = Some(self.now);
             return;
         }
         let now = self.now;
         let since = *self.digest_mismatch.entry(sender).or_insert(now);
-        if now < since + self.config.probe_interval || now < self.next_digest_sync {
+        if now < since + self.probe_interval || now < self.next_digest_sync {
             return;
         }
         self.digest_mismatch.remove(&sender);
@@ -1120,7 +1180,7 @@ impl Node {
     }
 
     fn start_suspicion(&mut self, id: NodeId, accuser: NodeId) {
-        let min = suspicion_min(self.config.suspicion_mult, self.live, self.config.probe_interval);
+        let min = suspicion_min(self.config.suspicion_mult, self.live, self.probe_interval);
         let max = min.saturating_mul(self.config.suspicion_max_timeout_mult);
         let k = self.config.suspicion_mult.saturating_sub(2);
         self.suspicions.insert(id, Suspicion::new(self.now, accuser, min, max, k));
@@ -1210,34 +1270,34 @@ impl Node {
 
     /// Sends a message whose gossip list is empty, packing pending updates into it.
     fn send_gossiping(&mut self, to: SocketAddr, peer: Option<NodeId>, message: Message) {
-        let header = Header { cluster_id: self.config.cluster_id, sender: self.id };
+        let header = Header { cluster_id: self.cluster_id, sender: self.id };
         let kind = message.kind();
         let pending = !self.queue.is_empty();
-        let Some(mut writer) = DatagramWriter::with_items(header, &message, self.config.max_datagram, pending) else {
+        let Some(mut writer) = DatagramWriter::with_items(header, &message, self.max_datagram, pending) else {
             debug_assert!(false, "fixed-size messages always fit the minimum max_datagram");
             return;
         };
-        let limit = retransmit_limit(self.config.retransmit_mult, self.live);
+        let limit = retransmit_limit(self.retransmit_mult, self.live);
         let packed = self.queue.fill(&mut writer, peer, limit, self.live.saturating_sub(1));
         if packed == 0 && kind == wire::MessageKind::Gossip {
             // Everything pending is known to be there already.
             return;
         }
-        self.stats.gossip_sent += writer.count() as u64;
+        self.traffic.gossip_sent += writer.count() as u64;
         self.transmit(to, kind, writer.finish());
     }
 
     fn send(&mut self, to: SocketAddr, message: &Message) {
-        let header = Header { cluster_id: self.config.cluster_id, sender: self.id };
-        match wire::encode(header, message, self.config.max_datagram) {
+        let header = Header { cluster_id: self.cluster_id, sender: self.id };
+        match wire::encode(header, message, self.max_datagram) {
             Ok(payload) => self.transmit(to, message.kind(), payload),
             Err(_) => debug_assert!(false, "messages are sized to fit before they are built"),
         }
     }
 
     fn transmit(&mut self, to: SocketAddr, kind: wire::MessageKind, payload: Vec<u8>) {
-        self.stats.sent.add(kind);
-        self.stats.bytes_sent += payload.len() as u64;
+        self.traffic.sent(kind, &mut self.stats);
+        self.traffic.bytes_sent += payload.len() as u64;
         self.outputs.push_back(Output::Transmit(Transmit { to, payload }));
     }
 
@@ -1316,7 +1376,7 @@ impl Node {
     /// The largest user broadcast payload that fits a datagram on its own.
     fn max_broadcast(&self) -> usize {
         // Envelope, message tag, list length, item tag, origin and seq varints, payload length.
-        self.config.max_datagram - wire::HEADER_LEN - 1 - 1 - 1 - 10 - 10 - 3
+        self.max_datagram - wire::HEADER_LEN - 1 - 1 - 1 - 10 - 10 - 3
     }
 }
 

@@ -99,7 +99,11 @@ impl KindCounts {
     }
 
     pub(crate) fn add(&mut self, kind: MessageKind) {
-        self.0[kind.index()] += 1;
+        self.add_n(kind, 1);
+    }
+
+    pub(crate) fn add_n(&mut self, kind: MessageKind, n: u64) {
+        self.0[kind.index()] += n;
     }
 }
 
@@ -155,11 +159,8 @@ impl DropCounts {
 }
 
 /// A node's traffic counters.
-// In this order (`repr(C)`): every datagram bumps the scalar counters and the ping and ack
-// slots of the per-kind counts, which then share two cache lines.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
-#[repr(C)]
 pub struct Stats {
     /// Bytes sent.
     pub bytes_sent: u64,

@@ -411,3 +411,36 @@ fn a_neighbour_with_another_view_triggers_one_state_exchange() {
     assert_eq!(pushes(&cluster), before + 1);
     assert!(cluster.converged());
 }
+
+#[test]
+fn stats_count_every_datagram_by_kind_and_size() {
+    let mut cluster = formed(3, 27);
+    let now = cluster.now;
+    let node = cluster.node_mut(0);
+    while node.poll_output().is_some() {}
+    let before = node.stats();
+    let ping = datagram(2, &Message::Ping { seq: 9, target: NodeId(0), digest: None, gossip: Vec::new() });
+    let gossip = gossip(2, vec![Gossip::Leave { id: NodeId(7), incarnation: 1 }]);
+    node.handle_datagram(now, addr(2), &ping).expect("a valid ping");
+    node.handle_datagram(now, addr(2), &gossip).expect("valid gossip");
+    let mut sent = Vec::new();
+    while let Some(output) = node.poll_output() {
+        if let Output::Transmit(t) = output {
+            sent.push(t.payload);
+        }
+    }
+    let after = node.stats();
+    let received = |kind| after.received.get(kind) - before.received.get(kind);
+    assert_eq!(received(wire::MessageKind::Ping), 1);
+    assert_eq!(received(wire::MessageKind::Gossip), 1);
+    assert_eq!(
+        after.sent.get(wire::MessageKind::Ack) - before.sent.get(wire::MessageKind::Ack),
+        1,
+        "the ping is answered"
+    );
+    assert_eq!(after.received.total() - before.received.total(), 2);
+    assert_eq!(after.sent.total() - before.sent.total(), sent.len() as u64);
+    assert_eq!(after.bytes_received - before.bytes_received, (ping.len() + gossip.len()) as u64);
+    assert_eq!(after.bytes_sent - before.bytes_sent, sent.iter().map(Vec::len).sum::<usize>() as u64);
+    assert_eq!(after.gossip_received - before.gossip_received, 1);
+}
