@@ -43,6 +43,7 @@ use indexmap::IndexMap;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rustc_hash::FxBuildHasher;
+use smallvec::SmallVec;
 
 use crate::config::{Config, NodeConfig};
 use crate::detector::PhiAccrual;
@@ -106,12 +107,12 @@ pub struct Node {
     awareness: Awareness,
     /// The peers this member watches: its `monitors` live predecessors on the ring. Kept
     /// apart from `peers` so that the hot path (heartbeats, wakeups) stays in a few bytes.
-    watches: Vec<Watch>,
+    watches: Ring<Watch>,
     /// Each watch's detector and address, at the same index as in `watches`.
     watch_state: Vec<WatchState>,
     /// The peers that watch this member: its `monitors` live successors on the ring, the
     /// usual senders of the pings it receives.
-    watchers: Vec<NodeId>,
+    watchers: Ring<NodeId>,
     outputs: VecDeque<Output>,
     suspicions: BTreeMap<NodeId, Suspicion>,
     /// Indirect probes in flight, by sequence number.
@@ -201,6 +202,12 @@ struct Peer {
     /// When its state last changed.
     since: Instant,
 }
+
+/// Ring neighbours (watched peers, watchers): inline, in the node's first cache lines, up
+/// to this many (the default `monitors` is 3); more spill to the heap.
+const RING_INLINE: usize = 4;
+
+type Ring<T> = SmallVec<[T; RING_INLINE]>;
 
 /// A peer this member watches on the ring: what every input and wakeup reads (is the
 /// sender watched, when is an indirect probe due), a few watches to a cache line.
@@ -310,9 +317,9 @@ impl Node {
             sorted: BTreeSet::from([config.id]),
             down: BTreeSet::new(),
             live: 1,
-            watches: Vec::new(),
+            watches: Ring::new(),
             watch_state: Vec::new(),
-            watchers: Vec::new(),
+            watchers: Ring::new(),
             next_watch: 0,
             left: false,
             ring_dirty: false,
@@ -1225,7 +1232,7 @@ impl Node {
             return;
         }
         self.ring_dirty = false;
-        let mut watched = Vec::with_capacity(self.config.monitors);
+        let mut watched = Ring::new();
         let mut watchers = std::mem::take(&mut self.watchers);
         watchers.clear();
         if self.is_active() {
@@ -1255,7 +1262,7 @@ impl Node {
     }
 
     /// The first `monitors` live other members of `ids`, into `into`.
-    fn first_live<'a>(&self, ids: impl Iterator<Item = &'a NodeId>, into: &mut Vec<NodeId>) {
+    fn first_live<'a>(&self, ids: impl Iterator<Item = &'a NodeId>, into: &mut Ring<NodeId>) {
         for &id in ids {
             if into.len() == self.config.monitors {
                 break;
