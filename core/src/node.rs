@@ -66,6 +66,10 @@ const BROADCAST_MEMORY: Duration = Duration::from_secs(600);
 /// The most user broadcasts remembered at once.
 const MAX_REMEMBERED_BROADCASTS: usize = 1 << 16;
 
+/// The most room for view entries a state transfer's announced size makes a member
+/// reserve ahead (a view grows past it one member at a time).
+const MAX_VIEW_RESERVE: usize = 1 << 14;
+
 /// Output slots a drained node keeps (a few datagrams and events per input).
 const OUTPUTS_KEPT: usize = 16;
 
@@ -482,8 +486,16 @@ impl Node {
                 self.relay_probe(from, seq, target, target_addr);
             }
             Message::Gossip { gossip } => self.merge_gossip(sender, gossip),
-            Message::PushPull { reply, part, members, .. } => {
+            Message::PushPull { reply, part, parts, members } => {
                 self.join = None;
+                // The sender's whole view comes in `parts` datagrams of about this many
+                // records: make room for it at once rather than doubling the view's
+                // storage a dozen times while a thousand members arrive.
+                // (Bounded: a forged count must not make a member reserve much.)
+                let expected = usize::from(parts).saturating_mul(members.len()).min(MAX_VIEW_RESERVE);
+                if expected > self.peers.len() {
+                    self.peers.reserve(expected - self.peers.len());
+                }
                 for record in members {
                     self.merge_record(sender, record, false);
                 }

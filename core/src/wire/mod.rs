@@ -434,7 +434,8 @@ impl DatagramWriter {
 
 /// One gossip item's encoding, for [`DatagramWriter::push_encoded`].
 pub(crate) fn encode_gossip(item: &Gossip) -> Vec<u8> {
-    let mut out = Vec::new();
+    // Room for any item but one with tags or a broadcast payload, which grow it.
+    let mut out = Vec::with_capacity(32);
     codec::put_gossip(&mut out, item);
     out
 }
