@@ -596,8 +596,8 @@ impl Node {
     pub fn poll_output(&mut self) -> Option<Output> {
         let output = self.outputs.pop_front();
         if output.is_none() {
-            // Drained: the next outputs start again at the buffer's front (a ring walked
-            // round would touch a new cache line for nearly every output), and a burst's
+            // Drained: `clear` starts the ring again at the buffer's front (walked round,
+            // it would touch a new cache line for nearly every output), and a burst's
             // room (a whole view learned at once) is given back.
             self.outputs.clear();
             if self.outputs.capacity() > OUTPUTS_KEPT {
