@@ -851,8 +851,7 @@ impl Node {
         for peer in self.peers.values() {
             state.push(&peer.member);
         }
-        let header = Header { cluster_id: self.cluster_id, sender: self.id };
-        for payload in state.finish(header, reply) {
+        for payload in state.finish(self.header(), reply) {
             self.transmit(to, wire::MessageKind::PushPull, payload);
         }
     }
@@ -1244,9 +1243,7 @@ impl Node {
             return;
         }
         self.ring_dirty = false;
-        let mut watched = Ring::new();
-        let mut watchers = std::mem::take(&mut self.watchers);
-        watchers.clear();
+        let (mut watched, mut watchers) = (Ring::new(), Ring::new());
         if self.is_active() {
             let (before, after) = (self.sorted.range(..self.id), self.sorted.range(self.id..));
             self.first_live(before.clone().rev().chain(after.clone().rev()), &mut watched);
@@ -1289,10 +1286,9 @@ impl Node {
 
     /// Sends a message whose gossip list is empty, packing pending updates into it.
     fn send_gossiping(&mut self, to: SocketAddr, peer: Option<NodeId>, message: Message) {
-        let header = Header { cluster_id: self.cluster_id, sender: self.id };
         let kind = message.kind();
         let pending = !self.queue.is_empty();
-        let Some(mut writer) = DatagramWriter::with_items(header, &message, self.max_datagram, pending) else {
+        let Some(mut writer) = DatagramWriter::with_items(self.header(), &message, self.max_datagram, pending) else {
             debug_assert!(false, "fixed-size messages always fit the minimum max_datagram");
             return;
         };
@@ -1307,11 +1303,15 @@ impl Node {
     }
 
     fn send(&mut self, to: SocketAddr, message: &Message) {
-        let header = Header { cluster_id: self.cluster_id, sender: self.id };
-        match wire::encode(header, message, self.max_datagram) {
+        match wire::encode(self.header(), message, self.max_datagram) {
             Ok(payload) => self.transmit(to, message.kind(), payload),
             Err(_) => debug_assert!(false, "messages are sized to fit before they are built"),
         }
+    }
+
+    /// The envelope of every datagram this member sends.
+    fn header(&self) -> Header {
+        Header { cluster_id: self.cluster_id, sender: self.id }
     }
 
     fn transmit(&mut self, to: SocketAddr, kind: wire::MessageKind, payload: Vec<u8>) {

@@ -25,8 +25,9 @@
 //! # Map of the code
 //!
 //! - [`sim`]: the fast engine. [`SimBuilder`] (seed, members, config, network, plan),
-//!   [`Sim`] (the event loop: one queue of (time, sequence) events (`queue`, private: a calendar queue of small keys over a slab), one
-//!   [`SimRng`]), [`Report`], [`verify_determinism`].
+//!   [`Sim`] (the event loop: one queue of (time, sequence) events, one [`SimRng`]),
+//!   [`Report`], [`verify_determinism`]. The queue (`queue`, private) is a calendar queue
+//!   of small keys over a slab.
 //! - [`network`]: [`LinkParams`] and [`Latency`] distributions, [`LinkSelector`], the
 //!   seeded [`SimRng`] with platform-independent `ln`/`exp`.
 //! - [`fault`]: [`Fault`], [`FaultPlan`] (serde), [`Disk`].

@@ -122,8 +122,8 @@ impl<T> EventQueue<T> {
         }
     }
 
-    /// When the earliest event is due. (It leaves the ring where it is: the engine may
-    /// still push events due before the one it sees here.)
+    /// When the earliest event is due. (It leaves the ring where it is.)
+    #[cfg(test)]
     pub(crate) fn peek_at(&self) -> Option<u64> {
         if self.near == 0 {
             return self.later.peek().map(|Reverse(k)| k.at());
@@ -139,31 +139,45 @@ impl<T> EventQueue<T> {
 
     /// Takes the earliest event.
     pub(crate) fn pop(&mut self) -> Option<(u64, T)> {
-        self.settle()?;
+        self.pop_until(u64::MAX)
+    }
+
+    /// Takes the earliest event if it is due at or before `until`: one look at the ring
+    /// for both the question and the taking.
+    pub(crate) fn pop_until(&mut self, until: u64) -> Option<(u64, T)> {
+        self.settle(until)?;
         let bucket = &mut self.buckets[bucket_of(self.current)];
-        let (i, _) = bucket.iter().enumerate().min_by_key(|&(_, k)| *k)?;
-        let key = bucket.swap_remove(i);
+        let (i, key) = bucket.iter().copied().enumerate().min_by_key(|&(_, k)| k)?;
+        if key.at() > until {
+            return None;
+        }
+        bucket.swap_remove(i);
         self.near -= 1;
         let event = self.slab[key.slot() as usize].take().expect("a queued key names a filled slot");
         self.free.push(key.slot());
         Some((key.at(), event))
     }
 
-    /// Moves the ring to the first bucket that holds an event; `None` if none waits. Only
-    /// a pop moves it: the engine's clock then reads the popped event's time, and nothing
-    /// is pushed before that.
-    fn settle(&mut self) -> Option<()> {
+    /// Moves the ring to the first bucket that holds an event, but not to one that starts
+    /// after `limit`; `None` if no such bucket holds one. Only a pop moves it, and never
+    /// past the time the engine's clock then reads (the popped event's, or `limit`), so
+    /// nothing is pushed before it.
+    fn settle(&mut self, limit: u64) -> Option<()> {
         loop {
             if !self.buckets[bucket_of(self.current)].is_empty() {
                 return Some(());
             }
-            if self.near == 0 {
+            let next = if self.near == 0 {
                 // Nothing within the ring: jump to the next event further out.
                 let Reverse(next) = *self.later.peek()?;
-                self.current = next.at() & !(WIDTH - 1);
+                next.at() & !(WIDTH - 1)
             } else {
-                self.current += WIDTH;
+                self.current + WIDTH
+            };
+            if next > limit {
+                return None;
             }
+            self.current = next;
             // Events the ring now reaches leave the heap for their buckets.
             let horizon = self.current.saturating_add(HORIZON);
             while self.later.peek().is_some_and(|Reverse(k)| k.at() < horizon) {
@@ -212,7 +226,10 @@ mod tests {
         /// Any mix of pushes and pops comes out as a sorted map of (time, push order) would.
         /// Pushes are never earlier than the last pop, as in the engine.
         #[test]
-        fn pops_in_time_then_push_order(ops in prop::collection::vec(prop::option::of(arb_delay()), 0..400)) {
+        fn pops_in_time_then_push_order(
+            ops in prop::collection::vec(prop::option::of(arb_delay()), 0..400),
+            bounds in prop::collection::vec(prop::option::of(arb_delay()), 400),
+        ) {
             let mut queue = EventQueue::with_capacity(4);
             let mut model = BTreeMap::new();
             let mut pushed = 0u64;
@@ -225,11 +242,22 @@ mod tests {
                         queue.push(at, pushed);
                         model.insert((at, pushed), pushed);
                     }
-                    None => {
-                        let expected = model.pop_first().map(|((at, _), event)| (at, event));
-                        prop_assert_eq!(queue.pop(), expected);
-                        now = expected.map_or(now, |(at, _)| at);
-                    }
+                    None => match bounds[pushed as usize % bounds.len()] {
+                        None => {
+                            let expected = model.pop_first().map(|((at, _), event)| (at, event));
+                            prop_assert_eq!(queue.pop(), expected);
+                            now = expected.map_or(now, |(at, _)| at);
+                        }
+                        Some(ahead) => {
+                            // A bounded pop, as `Sim::run_until` makes: the clock then reads
+                            // the event's time, or the bound.
+                            let until = now + ahead;
+                            let due = model.first_key_value().is_some_and(|(&(at, _), _)| at <= until);
+                            let expected = if due { model.pop_first().map(|((at, _), event)| (at, event)) } else { None };
+                            prop_assert_eq!(queue.pop_until(until), expected);
+                            now = expected.map_or(until, |(at, _)| at);
+                        }
+                    },
                 }
                 prop_assert_eq!(queue.len(), model.len());
                 prop_assert_eq!(queue.peek_at(), model.keys().next().map(|&(at, _)| at));

@@ -706,8 +706,8 @@ impl Sim {
     /// reads `until`.
     pub fn run_until(&mut self, until: Instant) {
         let until = until.as_nanos();
-        while self.queue.peek_at().is_some_and(|at| at <= until) {
-            self.step();
+        while let Some((at, what)) = self.queue.pop_until(until) {
+            self.process(at, what);
         }
         self.now = self.now.max(until);
     }
@@ -721,6 +721,11 @@ impl Sim {
     /// Processes the next event; returns its time, or `None` if nothing is queued.
     pub fn step(&mut self) -> Option<Instant> {
         let (at, what) = self.queue.pop()?;
+        self.process(at, what);
+        Some(Instant::from_nanos(self.now))
+    }
+
+    fn process(&mut self, at: u64, what: What) {
         self.now = self.now.max(at);
         self.stats.steps += 1;
         match what {
@@ -754,7 +759,6 @@ impl Sim {
                 self.findings = findings;
             }
         }
-        Some(Instant::from_nanos(self.now))
     }
 
     fn seeds_for(&self, node: u32) -> Vec<SocketAddr> {

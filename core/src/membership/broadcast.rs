@@ -82,6 +82,18 @@ pub(crate) struct BroadcastQueue {
     kept: Vec<Ref>,
 }
 
+impl Ref {
+    /// The update it names, unless its slot has moved on.
+    fn live(self, slots: &[Slot]) -> Option<&Queued> {
+        let slot = &slots[self.slot as usize];
+        if slot.generation == self.generation {
+            slot.queued.as_ref()
+        } else {
+            None
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Slot {
     generation: u32,
@@ -152,7 +164,7 @@ impl BroadcastQueue {
         for level in 0..self.levels.len() {
             // Scan the level from its newest end; what is not sent goes back in order.
             while let Some(reference) = self.levels[level].pop() {
-                let Some(queued) = self.live(reference) else {
+                let Some(queued) = reference.live(&self.slots) else {
                     self.stale -= 1;
                     continue;
                 };
@@ -199,15 +211,6 @@ impl BroadcastQueue {
         packed
     }
 
-    fn live(&self, reference: Ref) -> Option<&Queued> {
-        let slot = &self.slots[reference.slot as usize];
-        if slot.generation == reference.generation {
-            slot.queued.as_ref()
-        } else {
-            None
-        }
-    }
-
     fn level(&mut self, level: usize) -> &mut Vec<Ref> {
         if self.levels.len() <= level {
             self.levels.resize_with(level + 1, Vec::new);
@@ -241,7 +244,7 @@ impl BroadcastQueue {
     fn compact(&mut self) {
         let slots = &self.slots;
         for level in &mut self.levels {
-            level.retain(|r| slots[r.slot as usize].generation == r.generation);
+            level.retain(|r| r.live(slots).is_some());
         }
         while self.levels.last().is_some_and(Vec::is_empty) {
             self.levels.pop();

@@ -301,11 +301,8 @@ impl<'a> Reader<'a> {
     }
 
     fn option_u64(&mut self) -> Option<Option<u64>> {
-        match self.byte()? {
-            0 => Some(None),
-            1 => Some(Some(self.u64()?)),
-            _ => None,
-        }
+        // Option's tag is read as a bool is.
+        Some(if self.bool()? { Some(self.u64()?) } else { None })
     }
 
     fn id(&mut self) -> Option<NodeId> {
