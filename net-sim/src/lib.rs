@@ -38,8 +38,8 @@
 //! - [`check`]: the [`Checker`] trait and the standard checkers ([`OneLeaderPerTerm`],
 //!   [`LeaseExclusive`], [`NoFalseVerdicts`], [`Converges`]); panics are caught by the
 //!   engine and reported as `no-panic` [`Violation`]s.
-//! - [`turmoil_engine`]: the same core over turmoil's simulated UDP, and the mapping of
-//!   a [`FaultPlan`] onto turmoil's partition, hold and repair.
+//! - `turmoil_engine` (feature `turmoil`): the same core over turmoil's simulated UDP, and
+//!   the mapping of a [`FaultPlan`] onto turmoil's partition, hold and repair.
 //!
 //! # Determinism
 //!
@@ -65,6 +65,7 @@ pub mod network;
 mod queue;
 pub mod sim;
 pub mod trace;
+#[cfg(feature = "turmoil")]
 pub mod turmoil_engine;
 
 pub use check::{
