@@ -64,10 +64,6 @@ pub fn sample_datagrams(cluster_id: u64, sender: NodeId, sender_addr: SocketAddr
         Message::PingReq { seq: 2, target: third, target_addr: sender_addr, gossip: vec![] },
         Message::Gossip { gossip },
         Message::PushPull { reply: true, part: 0, parts: 1, members: vec![record] },
-        Message::VoteRequest { term: 1, pre_vote: true },
-        Message::VoteReply { term: 1, pre_vote: true, granted: true },
-        Message::LeaderHeartbeat { term: 1, lease_millis: 1000 },
-        Message::HeartbeatReply { term: 1, accepted: true },
     ];
     messages
         .iter()

@@ -40,7 +40,7 @@
 //! - [`detector`]: [`PhiAccrual`], "is this peer late?".
 //! - [`wire`]: the versioned, checksummed datagram format and [`WireError`].
 //! - [`durable`]: [`Durable`], what survives a crash.
-//! - [`output`]: [`Output`], [`Event`], [`Command`], [`Mode`], [`Stats`].
+//! - [`output`]: [`Output`], [`Event`], [`Command`], [`Stats`].
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
@@ -52,6 +52,7 @@ pub mod error;
 pub mod member;
 mod membership;
 pub mod node;
+mod outbox;
 pub mod output;
 pub mod time;
 pub mod wire;
@@ -67,6 +68,6 @@ pub use durable::Durable;
 pub use error::Error;
 pub use member::{Member, MemberState, NodeId, Tags, MAX_TAGS_BYTES};
 pub use node::Node;
-pub use output::{Command, DropCounts, Event, KindCounts, Mode, Output, Stats, Transmit};
+pub use output::{Command, DropCounts, Event, KindCounts, Output, Stats, Transmit};
 pub use time::Instant;
 pub use wire::{MessageKind, WireError};

@@ -27,8 +27,7 @@ pub const MAX_TAGS_BYTES: usize = 512;
 
 /// The encoded size of `tags` on the wire.
 pub fn tags_encoded_len(tags: &Tags) -> usize {
-    // Serialising a map of strings into a counting flavour cannot fail.
-    postcard::experimental::serialized_size(tags).unwrap_or(usize::MAX)
+    crate::wire::tags_len(tags)
 }
 
 /// What the local member believes about a member.

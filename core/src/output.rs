@@ -1,5 +1,5 @@
 //! What a [`Node`](crate::Node) gives back and takes in besides bytes: [`Output`],
-//! [`Event`], [`Command`], [`Mode`] and [`Stats`].
+//! [`Event`], [`Command`] and [`Stats`].
 
 use std::net::SocketAddr;
 
@@ -71,16 +71,6 @@ pub enum Command {
     Broadcast(Vec<u8>),
     /// The application could not reach this member (a failed RPC, say): probe it now.
     ReportUnreachable(NodeId),
-}
-
-/// Whether the local side of the cluster may accept writes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Mode {
-    /// The member is on the side that keeps working.
-    #[default]
-    Normal,
-    /// The member is on a minority side of a partition: serve reads, refuse writes.
-    ReadOnly,
 }
 
 /// Message counts per kind.

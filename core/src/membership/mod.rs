@@ -1,15 +1,26 @@
 //! Membership: the rules of the view, and the pieces that keep it true.
 //!
 //! - [`precedence`](self::precedence): which of two claims about a member wins.
-//! - `suspicion`: Lifeguard's dynamic suspicion timeout.
+//! - `view`: the members, their order, the down index, the live count and the digest.
+//! - `prober`: the monitoring ring, Phi Accrual detectors, direct and indirect probes,
+//!   relays and their nacks.
 //! - `awareness`: Lifeguard's local health score.
-//! - `broadcast`: the dissemination queue.
+//! - `suspicion`: Lifeguard's dynamic suspicion timeout, and the running suspicions.
+//! - `dissemination`: gossip rounds and user broadcasts, over `broadcast`, the queue of
+//!   updates that ride on every datagram.
+//! - `anti_entropy`: digests along the ring, push-pull, syncs with strangers.
+//! - `joiner`: joining through seeds.
 //!
-//! The protocol that uses them lives in [`Node`](crate::Node).
+//! [`Node`](crate::Node) composes them.
 
+pub(crate) mod anti_entropy;
 pub(crate) mod awareness;
 pub(crate) mod broadcast;
+pub(crate) mod dissemination;
+pub(crate) mod joiner;
+pub(crate) mod prober;
 pub(crate) mod suspicion;
+pub(crate) mod view;
 
 use crate::member::MemberState;
 

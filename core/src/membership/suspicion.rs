@@ -1,8 +1,9 @@
 //! Lifeguard's dynamic suspicion ("does the cluster agree?"), as memberlist's suspicion.go.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use crate::config::Config;
 use crate::member::NodeId;
 use crate::time::Instant;
 
@@ -71,6 +72,53 @@ impl Suspicion {
     }
 }
 
+/// The suspicions this member is running, one per suspected member.
+#[derive(Debug, Default)]
+pub(crate) struct Suspicions {
+    running: BTreeMap<NodeId, Suspicion>,
+}
+
+impl Suspicions {
+    /// Starts (or restarts) the suspicion of `id`, accused by `accuser`, with memberlist's
+    /// bounds for a view of `live` members.
+    pub(crate) fn start(&mut self, id: NodeId, accuser: NodeId, now: Instant, live: usize, config: &Config) {
+        let min = suspicion_min(config.suspicion_mult, live, config.probe_interval);
+        let max = min.saturating_mul(config.suspicion_max_timeout_mult);
+        let k = config.suspicion_mult.saturating_sub(2);
+        self.running.insert(id, Suspicion::new(now, accuser, min, max, k));
+    }
+
+    /// Counts `accuser`'s confirmation of the running suspicion of `id`; `true` if it
+    /// shortened the timeout.
+    pub(crate) fn confirm(&mut self, id: NodeId, accuser: NodeId) -> bool {
+        self.running.get_mut(&id).is_some_and(|s| s.confirm(accuser))
+    }
+
+    /// Whether a suspicion of `id` runs that `accuser` has not yet accused or confirmed:
+    /// what makes Lifeguard's confirmations independent (each member accuses once).
+    pub(crate) fn awaits(&self, id: NodeId, accuser: NodeId) -> bool {
+        self.running.get(&id).is_some_and(|s| !s.accused_by(accuser))
+    }
+
+    /// Ends the suspicion of `id`, if one runs.
+    pub(crate) fn end(&mut self, id: NodeId) {
+        self.running.remove(&id);
+    }
+
+    /// When the earliest suspicion expires.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.running.values().map(Suspicion::deadline).min()
+    }
+
+    /// Ends the next suspicion that expired at `now`, if any, and names its member (in id
+    /// order).
+    pub(crate) fn expire(&mut self, now: Instant) -> Option<NodeId> {
+        let id = self.running.iter().find(|(_, s)| s.deadline() <= now).map(|(id, _)| *id)?;
+        self.running.remove(&id);
+        Some(id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +165,27 @@ mod tests {
         assert!(s.confirm(NodeId(3)));
         assert!(!s.confirm(NodeId(4)), "beyond k changes nothing");
         assert_eq!(s.deadline(), Instant::from_secs(4));
+    }
+
+    #[test]
+    fn suspicions_expire_in_id_order_once_due() {
+        let config = Config::lan();
+        let mut running = Suspicions::default();
+        let t0 = Instant::from_secs(1);
+        running.start(NodeId(7), NodeId(1), t0, 5, &config);
+        running.start(NodeId(3), NodeId(1), t0 + Duration::from_secs(1), 5, &config);
+        let first = running.deadline().expect("two run");
+        assert_eq!(running.expire(first - Duration::from_nanos(1)), None);
+        assert!(!running.awaits(NodeId(7), NodeId(1)) && running.awaits(NodeId(7), NodeId(2)));
+        assert!(!running.awaits(NodeId(8), NodeId(2)), "no suspicion of n8 runs");
+        assert!(running.confirm(NodeId(7), NodeId(2)), "a second accuser shortens it");
+        assert!(running.deadline().expect("two run") < first);
+        let late = t0 + Duration::from_secs(3600);
+        assert_eq!(running.expire(late), Some(NodeId(3)));
+        assert_eq!(running.expire(late), Some(NodeId(7)));
+        assert_eq!(running.expire(late), None);
+        running.start(NodeId(9), NodeId(1), t0, 5, &config);
+        running.end(NodeId(9));
+        assert_eq!(running.deadline(), None);
     }
 }

@@ -1,0 +1,424 @@
+//! The prober: "is this peer late, and is it only my link?"
+//!
+//! A [`Prober`] holds this member's place on the monitoring ring: the peers it watches (its
+//! live predecessors, each with a [`PhiAccrual`] detector fed by every datagram from it),
+//! the peers that watch it, SWIM's protocol period (one ping per `probe_interval`, to the
+//! watched peers in turn), the indirect probes it runs when a detector says a peer is late,
+//! the pings it relays for others (Lifeguard's nacks), and Lifeguard's local health score,
+//! which stretches its timeouts when it is the slow one.
+//!
+//! It decides and remembers; the node sends what it decides and judges the outcome (a
+//! probe that expires without an ack is a suspicion, which is the view's business).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use smallvec::SmallVec;
+
+use crate::detector::{PhiAccrual, PhiParams};
+use crate::member::NodeId;
+use crate::membership::awareness::Awareness;
+use crate::membership::view::View;
+use crate::time::Instant;
+
+/// Ring neighbours are few (the default `monitors` is 3): kept inline up to this many.
+const RING_INLINE: usize = 4;
+
+type Ring<T> = SmallVec<[T; RING_INLINE]>;
+
+/// A peer this member watches.
+#[derive(Debug)]
+struct Watch {
+    id: NodeId,
+    addr: SocketAddr,
+    detector: PhiAccrual,
+    /// No indirect probe of it before this.
+    next_indirect: Instant,
+}
+
+/// An indirect probe in flight: a ping to the target plus ping-reqs through relays.
+#[derive(Debug)]
+struct Probe {
+    target: NodeId,
+    deadline: Instant,
+    expected_nacks: usize,
+    nacks: usize,
+}
+
+/// A ping sent on another member's behalf.
+#[derive(Debug)]
+struct Relay {
+    requester: SocketAddr,
+    requester_seq: u64,
+    target: NodeId,
+    nack_at: Instant,
+}
+
+/// What an ack means to the prober.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum AckOutcome {
+    /// It answers a ping relayed for `requester`: pass the ack on, under its `seq`.
+    Relayed { requester: SocketAddr, seq: u64 },
+    /// Anything else (an indirect probe it ended, a plain ping's answer).
+    Done,
+}
+
+/// This member's probing state.
+#[derive(Debug)]
+pub(crate) struct Prober {
+    /// The peers this member watches: its `monitors` live predecessors on the ring.
+    watches: Ring<Watch>,
+    /// The peers that watch it: its `monitors` live successors, the usual senders of the
+    /// pings it receives.
+    watchers: Ring<NodeId>,
+    /// The watched peer pinged last.
+    next_watch: usize,
+    /// When the next protocol period starts.
+    next_period: Instant,
+    /// Whether any ack came in since the last period (a healthy member's score decays).
+    acked_since_period: bool,
+    /// Indirect probes in flight, by sequence number.
+    probes: BTreeMap<u64, Probe>,
+    /// Pings sent on another member's behalf, by our sequence number.
+    relays: BTreeMap<u64, Relay>,
+    next_seq: u64,
+    awareness: Awareness,
+    /// A detector as a new watch starts it, whose threshold is solved once.
+    fresh_detector: PhiAccrual,
+}
+
+impl Prober {
+    /// A prober with no watches, whose first period starts at `first_period`.
+    pub(crate) fn new(params: PhiParams, awareness_max: u32, first_period: Instant) -> Self {
+        Self {
+            watches: Ring::new(),
+            watchers: Ring::new(),
+            next_watch: 0,
+            next_period: first_period,
+            acked_since_period: false,
+            probes: BTreeMap::new(),
+            relays: BTreeMap::new(),
+            next_seq: 1,
+            awareness: Awareness::new(awareness_max),
+            fresh_detector: PhiAccrual::new(params),
+        }
+    }
+
+    // ----- what others ask --------------------------------------------------------
+
+    /// The peers watched, nearest first.
+    pub(crate) fn watched(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.watches.iter().map(|w| w.id)
+    }
+
+    /// The phi of a watched peer at `now`.
+    pub(crate) fn phi(&self, id: NodeId, now: Instant) -> Option<f64> {
+        self.watches.iter().find(|w| w.id == id).map(|w| w.detector.phi(now))
+    }
+
+    /// Whether `id` is a ring neighbour (watched or watching), the usual sender.
+    pub(crate) fn is_neighbour(&self, id: NodeId) -> bool {
+        self.watchers.contains(&id) || self.watches.iter().any(|w| w.id == id)
+    }
+
+    /// Whether an indirect probe of `id` is in flight.
+    pub(crate) fn is_probing(&self, id: NodeId) -> bool {
+        !self.probes.is_empty() && self.probes.values().any(|p| p.target == id)
+    }
+
+    pub(crate) fn awareness(&self) -> &Awareness {
+        &self.awareness
+    }
+
+    /// Raises (or lowers) the local health score.
+    pub(crate) fn note_health(&mut self, delta: i64) {
+        self.awareness.apply(delta);
+    }
+
+    /// A new sequence number for a ping, a ping-req or a relayed ping.
+    pub(crate) fn next_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    // ----- deadlines --------------------------------------------------------------
+
+    pub(crate) fn next_period(&self) -> Instant {
+        self.next_period
+    }
+
+    /// When the earliest relayed ping is due its nack.
+    pub(crate) fn relay_deadline(&self) -> Option<Instant> {
+        self.relays.values().map(|r| r.nack_at).min()
+    }
+
+    /// When the earliest indirect probe times out.
+    pub(crate) fn probe_deadline(&self) -> Option<Instant> {
+        self.probes.values().map(|p| p.deadline).min()
+    }
+
+    /// When the earliest indirect probe of a watched peer falls due: when its phi reaches
+    /// the threshold, but not while one is in flight.
+    pub(crate) fn indirect_deadline(&self) -> Option<Instant> {
+        self.watches.iter().filter_map(|w| self.indirect_due(w)).min()
+    }
+
+    fn indirect_due(&self, watch: &Watch) -> Option<Instant> {
+        if self.is_probing(watch.id) {
+            return None;
+        }
+        Some(watch.detector.deadline()?.max(watch.next_indirect))
+    }
+
+    // ----- inputs -----------------------------------------------------------------
+
+    /// Any datagram from a watched peer is a heartbeat.
+    pub(crate) fn heard_from(&mut self, sender: NodeId, now: Instant) {
+        if let Some(watch) = self.watches.iter_mut().find(|w| w.id == sender) {
+            watch.detector.heartbeat(now);
+        }
+    }
+
+    /// Starts a protocol period: returns the watched peer to ping now, if any.
+    ///
+    /// SWIM's period: one probe per `interval` to the watched peers in turn, so each is
+    /// pinged every `monitors` intervals and a member sends two datagrams (ping, ack) per
+    /// interval whatever the cluster size.
+    pub(crate) fn start_period(&mut self, now: Instant, interval: Duration) -> Option<(NodeId, SocketAddr)> {
+        if self.acked_since_period {
+            self.awareness.apply(-1);
+        }
+        self.acked_since_period = false;
+        self.next_period = now + interval;
+        if self.watches.is_empty() {
+            return None;
+        }
+        self.next_watch = (self.next_watch + 1) % self.watches.len();
+        let watch = &self.watches[self.next_watch];
+        Some((watch.id, watch.addr))
+    }
+
+    /// The watched peers whose indirect probe is due at `now`, nearest first.
+    pub(crate) fn due_indirect(&self, now: Instant) -> Ring<NodeId> {
+        self.watches.iter().filter(|w| self.indirect_due(w).is_some_and(|t| t <= now)).map(|w| w.id).collect()
+    }
+
+    /// Looks at a watched peer again no earlier than `at`.
+    pub(crate) fn defer_indirect(&mut self, id: NodeId, at: Instant) {
+        if let Some(watch) = self.watches.iter_mut().find(|w| w.id == id) {
+            watch.next_indirect = at;
+        }
+    }
+
+    /// Records an indirect probe of `target` under `seq`, through `relays` relays, timing
+    /// out at `deadline`; no other is started on it before `next`.
+    pub(crate) fn probe_started(&mut self, seq: u64, target: NodeId, relays: usize, deadline: Instant, next: Instant) {
+        self.probes.insert(seq, Probe { target, deadline, expected_nacks: relays, nacks: 0 });
+        self.defer_indirect(target, next);
+    }
+
+    /// Records a ping relayed for `requester` (its `requester_seq`) under our `seq`.
+    pub(crate) fn relay_started(
+        &mut self,
+        seq: u64,
+        requester: SocketAddr,
+        requester_seq: u64,
+        target: NodeId,
+        nack_at: Instant,
+    ) {
+        self.relays.insert(seq, Relay { requester, requester_seq, target, nack_at });
+    }
+
+    /// An ack numbered `seq` from `sender`.
+    pub(crate) fn on_ack(&mut self, sender: NodeId, seq: u64) -> AckOutcome {
+        self.acked_since_period = true;
+        if let Some(relay) = self.relays.get(&seq) {
+            if relay.target == sender {
+                let relay = self.relays.remove(&seq).expect("present: just looked up");
+                return AckOutcome::Relayed { requester: relay.requester, seq: relay.requester_seq };
+            }
+            return AckOutcome::Done;
+        }
+        // An indirect probe ends with an ack from its target or from any of its relays.
+        self.probes.remove(&seq);
+        AckOutcome::Done
+    }
+
+    /// A relay's nack for probe `seq`.
+    pub(crate) fn on_nack(&mut self, seq: u64) {
+        if let Some(probe) = self.probes.get_mut(&seq) {
+            probe.nacks += 1;
+        }
+    }
+
+    /// The relayed pings due their nack at `now`: each requester and its sequence number,
+    /// in our sequence order.
+    pub(crate) fn expire_relays(&mut self, now: Instant) -> Vec<(SocketAddr, u64)> {
+        let due: Vec<u64> = self.relays.iter().filter(|(_, r)| r.nack_at <= now).map(|(s, _)| *s).collect();
+        due.into_iter()
+            .filter_map(|seq| self.relays.remove(&seq))
+            .map(|relay| (relay.requester, relay.requester_seq))
+            .collect()
+    }
+
+    /// The next indirect probe that timed out at `now`, if any, by its target. Relays that
+    /// did not even nack point at this member's own health (Lifeguard), and raise its score.
+    pub(crate) fn expire_probe(&mut self, now: Instant) -> Option<NodeId> {
+        let seq = self.probes.iter().find(|(_, p)| p.deadline <= now).map(|(s, _)| *s)?;
+        let probe = self.probes.remove(&seq).expect("present: just found");
+        let missed = probe.expected_nacks.saturating_sub(probe.nacks);
+        self.awareness.apply(i64::try_from(missed).unwrap_or(i64::MAX));
+        Some(probe.target)
+    }
+
+    /// Drops every probe in flight (the member left).
+    pub(crate) fn stop_probing(&mut self) {
+        self.probes.clear();
+    }
+
+    /// Takes the ring from `view`: the `monitors` nearest live predecessors are watched,
+    /// the nearest successors are the watchers. A member that stays watched keeps its
+    /// detector; a new watch starts from a heartbeat now, so a peer that never answers
+    /// still becomes late. An inactive member watches nobody.
+    pub(crate) fn refresh_ring(&mut self, view: &View, monitors: usize, active: bool, now: Instant) {
+        let (mut watched, mut watchers) = (Ring::new(), Ring::new());
+        if active {
+            view.neighbours(monitors, (&mut watched, &mut watchers));
+        }
+        self.watchers = watchers;
+        let mut old = std::mem::take(&mut self.watches);
+        for id in watched {
+            let Some(addr) = view.member(id).map(|m| m.addr) else { continue };
+            let watch = match old.iter().position(|w| w.id == id) {
+                Some(i) => Watch { addr, ..old.swap_remove(i) },
+                None => {
+                    let mut detector = self.fresh_detector.fresh();
+                    detector.heartbeat(now);
+                    Watch { id, addr, detector, next_indirect: now }
+                }
+            };
+            self.watches.push(watch);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::member::{Member, MemberState, Tags};
+    use crate::Config;
+
+    fn member(id: u64) -> Member {
+        Member {
+            id: NodeId(id),
+            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 7000 + id as u16),
+            incarnation: 0,
+            state: MemberState::Alive,
+            tags: Tags::new(),
+        }
+    }
+
+    fn prober_in_ring_of(n: u64) -> (Prober, View) {
+        let config = Config::lan();
+        let mut view = View::new(member(1), Instant::ZERO);
+        for id in 2..=n {
+            view.insert(member(id), Instant::ZERO);
+        }
+        let mut prober = Prober::new(config.phi.clone(), 8, Instant::ZERO);
+        prober.refresh_ring(&view, config.monitors, true, Instant::ZERO);
+        (prober, view)
+    }
+
+    const INTERVAL: Duration = Duration::from_millis(250);
+
+    #[test]
+    fn periods_ping_the_watched_peers_in_turn() {
+        let (mut prober, _) = prober_in_ring_of(6);
+        assert_eq!(prober.watched().collect::<Vec<_>>(), [NodeId(6), NodeId(5), NodeId(4)]);
+        let mut now = Instant::ZERO;
+        let mut pinged = Vec::new();
+        for _ in 0..6 {
+            pinged.push(prober.start_period(now, INTERVAL).expect("watches someone").0);
+            now = prober.next_period();
+        }
+        assert_eq!(now, Instant::ZERO + INTERVAL * 6);
+        assert_eq!(pinged, [5, 4, 6, 5, 4, 6].map(NodeId));
+    }
+
+    #[test]
+    fn a_silent_peer_becomes_due_for_an_indirect_probe_and_a_heard_one_does_not() {
+        let (mut prober, _) = prober_in_ring_of(4);
+        let due = prober.indirect_deadline().expect("watches start with a heartbeat");
+        assert!(due > Instant::ZERO);
+        assert!(prober.due_indirect(due - Duration::from_millis(1)).is_empty());
+        // Peers 3 and 2 keep talking; 4 falls silent.
+        let mut now = Instant::ZERO;
+        while now < due + Duration::from_secs(1) {
+            now += Duration::from_millis(500);
+            prober.heard_from(NodeId(3), now);
+            prober.heard_from(NodeId(2), now);
+        }
+        assert_eq!(prober.due_indirect(now).as_slice(), [NodeId(4)]);
+        assert!(prober.phi(NodeId(4), now).expect("watched") > prober.phi(NodeId(3), now).expect("watched"));
+    }
+
+    #[test]
+    fn a_probe_ends_with_an_ack_and_otherwise_expires_counting_missed_nacks() {
+        let (mut prober, _) = prober_in_ring_of(4);
+        let t = Instant::from_secs(1);
+        let deadline = t + Duration::from_millis(100);
+        let seq = prober.next_seq();
+        prober.probe_started(seq, NodeId(4), 3, deadline, t + INTERVAL);
+        assert!(prober.is_probing(NodeId(4)));
+        assert!(prober.due_indirect(deadline).is_empty(), "not while one is in flight");
+        assert_eq!(prober.probe_deadline(), Some(deadline));
+        assert_eq!(prober.on_ack(NodeId(4), seq), AckOutcome::Done);
+        assert!(!prober.is_probing(NodeId(4)));
+        assert_eq!(prober.expire_probe(deadline), None);
+
+        let seq = prober.next_seq();
+        prober.probe_started(seq, NodeId(4), 3, deadline, t + INTERVAL);
+        prober.on_nack(seq);
+        assert_eq!(prober.expire_probe(deadline - Duration::from_nanos(1)), None, "not yet");
+        assert_eq!(prober.expire_probe(deadline), Some(NodeId(4)));
+        assert_eq!(prober.awareness().score(), 2, "two relays never nacked");
+        // A period with an ack heals the score by one.
+        prober.on_ack(NodeId(3), 999);
+        prober.start_period(deadline, INTERVAL);
+        prober.start_period(deadline + INTERVAL, INTERVAL);
+        assert_eq!(prober.awareness().score(), 1);
+    }
+
+    #[test]
+    fn a_relayed_ping_forwards_the_target_s_ack_or_nacks_when_due() {
+        let (mut prober, _) = prober_in_ring_of(4);
+        let requester: SocketAddr = "127.0.0.1:9000".parse().expect("an address");
+        let nack_at = Instant::from_secs(2);
+        prober.relay_started(10, requester, 77, NodeId(3), nack_at);
+        assert_eq!(prober.on_ack(NodeId(2), 10), AckOutcome::Done, "only the target's ack counts");
+        assert_eq!(prober.on_ack(NodeId(3), 10), AckOutcome::Relayed { requester, seq: 77 });
+        assert_eq!(prober.relay_deadline(), None);
+        prober.relay_started(11, requester, 78, NodeId(3), nack_at);
+        prober.relay_started(12, requester, 79, NodeId(4), nack_at + INTERVAL);
+        assert_eq!(prober.expire_relays(nack_at), [(requester, 78)]);
+        assert_eq!(prober.relay_deadline(), Some(nack_at + INTERVAL));
+    }
+
+    #[test]
+    fn a_watch_that_stays_keeps_its_detector_across_ring_changes() {
+        let (mut prober, mut view) = prober_in_ring_of(5);
+        let now = Instant::from_secs(3);
+        prober.heard_from(NodeId(5), now);
+        view.transition(NodeId(4), (0, MemberState::Failed), None, None, now);
+        prober.refresh_ring(&view, 3, true, now);
+        assert_eq!(prober.watched().collect::<Vec<_>>(), [NodeId(5), NodeId(3), NodeId(2)]);
+        let kept = prober.watches.iter().find(|w| w.id == NodeId(5)).expect("still watched");
+        assert_eq!(kept.detector.last_heartbeat(), Some(now));
+        prober.refresh_ring(&view, 3, false, now);
+        assert_eq!(prober.watched().count(), 0, "an inactive member watches nobody");
+        assert!(!prober.is_neighbour(NodeId(5)));
+    }
+}

@@ -1,0 +1,430 @@
+//! The view: every member this one knows, with the indexes and summaries that must always
+//! agree with it.
+//!
+//! A [`View`] keeps, beside the members themselves, their ids in order (the monitoring
+//! ring, and the order of `Node::members`), the index of members that are down (Failed or
+//! Left), the count of live members and the digest of the live view. Every change goes
+//! through [`View::insert`], [`View::transition`], [`View::set_incarnation`] or
+//! [`View::reap`], and each keeps all of them true: nothing outside this module can let
+//! them drift.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use indexmap::IndexMap;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rustc_hash::FxBuildHasher;
+
+use crate::member::{Member, MemberState, NodeId, Tags};
+use crate::time::Instant;
+
+/// One known member, and when its state last changed.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    pub(crate) member: Member,
+    /// When its state last changed.
+    pub(crate) since: Instant,
+}
+
+/// What [`View::transition`] changed.
+#[derive(Debug)]
+pub(crate) struct Transition {
+    /// The member as it is now.
+    pub(crate) member: Member,
+    /// Its state before.
+    pub(crate) old_state: MemberState,
+    /// Whether its address changed.
+    pub(crate) moved: bool,
+    /// Whether its tags changed.
+    pub(crate) retagged: bool,
+}
+
+/// Every member known, this one included.
+#[derive(Debug)]
+pub(crate) struct View {
+    me: NodeId,
+    /// By id. A fixed-hash map in insertion order: lookups are O(1) (a thousand-member view
+    /// is looked up for every gossip item), random draws index it directly, and iteration is
+    /// the same on every run.
+    peers: IndexMap<NodeId, Peer, FxBuildHasher>,
+    /// The keys of `peers`, sorted: the ring.
+    sorted: BTreeSet<NodeId>,
+    /// The other members that are Failed or Left (tombstones): what reaping and the reach
+    /// past the live view look at, without a scan of the whole view.
+    down: BTreeSet<NodeId>,
+    /// Members Alive or Suspect, this one included.
+    live: usize,
+    /// XOR of [`digest_term`] over the live members: equal live views, equal digests.
+    digest: u64,
+    /// Whether the live ring changed (a member came, went live or down, or moved) since
+    /// [`View::take_ring_change`] was last asked.
+    ring_changed: bool,
+}
+
+impl View {
+    /// A view that holds only `me`, alive.
+    pub(crate) fn new(me: Member, now: Instant) -> Self {
+        let id = me.id;
+        let digest = digest_term(id, me.incarnation);
+        let mut peers = IndexMap::default();
+        peers.insert(id, Peer { member: me, since: now });
+        Self {
+            me: id,
+            peers,
+            sorted: BTreeSet::from([id]),
+            down: BTreeSet::new(),
+            live: 1,
+            digest,
+            ring_changed: false,
+        }
+    }
+
+    pub(crate) fn get(&self, id: NodeId) -> Option<&Peer> {
+        self.peers.get(&id)
+    }
+
+    pub(crate) fn member(&self, id: NodeId) -> Option<&Member> {
+        self.peers.get(&id).map(|p| &p.member)
+    }
+
+    pub(crate) fn contains(&self, id: NodeId) -> bool {
+        self.peers.contains_key(&id)
+    }
+
+    /// This member's own entry.
+    pub(crate) fn me(&self) -> &Member {
+        &self.peers[&self.me].member
+    }
+
+    /// Every member, in id order.
+    pub(crate) fn members(&self) -> impl Iterator<Item = &Member> + '_ {
+        self.sorted.iter().filter_map(|id| self.peers.get(id)).map(|p| &p.member)
+    }
+
+    /// Every member, in the map's order (what a state transfer sends).
+    pub(crate) fn members_unordered(&self) -> impl Iterator<Item = &Member> + '_ {
+        self.peers.values().map(|p| &p.member)
+    }
+
+    /// How many members are known, tombstones included.
+    pub(crate) fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Members Alive or Suspect, this one included.
+    pub(crate) fn live(&self) -> usize {
+        self.live
+    }
+
+    /// The digest of the live view.
+    pub(crate) fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    /// Whether the live ring changed since last asked; asking clears it.
+    pub(crate) fn take_ring_change(&mut self) -> bool {
+        std::mem::take(&mut self.ring_changed)
+    }
+
+    /// Makes room for about `total` members at once, rather than doubling the map's
+    /// storage a dozen times while a large view arrives.
+    pub(crate) fn reserve_for(&mut self, total: usize) {
+        if total > self.peers.len() {
+            self.peers.reserve(total - self.peers.len());
+        }
+    }
+
+    /// Adds a member not known before, alive.
+    pub(crate) fn insert(&mut self, member: Member, now: Instant) {
+        debug_assert!(member.state == MemberState::Alive && !self.contains(member.id));
+        self.live += 1;
+        self.digest ^= digest_term(member.id, member.incarnation);
+        self.ring_changed = true;
+        self.sorted.insert(member.id);
+        self.peers.insert(member.id, Peer { member, since: now });
+    }
+
+    /// Moves a known member to `(incarnation, state)`, and to `addr` and `tags` where
+    /// given; `None` if it is not known.
+    pub(crate) fn transition(
+        &mut self,
+        id: NodeId,
+        (incarnation, state): (u64, MemberState),
+        addr: Option<SocketAddr>,
+        tags: Option<Tags>,
+        now: Instant,
+    ) -> Option<Transition> {
+        let peer = self.peers.get_mut(&id)?;
+        let (old_incarnation, old_state) = (peer.member.incarnation, peer.member.state);
+        let moved = addr.is_some_and(|addr| addr != peer.member.addr);
+        let retagged = tags.as_ref().is_some_and(|tags| *tags != peer.member.tags);
+        peer.member.incarnation = incarnation;
+        peer.member.state = state;
+        if let Some(addr) = addr {
+            peer.member.addr = addr;
+        }
+        if let Some(tags) = tags {
+            peer.member.tags = tags;
+        }
+        if old_state != state {
+            peer.since = now;
+        }
+        let member = peer.member.clone();
+        // Watches keep their peer's address.
+        self.ring_changed |= moved;
+        let (live_before, live_after) = (old_state.is_live(), state.is_live());
+        if live_before {
+            self.digest ^= digest_term(id, old_incarnation);
+        }
+        if live_after {
+            self.digest ^= digest_term(id, incarnation);
+        }
+        if live_before != live_after {
+            self.ring_changed = true;
+            if live_after {
+                self.live += 1;
+                self.down.remove(&id);
+            } else {
+                self.live -= 1;
+                if id != self.me {
+                    self.down.insert(id);
+                }
+            }
+        }
+        Some(Transition { member, old_state, moved, retagged })
+    }
+
+    /// Sets this member's own incarnation.
+    pub(crate) fn set_incarnation(&mut self, incarnation: u64) -> &Member {
+        let me = &mut self.peers.get_mut(&self.me).expect("a view always holds its own member").member;
+        if me.state.is_live() {
+            self.digest ^= digest_term(self.me, me.incarnation) ^ digest_term(self.me, incarnation);
+        }
+        me.incarnation = incarnation;
+        me
+    }
+
+    /// Sets this member's own tags.
+    pub(crate) fn set_tags(&mut self, tags: Tags) {
+        self.peers.get_mut(&self.me).expect("a view always holds its own member").member.tags = tags;
+    }
+
+    /// Forgets the tombstones whose state changed before `horizon`, and returns their ids.
+    pub(crate) fn reap(&mut self, horizon: Instant) -> Vec<NodeId> {
+        let gone: Vec<NodeId> =
+            self.down.iter().copied().filter(|id| self.peers.get(id).is_some_and(|p| p.since < horizon)).collect();
+        for id in &gone {
+            self.peers.swap_remove(id);
+            self.sorted.remove(id);
+            self.down.remove(id);
+        }
+        gone
+    }
+
+    /// Up to `count` distinct random other members that pass `eligible`.
+    ///
+    /// Draws at random from all ids first (the eligible are usually most of them), and
+    /// falls back to a scan of the eligible when draws keep missing.
+    pub(crate) fn random_members(
+        &self,
+        rng: &mut ChaCha8Rng,
+        count: usize,
+        eligible: impl Fn(&Peer) -> bool,
+    ) -> Vec<NodeId> {
+        let mut chosen = Vec::with_capacity(count);
+        if count == 0 || self.peers.len() < 2 {
+            return chosen;
+        }
+        for _ in 0..count * 4 {
+            let (&id, peer) = self.peers.get_index(rng.random_range(0..self.peers.len())).expect("drawn in range");
+            if id != self.me && !chosen.contains(&id) && eligible(peer) {
+                chosen.push(id);
+                if chosen.len() == count {
+                    return chosen;
+                }
+            }
+        }
+        let mut candidates: Vec<NodeId> = self
+            .peers
+            .values()
+            .filter(|p| p.member.id != self.me && !chosen.contains(&p.member.id) && eligible(p))
+            .map(|p| p.member.id)
+            .collect();
+        let wanted = (count - chosen.len()).min(candidates.len());
+        // A partial Fisher-Yates shuffle: the first `wanted` are a uniform sample.
+        for i in 0..wanted {
+            let j = rng.random_range(i..candidates.len());
+            candidates.swap(i, j);
+        }
+        chosen.extend_from_slice(&candidates[..wanted]);
+        chosen
+    }
+
+    /// A random member held Failed, if any.
+    pub(crate) fn random_failed(&self, rng: &mut ChaCha8Rng) -> Option<NodeId> {
+        let failed: Vec<NodeId> = self
+            .down
+            .iter()
+            .copied()
+            .filter(|id| self.peers.get(id).is_some_and(|p| p.member.state == MemberState::Failed))
+            .collect();
+        (!failed.is_empty()).then(|| failed[rng.random_range(0..failed.len())])
+    }
+
+    /// This member's ring neighbours: its first `count` live predecessors (the peers it
+    /// watches) and its first `count` live successors (the peers that watch it), each
+    /// nearest first, wrapping round.
+    pub(crate) fn neighbours(&self, count: usize, into: (&mut impl Extend<NodeId>, &mut impl Extend<NodeId>)) {
+        let (before, after) = (self.sorted.range(..self.me), self.sorted.range(self.me..));
+        self.first_live(before.clone().rev().chain(after.clone().rev()), count, into.0);
+        self.first_live(after.chain(before), count, into.1);
+    }
+
+    fn first_live<'a>(&self, ids: impl Iterator<Item = &'a NodeId>, count: usize, into: &mut impl Extend<NodeId>) {
+        let live = ids
+            .filter(|&&id| id != self.me && self.peers.get(&id).is_some_and(|p| p.member.state.is_live()))
+            .take(count)
+            .copied();
+        into.extend(live);
+    }
+
+    /// Checks every index and summary against the members, from scratch.
+    #[cfg(test)]
+    pub(crate) fn assert_consistent(&self) {
+        let sorted: BTreeSet<NodeId> = self.peers.keys().copied().collect();
+        assert_eq!(sorted, self.sorted, "the sorted ids drifted from the view");
+        let down: BTreeSet<NodeId> = self
+            .peers
+            .values()
+            .filter(|p| !p.member.state.is_live() && p.member.id != self.me)
+            .map(|p| p.member.id)
+            .collect();
+        assert_eq!(down, self.down, "the index of failed and departed members drifted");
+        let live = self.peers.values().filter(|p| p.member.state.is_live()).count();
+        assert_eq!(live, self.live, "the live count drifted");
+        let digest = self
+            .peers
+            .values()
+            .filter(|p| p.member.state.is_live())
+            .fold(0, |d, p| d ^ digest_term(p.member.id, p.member.incarnation));
+        assert_eq!(digest, self.digest, "the incremental digest drifted");
+    }
+}
+
+/// One live member's share of the view digest: a SplitMix64 mix of its id and incarnation.
+pub(crate) fn digest_term(id: NodeId, incarnation: u64) -> u64 {
+    let mut z = id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ incarnation.rotate_left(32);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use rand::SeedableRng;
+
+    use super::*;
+
+    fn member(id: u64) -> Member {
+        Member {
+            id: NodeId(id),
+            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 7000 + id as u16),
+            incarnation: 0,
+            state: MemberState::Alive,
+            tags: Tags::new(),
+        }
+    }
+
+    fn view_of(n: u64) -> View {
+        let mut view = View::new(member(1), Instant::ZERO);
+        for id in 2..=n {
+            view.insert(member(id), Instant::ZERO);
+        }
+        view
+    }
+
+    #[test]
+    fn every_change_keeps_the_indexes_and_digest_true() {
+        let mut view = view_of(6);
+        view.assert_consistent();
+        let t = Instant::from_secs(1);
+        let steps: &[(u64, u64, MemberState)] = &[
+            (3, 0, MemberState::Suspect),
+            (3, 0, MemberState::Failed),
+            (4, 2, MemberState::Alive),
+            (5, 2, MemberState::Left),
+            (3, 1, MemberState::Alive),
+            (6, 0, MemberState::Failed),
+        ];
+        for &(id, incarnation, state) in steps {
+            view.transition(NodeId(id), (incarnation, state), None, None, t).expect("known");
+            view.assert_consistent();
+        }
+        assert_eq!(view.live(), 4);
+        view.set_incarnation(9);
+        view.assert_consistent();
+        assert_eq!(view.reap(Instant::from_secs(2)), vec![NodeId(5), NodeId(6)]);
+        view.assert_consistent();
+        assert_eq!(view.len(), 4);
+        assert!(view.transition(NodeId(5), (3, MemberState::Alive), None, None, t).is_none(), "reaped");
+    }
+
+    #[test]
+    fn equal_live_views_have_equal_digests_whatever_the_history() {
+        let mut a = view_of(4);
+        let mut b = view_of(4);
+        a.transition(NodeId(2), (0, MemberState::Suspect), None, None, Instant::ZERO);
+        a.transition(NodeId(2), (1, MemberState::Alive), None, None, Instant::ZERO);
+        b.transition(NodeId(2), (1, MemberState::Alive), None, None, Instant::ZERO);
+        b.transition(NodeId(4), (0, MemberState::Failed), None, None, Instant::ZERO);
+        assert_ne!(a.digest(), b.digest());
+        a.transition(NodeId(4), (0, MemberState::Failed), None, None, Instant::ZERO);
+        assert_eq!(a.digest(), b.digest());
+    }
+
+    #[test]
+    fn the_ring_changes_only_when_the_live_set_or_an_address_does() {
+        let mut view = view_of(3);
+        assert!(view.take_ring_change());
+        assert!(!view.take_ring_change(), "asking clears it");
+        view.transition(NodeId(2), (0, MemberState::Suspect), None, None, Instant::ZERO);
+        assert!(!view.take_ring_change(), "a suspect is still live");
+        let elsewhere = "127.0.0.1:9".parse().expect("an address");
+        view.transition(NodeId(2), (1, MemberState::Alive), Some(elsewhere), None, Instant::ZERO);
+        assert!(view.take_ring_change(), "moved");
+        view.transition(NodeId(3), (0, MemberState::Failed), None, None, Instant::ZERO);
+        assert!(view.take_ring_change(), "went down");
+    }
+
+    #[test]
+    fn neighbours_are_the_nearest_live_members_each_way_round_the_ring() {
+        let mut view = View::new(member(4), Instant::ZERO);
+        for id in [1, 2, 3, 5, 6, 7] {
+            view.insert(member(id), Instant::ZERO);
+        }
+        view.transition(NodeId(3), (0, MemberState::Failed), None, None, Instant::ZERO);
+        let (mut watched, mut watchers) = (Vec::new(), Vec::new());
+        view.neighbours(3, (&mut watched, &mut watchers));
+        assert_eq!(watched, [NodeId(2), NodeId(1), NodeId(7)]);
+        assert_eq!(watchers, [NodeId(5), NodeId(6), NodeId(7)]);
+    }
+
+    #[test]
+    fn random_members_are_distinct_others_that_pass_the_filter() {
+        let mut view = view_of(10);
+        view.transition(NodeId(5), (0, MemberState::Failed), None, None, Instant::ZERO);
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..100 {
+            let chosen = view.random_members(&mut rng, 4, |p| p.member.state.is_live());
+            assert_eq!(chosen.len(), 4);
+            let distinct: BTreeSet<NodeId> = chosen.iter().copied().collect();
+            assert_eq!(distinct.len(), 4);
+            assert!(!chosen.contains(&NodeId(1)) && !chosen.contains(&NodeId(5)));
+        }
+        assert_eq!(view.random_members(&mut rng, 20, |p| p.member.state.is_live()).len(), 8, "all the eligible");
+        assert_eq!(view.random_failed(&mut rng), Some(NodeId(5)));
+    }
+}

@@ -1,0 +1,263 @@
+//! Claims: how what a member hears about another (gossip, a push-pull record, its own
+//! probe's outcome) moves the view, starts or ends a suspicion, queues the update for
+//! others and tells the application. SWIM's precedence decides (see
+//! `membership::precedence`); this is where its verdict is carried out.
+
+use std::net::SocketAddr;
+
+use crate::member::{Member, MemberState, NodeId, Tags};
+use crate::membership::broadcast::Key;
+use crate::membership::{precedence, Verdict};
+use crate::output::Event;
+use crate::wire::{Gossip, MemberRecord};
+
+use super::Node;
+
+/// Incarnations at or above this are refused: no member bumps its incarnation this often,
+/// and refusing them keeps a forged claim from pushing a member where it cannot refute.
+pub(super) const MAX_INCARNATION: u64 = 1 << 62;
+
+/// A claim about one member, from gossip, a push-pull record or a probe's outcome.
+pub(super) struct Claim {
+    id: NodeId,
+    incarnation: u64,
+    state: MemberState,
+    /// Alive claims carry the member's address and tags.
+    addr: Option<SocketAddr>,
+    tags: Option<Tags>,
+    /// Who accuses it (Suspect, Failed); the member itself otherwise.
+    accuser: NodeId,
+    /// Whether a member this claim introduces is gossiped on. Not when it comes from a
+    /// whole-view exchange: the sender's side knows it already, and a new member re-gossiping
+    /// the whole cluster it just learned would cost `n` updates per join.
+    introduce: bool,
+}
+
+impl Claim {
+    pub(super) fn accusation(id: NodeId, incarnation: u64, state: MemberState, accuser: NodeId) -> Self {
+        Self { id, incarnation, state, addr: None, tags: None, accuser, introduce: true }
+    }
+
+    fn from_gossip(item: Gossip) -> Option<Self> {
+        Some(match item {
+            Gossip::Alive { id, incarnation, addr, tags } => Self {
+                id,
+                incarnation,
+                state: MemberState::Alive,
+                addr: Some(addr),
+                tags: Some(tags),
+                accuser: id,
+                introduce: true,
+            },
+            Gossip::Suspect { id, incarnation, accuser } => {
+                Self::accusation(id, incarnation, MemberState::Suspect, accuser)
+            }
+            Gossip::Failed { id, incarnation, accuser } => {
+                Self::accusation(id, incarnation, MemberState::Failed, accuser)
+            }
+            Gossip::Leave { id, incarnation } => Self::accusation(id, incarnation, MemberState::Left, id),
+            Gossip::UserBroadcast { .. } => return None,
+        })
+    }
+}
+
+impl Node {
+    pub(super) fn merge_gossip(&mut self, sender: NodeId, gossip: Vec<Gossip>) {
+        for item in gossip {
+            match item {
+                Gossip::UserBroadcast { origin, seq, payload } => {
+                    self.dissemination.mark_holder(Key::User(origin, seq), sender, &self.view);
+                    self.deliver_broadcast(origin, seq, payload);
+                }
+                other => {
+                    let Some(claim) = Claim::from_gossip(other) else { continue };
+                    let id = claim.id;
+                    // A sender that told us exactly what we now hold needs no copy of it;
+                    // one that told us something older still does.
+                    if self.apply_claim(claim) {
+                        self.dissemination.mark_holder(Key::Member(id), sender, &self.view);
+                    }
+                }
+            }
+        }
+    }
+
+    fn deliver_broadcast(&mut self, origin: NodeId, seq: u64, payload: Vec<u8>) {
+        if !self.dissemination.first_delivery(origin, seq, self.now) {
+            return;
+        }
+        let item = Gossip::UserBroadcast { origin, seq, payload: payload.clone() };
+        self.dissemination.push(Key::User(origin, seq), &item);
+        self.out.emit(Event::Broadcast { origin, payload });
+    }
+
+    /// A push-pull record is a claim, except that a remote verdict of Failed is only a
+    /// suspicion here (as memberlist): this member runs its own timer before it agrees.
+    pub(super) fn merge_record(&mut self, sender: NodeId, record: MemberRecord, introduce: bool) {
+        let state = match record.state {
+            MemberState::Failed => MemberState::Suspect,
+            other => other,
+        };
+        if !self.view.contains(record.id) && state == MemberState::Suspect {
+            // Learn it alive first, so that it can be suspected and time out here too.
+            self.apply_claim(Claim {
+                id: record.id,
+                incarnation: record.incarnation,
+                state: MemberState::Alive,
+                addr: Some(record.addr),
+                tags: Some(record.tags),
+                accuser: record.id,
+                introduce,
+            });
+            self.apply_claim(Claim::accusation(record.id, record.incarnation, state, sender));
+            return;
+        }
+        let accuser = if state == MemberState::Suspect { sender } else { record.id };
+        self.apply_claim(Claim {
+            id: record.id,
+            incarnation: record.incarnation,
+            state,
+            addr: Some(record.addr),
+            tags: Some(record.tags),
+            accuser,
+            introduce,
+        });
+    }
+
+    /// Applies one claim under SWIM's precedence, emitting events and re-gossiping what changed.
+    ///
+    /// Returns whether this member now holds exactly what the claim says (so whoever made
+    /// it needs no copy of ours).
+    pub(super) fn apply_claim(&mut self, claim: Claim) -> bool {
+        if claim.incarnation >= MAX_INCARNATION {
+            self.out.refused_claim();
+            return false;
+        }
+        if claim.id == self.id {
+            self.claim_about_me(&claim);
+            return claim.state == MemberState::Alive && claim.incarnation == self.durable.incarnation;
+        }
+        if claim.addr == Some(self.addr) {
+            // Another member at this member's own address is forged or stale; taking it
+            // would make this member send to itself.
+            self.out.refused_claim();
+            return false;
+        }
+        let Some(current) = self.view.member(claim.id) else {
+            return self.introduce(claim);
+        };
+        let before = (current.incarnation, current.state);
+        let said = (claim.incarnation, claim.state);
+        match precedence(before, said) {
+            Verdict::Ignore => before == said,
+            Verdict::Confirm => {
+                if self.suspicions.confirm(claim.id, claim.accuser) {
+                    let item = Gossip::Suspect { id: claim.id, incarnation: claim.incarnation, accuser: claim.accuser };
+                    self.dissemination.push(Key::Member(claim.id), &item);
+                }
+                true
+            }
+            Verdict::Apply => {
+                self.change_state(claim);
+                true
+            }
+        }
+    }
+
+    /// A claim about a member not in the view: only an Alive one brings it in (the others
+    /// name no address).
+    fn introduce(&mut self, claim: Claim) -> bool {
+        let (MemberState::Alive, Some(addr)) = (claim.state, claim.addr) else { return false };
+        let member = Member {
+            id: claim.id,
+            addr,
+            incarnation: claim.incarnation,
+            state: MemberState::Alive,
+            tags: claim.tags.unwrap_or_default(),
+        };
+        self.view.insert(member.clone(), self.now);
+        if claim.introduce {
+            self.dissemination.push(Key::Member(claim.id), &gossip_alive(&member));
+        }
+        self.out.emit(Event::MemberJoined(member));
+        true
+    }
+
+    fn change_state(&mut self, claim: Claim) {
+        let Some(change) =
+            self.view.transition(claim.id, (claim.incarnation, claim.state), claim.addr, claim.tags, self.now)
+        else {
+            debug_assert!(false, "the caller looked the member up");
+            return;
+        };
+        if claim.state != MemberState::Suspect {
+            self.suspicions.end(claim.id);
+        }
+        let member = change.member;
+        let item = match claim.state {
+            MemberState::Alive => gossip_alive(&member),
+            MemberState::Suspect => {
+                Gossip::Suspect { id: claim.id, incarnation: claim.incarnation, accuser: claim.accuser }
+            }
+            MemberState::Failed => {
+                Gossip::Failed { id: claim.id, incarnation: claim.incarnation, accuser: claim.accuser }
+            }
+            MemberState::Left => Gossip::Leave { id: claim.id, incarnation: claim.incarnation },
+        };
+        self.dissemination.push(Key::Member(claim.id), &item);
+        let event = match (change.old_state, claim.state) {
+            (MemberState::Left, MemberState::Alive) => Event::MemberJoined(member),
+            (MemberState::Suspect | MemberState::Failed, MemberState::Alive) => Event::MemberRecovered(member),
+            (MemberState::Alive, MemberState::Alive) => {
+                if !change.moved && !change.retagged {
+                    return;
+                }
+                Event::MemberUpdated(member)
+            }
+            (old, MemberState::Suspect) => {
+                self.suspicions.start(claim.id, claim.accuser, self.now, self.view.live(), &self.config);
+                if old == MemberState::Suspect {
+                    // A fresh suspicion at a higher incarnation: the member was already
+                    // reported suspect.
+                    return;
+                }
+                Event::MemberSuspected(member)
+            }
+            (_, MemberState::Failed) => Event::MemberFailed(member),
+            (_, MemberState::Left) => Event::MemberLeft(member),
+        };
+        self.out.emit(event);
+    }
+
+    /// Claims about this member: refute whatever says it is not alive, and take any
+    /// incarnation someone remembers above its own.
+    fn claim_about_me(&mut self, claim: &Claim) {
+        if !self.is_active() {
+            return;
+        }
+        let mine = self.durable.incarnation;
+        let must_refute = match claim.state {
+            MemberState::Alive => {
+                claim.incarnation > mine || (claim.incarnation == mine && claim.addr.is_some_and(|a| a != self.addr))
+            }
+            _ => claim.incarnation >= mine,
+        };
+        if must_refute {
+            self.prober.note_health(1);
+            self.bump_incarnation(claim.incarnation.max(mine));
+        }
+    }
+
+    /// Moves this member's incarnation above `above`, persists it, then gossips it.
+    pub(super) fn bump_incarnation(&mut self, above: u64) {
+        let incarnation = above.saturating_add(1).min(MAX_INCARNATION - 1);
+        self.durable.incarnation = incarnation;
+        self.out.persist(self.durable.clone());
+        let item = gossip_alive(self.view.set_incarnation(incarnation));
+        self.dissemination.push(Key::Member(self.id), &item);
+    }
+}
+
+fn gossip_alive(member: &Member) -> Gossip {
+    Gossip::Alive { id: member.id, incarnation: member.incarnation, addr: member.addr, tags: member.tags.clone() }
+}

@@ -1,0 +1,649 @@
+//! [`Node`]: one member's whole protocol state.
+//!
+//! # How a member keeps its view
+//!
+//! 1. **Monitoring ring.** Every live member is watched by its `monitors` successors on a
+//!    ring of sorted ids, so each member watches its `monitors` predecessors. Each
+//!    protocol period (`probe_interval`) it pings one of them, in turn; any datagram from a
+//!    watched peer is a heartbeat for its [`PhiAccrual`] detector.
+//! 2. **Indirect probing.** When phi reaches the threshold the watcher pings the peer again
+//!    and asks `indirect_checks` others to ping it too (`PingReq`); they answer `Ack`, or
+//!    `Nack` when they heard nothing. Any ack ends the probe.
+//! 3. **Suspicion.** A probe without an ack makes the peer Suspect, gossiped with the
+//!    watcher as accuser. Every member that hears it starts a Lifeguard suspicion timer
+//!    that independent accusers shorten (every watcher probes and accuses on its own); the
+//!    first to expire declares the peer Failed.
+//! 4. **Refutation.** A member that hears itself suspected, failed or departed at or above
+//!    its incarnation bumps its incarnation past the claim, persists it, and gossips Alive.
+//! 5. **Local health.** Missed nacks and refutations raise the member's own awareness
+//!    score, which stretches its probe timeouts.
+//! 6. **Dissemination.** Updates ride on pings, acks and ping-reqs, and on gossip rounds
+//!    to `gossip_nodes` random members (recently failed ones included), each at most
+//!    `retransmit_mult * ceil(log10(n + 1))` times, never to a member known to have it,
+//!    and no more once four members told it to us. Push-pull exchanges whole views: with
+//!    a random member while neighbours' digests disagree, now and then with a failed
+//!    member so that split clusters merge again, and at once with a member that has not
+//!    heard of us.
+//! 7. **Anti-entropy along the ring.** Pings and acks carry a digest of the sender's live
+//!    view while it has nothing pending; a neighbour whose digest stays different gets a
+//!    push-pull, so a dissemination that died out is repaired within seconds, not minutes.
+//!
+//! # The parts
+//!
+//! `Node` composes small state machines, each in its own module with its own tests, and
+//! dispatches inputs and timers to them; each part takes what it needs per call (now, the
+//! RNG, the outputs sink, the config):
+//!
+//! - the view (`membership::view`): members, their order, the down index, the live count
+//!   and the digest;
+//! - the prober (`membership::prober`): watches and detectors, probes, relays, health;
+//! - suspicions (`membership::suspicion`): Lifeguard's timers;
+//! - dissemination (`membership::dissemination`): the update queue, gossip rounds, user
+//!   broadcasts;
+//! - anti-entropy (`membership::anti_entropy`): digests, push-pull, strangers;
+//! - the joiner (`membership::joiner`): seeds and join attempts;
+//! - timers (`timer`): one `Timer` per kind of deadline, in a table.
+//!
+//! What ties them together lives here: which part handles each message and each timer,
+//! and (in `claims`) how a claim about a member moves the view, starts or ends a
+//! suspicion, queues the update and tells the application.
+//!
+//! # Outputs
+//!
+//! Drain [`Node::poll_output`] after every `handle_*` call, in order: a
+//! [`Output::Persist`] must reach stable storage before any later output is acted on.
+//! Then sleep until [`Node::poll_timeout`] and call [`Node::handle_timeout`]; calling it
+//! early or twice is harmless.
+
+use std::net::SocketAddr;
+
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::{Config, NodeConfig};
+use crate::durable::Durable;
+use crate::error::Error;
+use crate::member::{tags_encoded_len, Member, MemberState, NodeId, MAX_TAGS_BYTES};
+use crate::membership::anti_entropy::{send_state, AntiEntropy};
+use crate::membership::broadcast::Key;
+use crate::membership::dissemination::Dissemination;
+use crate::membership::joiner::{jitter, Joiner};
+use crate::membership::prober::{AckOutcome, Prober};
+use crate::membership::suspicion::Suspicions;
+use crate::membership::view::{Peer, View};
+use crate::outbox::Outbox;
+use crate::output::{Command, Output, Stats};
+use crate::time::Instant;
+use crate::wire::{self, Gossip, Header, MemberRecord, Message, WireError};
+
+mod claims;
+mod timer;
+
+use claims::{Claim, MAX_INCARNATION};
+use timer::{Deadline, Timer, TimerTable};
+
+/// The most room for view entries a state transfer's announced size makes a member
+/// reserve ahead (a view grows past it one member at a time).
+const MAX_VIEW_RESERVE: usize = 1 << 14;
+
+/// One member's protocol state: the sans-IO state machine.
+///
+/// See the [module documentation](self) for the protocol, its parts and the drain order.
+#[derive(Debug)]
+pub struct Node {
+    // ----- who, and with what settings -----
+    id: NodeId,
+    addr: SocketAddr,
+    config: Config,
+    /// The time of the latest input.
+    now: Instant,
+    rng: ChaCha8Rng,
+    /// What survives a crash (written out through `Output::Persist` when it changes).
+    durable: Durable,
+    /// Whether this member has left the cluster.
+    left: bool,
+    // ----- the parts -----
+    view: View,
+    prober: Prober,
+    suspicions: Suspicions,
+    dissemination: Dissemination,
+    anti_entropy: AntiEntropy,
+    joiner: Joiner,
+    timers: TimerTable,
+    out: Outbox,
+}
+
+impl Node {
+    /// A member that knows only itself; join a cluster with [`Command::Join`].
+    ///
+    /// A member restarted with its [`Durable`] state comes back one incarnation above the
+    /// one it had, and persists that at once, so peers that remember it failed accept it.
+    pub fn new(config: NodeConfig, now: Instant) -> Result<Self, Error> {
+        config.cluster.validate()?;
+        let len = tags_encoded_len(&config.tags);
+        if len > MAX_TAGS_BYTES {
+            return Err(Error::TagsTooLarge { len, max: MAX_TAGS_BYTES });
+        }
+        let restarted = config.durable.is_some();
+        let mut durable = config.durable.unwrap_or_default();
+        if restarted {
+            durable.incarnation = durable.incarnation.saturating_add(1).min(MAX_INCARNATION - 1);
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let cluster = config.cluster;
+        // Spread the periodic work of members started together.
+        let first_period = now + jitter(&mut rng, cluster.probe_interval);
+        let first_push_pull = now + jitter(&mut rng, cluster.push_pull_interval);
+        let me = Member {
+            id: config.id,
+            addr: config.addr,
+            incarnation: durable.incarnation,
+            state: MemberState::Alive,
+            tags: config.tags,
+        };
+        let header = Header { cluster_id: cluster.cluster_id, sender: config.id };
+        let mut node = Self {
+            id: config.id,
+            addr: config.addr,
+            now,
+            rng,
+            left: false,
+            view: View::new(me, now),
+            prober: Prober::new(cluster.phi.clone(), cluster.awareness_max_multiplier, first_period),
+            suspicions: Suspicions::default(),
+            dissemination: Dissemination::new(now + cluster.gossip_interval),
+            anti_entropy: AntiEntropy::new(now, first_push_pull, cluster.probe_interval),
+            joiner: Joiner::default(),
+            timers: TimerTable::default(),
+            out: Outbox::new(header, cluster.max_datagram),
+            durable,
+            config: cluster,
+        };
+        node.out.persist(node.durable.clone());
+        node.sync_timers();
+        Ok(node)
+    }
+
+    // ----- views -------------------------------------------------------------------
+
+    /// This member's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// This member's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every member known, this one included, in id order; failed and departed members
+    /// stay (as tombstones) for `tombstone_ttl`.
+    pub fn members(&self) -> impl Iterator<Item = &Member> + '_ {
+        self.view.members()
+    }
+
+    /// One member, if known.
+    pub fn member(&self, id: NodeId) -> Option<&Member> {
+        self.view.member(id)
+    }
+
+    /// How many members are Alive or Suspect, this one included.
+    pub fn live_members(&self) -> usize {
+        self.view.live()
+    }
+
+    /// The members this one watches on the monitoring ring.
+    pub fn watched(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.prober.watched()
+    }
+
+    /// This member's incarnation.
+    pub fn incarnation(&self) -> u64 {
+        self.durable.incarnation
+    }
+
+    /// The phi of a watched member as of the latest input, or `None` for one this member
+    /// does not watch.
+    pub fn phi(&self, id: NodeId) -> Option<f64> {
+        self.prober.phi(id, self.now)
+    }
+
+    /// The local health score (Lifeguard): 0 is healthy; timeouts stretch by `1 + score`.
+    pub fn health(&self) -> u32 {
+        self.prober.awareness().score()
+    }
+
+    /// Traffic counters.
+    pub fn stats(&self) -> Stats {
+        self.out.stats()
+    }
+
+    /// Whether this member has heard from the cluster since it asked to join (always true
+    /// for a member that never asked).
+    pub fn is_joined(&self) -> bool {
+        self.joiner.is_joined()
+    }
+
+    // ----- inputs ------------------------------------------------------------------
+
+    /// Feeds one datagram received from `from`.
+    ///
+    /// Any byte string is safe: a rejected datagram returns why, is counted in
+    /// [`Stats::dropped`], and changes nothing else.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) -> Result<(), WireError> {
+        self.now = now;
+        let decoded = wire::decode(bytes, self.config.cluster_id, self.config.max_datagram)
+            .and_then(|(header, message)| self.check(header, &message).map(|()| (header, message)));
+        let (header, message) = match decoded {
+            Ok(ok) => ok,
+            Err(error) => {
+                self.out.rejected(&error);
+                return Err(error);
+            }
+        };
+        self.out.received(message.kind(), bytes.len(), message.gossip().len());
+        let sender = header.sender;
+        self.prober.heard_from(sender, now);
+        if !matches!(message, Message::Join { .. } | Message::PushPull { .. }) && !self.knows(sender) {
+            self.sync_with_stranger(from);
+        }
+        match message {
+            Message::Ping { seq, digest, gossip, .. } => {
+                self.merge_gossip(sender, gossip);
+                let ack = Message::Ack { seq, digest: self.quiet_digest(), gossip: Vec::new() };
+                self.send_gossiping(from, Some(sender), ack);
+                self.compare_digest(sender, from, digest);
+            }
+            Message::Ack { seq, digest, gossip } => {
+                self.merge_gossip(sender, gossip);
+                if let AckOutcome::Relayed { requester, seq } = self.prober.on_ack(sender, seq) {
+                    self.send_gossiping(requester, None, Message::Ack { seq, digest: None, gossip: Vec::new() });
+                }
+                self.compare_digest(sender, from, digest);
+            }
+            Message::Nack { seq } => self.prober.on_nack(seq),
+            Message::PingReq { seq, target, target_addr, gossip } => {
+                self.merge_gossip(sender, gossip);
+                self.relay_probe(from, seq, target, target_addr);
+            }
+            Message::Gossip { gossip } => self.merge_gossip(sender, gossip),
+            Message::PushPull { reply, part, parts, members } => {
+                self.joiner.stop();
+                // The sender's whole view comes in `parts` datagrams of about this many
+                // records: make room for it at once. (Bounded: a forged count must not
+                // make a member reserve much.)
+                self.view.reserve_for(usize::from(parts).saturating_mul(members.len()).min(MAX_VIEW_RESERVE));
+                for record in members {
+                    self.merge_record(sender, record, false);
+                }
+                if reply && part == 0 {
+                    send_state(&self.view, &mut self.out, from, false);
+                }
+            }
+            Message::Join { member, send_state: wants_state } => {
+                self.merge_record(sender, member, true);
+                if wants_state {
+                    send_state(&self.view, &mut self.out, from, false);
+                }
+            }
+        }
+        self.settle();
+        Ok(())
+    }
+
+    /// Runs whatever is due at `now`: relays' nacks, probe and suspicion expiries, indirect
+    /// probes, the protocol period, push-pull, gossip, join retries. Extra calls do nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        for timer in Timer::ALL {
+            // Each is judged after the ones before it ran: an expired probe may make an
+            // indirect probe due, a suspicion may give gossip something to send.
+            let deadline = self.deadline(timer);
+            self.timers.set(timer, deadline);
+            if self.timers.is_expired(timer, now) {
+                self.fire(timer, now);
+            }
+        }
+        self.settle();
+    }
+
+    /// Carries out an application request.
+    pub fn handle_command(&mut self, now: Instant, command: Command) -> Result<(), Error> {
+        self.now = now;
+        match command {
+            Command::Join(seeds) => {
+                self.joiner.start(seeds, self.addr, &mut self.rng, now);
+                self.join_attempt(now);
+            }
+            Command::Leave => self.leave(),
+            Command::SetTags(tags) => {
+                let len = tags_encoded_len(&tags);
+                if len > MAX_TAGS_BYTES {
+                    return Err(Error::TagsTooLarge { len, max: MAX_TAGS_BYTES });
+                }
+                self.view.set_tags(tags);
+                self.bump_incarnation(self.durable.incarnation);
+            }
+            Command::Broadcast(payload) => {
+                let max = self.max_broadcast();
+                if payload.len() > max {
+                    return Err(Error::BroadcastTooLarge { len: payload.len(), max });
+                }
+                // Unique across restarts, which may replay the seeded RNG.
+                let seq = self.rng.next_u64() ^ now.as_nanos().rotate_left(29) ^ self.durable.incarnation;
+                self.dissemination.sent_broadcast(self.id, seq, now);
+                let item = Gossip::UserBroadcast { origin: self.id, seq, payload };
+                self.dissemination.push(Key::User(self.id, seq), &item);
+            }
+            Command::ReportUnreachable(id) => {
+                if id != self.id && self.is_active() {
+                    self.start_indirect_probe(id, now);
+                }
+            }
+        }
+        self.settle();
+        Ok(())
+    }
+
+    // ----- outputs -----------------------------------------------------------------
+
+    /// The next output, in the order produced. See the [module docs](self) for the order rule.
+    #[must_use = "outputs must be acted on"]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop()
+    }
+
+    /// When [`Node::handle_timeout`] should next be called, if ever.
+    #[must_use = "the node must be woken at this instant"]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_wakeup()
+    }
+
+    // ----- timers ------------------------------------------------------------------
+
+    /// When `timer` is next due, from the part that keeps it.
+    fn deadline(&self, timer: Timer) -> Option<Deadline> {
+        let active = self.is_active();
+        let at = match timer {
+            Timer::RelayNack => self.prober.relay_deadline(),
+            Timer::ProbeTimeout => self.prober.probe_deadline(),
+            Timer::Suspicion => self.suspicions.deadline(),
+            Timer::IndirectProbe => self.prober.indirect_deadline().filter(|_| active),
+            Timer::ProbePeriod => Some(self.prober.next_period()).filter(|_| active),
+            Timer::PushPull => Some(self.anti_entropy.next_push_pull()).filter(|_| active),
+            Timer::GossipRound => {
+                let at = self.dissemination.next_round();
+                return Some(Deadline { at, wakes: !self.dissemination.is_idle() });
+            }
+            Timer::JoinRetry => self.joiner.deadline(),
+        };
+        at.map(Deadline::wake)
+    }
+
+    /// Runs one expired timer.
+    fn fire(&mut self, timer: Timer, now: Instant) {
+        match timer {
+            Timer::RelayNack => {
+                for (requester, seq) in self.prober.expire_relays(now) {
+                    self.out.send(requester, &Message::Nack { seq });
+                }
+            }
+            Timer::ProbeTimeout => {
+                while let Some(target) = self.prober.expire_probe(now) {
+                    let Some(peer) = self.view.get(target) else { continue };
+                    if peer.member.state.is_live() {
+                        // Suspects it, or confirms the running suspicion of it.
+                        let incarnation = peer.member.incarnation;
+                        self.apply_claim(Claim::accusation(target, incarnation, MemberState::Suspect, self.id));
+                    }
+                }
+            }
+            Timer::Suspicion => {
+                while let Some(id) = self.suspicions.expire(now) {
+                    let Some(incarnation) = self.view.member(id).map(|m| m.incarnation) else { continue };
+                    self.apply_claim(Claim::accusation(id, incarnation, MemberState::Failed, self.id));
+                }
+            }
+            Timer::IndirectProbe => {
+                for id in self.prober.due_indirect(now) {
+                    if self.view.get(id).is_some_and(|p| self.may_accuse(p)) {
+                        self.start_indirect_probe(id, now);
+                    } else {
+                        // Suspected and already accused by us, say: look again next interval.
+                        self.prober.defer_indirect(id, now + self.config.probe_interval);
+                    }
+                }
+            }
+            Timer::ProbePeriod => {
+                if let Some((id, addr)) = self.prober.start_period(now, self.config.probe_interval) {
+                    let seq = self.prober.next_seq();
+                    let digest = self.quiet_digest();
+                    self.send_gossiping(addr, Some(id), Message::Ping { seq, target: id, digest, gossip: Vec::new() });
+                }
+            }
+            Timer::PushPull => self.push_pull(now),
+            Timer::GossipRound => {
+                self.dissemination.round(now, &self.view, &mut self.rng, &mut self.out, &self.config);
+            }
+            Timer::JoinRetry => self.join_attempt(now),
+        }
+    }
+
+    /// After every input: the ring follows the view, and the timer table the parts.
+    fn settle(&mut self) {
+        if self.view.take_ring_change() {
+            self.prober.refresh_ring(&self.view, self.config.monitors, self.is_active(), self.now);
+        }
+        self.sync_timers();
+    }
+
+    fn sync_timers(&mut self) {
+        for timer in Timer::ALL {
+            let deadline = self.deadline(timer);
+            self.timers.set(timer, deadline);
+        }
+    }
+
+    // ----- probing -----------------------------------------------------------------
+
+    /// Whether this member still takes part (it has not left).
+    fn is_active(&self) -> bool {
+        !self.left
+    }
+
+    /// Whether `id` is a known member; ring neighbours, the usual case, are answered
+    /// without a look into the whole view.
+    fn knows(&self, id: NodeId) -> bool {
+        self.prober.is_neighbour(id) || self.view.contains(id)
+    }
+
+    /// An Alive peer may be accused; a Suspect one may be accused once more by each
+    /// member, which is what makes the Lifeguard confirmations independent.
+    fn may_accuse(&self, peer: &Peer) -> bool {
+        match peer.member.state {
+            MemberState::Alive => true,
+            MemberState::Suspect => self.suspicions.awaits(peer.member.id, self.id),
+            MemberState::Failed | MemberState::Left => false,
+        }
+    }
+
+    /// SWIM's second step: ping the peer again and ask `indirect_checks` others to ping it.
+    fn start_indirect_probe(&mut self, target: NodeId, now: Instant) {
+        let Some(peer) = self.view.get(target) else { return };
+        if self.prober.is_probing(target) || !self.may_accuse(peer) {
+            return;
+        }
+        let target_addr = peer.member.addr;
+        let seq = self.prober.next_seq();
+        let timeout = self.prober.awareness().scale(self.config.probe_timeout);
+        let relays = self.view.random_members(&mut self.rng, self.config.indirect_checks, |p| {
+            p.member.state == MemberState::Alive && p.member.id != target
+        });
+        for &relay in &relays {
+            if let Some(addr) = self.view.member(relay).map(|m| m.addr) {
+                self.send_gossiping(
+                    addr,
+                    Some(relay),
+                    Message::PingReq { seq, target, target_addr, gossip: Vec::new() },
+                );
+            }
+        }
+        self.send_gossiping(target_addr, Some(target), Message::Ping { seq, target, digest: None, gossip: Vec::new() });
+        let next = now + self.prober.awareness().scale(self.config.probe_interval);
+        self.prober.probe_started(seq, target, relays.len(), now + timeout, next);
+    }
+
+    fn relay_probe(&mut self, requester: SocketAddr, requester_seq: u64, target: NodeId, target_addr: SocketAddr) {
+        if target == self.id {
+            self.send_gossiping(requester, None, Message::Ack { seq: requester_seq, digest: None, gossip: Vec::new() });
+            return;
+        }
+        let seq = self.prober.next_seq();
+        // Lifeguard: nack before the requester's own timeout, so it can tell a dead target
+        // from its own missing messages.
+        let nack_at = self.now + self.config.probe_timeout.mul_f64(0.8);
+        self.prober.relay_started(seq, requester, requester_seq, target, nack_at);
+        self.send_gossiping(target_addr, Some(target), Message::Ping { seq, target, digest: None, gossip: Vec::new() });
+    }
+
+    // ----- anti-entropy and joining --------------------------------------------------
+
+    fn push_pull(&mut self, now: Instant) {
+        let exchange = self.anti_entropy.start_push_pull(now, self.config.push_pull_interval, self.view.live());
+        for id in self.view.reap(now.saturating_sub(self.config.tombstone_ttl)) {
+            self.anti_entropy.forget(id);
+        }
+        self.dissemination.forget_old(now);
+        // Anti-entropy is the digests' job while neighbours keep reporting the same view;
+        // the whole-view exchange with a random member is for when they do not (or cannot:
+        // digests travel only when nothing is pending).
+        if exchange {
+            if let Some(&id) = self.view.random_members(&mut self.rng, 1, |p| p.member.state.is_live()).first() {
+                let addr = self.view.member(id).expect("drawn from the view").addr;
+                send_state(&self.view, &mut self.out, addr, true);
+            }
+        }
+        // Now and then reach past the live view, so that a healed partition merges again:
+        // a member this one holds failed, or, for a member left alone, a seed.
+        if self.rng.random_bool(0.5) {
+            let seeds = self.joiner.seeds();
+            let addr = match self.view.random_failed(&mut self.rng) {
+                Some(id) => self.view.member(id).map(|m| m.addr),
+                None if self.view.live() == 1 && !seeds.is_empty() => {
+                    Some(seeds[self.rng.random_range(0..seeds.len())])
+                }
+                None => None,
+            };
+            if let Some(addr) = addr {
+                send_state(&self.view, &mut self.out, addr, true);
+            }
+        }
+    }
+
+    /// A member that hears from one it does not know has missed gossip (members that
+    /// joined at once, a dissemination that died out): exchange views with it, at most
+    /// once per gossip interval.
+    fn sync_with_stranger(&mut self, from: SocketAddr) {
+        if self.is_active() && self.anti_entropy.stranger_sync(self.now, self.config.gossip_interval) {
+            send_state(&self.view, &mut self.out, from, true);
+        }
+    }
+
+    /// This member's digest, when it has nothing pending to gossip (with updates in
+    /// flight, views differ for a moment and that says nothing).
+    fn quiet_digest(&self) -> Option<u64> {
+        self.dissemination.is_idle().then_some(self.view.digest())
+    }
+
+    /// A neighbour's quiet digest: a view that stays different gets a whole-view exchange.
+    fn compare_digest(&mut self, sender: NodeId, from: SocketAddr, digest: Option<u64>) {
+        let Some(digest) = digest else { return };
+        if !self.dissemination.is_idle() || !self.is_active() || !self.knows(sender) {
+            return;
+        }
+        let (probe, push_pull) = (self.config.probe_interval, self.config.push_pull_interval);
+        if self.anti_entropy.compare(sender, digest, self.view.digest(), self.now, probe, push_pull) {
+            send_state(&self.view, &mut self.out, from, true);
+        }
+    }
+
+    /// A join attempt, if one is due: tell every seed, ask one for its view.
+    fn join_attempt(&mut self, now: Instant) {
+        let Some(asked) = self.joiner.attempt(now, &mut self.rng, &self.config) else { return };
+        let member = MemberRecord::from(self.view.me());
+        for (i, &seed) in self.joiner.seeds().iter().enumerate() {
+            self.out.send(seed, &Message::Join { member: member.clone(), send_state: i == asked });
+        }
+    }
+
+    fn leave(&mut self) {
+        if !self.is_active() {
+            return;
+        }
+        let incarnation = self.durable.incarnation;
+        self.left = true;
+        self.view.transition(self.id, (incarnation, MemberState::Left), None, None, self.now);
+        self.joiner.stop();
+        self.prober.stop_probing();
+        let item = Gossip::Leave { id: self.id, incarnation };
+        self.dissemination.push(Key::Member(self.id), &item);
+        // Tell several members at once rather than wait for the next gossip round.
+        let fanout = self.config.gossip_nodes.max(self.config.monitors) * 2;
+        let targets = self.view.random_members(&mut self.rng, fanout, |p| p.member.state.is_live());
+        for id in targets {
+            let addr = self.view.member(id).expect("drawn from the view").addr;
+            self.out.send(addr, &Message::Gossip { gossip: vec![item.clone()] });
+        }
+    }
+
+    // ----- sending -----------------------------------------------------------------
+
+    /// Sends a message whose gossip list is empty, packing pending updates into it.
+    fn send_gossiping(&mut self, to: SocketAddr, peer: Option<NodeId>, message: Message) {
+        self.dissemination.send_gossiping(&mut self.out, to, peer, message, &self.view, &self.config);
+    }
+
+    // ----- internals ---------------------------------------------------------------
+
+    /// Protocol rules about who may say what.
+    fn check(&self, header: Header, message: &Message) -> Result<(), WireError> {
+        match message {
+            Message::Ping { target, .. } if *target != self.id => {
+                Err(WireError::Invalid { why: "ping meant for another member" })
+            }
+            Message::Join { member, .. } if member.id != header.sender => {
+                Err(WireError::Invalid { why: "join for another member than the sender" })
+            }
+            _ if header.sender == self.id => {
+                Err(WireError::Invalid { why: "datagram claims to come from this member" })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The largest user broadcast payload that fits a datagram on its own.
+    fn max_broadcast(&self) -> usize {
+        // Envelope, message tag, list length, item tag, origin and seq varints, payload length.
+        self.config.max_datagram - wire::HEADER_LEN - 1 - 1 - 1 - 10 - 10 - 3
+    }
+
+    /// Checks the view's indexes and digest against its members, from scratch.
+    #[cfg(test)]
+    pub(crate) fn assert_view_consistent(&self) {
+        self.view.assert_consistent();
+    }
+
+    #[cfg(test)]
+    pub(crate) fn digest(&self) -> u64 {
+        self.view.digest()
+    }
+}
+
+impl From<&Member> for MemberRecord {
+    fn from(m: &Member) -> Self {
+        Self { id: m.id, addr: m.addr, incarnation: m.incarnation, state: m.state, tags: m.tags.clone() }
+    }
+}
+
+#[cfg(test)]
+mod tests;
