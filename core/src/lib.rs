@@ -45,6 +45,17 @@
 #![deny(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+/// Emits a `tracing` event when the `tracing` feature is on; compiles to nothing (its
+/// arguments unevaluated) when it is off.
+macro_rules! trace_event {
+    ($level:ident, $($arg:tt)+) => {
+        #[cfg(feature = "tracing")]
+        {
+            tracing::$level!($($arg)+);
+        }
+    };
+}
+
 pub mod config;
 pub mod detector;
 pub mod durable;

@@ -1005,6 +1005,8 @@ impl Sim {
     /// the member's process.
     fn interact(&mut self, i: u32, f: impl FnOnce(&mut Node, Instant)) {
         let now = self.now;
+        #[cfg(feature = "tracing")]
+        let _virtual_time = tracing::info_span!("sim", t = %Instant::from_nanos(now)).entered();
         let slot = &mut self.slots[i as usize];
         let Some(mut node) = slot.node.take() else { return };
         let local = Instant::from_nanos(if slot.skewed { self.hosts[i as usize].clock.local(now) } else { now });

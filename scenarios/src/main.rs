@@ -16,6 +16,11 @@ struct Cli {
     /// What to do; without one, `run` with its defaults.
     #[command(subcommand)]
     command: Option<Top>,
+    /// Print why members suspect, declare failed, refute and exchange views, as it happens,
+    /// stamped with virtual time (to standard error). `RUST_LOG` sets the filter instead
+    /// (`RUST_LOG=debug` adds every state transfer).
+    #[arg(long, short, global = true)]
+    verbose: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -40,6 +45,7 @@ enum Bench {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    init_tracing(cli.verbose);
     let result = match cli.command {
         None => run::run(&run::Args::default()),
         Some(Top::Run(args)) => run::run(&args),
@@ -53,4 +59,23 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Shows the core's `tracing` events on standard error when asked, by `--verbose` or by
+/// `RUST_LOG`; otherwise installs nothing (the events then cost a check each).
+fn init_tracing(verbose: bool) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(filter) if !filter.is_empty() => EnvFilter::new(filter),
+        _ if verbose => EnvFilter::new("info"),
+        _ => return,
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .without_time()
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
 }

@@ -55,6 +55,15 @@ struct Relay {
     nack_at: Instant,
 }
 
+/// An indirect probe that timed out without an ack.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct ExpiredProbe {
+    pub(crate) target: NodeId,
+    /// The relays asked to ping it, and how many of them nacked (heard nothing either).
+    pub(crate) relays: usize,
+    pub(crate) nacks: usize,
+}
+
 /// What an ack means to the prober.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum AckOutcome {
@@ -262,14 +271,14 @@ impl Prober {
             .collect()
     }
 
-    /// The next indirect probe that timed out at `now`, if any, by its target. Relays that
-    /// did not even nack point at this member's own health (Lifeguard), and raise its score.
-    pub(crate) fn expire_probe(&mut self, now: Instant) -> Option<NodeId> {
+    /// The next indirect probe that timed out at `now`, if any. Relays that did not even
+    /// nack point at this member's own health (Lifeguard), and raise its score.
+    pub(crate) fn expire_probe(&mut self, now: Instant) -> Option<ExpiredProbe> {
         let seq = self.probes.iter().find(|(_, p)| p.deadline <= now).map(|(s, _)| *s)?;
         let probe = self.probes.remove(&seq).expect("present: just found");
         let missed = probe.expected_nacks.saturating_sub(probe.nacks);
         self.awareness.apply(i64::try_from(missed).unwrap_or(i64::MAX));
-        Some(probe.target)
+        Some(ExpiredProbe { target: probe.target, relays: probe.expected_nacks, nacks: probe.nacks })
     }
 
     /// Drops every probe in flight (the member left).
@@ -383,7 +392,7 @@ mod tests {
         prober.probe_started(seq, NodeId(4), 3, deadline, t + INTERVAL);
         prober.on_nack(seq);
         assert_eq!(prober.expire_probe(deadline - Duration::from_nanos(1)), None, "not yet");
-        assert_eq!(prober.expire_probe(deadline), Some(NodeId(4)));
+        assert_eq!(prober.expire_probe(deadline), Some(ExpiredProbe { target: NodeId(4), relays: 3, nacks: 1 }));
         assert_eq!(prober.awareness().score(), 2, "two relays never nacked");
         // A period with an ack heals the score by one.
         prober.on_ack(NodeId(3), 999);

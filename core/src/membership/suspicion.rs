@@ -70,6 +70,18 @@ impl Suspicion {
     pub(crate) fn deadline(&self) -> Instant {
         self.start + suspicion_timeout(self.min, self.max, self.k, self.confirmations())
     }
+
+    /// When this member first heard of it.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code, reason = "read by the tracing events"))]
+    pub(crate) fn started(&self) -> Instant {
+        self.start
+    }
+
+    /// The distinct accusers heard, the first included.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code, reason = "read by the tracing events"))]
+    pub(crate) fn accusers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.accusers.iter().copied()
+    }
 }
 
 /// The suspicions this member is running, one per suspected member.
@@ -110,12 +122,17 @@ impl Suspicions {
         self.running.values().map(Suspicion::deadline).min()
     }
 
-    /// Ends the next suspicion that expired at `now`, if any, and names its member (in id
-    /// order).
-    pub(crate) fn expire(&mut self, now: Instant) -> Option<NodeId> {
+    /// Ends the next suspicion that expired at `now`, if any (in id order), and gives it
+    /// back with its member.
+    pub(crate) fn expire(&mut self, now: Instant) -> Option<(NodeId, Suspicion)> {
         let id = self.running.iter().find(|(_, s)| s.deadline() <= now).map(|(id, _)| *id)?;
-        self.running.remove(&id);
-        Some(id)
+        self.running.remove(&id).map(|s| (id, s))
+    }
+
+    /// The running suspicion of `id`.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code, reason = "read by the tracing events"))]
+    pub(crate) fn get(&self, id: NodeId) -> Option<&Suspicion> {
+        self.running.get(&id)
     }
 }
 
@@ -175,15 +192,17 @@ mod tests {
         running.start(NodeId(7), NodeId(1), t0, 5, &config);
         running.start(NodeId(3), NodeId(1), t0 + Duration::from_secs(1), 5, &config);
         let first = running.deadline().expect("two run");
-        assert_eq!(running.expire(first - Duration::from_nanos(1)), None);
+        assert!(running.expire(first - Duration::from_nanos(1)).is_none());
         assert!(!running.awaits(NodeId(7), NodeId(1)) && running.awaits(NodeId(7), NodeId(2)));
         assert!(!running.awaits(NodeId(8), NodeId(2)), "no suspicion of n8 runs");
         assert!(running.confirm(NodeId(7), NodeId(2)), "a second accuser shortens it");
         assert!(running.deadline().expect("two run") < first);
         let late = t0 + Duration::from_secs(3600);
-        assert_eq!(running.expire(late), Some(NodeId(3)));
-        assert_eq!(running.expire(late), Some(NodeId(7)));
-        assert_eq!(running.expire(late), None);
+        assert_eq!(running.expire(late).map(|(id, _)| id), Some(NodeId(3)));
+        let (id, expired) = running.expire(late).expect("n7's");
+        assert_eq!((id, expired.started()), (NodeId(7), t0));
+        assert_eq!(expired.accusers().collect::<Vec<_>>(), [NodeId(1), NodeId(2)]);
+        assert!(running.expire(late).is_none());
         running.start(NodeId(9), NodeId(1), t0, 5, &config);
         running.end(NodeId(9));
         assert_eq!(running.deadline(), None);

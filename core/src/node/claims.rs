@@ -216,6 +216,14 @@ impl Node {
             }
             (old, MemberState::Suspect) => {
                 self.suspicions.start(claim.id, claim.accuser, self.now, self.view.live(), &self.config);
+                trace_event!(
+                    info,
+                    suspect = %claim.id,
+                    incarnation = claim.incarnation,
+                    accuser = %claim.accuser,
+                    deadline = %self.suspicions.get(claim.id).map_or(self.now, |s| s.deadline()),
+                    "holds suspect"
+                );
                 if old == MemberState::Suspect {
                     // A fresh suspicion at a higher incarnation: the member was already
                     // reported suspect.
@@ -223,7 +231,16 @@ impl Node {
                 }
                 Event::MemberSuspected(member)
             }
-            (_, MemberState::Failed) => Event::MemberFailed(member),
+            (_, MemberState::Failed) => {
+                trace_event!(
+                    warn,
+                    failed = %claim.id,
+                    incarnation = claim.incarnation,
+                    accuser = %claim.accuser,
+                    "holds failed"
+                );
+                Event::MemberFailed(member)
+            }
             (_, MemberState::Left) => Event::MemberLeft(member),
         };
         self.out.emit(event);
@@ -243,6 +260,14 @@ impl Node {
             _ => claim.incarnation >= mine,
         };
         if must_refute {
+            trace_event!(
+                info,
+                claim = ?claim.state,
+                incarnation = claim.incarnation,
+                accuser = %claim.accuser,
+                mine,
+                "refutes a claim about itself"
+            );
             self.prober.note_health(1);
             self.bump_incarnation(claim.incarnation.max(mine));
         }

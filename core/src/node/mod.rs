@@ -230,6 +230,7 @@ impl Node {
     ///
     /// Any byte string is safe: a rejected datagram returns why, is counted in
     /// [`Stats::dropped`], and changes nothing else.
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "datagram", level = "info", skip_all, fields(member = %self.id, now = %now, from = %from)))]
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) -> Result<(), WireError> {
         self.now = now;
         let decoded = wire::decode(bytes, self.config.cluster_id, self.config.max_datagram)
@@ -277,13 +278,13 @@ impl Node {
                     self.merge_record(sender, record, false);
                 }
                 if reply && part == 0 {
-                    send_state(&self.view, &mut self.out, from, false);
+                    self.send_view(from, false, "push-pull reply");
                 }
             }
             Message::Join { member, send_state: wants_state } => {
                 self.merge_record(sender, member, true);
                 if wants_state {
-                    send_state(&self.view, &mut self.out, from, false);
+                    self.send_view(from, false, "join reply");
                 }
             }
         }
@@ -293,6 +294,7 @@ impl Node {
 
     /// Runs whatever is due at `now`: relays' nacks, probe and suspicion expiries, indirect
     /// probes, the protocol period, push-pull, gossip, join retries. Extra calls do nothing.
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "timeout", level = "info", skip_all, fields(member = %self.id, now = %now)))]
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
         for timer in Timer::ALL {
@@ -308,6 +310,7 @@ impl Node {
     }
 
     /// Carries out an application request.
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "command", level = "info", skip_all, fields(member = %self.id, now = %now)))]
     pub fn handle_command(&mut self, now: Instant, command: Command) -> Result<(), Error> {
         self.now = now;
         match command {
@@ -389,9 +392,21 @@ impl Node {
                 }
             }
             Timer::ProbeTimeout => {
-                while let Some(target) = self.prober.expire_probe(now) {
+                while let Some(probe) = self.prober.expire_probe(now) {
+                    let target = probe.target;
                     let Some(peer) = self.view.get(target) else { continue };
                     if peer.member.state.is_live() {
+                        trace_event!(
+                            info,
+                            accused = %target,
+                            incarnation = peer.member.incarnation,
+                            phi = self.prober.phi(target, now),
+                            relays = probe.relays,
+                            nacks = probe.nacks,
+                            health = self.prober.awareness().score(),
+                            "suspects: no ack to the indirect probe (direct ping and {} relays)",
+                            probe.relays
+                        );
                         // Suspects it, or confirms the running suspicion of it.
                         let incarnation = peer.member.incarnation;
                         self.apply_claim(Claim::accusation(target, incarnation, MemberState::Suspect, self.id));
@@ -399,8 +414,16 @@ impl Node {
                 }
             }
             Timer::Suspicion => {
-                while let Some(id) = self.suspicions.expire(now) {
+                while let Some((id, _suspicion)) = self.suspicions.expire(now) {
                     let Some(incarnation) = self.view.member(id).map(|m| m.incarnation) else { continue };
+                    trace_event!(
+                        warn,
+                        accused = %id,
+                        incarnation,
+                        since = %_suspicion.started(),
+                        accusers = ?_suspicion.accusers().collect::<Vec<_>>(),
+                        "declares failed: suspicion expired unrefuted"
+                    );
                     self.apply_claim(Claim::accusation(id, incarnation, MemberState::Failed, self.id));
                 }
             }
@@ -520,7 +543,7 @@ impl Node {
         if exchange {
             if let Some(&id) = self.view.random_members(&mut self.rng, 1, |p| p.member.state.is_live()).first() {
                 let addr = self.view.member(id).expect("drawn from the view").addr;
-                send_state(&self.view, &mut self.out, addr, true);
+                self.send_view(addr, true, "periodic push-pull");
             }
         }
         // Now and then reach past the live view, so that a healed partition merges again:
@@ -535,7 +558,7 @@ impl Node {
                 None => None,
             };
             if let Some(addr) = addr {
-                send_state(&self.view, &mut self.out, addr, true);
+                self.send_view(addr, true, "push-pull past the live view");
             }
         }
     }
@@ -545,8 +568,15 @@ impl Node {
     /// once per gossip interval.
     fn sync_with_stranger(&mut self, from: SocketAddr) {
         if self.is_active() && self.anti_entropy.stranger_sync(self.now, self.config.gossip_interval) {
-            send_state(&self.view, &mut self.out, from, true);
+            self.send_view(from, true, "a stranger was heard");
         }
+    }
+
+    /// Sends this member's whole view to `to` (a state transfer), for `why`.
+    fn send_view(&mut self, to: SocketAddr, reply: bool, why: &'static str) {
+        trace_event!(debug, to = %to, members = self.view.len(), reply, "state transfer: {why}");
+        let _ = why;
+        send_state(&self.view, &mut self.out, to, reply);
     }
 
     /// This member's digest, when it has nothing pending to gossip (with updates in
@@ -563,7 +593,7 @@ impl Node {
         }
         let (probe, push_pull) = (self.config.probe_interval, self.config.push_pull_interval);
         if self.anti_entropy.compare(sender, digest, self.view.digest(), self.now, probe, push_pull) {
-            send_state(&self.view, &mut self.out, from, true);
+            self.send_view(from, true, "a neighbour's view digest stayed different");
         }
     }
 

@@ -444,3 +444,51 @@ fn stats_count_every_datagram_by_kind_and_size() {
     assert_eq!(after.bytes_sent - before.bytes_sent, sent.iter().map(Vec::len).sum::<usize>() as u64);
     assert_eq!(after.gossip_received - before.gossip_received, 1);
 }
+
+/// With the `tracing` feature, each suspicion, verdict, refutation and state transfer is an
+/// event that says why, inside a span naming the member.
+#[cfg(feature = "tracing")]
+#[test]
+fn suspicions_verdicts_refutations_and_state_transfers_are_traced_with_their_reasons() {
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("not poisoned").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .without_time()
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let mut cluster = formed(5, 3);
+        // A stalled member is suspected and refutes; a crashed one is declared failed.
+        cluster.pause(2, secs(3600));
+        cluster.run_for(Duration::from_millis(1500));
+        cluster.pause(2, Duration::from_millis(10));
+        cluster.run_for(secs(5));
+        cluster.crash(4);
+        cluster.run_for(secs(20));
+    });
+    let log = String::from_utf8(captured.0.lock().expect("not poisoned").clone()).expect("text");
+    let lines = |needle: &str| log.lines().filter(|l| l.contains(needle)).collect::<Vec<_>>();
+    let suspects = lines("suspects: no ack to the indirect probe");
+    assert!(suspects.iter().any(|l| l.contains("accused=n4") && l.contains("nacks=") && l.contains("phi=")));
+    let verdicts = lines("declares failed: suspicion expired unrefuted");
+    assert!(verdicts.iter().any(|l| l.contains("accused=n4") && l.contains("accusers=")), "{log}");
+    assert!(lines("refutes a claim about itself").iter().any(|l| l.contains("member=n2")), "{log}");
+    assert!(!lines("state transfer: join reply").is_empty());
+    assert!(suspects.iter().chain(&verdicts).all(|l| l.contains("timeout{member=")), "inside the member's span");
+}
