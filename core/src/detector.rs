@@ -48,10 +48,7 @@ impl Default for PhiParams {
 }
 
 /// A Phi Accrual failure detector for one peer.
-// In this order (`repr(C)`): the deadline, which a driver asks for after every input,
-// first, then what a heartbeat updates, then the window and the parameters.
 #[derive(Clone, Debug)]
-#[repr(C)]
 pub struct PhiAccrual {
     /// [`Self::deadline`], kept current by every heartbeat: drivers ask for it after every
     /// input, and it changes only when a heartbeat arrives.

@@ -34,13 +34,32 @@
 //! - [`time`]: [`Instant`], virtual nanoseconds.
 //! - [`member`]: [`NodeId`], [`Member`], [`MemberState`], [`Tags`].
 //! - [`config`]: [`Config`] and its presets, [`NodeConfig`], [`ConfigError`].
-//! - [`node`]: [`Node`], the state machine that ties the pieces together.
-//! - `membership` (private): the view and its precedence rules, the monitoring ring,
-//!   Lifeguard suspicion and local health, dissemination.
+//! - [`node`]: [`Node`], which composes the parts below and dispatches inputs and timers
+//!   to them (`node/mod.rs`); how a claim about a member moves the view (`node/claims.rs`);
+//!   one `Timer` per kind of deadline and their table (`node/timer.rs`).
+//! - `membership` (private), one small state machine a file:
+//!   - `view.rs`: the members, their order (the ring), the down index, the live count and
+//!     the digest, kept true together;
+//!   - `prober.rs`: watched peers and their detectors, the protocol period, indirect probes,
+//!     relays and nacks; `awareness.rs`: Lifeguard's local health;
+//!   - `suspicion.rs`: Lifeguard's dynamic suspicion timeout and the running suspicions;
+//!   - `dissemination.rs`: gossip rounds and user broadcasts over `broadcast.rs`, the queue
+//!     of updates that ride on every datagram;
+//!   - `anti_entropy.rs`: digests along the ring, push-pull, syncs with strangers;
+//!   - `joiner.rs`: joining through seeds;
+//!   - `mod.rs`: SWIM's precedence between two claims about a member.
+//! - `outbox` (private): the outputs sink every part writes to, and the traffic counters.
 //! - [`detector`]: [`PhiAccrual`], "is this peer late?".
-//! - [`wire`]: the versioned, checksummed datagram format and [`WireError`].
+//! - [`wire`]: the versioned, checksummed datagram format and [`WireError`]; its hand-written
+//!   codec is the format's one definition, pinned by golden bytes.
 //! - [`durable`]: [`Durable`], what survives a crash.
 //! - [`output`]: [`Output`], [`Event`], [`Command`], [`Stats`].
+//!
+//! # Features
+//!
+//! - `tracing` (off by default): a span per `handle_*` call naming the member, and an event
+//!   at every suspicion, verdict, refutation and state transfer that says why. Off, it
+//!   compiles to nothing.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]

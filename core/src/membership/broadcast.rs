@@ -66,7 +66,6 @@ struct Ref {
 /// Removal only frees the slot; the stale reference is dropped when a scan meets it, or
 /// when stale references outnumber live ones.
 #[derive(Debug, Default)]
-#[repr(C)] // `by_key` first: whether the queue is empty is asked on every datagram.
 pub(crate) struct BroadcastQueue {
     /// The slot of each key's update. Looked up for every gossip item heard, never iterated.
     by_key: IndexMap<Key, u32, FxBuildHasher>,
