@@ -58,6 +58,37 @@ pub struct Config {
     pub tombstone_ttl: Duration,
     /// The Phi Accrual detectors' parameters.
     pub phi: PhiParams,
+    /// Lifeguard's three mechanisms, each on by default and switchable for measurement.
+    pub lifeguard: Lifeguard,
+}
+
+/// Lifeguard's mechanisms (Dadgar, Phillips, Currey, 2017). Each is on by default; turning
+/// one off is for measuring what it is worth (the paper's ablation), not for production.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Lifeguard {
+    /// Local health awareness: a member that misses nacks or must refute stretches its own
+    /// timeouts. Off: the score stays 0.
+    pub local_health: bool,
+    /// Dynamic suspicion: the timeout starts at its maximum and independent confirmations
+    /// shrink it to the minimum. Off: SWIM's fixed timeout, the minimum.
+    pub dynamic_suspicion: bool,
+    /// The buddy system: a member that suspects a peer puts the claim on every probe to
+    /// it, so the suspect hears it and can refute. Off: the claim travels as gossip only.
+    pub buddy_system: bool,
+}
+
+impl Lifeguard {
+    /// All three mechanisms on.
+    pub const ALL: Self = Self { local_health: true, dynamic_suspicion: true, buddy_system: true };
+    /// None of them: SWIM with nacks.
+    pub const NONE: Self = Self { local_health: false, dynamic_suspicion: false, buddy_system: false };
+}
+
+impl Default for Lifeguard {
+    fn default() -> Self {
+        Self::ALL
+    }
 }
 
 impl Config {
@@ -93,6 +124,7 @@ impl Config {
                 // Each watched peer is probed every `monitors` intervals.
                 first_heartbeat_estimate: Duration::from_millis(750),
             },
+            lifeguard: Lifeguard::ALL,
         }
     }
 

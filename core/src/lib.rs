@@ -33,7 +33,8 @@
 //!
 //! - [`time`]: [`Instant`], virtual nanoseconds.
 //! - [`member`]: [`NodeId`], [`Member`], [`MemberState`], [`Tags`].
-//! - [`config`]: [`Config`] and its presets, [`NodeConfig`], [`ConfigError`].
+//! - [`config`]: [`Config`] and its presets, [`Lifeguard`]'s switches, [`NodeConfig`],
+//!   [`ConfigError`].
 //! - [`node`]: [`Node`], which composes the parts below and dispatches inputs and timers
 //!   to them (`node/mod.rs`); how a claim about a member moves the view (`node/claims.rs`);
 //!   one `Timer` per kind of deadline and their table (`node/timer.rs`).
@@ -92,7 +93,7 @@ pub mod fuzzing;
 #[cfg(test)]
 mod testkit;
 
-pub use config::{Config, ConfigError, NodeConfig};
+pub use config::{Config, ConfigError, Lifeguard, NodeConfig};
 pub use detector::{PhiAccrual, PhiParams};
 pub use durable::Durable;
 pub use error::Error;

@@ -95,8 +95,12 @@ impl Suspicions {
     /// bounds for a view of `live` members.
     pub(crate) fn start(&mut self, id: NodeId, accuser: NodeId, now: Instant, live: usize, config: &Config) {
         let min = suspicion_min(config.suspicion_mult, live, config.probe_interval);
-        let max = min.saturating_mul(config.suspicion_max_timeout_mult);
-        let k = config.suspicion_mult.saturating_sub(2);
+        let (max, k) = if config.lifeguard.dynamic_suspicion {
+            (min.saturating_mul(config.suspicion_max_timeout_mult), config.suspicion_mult.saturating_sub(2))
+        } else {
+            // SWIM's fixed timeout: confirmations change nothing.
+            (min, 0)
+        };
         self.running.insert(id, Suspicion::new(now, accuser, min, max, k));
     }
 

@@ -149,7 +149,7 @@ impl Node {
             rng,
             left: false,
             view: View::new(me, now),
-            prober: Prober::new(cluster.phi.clone(), cluster.awareness_max_multiplier, first_period),
+            prober: Prober::new(cluster.phi.clone(), awareness_max(&cluster), first_period),
             suspicions: Suspicions::default(),
             dissemination: Dissemination::new(now + cluster.gossip_interval),
             anti_entropy: AntiEntropy::new(now, first_push_pull, cluster.probe_interval),
@@ -666,6 +666,15 @@ impl Node {
     #[cfg(test)]
     pub(crate) fn digest(&self) -> u64 {
         self.view.digest()
+    }
+}
+
+/// The local health score's ceiling: 1 (a score that stays 0) with local health off.
+fn awareness_max(config: &Config) -> u32 {
+    if config.lifeguard.local_health {
+        config.awareness_max_multiplier
+    } else {
+        1
     }
 }
 
