@@ -149,10 +149,17 @@ impl BroadcastQueue {
         }
     }
 
-    /// Packs as many updates as fit into `writer` (skipping those `to` is known to have),
-    /// counts a transmission for each, and drops those that reached `limit`. Returns how
-    /// many were packed.
-    pub(crate) fn fill(&mut self, writer: &mut DatagramWriter, to: Option<NodeId>, limit: u32, others: usize) -> usize {
+    /// Packs as many updates as fit into `writer` (skipping those `to` is known to have, and
+    /// the one under `skip`, which the datagram carries already), counts a transmission for
+    /// each, and drops those that reached `limit`. Returns how many were packed.
+    pub(crate) fn fill(
+        &mut self,
+        writer: &mut DatagramWriter,
+        to: Option<NodeId>,
+        skip: Option<Key>,
+        limit: u32,
+        others: usize,
+    ) -> usize {
         if self.by_key.is_empty() {
             return 0;
         }
@@ -173,7 +180,7 @@ impl BroadcastQueue {
                     full = true;
                     break;
                 }
-                let held = to.is_some_and(|to| queued.holders.contains(&to));
+                let held = to.is_some_and(|to| queued.holders.contains(&to)) || skip == Some(queued.key);
                 if !held && writer.push_encoded(&queued.bytes) {
                     misses = 0;
                     sent.push((reference, level));
@@ -274,7 +281,7 @@ mod tests {
     fn drain(queue: &mut BroadcastQueue, max: usize, limit: u32) -> Vec<Gossip> {
         let message = Message::Gossip { gossip: Vec::new() };
         let mut writer = DatagramWriter::new(HEADER, &message, max).expect("fits");
-        queue.fill(&mut writer, None, limit, usize::MAX);
+        queue.fill(&mut writer, None, None, limit, usize::MAX);
         let bytes = writer.finish();
         assert!(bytes.len() <= max);
         match decode(&bytes, 1, max).expect("valid").1 {
@@ -315,10 +322,10 @@ mod tests {
         queue.mark_holder(Key::Member(NodeId(1)), NodeId(7), 3);
         let message = Message::Gossip { gossip: Vec::new() };
         let mut writer = DatagramWriter::new(HEADER, &message, 1400).expect("fits");
-        assert_eq!(queue.fill(&mut writer, Some(NodeId(7)), 3, 3), 0, "n7 told us");
-        assert_eq!(queue.fill(&mut writer, Some(NodeId(8)), 3, 3), 1);
+        assert_eq!(queue.fill(&mut writer, Some(NodeId(7)), None, 3, 3), 0, "n7 told us");
+        assert_eq!(queue.fill(&mut writer, Some(NodeId(8)), None, 3, 3), 1);
         let mut writer = DatagramWriter::new(HEADER, &message, 1400).expect("fits");
-        assert_eq!(queue.fill(&mut writer, Some(NodeId(8)), 3, 3), 0, "n8 has it now");
+        assert_eq!(queue.fill(&mut writer, Some(NodeId(8)), None, 3, 3), 0, "n8 has it now");
         assert_eq!(queue.len(), 1);
         queue.mark_holder(Key::Member(NodeId(1)), NodeId(9), 3);
         assert!(queue.is_empty(), "all three others have it: done");

@@ -18,7 +18,7 @@ use crate::membership::broadcast::{retransmit_limit, BroadcastQueue, Key};
 use crate::membership::view::View;
 use crate::outbox::Outbox;
 use crate::time::Instant;
-use crate::wire::{DatagramWriter, Gossip, Message, MessageKind};
+use crate::wire::{encode_gossip, DatagramWriter, Gossip, Message, MessageKind};
 
 /// How long a delivered user broadcast is remembered, so a late copy is not delivered again.
 const BROADCAST_MEMORY: Duration = Duration::from_secs(600);
@@ -61,14 +61,17 @@ impl Dissemination {
     }
 
     /// Sends `message`, whose gossip list is empty, with as many pending updates packed in
-    /// as fit (skipping those `peer` is known to have). A `Gossip` message with nothing to
-    /// carry is not sent.
+    /// as fit (skipping those `peer` is known to have). `claim`, the suspicion of `peer`
+    /// this member holds (Lifeguard's buddy system), goes first, whatever the queue says.
+    /// A `Gossip` message with nothing to carry is not sent.
+    #[allow(clippy::too_many_arguments, reason = "the parts a send reads, each passed per call")]
     pub(crate) fn send_gossiping(
         &mut self,
         out: &mut Outbox,
         to: SocketAddr,
         peer: Option<NodeId>,
         message: Message,
+        claim: Option<&Gossip>,
         view: &View,
         config: &Config,
     ) {
@@ -78,9 +81,15 @@ impl Dissemination {
             debug_assert!(false, "fixed-size messages always fit the minimum max_datagram");
             return;
         };
+        let mut skip = None;
+        if let Some(claim) = claim {
+            if writer.push_encoded(&encode_gossip(claim)) {
+                skip = peer.map(Key::Member);
+            }
+        }
         let limit = retransmit_limit(config.retransmit_mult, view.live());
-        let packed = self.queue.fill(&mut writer, peer, limit, view.live().saturating_sub(1));
-        if packed == 0 && kind == MessageKind::Gossip {
+        self.queue.fill(&mut writer, peer, skip, limit, view.live().saturating_sub(1));
+        if writer.count() == 0 && kind == MessageKind::Gossip {
             // Everything pending is known to be there already.
             return;
         }
@@ -106,7 +115,7 @@ impl Dissemination {
                 break;
             }
             if let Some(addr) = view.member(id).map(|m| m.addr) {
-                self.send_gossiping(out, addr, Some(id), Message::Gossip { gossip: Vec::new() }, view, config);
+                self.send_gossiping(out, addr, Some(id), Message::Gossip { gossip: Vec::new() }, None, view, config);
             }
         }
     }
@@ -200,16 +209,17 @@ mod tests {
         d.push(Key::Member(NodeId(5)), &Gossip::Leave { id: NodeId(5), incarnation: 0 });
         d.mark_holder(Key::Member(NodeId(5)), NodeId(2), &view);
         let to = member(2).addr;
-        d.send_gossiping(&mut out, to, Some(NodeId(2)), Message::Gossip { gossip: Vec::new() }, &view, &config);
+        d.send_gossiping(&mut out, to, Some(NodeId(2)), Message::Gossip { gossip: Vec::new() }, None, &view, &config);
         assert!(sent(&mut out).is_empty(), "a gossip datagram with nothing to carry is not sent");
         let ack = Message::Ack { seq: 1, digest: None, gossip: Vec::new() };
-        d.send_gossiping(&mut out, to, Some(NodeId(2)), ack, &view, &config);
+        d.send_gossiping(&mut out, to, Some(NodeId(2)), ack, None, &view, &config);
         assert_eq!(out.stats().gossip_sent, 0, "the ack goes, without the update");
         d.send_gossiping(
             &mut out,
             member(3).addr,
             Some(NodeId(3)),
             Message::Gossip { gossip: Vec::new() },
+            None,
             &view,
             &config,
         );
@@ -220,6 +230,26 @@ mod tests {
             wire::inspect(&last.payload, config.cluster_id, config.max_datagram).map(|h| h.1),
             Ok(MessageKind::Gossip)
         );
+    }
+
+    #[test]
+    fn a_buddy_claim_rides_first_and_is_not_packed_twice() {
+        let (mut d, view, mut out, config) = setup(10);
+        let claim = Gossip::Suspect { id: NodeId(4), incarnation: 0, accuser: NodeId(1) };
+        d.push(Key::Member(NodeId(4)), &claim);
+        d.push(Key::Member(NodeId(6)), &Gossip::Leave { id: NodeId(6), incarnation: 0 });
+        let ping = Message::Ping { seq: 1, target: NodeId(4), digest: None, gossip: Vec::new() };
+        d.send_gossiping(&mut out, member(4).addr, Some(NodeId(4)), ping, Some(&claim), &view, &config);
+        assert_eq!(out.stats().gossip_sent, 2, "the claim and the other update, not the claim twice");
+        let Some(Output::Transmit(t)) = out.pop() else { panic!("a datagram") };
+        let mut expected = vec![0_u8, 1, 4, 0, 2];
+        expected.extend(encode_gossip(&claim));
+        assert_eq!(&t.payload[wire::HEADER_LEN..wire::HEADER_LEN + expected.len()], &expected[..], "the claim first");
+        // Even with nothing queued, the claim goes.
+        let (mut idle, ..) = setup(10);
+        let ack = Message::Ack { seq: 1, digest: None, gossip: Vec::new() };
+        idle.send_gossiping(&mut out, member(4).addr, Some(NodeId(4)), ack, Some(&claim), &view, &config);
+        assert_eq!(out.stats().gossip_sent, 3);
     }
 
     #[test]

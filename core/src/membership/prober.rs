@@ -35,6 +35,54 @@ struct Watch {
     detector: PhiAccrual,
     /// No indirect probe of it before this.
     next_indirect: Instant,
+    /// The last period's ping to it, by sequence number, and when it left.
+    ping: Option<(u64, Instant)>,
+    rtt: RoundTrip,
+}
+
+/// The smoothed round trip to one peer and its variation, as TCP's retransmission timer
+/// (RFC 6298): what a probe of it may wait for.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct RoundTrip {
+    /// Smoothed round-trip time, once sampled.
+    srtt: Option<Duration>,
+    rttvar: Duration,
+}
+
+/// RFC 6298's clock granularity term: the least margin above the smoothed round trip.
+const RTT_GRANULARITY: Duration = Duration::from_millis(1);
+
+impl RoundTrip {
+    /// Takes one round-trip sample (alpha 1/8, beta 1/4).
+    pub(crate) fn sample(&mut self, rtt: Duration) {
+        match self.srtt {
+            None => {
+                self.srtt = Some(rtt);
+                self.rttvar = rtt / 2;
+            }
+            Some(srtt) => {
+                let deviation = if srtt > rtt { srtt - rtt } else { rtt - srtt };
+                self.rttvar = (self.rttvar * 3 + deviation) / 4;
+                self.srtt = Some((srtt * 7 + rtt) / 8);
+            }
+        }
+    }
+
+    /// RFC 6298's `SRTT + max(G, 4 * RTTVAR)`, with the round trip counted twice: an
+    /// indirect probe's answer comes back through a relay, two round trips. Within
+    /// `[floor, ceiling]`; `floor` before any sample.
+    pub(crate) fn timeout(&self, floor: Duration, ceiling: Duration) -> Duration {
+        let Some(srtt) = self.srtt else { return floor };
+        (srtt * 2 + RTT_GRANULARITY.max(self.rttvar * 4)).clamp(floor, ceiling.max(floor))
+    }
+}
+
+/// A peer that watches this member: its pings are the usual input.
+#[derive(Debug)]
+struct Watcher {
+    id: NodeId,
+    /// When anything last came from it.
+    heard: Option<Instant>,
 }
 
 /// An indirect probe in flight: a ping to the target plus ping-reqs through relays.
@@ -52,7 +100,21 @@ struct Relay {
     requester: SocketAddr,
     requester_seq: u64,
     target: NodeId,
+    /// When it nacks if no ack came (Lifeguard), and whether it has.
     nack_at: Instant,
+    nacked: bool,
+    /// A late ack is still passed on until then.
+    give_up_at: Instant,
+}
+
+impl Relay {
+    fn deadline(&self) -> Instant {
+        if self.nacked {
+            self.give_up_at
+        } else {
+            self.nack_at
+        }
+    }
 }
 
 /// An indirect probe that timed out without an ack.
@@ -80,7 +142,7 @@ pub(crate) struct Prober {
     watches: Ring<Watch>,
     /// The peers that watch it: its `monitors` live successors, the usual senders of the
     /// pings it receives.
-    watchers: Ring<NodeId>,
+    watchers: Ring<Watcher>,
     /// The watched peer pinged last.
     next_watch: usize,
     /// When the next protocol period starts.
@@ -92,14 +154,17 @@ pub(crate) struct Prober {
     /// Pings sent on another member's behalf, by our sequence number.
     relays: BTreeMap<u64, Relay>,
     next_seq: u64,
+    /// The protocol period.
+    interval: Duration,
     awareness: Awareness,
     /// A detector as a new watch starts it, whose threshold is solved once.
     fresh_detector: PhiAccrual,
 }
 
 impl Prober {
-    /// A prober with no watches, whose first period starts at `first_period`.
-    pub(crate) fn new(params: PhiParams, awareness_max: u32, first_period: Instant) -> Self {
+    /// A prober with no watches, probing every `interval`, whose first period starts at
+    /// `first_period`.
+    pub(crate) fn new(params: PhiParams, awareness_max: u32, interval: Duration, first_period: Instant) -> Self {
         Self {
             watches: Ring::new(),
             watchers: Ring::new(),
@@ -109,6 +174,7 @@ impl Prober {
             probes: BTreeMap::new(),
             relays: BTreeMap::new(),
             next_seq: 1,
+            interval,
             awareness: Awareness::new(awareness_max),
             fresh_detector: PhiAccrual::new(params),
         }
@@ -128,7 +194,17 @@ impl Prober {
 
     /// Whether `id` is a ring neighbour (watched or watching), the usual sender.
     pub(crate) fn is_neighbour(&self, id: NodeId) -> bool {
-        self.watchers.contains(&id) || self.watches.iter().any(|w| w.id == id)
+        self.watchers.iter().any(|w| w.id == id) || self.watches.iter().any(|w| w.id == id)
+    }
+
+    /// Whether this member hears `id` directly: a ring neighbour (watched or watching) that
+    /// sent something within `window`.
+    pub(crate) fn hears(&self, id: NodeId, now: Instant, window: Duration) -> bool {
+        let recent = |heard: Option<Instant>| heard.is_some_and(|at| now.saturating_duration_since(at) <= window);
+        if let Some(watch) = self.watches.iter().find(|w| w.id == id) {
+            return recent(watch.detector.last_heartbeat());
+        }
+        self.watchers.iter().find(|w| w.id == id).is_some_and(|w| recent(w.heard))
     }
 
     /// Whether an indirect probe of `id` is in flight.
@@ -157,13 +233,20 @@ impl Prober {
         self.next_period
     }
 
-    /// When the earliest relayed ping is due its nack.
+    /// When the earliest relayed ping is due its nack, or to be given up.
     pub(crate) fn relay_deadline(&self) -> Option<Instant> {
-        self.relays.values().map(|r| r.nack_at).min()
+        // Asked after every input, and nearly always empty: skip the tree walk then.
+        if self.relays.is_empty() {
+            return None;
+        }
+        self.relays.values().map(Relay::deadline).min()
     }
 
     /// When the earliest indirect probe times out.
     pub(crate) fn probe_deadline(&self) -> Option<Instant> {
+        if self.probes.is_empty() {
+            return None;
+        }
         self.probes.values().map(|p| p.deadline).min()
     }
 
@@ -177,35 +260,57 @@ impl Prober {
         if self.is_probing(watch.id) {
             return None;
         }
-        Some(watch.detector.deadline()?.max(watch.next_indirect))
+        // Phi says when the peer is late; under loss it learns long gaps and says it late.
+        // A peer that missed three of its probes in a row is late whatever phi says.
+        let period = self.interval.saturating_mul(u32::try_from(self.watches.len()).unwrap_or(u32::MAX));
+        let silent = watch.detector.last_heartbeat().map(|at| at + period * 3);
+        let late = match (watch.detector.deadline(), silent) {
+            (Some(phi), Some(silent)) => phi.min(silent),
+            (phi, silent) => phi.or(silent)?,
+        };
+        Some(late.max(watch.next_indirect))
     }
 
     // ----- inputs -----------------------------------------------------------------
 
-    /// Any datagram from a watched peer is a heartbeat.
+    /// Any datagram from a watched peer is a heartbeat; one from a watcher is noted.
     pub(crate) fn heard_from(&mut self, sender: NodeId, now: Instant) {
         if let Some(watch) = self.watches.iter_mut().find(|w| w.id == sender) {
             watch.detector.heartbeat(now);
         }
+        if let Some(watcher) = self.watchers.iter_mut().find(|w| w.id == sender) {
+            watcher.heard = Some(now);
+        }
     }
 
-    /// Starts a protocol period: returns the watched peer to ping now, if any.
+    /// Starts a protocol period: returns the watched peer to ping now, if any, and the
+    /// ping's sequence number (its ack times the round trip).
     ///
     /// SWIM's period: one probe per `interval` to the watched peers in turn, so each is
     /// pinged every `monitors` intervals and a member sends two datagrams (ping, ack) per
     /// interval whatever the cluster size.
-    pub(crate) fn start_period(&mut self, now: Instant, interval: Duration) -> Option<(NodeId, SocketAddr)> {
+    pub(crate) fn start_period(&mut self, now: Instant) -> Option<(NodeId, SocketAddr, u64)> {
         if self.acked_since_period {
             self.awareness.apply(-1);
         }
         self.acked_since_period = false;
-        self.next_period = now + interval;
+        self.next_period = now + self.interval;
         if self.watches.is_empty() {
             return None;
         }
         self.next_watch = (self.next_watch + 1) % self.watches.len();
-        let watch = &self.watches[self.next_watch];
-        Some((watch.id, watch.addr))
+        let seq = self.next_seq();
+        let watch = &mut self.watches[self.next_watch];
+        watch.ping = Some((seq, now));
+        Some((watch.id, watch.addr, seq))
+    }
+
+    /// How long a probe of `id` may wait for its ack: the round trip measured to it
+    /// (RFC 6298) within `[floor, ceiling]`, stretched by the local health score; `floor`
+    /// for a peer not watched or not yet measured.
+    pub(crate) fn probe_timeout(&self, id: NodeId, floor: Duration, ceiling: Duration) -> Duration {
+        let rtt = self.watches.iter().find(|w| w.id == id).map(|w| w.rtt).unwrap_or_default();
+        self.awareness.scale(rtt.timeout(floor, ceiling))
     }
 
     /// The watched peers whose indirect probe is due at `now`, nearest first.
@@ -227,21 +332,30 @@ impl Prober {
         self.defer_indirect(target, next);
     }
 
-    /// Records a ping relayed for `requester` (its `requester_seq`) under our `seq`.
+    /// Records a ping relayed for `requester` (its `requester_seq`) under our `seq`: it
+    /// nacks at `nack_at` if no ack came, and passes a late ack on until `give_up_at`.
     pub(crate) fn relay_started(
         &mut self,
         seq: u64,
         requester: SocketAddr,
         requester_seq: u64,
         target: NodeId,
-        nack_at: Instant,
+        (nack_at, give_up_at): (Instant, Instant),
     ) {
-        self.relays.insert(seq, Relay { requester, requester_seq, target, nack_at });
+        let relay = Relay { requester, requester_seq, target, nack_at, nacked: false, give_up_at };
+        self.relays.insert(seq, relay);
     }
 
-    /// An ack numbered `seq` from `sender`.
-    pub(crate) fn on_ack(&mut self, sender: NodeId, seq: u64) -> AckOutcome {
+    /// An ack numbered `seq` from `sender`, received at `now`.
+    pub(crate) fn on_ack(&mut self, sender: NodeId, seq: u64, now: Instant) -> AckOutcome {
         self.acked_since_period = true;
+        if let Some(watch) = self.watches.iter_mut().find(|w| w.id == sender) {
+            if let Some((ping, sent)) = watch.ping.filter(|(ping, _)| *ping == seq) {
+                debug_assert_eq!(ping, seq);
+                watch.rtt.sample(now.saturating_duration_since(sent));
+                watch.ping = None;
+            }
+        }
         if let Some(relay) = self.relays.get(&seq) {
             if relay.target == sender {
                 let relay = self.relays.remove(&seq).expect("present: just looked up");
@@ -262,13 +376,15 @@ impl Prober {
     }
 
     /// The relayed pings due their nack at `now`: each requester and its sequence number,
-    /// in our sequence order.
+    /// in our sequence order. Relays past their last chance are given up.
     pub(crate) fn expire_relays(&mut self, now: Instant) -> Vec<(SocketAddr, u64)> {
-        let due: Vec<u64> = self.relays.iter().filter(|(_, r)| r.nack_at <= now).map(|(s, _)| *s).collect();
-        due.into_iter()
-            .filter_map(|seq| self.relays.remove(&seq))
-            .map(|relay| (relay.requester, relay.requester_seq))
-            .collect()
+        self.relays.retain(|_, r| !(r.nacked && r.give_up_at <= now));
+        let mut nacks = Vec::new();
+        for relay in self.relays.values_mut().filter(|r| !r.nacked && r.nack_at <= now) {
+            relay.nacked = true;
+            nacks.push((relay.requester, relay.requester_seq));
+        }
+        nacks
     }
 
     /// The next indirect probe that timed out at `now`, if any. Relays that did not even
@@ -291,11 +407,15 @@ impl Prober {
     /// detector; a new watch starts from a heartbeat now, so a peer that never answers
     /// still becomes late. An inactive member watches nobody.
     pub(crate) fn refresh_ring(&mut self, view: &View, monitors: usize, active: bool, now: Instant) {
-        let (mut watched, mut watchers) = (Ring::new(), Ring::new());
+        let (mut watched, mut watchers) = (Ring::<NodeId>::new(), Ring::<NodeId>::new());
         if active {
             view.neighbours(monitors, (&mut watched, &mut watchers));
         }
-        self.watchers = watchers;
+        let old_watchers = std::mem::take(&mut self.watchers);
+        self.watchers = watchers
+            .into_iter()
+            .map(|id| Watcher { id, heard: old_watchers.iter().find(|w| w.id == id).and_then(|w| w.heard) })
+            .collect();
         let mut old = std::mem::take(&mut self.watches);
         for id in watched {
             let Some(addr) = view.member(id).map(|m| m.addr) else { continue };
@@ -304,7 +424,7 @@ impl Prober {
                 None => {
                     let mut detector = self.fresh_detector.fresh();
                     detector.heartbeat(now);
-                    Watch { id, addr, detector, next_indirect: now }
+                    Watch { id, addr, detector, next_indirect: now, ping: None, rtt: RoundTrip::default() }
                 }
             };
             self.watches.push(watch);
@@ -336,7 +456,7 @@ mod tests {
         for id in 2..=n {
             view.insert(member(id), Instant::ZERO);
         }
-        let mut prober = Prober::new(config.phi.clone(), 8, Instant::ZERO);
+        let mut prober = Prober::new(config.phi.clone(), 8, config.probe_interval, Instant::ZERO);
         prober.refresh_ring(&view, config.monitors, true, Instant::ZERO);
         (prober, view)
     }
@@ -350,7 +470,7 @@ mod tests {
         let mut now = Instant::ZERO;
         let mut pinged = Vec::new();
         for _ in 0..6 {
-            pinged.push(prober.start_period(now, INTERVAL).expect("watches someone").0);
+            pinged.push(prober.start_period(now).expect("watches someone").0);
             now = prober.next_period();
         }
         assert_eq!(now, Instant::ZERO + INTERVAL * 6);
@@ -375,6 +495,23 @@ mod tests {
     }
 
     #[test]
+    fn a_peer_silent_for_three_of_its_probe_periods_is_due_whatever_phi_says() {
+        let (mut prober, _) = prober_in_ring_of(4);
+        // Teach n4's detector that gaps vary widely (as under loss): 0.5 s and 1.5 s.
+        let mut now = Instant::ZERO;
+        for i in 0..200 {
+            now += Duration::from_millis(if i % 2 == 0 { 500 } else { 1500 });
+            prober.heard_from(NodeId(4), now);
+        }
+        let watch = prober.watches.iter().find(|w| w.id == NodeId(4)).expect("watched");
+        let phi_deadline = watch.detector.deadline().expect("heard");
+        let period = INTERVAL * 3; // three watches
+        assert!(phi_deadline > now + period * 3, "phi alone would wait past three periods");
+        assert!(!prober.due_indirect(now + period * 3 - Duration::from_nanos(1)).contains(&NodeId(4)));
+        assert!(prober.due_indirect(now + period * 3).contains(&NodeId(4)));
+    }
+
+    #[test]
     fn a_probe_ends_with_an_ack_and_otherwise_expires_counting_missed_nacks() {
         let (mut prober, _) = prober_in_ring_of(4);
         let t = Instant::from_secs(1);
@@ -384,7 +521,7 @@ mod tests {
         assert!(prober.is_probing(NodeId(4)));
         assert!(prober.due_indirect(deadline).is_empty(), "not while one is in flight");
         assert_eq!(prober.probe_deadline(), Some(deadline));
-        assert_eq!(prober.on_ack(NodeId(4), seq), AckOutcome::Done);
+        assert_eq!(prober.on_ack(NodeId(4), seq, t), AckOutcome::Done);
         assert!(!prober.is_probing(NodeId(4)));
         assert_eq!(prober.expire_probe(deadline), None);
 
@@ -395,9 +532,9 @@ mod tests {
         assert_eq!(prober.expire_probe(deadline), Some(ExpiredProbe { target: NodeId(4), relays: 3, nacks: 1 }));
         assert_eq!(prober.awareness().score(), 2, "two relays never nacked");
         // A period with an ack heals the score by one.
-        prober.on_ack(NodeId(3), 999);
-        prober.start_period(deadline, INTERVAL);
-        prober.start_period(deadline + INTERVAL, INTERVAL);
+        prober.on_ack(NodeId(3), 999, deadline);
+        prober.start_period(deadline);
+        prober.start_period(deadline + INTERVAL);
         assert_eq!(prober.awareness().score(), 1);
     }
 
@@ -406,14 +543,73 @@ mod tests {
         let (mut prober, _) = prober_in_ring_of(4);
         let requester: SocketAddr = "127.0.0.1:9000".parse().expect("an address");
         let nack_at = Instant::from_secs(2);
-        prober.relay_started(10, requester, 77, NodeId(3), nack_at);
-        assert_eq!(prober.on_ack(NodeId(2), 10), AckOutcome::Done, "only the target's ack counts");
-        assert_eq!(prober.on_ack(NodeId(3), 10), AckOutcome::Relayed { requester, seq: 77 });
+        let give_up = nack_at + INTERVAL;
+        prober.relay_started(10, requester, 77, NodeId(3), (nack_at, give_up));
+        assert_eq!(prober.on_ack(NodeId(2), 10, nack_at), AckOutcome::Done, "only the target's ack counts");
+        assert_eq!(prober.on_ack(NodeId(3), 10, nack_at), AckOutcome::Relayed { requester, seq: 77 });
         assert_eq!(prober.relay_deadline(), None);
-        prober.relay_started(11, requester, 78, NodeId(3), nack_at);
-        prober.relay_started(12, requester, 79, NodeId(4), nack_at + INTERVAL);
+        prober.relay_started(11, requester, 78, NodeId(3), (nack_at, give_up));
+        prober.relay_started(12, requester, 79, NodeId(4), (give_up, give_up + INTERVAL));
         assert_eq!(prober.expire_relays(nack_at), [(requester, 78)]);
-        assert_eq!(prober.relay_deadline(), Some(nack_at + INTERVAL));
+        assert_eq!(prober.relay_deadline(), Some(give_up), "the nacked relay waits on, as the other");
+        // A late ack after the nack is still passed on ...
+        assert_eq!(prober.on_ack(NodeId(3), 11, give_up), AckOutcome::Relayed { requester, seq: 78 });
+        // ... until the relay gives up.
+        assert_eq!(prober.expire_relays(give_up), [(requester, 79)]);
+        assert!(prober.expire_relays(give_up + INTERVAL).is_empty());
+        assert_eq!(prober.relay_deadline(), None);
+    }
+
+    #[test]
+    fn round_trips_follow_rfc_6298_within_their_bounds() {
+        let ms = Duration::from_millis;
+        let (floor, ceiling) = (ms(125), ms(250));
+        let mut rtt = RoundTrip::default();
+        assert_eq!(rtt.timeout(floor, ceiling), floor, "before any sample");
+        rtt.sample(ms(100));
+        // SRTT 100, RTTVAR 50: 2 * 100 + 200, capped.
+        assert_eq!(rtt.timeout(floor, ceiling), ceiling);
+        assert_eq!(rtt.timeout(floor, Duration::from_secs(1)), ms(400));
+        rtt.sample(ms(60));
+        // RTTVAR = 3/4 * 50 + 1/4 * 40 = 47.5; SRTT = 7/8 * 100 + 1/8 * 60 = 95.
+        assert_eq!(rtt.timeout(floor, Duration::from_secs(1)), ms(190) + ms(190));
+        let mut lan = RoundTrip::default();
+        for _ in 0..50 {
+            lan.sample(ms(2));
+        }
+        assert_eq!(lan.timeout(floor, ceiling), floor, "a LAN round trip waits the configured floor");
+    }
+
+    #[test]
+    fn an_acked_period_ping_times_the_round_trip_to_its_peer() {
+        let (mut prober, _) = prober_in_ring_of(4);
+        let (floor, ceiling) = (Duration::from_millis(125), Duration::from_secs(2));
+        let t = Instant::from_secs(1);
+        let (id, _, seq) = prober.start_period(t).expect("watches someone");
+        assert_eq!(prober.probe_timeout(id, floor, ceiling), floor);
+        prober.on_ack(id, seq + 1, t + Duration::from_millis(300));
+        assert_eq!(prober.probe_timeout(id, floor, ceiling), floor, "another ping's ack times nothing");
+        prober.on_ack(id, seq, t + Duration::from_millis(300));
+        assert_eq!(prober.probe_timeout(id, floor, ceiling), Duration::from_millis(1200), "2 * 300 + 4 * 150");
+        prober.note_health(1);
+        assert_eq!(prober.probe_timeout(id, floor, ceiling), Duration::from_millis(2400), "health stretches it");
+    }
+
+    #[test]
+    fn a_neighbour_is_heard_directly_while_it_talks() {
+        let (mut prober, _) = prober_in_ring_of(7);
+        let window = Duration::from_millis(750);
+        let t = Instant::from_secs(60);
+        // n7 is watched (a predecessor of n1), n2 watches n1 (a successor).
+        assert!(!prober.hears(NodeId(7), t, window), "silent for a minute");
+        prober.heard_from(NodeId(7), t);
+        assert!(prober.hears(NodeId(7), t + window, window));
+        assert!(!prober.hears(NodeId(7), t + window * 2, window));
+        assert!(!prober.hears(NodeId(2), t, window));
+        prober.heard_from(NodeId(2), t);
+        assert!(prober.hears(NodeId(2), t + window, window));
+        assert!(!prober.hears(NodeId(2), t + window * 2, window));
+        assert!(!prober.hears(NodeId(4), t, window), "not a neighbour");
     }
 
     #[test]

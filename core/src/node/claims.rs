@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 
 use crate::member::{Member, MemberState, NodeId, Tags};
 use crate::membership::broadcast::Key;
+use crate::membership::suspicion::suspicion_min;
 use crate::membership::{precedence, Verdict};
 use crate::output::Event;
 use crate::wire::{Gossip, MemberRecord};
@@ -146,6 +147,7 @@ impl Node {
         let Some(current) = self.view.member(claim.id) else {
             return self.introduce(claim);
         };
+        let claim = self.weigh_verdict(claim);
         let before = (current.incarnation, current.state);
         let said = (claim.incarnation, claim.state);
         match precedence(before, said) {
@@ -162,6 +164,33 @@ impl Node {
                 true
             }
         }
+    }
+
+    /// Another member's verdict of Failed is a verdict here only once this member's own
+    /// suspicion of the accused has run its minimum timeout (so the accused had its chance to
+    /// hear the claim and refute it) and this member does not hear the accused directly.
+    /// Before that it confirms (or starts) the suspicion here. So a verdict made on the far
+    /// side of a partition, arriving at the heal with the suspicion that led to it, does not
+    /// cross into the side that could reach the accused all along: there it is a suspicion,
+    /// and the accused refutes it. After a crash, every member's own suspicion has run by
+    /// the time the first verdict spreads, give or take the gossip's lag.
+    fn weigh_verdict(&self, mut claim: Claim) -> Claim {
+        if claim.state != MemberState::Failed || claim.accuser == self.id {
+            return claim;
+        }
+        let min = suspicion_min(self.config.suspicion_mult, self.view.live(), self.config.probe_interval);
+        let ripe = self.suspicions.get(claim.id).is_some_and(|s| s.started() + min <= self.now);
+        if !ripe || self.hears_directly(claim.id) {
+            claim.state = MemberState::Suspect;
+        }
+        claim
+    }
+
+    /// Whether `id` is a ring neighbour that this member still hears from: anything from it
+    /// within two of its probe periods (one lost ack or ping is no silence).
+    fn hears_directly(&self, id: NodeId) -> bool {
+        let period = self.config.probe_interval.saturating_mul(self.config.monitors as u32);
+        self.prober.hears(id, self.now, period * 2)
     }
 
     /// A claim about a member not in the view: only an Alive one brings it in (the others

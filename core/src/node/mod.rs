@@ -149,7 +149,7 @@ impl Node {
             rng,
             left: false,
             view: View::new(me, now),
-            prober: Prober::new(cluster.phi.clone(), awareness_max(&cluster), first_period),
+            prober: Prober::new(cluster.phi.clone(), awareness_max(&cluster), cluster.probe_interval, first_period),
             suspicions: Suspicions::default(),
             dissemination: Dissemination::new(now + cluster.gossip_interval),
             anti_entropy: AntiEntropy::new(now, first_push_pull, cluster.probe_interval),
@@ -257,7 +257,7 @@ impl Node {
             }
             Message::Ack { seq, digest, gossip } => {
                 self.merge_gossip(sender, gossip);
-                if let AckOutcome::Relayed { requester, seq } = self.prober.on_ack(sender, seq) {
+                if let AckOutcome::Relayed { requester, seq } = self.prober.on_ack(sender, seq, now) {
                     self.send_gossiping(requester, None, Message::Ack { seq, digest: None, gossip: Vec::new() });
                 }
                 self.compare_digest(sender, from, digest);
@@ -438,8 +438,7 @@ impl Node {
                 }
             }
             Timer::ProbePeriod => {
-                if let Some((id, addr)) = self.prober.start_period(now, self.config.probe_interval) {
-                    let seq = self.prober.next_seq();
+                if let Some((id, addr, seq)) = self.prober.start_period(now) {
                     let digest = self.quiet_digest();
                     self.send_gossiping(addr, Some(id), Message::Ping { seq, target: id, digest, gossip: Vec::new() });
                 }
@@ -498,7 +497,10 @@ impl Node {
         }
         let target_addr = peer.member.addr;
         let seq = self.prober.next_seq();
-        let timeout = self.prober.awareness().scale(self.config.probe_timeout);
+        // The round trip measured to the target, at least the configured timeout, at most a
+        // watched peer's probe period (each is pinged every `monitors` intervals).
+        let period = self.config.probe_interval.saturating_mul(self.config.monitors as u32);
+        let timeout = self.prober.probe_timeout(target, self.config.probe_timeout, period);
         let relays = self.view.random_members(&mut self.rng, self.config.indirect_checks, |p| {
             p.member.state == MemberState::Alive && p.member.id != target
         });
@@ -524,8 +526,11 @@ impl Node {
         let seq = self.prober.next_seq();
         // Lifeguard: nack before the requester's own timeout, so it can tell a dead target
         // from its own missing messages.
+        // A late ack is still passed on for a probe interval: at long round trips it may
+        // come after the nack.
         let nack_at = self.now + self.config.probe_timeout.mul_f64(0.8);
-        self.prober.relay_started(seq, requester, requester_seq, target, nack_at);
+        let give_up_at = self.now + self.config.probe_interval;
+        self.prober.relay_started(seq, requester, requester_seq, target, (nack_at, give_up_at.max(nack_at)));
         self.send_gossiping(target_addr, Some(target), Message::Ping { seq, target, digest: None, gossip: Vec::new() });
     }
 
@@ -628,9 +633,23 @@ impl Node {
 
     // ----- sending -----------------------------------------------------------------
 
-    /// Sends a message whose gossip list is empty, packing pending updates into it.
+    /// Sends a message whose gossip list is empty, packing pending updates into it, and,
+    /// to a member this one holds suspect, the suspicion first (Lifeguard's buddy system:
+    /// the suspect hears the claim on every probe and ack, and can refute it).
     fn send_gossiping(&mut self, to: SocketAddr, peer: Option<NodeId>, message: Message) {
-        self.dissemination.send_gossiping(&mut self.out, to, peer, message, &self.view, &self.config);
+        let claim = peer.filter(|_| self.config.lifeguard.buddy_system).and_then(|id| self.suspicion_claim(id));
+        let (view, config) = (&self.view, &self.config);
+        self.dissemination.send_gossiping(&mut self.out, to, peer, message, claim.as_ref(), view, config);
+    }
+
+    /// The suspicion of `id` this member holds, as the gossip item that carries it.
+    fn suspicion_claim(&self, id: NodeId) -> Option<Gossip> {
+        if self.suspicions.is_empty() {
+            return None;
+        }
+        let member = self.view.member(id).filter(|m| m.state == MemberState::Suspect)?;
+        let accuser = self.suspicions.get(id)?.accusers().next()?;
+        Some(Gossip::Suspect { id, incarnation: member.incarnation, accuser })
     }
 
     // ----- internals ---------------------------------------------------------------

@@ -492,3 +492,81 @@ fn suspicions_verdicts_refutations_and_state_transfers_are_traced_with_their_rea
     assert!(!lines("state transfer: join reply").is_empty());
     assert!(suspects.iter().chain(&verdicts).all(|l| l.contains("timeout{member=")), "inside the member's span");
 }
+
+/// The gossip items of every datagram `node` sent to `to`, drained.
+fn gossip_sent_to(node: &mut crate::Node, to: std::net::SocketAddr) -> Vec<Vec<Gossip>> {
+    let mut sent = Vec::new();
+    while let Some(output) = node.poll_output() {
+        if let Output::Transmit(t) = output {
+            if t.to == to {
+                let (_, message) = wire::decode(&t.payload, 0, 1400).expect("a valid datagram");
+                sent.push(message.gossip().to_vec());
+            }
+        }
+    }
+    sent
+}
+
+#[test]
+fn a_suspect_hears_the_claim_on_every_ack_while_the_buddy_system_is_on() {
+    for buddy in [true, false] {
+        let mut config = Config::lan();
+        config.lifeguard.buddy_system = buddy;
+        let mut cluster = Cluster::new(5, config, 31);
+        cluster.run_for(secs(5));
+        let now = cluster.now;
+        let node = cluster.node_mut(0);
+        let accusation = gossip(1, vec![Gossip::Suspect { id: NodeId(2), incarnation: 0, accuser: NodeId(1) }]);
+        node.handle_datagram(now, addr(1), &accusation).expect("valid");
+        assert_eq!(node.member(NodeId(2)).expect("known").state, MemberState::Suspect);
+        while node.poll_output().is_some() {}
+        let claimed =
+            |items: &Vec<Gossip>| items.iter().any(|g| matches!(g, Gossip::Suspect { id, .. } if *id == NodeId(2)));
+        let mut carried = Vec::new();
+        for seq in 1..=3 {
+            let ping = datagram(2, &Message::Ping { seq, target: NodeId(0), digest: None, gossip: vec![] });
+            node.handle_datagram(now, addr(2), &ping).expect("valid");
+            let acks = gossip_sent_to(node, addr(2));
+            carried.push(acks.iter().any(claimed));
+        }
+        if buddy {
+            assert_eq!(carried, [true, true, true], "the claim rides on every ack to the suspect");
+        } else {
+            assert_eq!(carried, [true, false, false], "sent once, the update counts the suspect as a holder");
+        }
+    }
+}
+
+#[test]
+fn a_verdict_is_a_verdict_here_only_after_a_suspicion_here_that_ran_its_minimum() {
+    let config = Config::lan();
+    let min = crate::membership::suspicion::suspicion_min(config.suspicion_mult, 10, config.probe_interval);
+    let mut cluster = Cluster::new(10, config, 32);
+    cluster.run_for(secs(15));
+    assert!(cluster.converged());
+    let t = cluster.now;
+    let node = cluster.node_mut(0);
+    let claim = |item: Gossip, by: u64| gossip(by, vec![item]);
+    let failed = |id: u64, by: u64| claim(Gossip::Failed { id: NodeId(id), incarnation: 0, accuser: NodeId(by) }, by);
+    let suspect = |id: u64, by: u64| claim(Gossip::Suspect { id: NodeId(id), incarnation: 0, accuser: NodeId(by) }, by);
+    let state = |node: &crate::Node, id: u64| node.member(NodeId(id)).expect("known").state;
+    // A verdict about a member n0 held alive (the far side's, at a heal): a suspicion here.
+    node.handle_datagram(t, addr(6), &failed(5, 6)).expect("valid");
+    assert_eq!(state(node, 5), MemberState::Suspect);
+    // n4 suspected here, then a verdict before n0's own suspicion ran its minimum: still a
+    // suspicion; at the minimum, a verdict.
+    node.handle_datagram(t, addr(6), &suspect(4, 6)).expect("valid");
+    node.handle_datagram(t + min - Duration::from_millis(1), addr(6), &failed(4, 6)).expect("valid");
+    assert_eq!(state(node, 4), MemberState::Suspect);
+    node.handle_datagram(t + min, addr(6), &failed(4, 6)).expect("valid");
+    assert_eq!(state(node, 4), MemberState::Failed);
+    // n0 watches n8 and heard from it lately: a ripe verdict about it is still a suspicion.
+    assert!(node.watched().any(|id| id == NodeId(8)));
+    node.handle_datagram(t, addr(6), &suspect(8, 6)).expect("valid");
+    node.handle_datagram(t + min, addr(6), &failed(8, 6)).expect("valid");
+    assert_eq!(state(node, 8), MemberState::Suspect);
+    let failed_ids: Vec<NodeId> = std::iter::from_fn(|| node.poll_output())
+        .filter_map(|o| if let Output::Event(Event::MemberFailed(m)) = o { Some(m.id) } else { None })
+        .collect();
+    assert_eq!(failed_ids, [NodeId(4)]);
+}
