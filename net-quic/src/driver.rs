@@ -218,10 +218,9 @@ pub(crate) struct Pool {
 enum Slot {
     /// A handshake is under way; datagrams wait for it (a bounded number).
     Dialing(Vec<Bytes>),
-    Ready {
-        conn: quinn::Connection,
-        used: u64,
-    },
+    /// An authenticated connection, its peer's id (from its certificate) and when it was
+    /// last used (for eviction).
+    Ready { conn: quinn::Connection, id: NodeId, used: u64 },
 }
 
 impl Pool {
@@ -232,10 +231,11 @@ impl Pool {
         &mut self,
         addr: SocketAddr,
         conn: quinn::Connection,
+        id: NodeId,
         max: usize,
     ) -> (Vec<Bytes>, Option<quinn::Connection>) {
         self.tick += 1;
-        let pending = match self.slots.insert(addr, Slot::Ready { conn, used: self.tick }) {
+        let pending = match self.slots.insert(addr, Slot::Ready { conn, id, used: self.tick }) {
             Some(Slot::Dialing(pending)) => pending,
             _ => Vec::new(),
         };
@@ -265,12 +265,13 @@ impl Pool {
         }
     }
 
-    fn ready(&mut self, addr: SocketAddr) -> Option<quinn::Connection> {
+    /// The pooled connection to `addr` and its peer's id.
+    fn ready(&mut self, addr: SocketAddr) -> Option<(quinn::Connection, NodeId)> {
         self.tick += 1;
         match self.slots.get_mut(&addr) {
-            Some(Slot::Ready { conn, used }) => {
+            Some(Slot::Ready { conn, id, used }) => {
                 *used = self.tick;
-                Some(conn.clone())
+                Some((conn.clone(), *id))
             }
             _ => None,
         }
@@ -283,7 +284,7 @@ fn transmit(shared: &Arc<Shared>, to: SocketAddr, payload: Bytes) {
     pool.tick += 1;
     let tick = pool.tick;
     match pool.slots.get_mut(&to) {
-        Some(Slot::Ready { conn, used }) => {
+        Some(Slot::Ready { conn, used, .. }) => {
             *used = tick;
             match conn.send_datagram(payload.clone()) {
                 Ok(()) => bump(&shared.counters.datagrams_sent),
@@ -370,7 +371,7 @@ pub(crate) async fn accept(shared: Arc<Shared>) {
 fn adopt(shared: &Arc<Shared>, conn: quinn::Connection, id: NodeId) {
     bump(&shared.counters.connections_opened);
     let addr = conn.remote_address();
-    let (pending, evicted) = lock(&shared.pool).insert(addr, conn.clone(), shared.limits.max_connections);
+    let (pending, evicted) = lock(&shared.pool).insert(addr, conn.clone(), id, shared.limits.max_connections);
     if let Some(old) = evicted {
         bump(&shared.counters.connections_evicted);
         old.close(0u32.into(), b"evicted");
@@ -446,7 +447,7 @@ async fn serve(shared: Arc<Shared>, peer: NodeId, mut send: quinn::SendStream, m
             }
         }
     };
-    if rpc::write_frame(&mut send, &response).await.is_ok() {
+    if rpc::write_frame(&mut send, response).await.is_ok() {
         let _ = send.finish();
     }
 }
@@ -455,7 +456,7 @@ async fn refuse(shared: &Shared, send: &mut quinn::SendStream, recv: &mut quinn:
     bump(&shared.counters.rpc_refused);
     let _ = recv.stop(1u32.into());
     let response = rpc::encode_response(Status::Refused, why.as_bytes());
-    if rpc::write_frame(send, &response).await.is_ok() {
+    if rpc::write_frame(send, response).await.is_ok() {
         let _ = send.finish();
     }
 }
@@ -474,10 +475,10 @@ pub(crate) async fn call(
         return Err(Error::Frame(format!("method name of {} B exceeds {} B", method.len(), rpc::MAX_METHOD_LEN)));
     }
     let frame = rpc::encode_request(shared.id, method, &body);
-    if frame.len() > shared.limits.max_frame {
+    if frame.len() - 4 > shared.limits.max_frame {
         return Err(Error::Frame(format!(
             "request of {} B exceeds the limit of {} B",
-            frame.len(),
+            frame.len() - 4,
             shared.limits.max_frame
         )));
     }
@@ -488,7 +489,7 @@ pub(crate) async fn call(
         .ok_or(Error::UnknownMember(target))?;
     bump(&shared.counters.rpc_calls);
     let start = tokio::time::Instant::now();
-    let result = match tokio::time::timeout(deadline, exchange(shared, target, addr, &frame)).await {
+    let result = match tokio::time::timeout(deadline, exchange(shared, target, addr, frame)).await {
         Ok(result) => result,
         Err(_) => Err(Error::DeadlineExceeded { target, method: method.to_string(), deadline }),
     };
@@ -520,18 +521,18 @@ pub(crate) async fn call(
     outcome
 }
 
-async fn exchange(shared: &Arc<Shared>, target: NodeId, addr: SocketAddr, frame: &[u8]) -> Result<Vec<u8>, Error> {
+async fn exchange(shared: &Arc<Shared>, target: NodeId, addr: SocketAddr, frame: Vec<u8>) -> Result<Vec<u8>, Error> {
     let broken = |why: String| Error::Connection { target, why };
     let pooled = lock(&shared.pool).ready(addr);
-    let conn = match pooled {
-        Some(conn) => conn,
+    let (conn, id) = match pooled {
+        Some(pooled) => pooled,
         None => {
             let (conn, id) = connect(shared, addr).await.map_err(broken)?;
             adopt(shared, conn.clone(), id);
-            conn
+            (conn, id)
         }
     };
-    if peer_id(&conn) != Some(target) {
+    if id != target {
         return Err(broken(format!("the member at {addr} is not {target:?}")));
     }
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| broken(e.to_string()))?;

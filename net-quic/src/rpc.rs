@@ -89,7 +89,7 @@ impl std::fmt::Display for FrameError {
 }
 
 pub(crate) fn encode_request(sender: NodeId, method: &str, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(9 + method.len() + body.len());
+    let mut out = start_frame(9 + method.len() + body.len());
     out.extend_from_slice(&sender.0.to_le_bytes());
     // Callers check the method length first.
     out.push(u8::try_from(method.len()).unwrap_or(u8::MAX));
@@ -110,7 +110,7 @@ pub(crate) fn decode_request(frame: &[u8]) -> Result<(NodeId, &str, &[u8]), Fram
 }
 
 pub(crate) fn encode_response(status: Status, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + body.len());
+    let mut out = start_frame(1 + body.len());
     out.push(status as u8);
     out.extend_from_slice(body);
     out
@@ -122,12 +122,20 @@ pub(crate) fn decode_response(frame: &[u8]) -> Result<(Status, &[u8]), FrameErro
     Ok((status, body))
 }
 
-/// Writes one frame.
-pub(crate) async fn write_frame(send: &mut quinn::SendStream, frame: &[u8]) -> Result<(), quinn::WriteError> {
+/// Makes room for the length prefix at the front of a frame being encoded.
+fn start_frame(capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + capacity);
+    out.extend_from_slice(&[0; 4]);
+    out
+}
+
+/// Writes one frame made by `encode_request` or `encode_response` (the length prefix is
+/// filled in here): one write, so small frames go out in one packet.
+pub(crate) async fn write_frame(send: &mut quinn::SendStream, mut frame: Vec<u8>) -> Result<(), quinn::WriteError> {
     // Frames are checked against the limit (far below 4 GiB) before they are written.
-    let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
-    send.write_all(&len.to_be_bytes()).await?;
-    send.write_all(frame).await
+    let len = u32::try_from(frame.len() - 4).unwrap_or(u32::MAX);
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+    send.write_all(&frame).await
 }
 
 /// Reads one frame of at most `max` bytes; a larger announced length is refused before
@@ -150,7 +158,7 @@ mod tests {
 
     #[test]
     fn requests_round_trip_and_any_bytes_are_safe() {
-        let frame = encode_request(NodeId(7), "echo", b"hi");
+        let frame = encode_request(NodeId(7), "echo", b"hi")[4..].to_vec();
         assert_eq!(decode_request(&frame), Ok((NodeId(7), "echo", &b"hi"[..])));
         for len in 0..9 {
             assert!(decode_request(&frame[..len]).is_err());
@@ -161,10 +169,8 @@ mod tests {
         let mut not_utf8 = frame;
         not_utf8[9] = 0xff;
         assert!(decode_request(&not_utf8).is_err());
-        assert_eq!(
-            decode_response(&encode_response(Status::HandlerError, b"x")),
-            Ok((Status::HandlerError, &b"x"[..]))
-        );
+        let response = encode_response(Status::HandlerError, b"x");
+        assert_eq!(decode_response(&response[4..]), Ok((Status::HandlerError, &b"x"[..])));
         assert!(decode_response(&[]).is_err());
         assert!(decode_response(&[9]).is_err());
     }

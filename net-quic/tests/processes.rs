@@ -1,6 +1,8 @@
 //! Three `example node` processes on loopback: `kill -9` one, the others report it
 //! failed; restart it with its state directory, they report it recovered.
 
+#![allow(clippy::disallowed_methods, reason = "a test of real processes waits on the real clock")]
+
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
