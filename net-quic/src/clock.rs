@@ -44,9 +44,11 @@ impl Clock for TokioClock {
     }
 }
 
-/// Another clock, offset and drifting: `now = anchor_reading + offset + (inner - anchor) * (1 + ppm / 1e6)`.
-/// Changes apply from the moment they are made, so the reading never jumps except by an
-/// explicit [`SkewedClock::jump`]. Clones share the skew.
+/// Another clock, stepped and drifting: from the last change on, it advances
+/// `1 + ppm / 1e6` times as fast as the inner clock. Changes apply from the moment they are
+/// made, so the reading never jumps except by an explicit [`SkewedClock::jump`], and it
+/// never goes back: after a backward jump it stands still until it catches up. Clones
+/// share the skew.
 #[derive(Clone, Debug)]
 pub struct SkewedClock {
     inner: Arc<dyn Clock>,
@@ -61,13 +63,16 @@ struct Skew {
     reading: u64,
     /// Parts per million fast (positive) or slow (negative).
     ppm: f64,
+    /// The last reading given: like a monotonic clock, this one never goes back (after a
+    /// backward jump it stands still until it catches up).
+    last: u64,
 }
 
 impl SkewedClock {
     /// `inner`, unskewed until told otherwise.
     pub fn new(inner: Arc<dyn Clock>) -> Self {
         let now = inner.now().as_nanos();
-        Self { inner, skew: Arc::new(Mutex::new(Skew { anchor: now, reading: now, ppm: 0.0 })) }
+        Self { inner, skew: Arc::new(Mutex::new(Skew { anchor: now, reading: now, ppm: 0.0, last: now })) }
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Skew, u64) -> R) -> R {
@@ -106,7 +111,10 @@ impl SkewedClock {
 
 impl Clock for SkewedClock {
     fn now(&self) -> Instant {
-        Instant::from_nanos(self.with(|skew, inner| Self::reading(skew, inner)))
+        Instant::from_nanos(self.with(|skew, inner| {
+            skew.last = skew.last.max(Self::reading(skew, inner));
+            skew.last
+        }))
     }
 }
 
@@ -133,6 +141,8 @@ mod tests {
         *inner.0.lock().unwrap() = 2_000;
         assert_eq!(clock.now().as_nanos(), 1_500 + 1_100);
         clock.jump(Duration::from_nanos(100), false);
-        assert_eq!(clock.now().as_nanos(), 2_500);
+        assert_eq!(clock.now().as_nanos(), 2_600, "a backward jump stands still");
+        *inner.0.lock().unwrap() = 2_100;
+        assert_eq!(clock.now().as_nanos(), 2_600 + 10);
     }
 }

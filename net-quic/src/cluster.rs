@@ -360,6 +360,12 @@ impl Cluster {
         }
     }
 
+    /// The runtime's counters alone (cheaper than [`Cluster::metrics`], which copies the
+    /// latency histogram).
+    pub fn counters(&self) -> crate::Counters {
+        self.shared.counters.snapshot()
+    }
+
     /// Publishes new tags.
     pub async fn set_tags(&self, tags: Tags) -> Result<(), Error> {
         self.command(Command::SetTags(tags)).await
