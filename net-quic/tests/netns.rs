@@ -175,7 +175,7 @@ fn members_in_namespaces_survive_loss_and_a_cut() {
         for other in ["n1", "n2"] {
             let (failed, recovered) = (format!("failed {other}"), format!("recovered {other}"));
             let last_verdict =
-                member.seen.iter().enumerate().filter(|(_, l)| l.ends_with(&failed) || l.ends_with(&recovered)).last();
+                member.seen.iter().enumerate().rfind(|(_, l)| l.ends_with(&failed) || l.ends_with(&recovered));
             if let Some((at, line)) = last_verdict.map(|(at, line)| (at, line.clone())) {
                 let before_heal = member.seen[..mark].iter().any(|l| l.ends_with(&failed));
                 assert!(at >= mark && !before_heal, "a verdict on {other} before the heal: {:#?}", member.seen);
