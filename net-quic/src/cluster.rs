@@ -273,6 +273,7 @@ impl ClusterBuilder {
         let mut storage = storage;
         // A restarted member's new incarnation is durable before `start` returns.
         driver::act(&mut node, &shared, storage.as_mut())?;
+        driver::publish(&node, &shared);
         tokio::spawn(driver::accept(shared.clone()));
         let driver = tokio::spawn(driver::drive(node, shared.clone(), clock, storage, inputs_rx, self.seeds));
         Ok(Cluster { shared, driver: Mutex::new(Some(driver)) })

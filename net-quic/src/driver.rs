@@ -145,10 +145,20 @@ pub(crate) async fn drive(
         let _ = node.handle_command(clock.now(), Command::Join(seeds));
     }
     let mut shutdown: Option<oneshot::Sender<()>> = None;
+    let mut published = clock.now();
     loop {
-        if let Err(e) = act(&mut node, &shared, storage.as_mut()) {
-            *lock(&shared.stopped) = Some(format!("stopped: the durable state could not be stored: {e}"));
-            return;
+        match act(&mut node, &shared, storage.as_mut()) {
+            Ok(changed) => {
+                let now = clock.now();
+                if changed || now.saturating_duration_since(published) >= PUBLISH_EVERY {
+                    publish(&node, &shared);
+                    published = now;
+                }
+            }
+            Err(e) => {
+                *lock(&shared.stopped) = Some(format!("stopped: the durable state could not be stored: {e}"));
+                return;
+            }
         }
         if let Some(done) = shutdown.take() {
             let _ = done.send(());
@@ -186,7 +196,8 @@ pub(crate) async fn drive(
 }
 
 /// Drains the core's outputs in order; a `Persist` is stored before anything after it.
-pub(crate) fn act(node: &mut Node, shared: &Arc<Shared>, storage: &mut dyn Storage) -> Result<(), crate::StateError> {
+/// Returns whether an event was emitted (the view changed).
+pub(crate) fn act(node: &mut Node, shared: &Arc<Shared>, storage: &mut dyn Storage) -> Result<bool, crate::StateError> {
     let mut changed = false;
     while let Some(output) = node.poll_output() {
         match output {
@@ -199,12 +210,18 @@ pub(crate) fn act(node: &mut Node, shared: &Arc<Shared>, storage: &mut dyn Stora
             }
         }
     }
-    if changed || read(&shared.members).len() != node.live_members() {
-        *shared.members.write().unwrap_or_else(std::sync::PoisonError::into_inner) = node.members().cloned().collect();
-    }
-    *lock(&shared.stats) = node.stats();
-    Ok(())
+    Ok(changed)
 }
+
+/// Copies the node's view and counters to where the handle reads them.
+pub(crate) fn publish(node: &Node, shared: &Shared) {
+    *shared.members.write().unwrap_or_else(std::sync::PoisonError::into_inner) = node.members().cloned().collect();
+    *lock(&shared.stats) = node.stats();
+}
+
+/// The view is published on every event, and at least this often (incarnations and
+/// addresses can change without one).
+const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
 // ----- the connection pool ------------------------------------------------------------
 

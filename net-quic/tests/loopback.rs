@@ -84,7 +84,51 @@ async fn five_members_form_a_cluster_and_answer_calls() {
     let metrics = nodes[0].metrics();
     assert_eq!(metrics.rpc_latency_us.len(), 1, "one successful call was timed");
     assert!(metrics.core.sent.total() > 0 && metrics.counters.datagrams_sent > 0);
-    for node in &nodes {
+
+    // A graceful shutdown is seen as a departure, not a failure.
+    let mut events = nodes[0].events();
+    nodes[4].shutdown().await;
+    let left = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match events.recv().await {
+                Ok(Event::MemberLeft(m)) if m.id == NodeId(5) => return true,
+                Ok(Event::MemberFailed(m)) if m.id == NodeId(5) => return false,
+                Ok(_) => {}
+                Err(e) => panic!("event stream: {e}"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(left, Ok(true), "n5's departure was not seen as MemberLeft");
+    for node in &nodes[..4] {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_subscriber_is_told_how_many_events_it_missed() {
+    let ca = DevCa::new("lag").unwrap();
+    let first = Cluster::builder(NodeId(1))
+        .bind(LOOPBACK)
+        .config(config())
+        .tls(ca.tls(NodeId(1)).unwrap())
+        .storage(MemoryStorage::new())
+        .event_capacity(2)
+        .start()
+        .await
+        .unwrap();
+    let mut events = first.events();
+    let mut others = Vec::new();
+    for id in 2..=4 {
+        others.push(start(&ca, id, &[first.addr()]).await);
+    }
+    until("n1 sees the others", Duration::from_secs(10), || alive(&first) == 4).await;
+    match events.recv().await {
+        Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => assert!(missed >= 1),
+        other => panic!("a subscriber two events behind three joins was not told it lagged: {other:?}"),
+    }
+    assert!(matches!(events.recv().await, Ok(Event::MemberJoined(_))), "the newest events follow");
+    for node in others.iter().chain([&first]) {
         node.shutdown().await;
     }
 }
