@@ -29,7 +29,7 @@ use tokio::time::Instant;
 #[derive(Parser, Debug)]
 struct Args {
     /// Seconds per measurement.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = 5.0)]
     seconds: f64,
     /// Request and response payload, in bytes.
     #[arg(long, default_value_t = 64)]
@@ -48,17 +48,32 @@ struct Figures {
     per_sec: f64,
 }
 
-/// Runs `concurrency` loops of `call` for `seconds`, recording each round trip.
-async fn measure<F, Fut>(concurrency: usize, seconds: f64, call: F) -> Figures
+/// What a measurement gathers: round trips and how long they took in all.
+struct Sample {
+    histogram: Histogram<u64>,
+    elapsed: f64,
+}
+
+impl Sample {
+    fn new() -> Self {
+        Self { histogram: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"), elapsed: 0.0 }
+    }
+
+    fn figures(&self) -> Figures {
+        Figures {
+            p50_us: self.histogram.value_at_quantile(0.5),
+            p99_us: self.histogram.value_at_quantile(0.99),
+            per_sec: self.histogram.len() as f64 / self.elapsed,
+        }
+    }
+}
+
+/// Runs `concurrency` loops of `call` for `seconds`, recording each round trip into `sample`.
+async fn measure<F, Fut>(sample: &mut Sample, concurrency: usize, seconds: f64, call: Arc<F>)
 where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    let call = Arc::new(call);
-    // Warm up.
-    for _ in 0..200 {
-        call().await;
-    }
     let end = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
@@ -75,16 +90,33 @@ where
             })
         })
         .collect();
-    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
     for task in tasks {
-        all.add(task.await.expect("a measuring task does not panic")).expect("same bounds");
+        sample.histogram.add(task.await.expect("a measuring task does not panic")).expect("same bounds");
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    Figures {
-        p50_us: all.value_at_quantile(0.5),
-        p99_us: all.value_at_quantile(0.99),
-        per_sec: all.len() as f64 / elapsed,
+    sample.elapsed += started.elapsed().as_secs_f64();
+}
+
+/// Measures both in alternating slices (ten each), so both see the same load from
+/// anything else on the machine.
+async fn compare<A, AF, B, BF>(concurrency: usize, seconds: f64, a: A, b: B) -> (Figures, Figures)
+where
+    A: Fn() -> AF + Send + Sync + 'static,
+    AF: std::future::Future<Output = ()> + Send,
+    B: Fn() -> BF + Send + Sync + 'static,
+    BF: std::future::Future<Output = ()> + Send,
+{
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    for _ in 0..200 {
+        a().await;
+        b().await;
     }
+    let (mut sa, mut sb) = (Sample::new(), Sample::new());
+    let slice = seconds / 10.0;
+    for _ in 0..10 {
+        measure(&mut sa, concurrency, slice, a.clone()).await;
+        measure(&mut sb, concurrency, slice, b.clone()).await;
+    }
+    (sa.figures(), sb.figures())
 }
 
 async fn write_frame(send: &mut quinn::SendStream, payload: &[u8]) {
@@ -221,27 +253,32 @@ async fn main() {
     let payload = Bytes::from(vec![7u8; args.payload]);
     let (client, _server) = conclave_pair(&ca).await;
     let plain = plain_quinn(&ca).await;
-    println!("RPC round trips over loopback, {} B payloads, {} s per row", args.payload, args.seconds);
+    println!(
+        "RPC round trips over loopback, {} B payloads, {} s per row (in ten slices alternating with the other row)",
+        args.payload, args.seconds
+    );
     println!("{:<12} {:>5} {:>9} {:>9} {:>12}", "", "conc", "p50 µs", "p99 µs", "req/s");
     for concurrency in [1, 64] {
-        let (c, p) = (client.clone(), payload.clone());
-        let ours = measure(concurrency, args.seconds, move || {
-            let (c, p) = (c.clone(), p.clone());
-            async move {
-                c.call(NodeId(2), "echo", p, Duration::from_secs(5)).await.expect("echo answers");
-            }
-        })
-        .await;
-        let (conn, p) = (plain.clone(), payload.clone());
-        let theirs = measure(concurrency, args.seconds, move || {
-            let (conn, p) = (conn.clone(), p.clone());
-            async move {
-                let (mut send, mut recv) = conn.open_bi().await.expect("open");
-                write_frame(&mut send, &p).await;
-                let _ = send.finish();
-                read_frame(&mut recv).await;
-            }
-        })
+        let (c, p, conn, q) = (client.clone(), payload.clone(), plain.clone(), payload.clone());
+        let (ours, theirs) = compare(
+            concurrency,
+            args.seconds,
+            move || {
+                let (c, p) = (c.clone(), p.clone());
+                async move {
+                    c.call(NodeId(2), "echo", p, Duration::from_secs(5)).await.expect("echo answers");
+                }
+            },
+            move || {
+                let (conn, q) = (conn.clone(), q.clone());
+                async move {
+                    let (mut send, mut recv) = conn.open_bi().await.expect("open");
+                    write_frame(&mut send, &q).await;
+                    let _ = send.finish();
+                    read_frame(&mut recv).await;
+                }
+            },
+        )
         .await;
         for (name, f) in [("conclave", ours), ("plain quinn", theirs)] {
             println!("{name:<12} {concurrency:>5} {:>9} {:>9} {:>12.0}", f.p50_us, f.p99_us, f.per_sec);

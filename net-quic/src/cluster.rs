@@ -47,7 +47,6 @@ pub(crate) struct Limits {
     pub(crate) idle_timeout: Duration,
     pub(crate) events: usize,
     pub(crate) inputs: usize,
-    pub(crate) serve_timeout: Duration,
 }
 
 impl std::fmt::Debug for ClusterBuilder {
@@ -87,7 +86,6 @@ impl ClusterBuilder {
                 idle_timeout: Duration::from_secs(10),
                 events: 1024,
                 inputs: 4096,
-                serve_timeout: Duration::from_secs(30),
             },
         }
     }

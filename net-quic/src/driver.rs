@@ -430,10 +430,12 @@ async fn accept_streams(shared: Arc<Shared>, conn: quinn::Connection, id: NodeId
 
 async fn serve(shared: Arc<Shared>, peer: NodeId, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
     let limits = shared.limits;
-    let frame = match tokio::time::timeout(limits.serve_timeout, rpc::read_frame(&mut recv, limits.max_frame)).await {
-        Ok(Ok(frame)) => frame,
-        Ok(Err(e)) => return refuse(&shared, &mut send, &mut recv, &e.to_string()).await,
-        Err(_) => return refuse(&shared, &mut send, &mut recv, "request not received in time").await,
+    // No timer per request: a request that never completes holds one of the
+    // connection's streams (quinn bounds them, 100 by default) until its peer, an
+    // authenticated member, finishes it or the connection idles out.
+    let frame = match rpc::read_frame(&mut recv, limits.max_frame).await {
+        Ok(frame) => frame,
+        Err(e) => return refuse(&shared, &mut send, &mut recv, &e.to_string()).await,
     };
     let (sender, method, body) = match rpc::decode_request(&frame) {
         Ok(request) => request,
