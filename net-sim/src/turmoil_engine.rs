@@ -853,6 +853,17 @@ mod tests {
     }
 
     #[test]
+    fn a_restarted_member_rejoins_on_the_real_quic_runtime() {
+        let plan = FaultPlan::new()
+            .at(Instant::from_secs(2), Fault::Crash(NodeId(2)))
+            .at(Instant::from_secs(4), Fault::Restart { node: NodeId(2), disk: Disk::Kept })
+            .at(Instant::from_secs(5), Fault::Restart { node: NodeId(3), disk: Disk::Amnesia });
+        let report = run_twice(&builder(14, 3, plan), Duration::from_secs(12));
+        judged_and_clean(&report);
+        assert!(report.snapshot.nodes.iter().all(|n| n.up && n.view.len() == 3), "{:?}", report.snapshot);
+    }
+
+    #[test]
     fn loss_and_skewed_clocks_give_no_false_verdict() {
         let lossy = Fault::SetLinks {
             links: LinkSelector::All,
