@@ -180,7 +180,7 @@ pub fn turmoil_actions(fault: &Fault, members: &[NodeId]) -> Result<Vec<TurmoilA
     })
 }
 
-/// Settings of a turmoil run. Mirrors [`SimBuilder`](crate::SimBuilder) where turmoil can.
+/// Settings of a turmoil run. Mirrors [`SimBuilder`] where turmoil can.
 #[derive(Clone, Debug)]
 pub struct TurmoilBuilder {
     seed: u64,
