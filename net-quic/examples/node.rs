@@ -2,11 +2,11 @@
 //!
 //! ```text
 //! # certificates for members 1 to 3, from a fresh development CA
-//! cargo run -p conclave-quic --example node -- --gen-certs /tmp/certs --ids 1,2,3
+//! cargo run -p conclave-quic --example node -- --gen-certs certs --ids 1,2,3
 //! # three members on loopback
-//! cargo run -p conclave-quic --example node -- --id 1 --listen 127.0.0.1:7001 --certs /tmp/certs --state-dir /tmp/n1
-//! cargo run -p conclave-quic --example node -- --id 2 --listen 127.0.0.1:7002 --seed 127.0.0.1:7001 --certs /tmp/certs --state-dir /tmp/n2
-//! cargo run -p conclave-quic --example node -- --id 3 --listen 127.0.0.1:7003 --seed 127.0.0.1:7001 --certs /tmp/certs --state-dir /tmp/n3
+//! cargo run -p conclave-quic --example node -- --id 1 --listen 127.0.0.1:7001 --certs certs --state-dir state-1
+//! cargo run -p conclave-quic --example node -- --id 2 --listen 127.0.0.1:7002 --seed 127.0.0.1:7001 --certs certs --state-dir state-2
+//! cargo run -p conclave-quic --example node -- --id 3 --listen 127.0.0.1:7003 --seed 127.0.0.1:7001 --certs certs --state-dir state-3
 //! ```
 //!
 //! Each line it prints is `<elapsed ms> <what>`: `ready`, `joined n<id>`, `suspected`,

@@ -13,7 +13,7 @@
 //!     .seeds(["127.0.0.1:7000".parse().unwrap()])
 //!     .config(Config::lan())
 //!     .tls(ca.tls(NodeId(1))?)
-//!     .state_dir("/var/lib/my-service/conclave")
+//!     .state_dir("state/conclave-1")
 //!     .handler("echo", |request| async move { Ok(request.body) })
 //!     .start()
 //!     .await?;
