@@ -147,8 +147,14 @@ pub(crate) async fn read_frame(recv: &mut quinn::RecvStream, max: usize) -> Resu
     if len > max {
         return Err(FrameError::TooLarge { len, max });
     }
-    let mut frame = vec![0u8; len];
-    recv.read_exact(&mut frame).await.map_err(|_| FrameError::Truncated)?;
+    // Room grows as bytes arrive: an announced length reserves nothing by itself.
+    let mut frame = Vec::with_capacity(len.min(64 * 1024));
+    while frame.len() < len {
+        match recv.read_chunk(len - frame.len(), true).await {
+            Ok(Some(chunk)) => frame.extend_from_slice(&chunk.bytes),
+            Ok(None) | Err(_) => return Err(FrameError::Truncated),
+        }
+    }
     Ok(frame)
 }
 
