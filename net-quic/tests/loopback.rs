@@ -404,3 +404,59 @@ async fn a_restarted_member_keeps_its_incarnation_and_vote() {
     n1.shutdown().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Storage whose writes fail (a full or read-only disk), holding a previous run's state.
+struct BrokenDisk;
+
+impl conclave_quic::Storage for BrokenDisk {
+    fn load(&self) -> Result<Option<Durable>, conclave_quic::StateError> {
+        Ok(Some(Durable::new(3, 0, None)))
+    }
+
+    fn store(&mut self, _: &Durable) -> Result<(), conclave_quic::StateError> {
+        Err(conclave_quic::StateError::Io { path: "durable.bin".into(), source: std::io::Error::other("disk full") })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_that_cannot_be_stored_stops_the_member_before_it_speaks() {
+    let ca = DevCa::new("disk").unwrap();
+    // Restarted, the member must store its new incarnation before anything else: it cannot.
+    let started = Cluster::builder(NodeId(1))
+        .bind(LOOPBACK)
+        .config(config())
+        .tls(ca.tls(NodeId(1)).unwrap())
+        .storage(BrokenDisk)
+        .start()
+        .await;
+    let message = started.unwrap_err().to_string();
+    assert!(message.contains("disk full"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_pool_stays_within_its_bound() {
+    let ca = DevCa::new("pool").unwrap();
+    let first = start(&ca, 1, &[]).await;
+    let bounded = Cluster::builder(NodeId(2))
+        .bind(LOOPBACK)
+        .seeds([first.addr()])
+        .config(config())
+        .tls(ca.tls(NodeId(2)).unwrap())
+        .storage(MemoryStorage::new())
+        .max_connections(1)
+        .start()
+        .await
+        .unwrap();
+    let others = [start(&ca, 3, &[first.addr()]).await, start(&ca, 4, &[first.addr()]).await];
+    // Talking to three peers through a pool of one, it evicts and redials, and still
+    // keeps the whole cluster in view.
+    until("the bounded member sees everyone", Duration::from_secs(15), || alive(&bounded) == 4).await;
+    until("evictions are counted", Duration::from_secs(5), || bounded.counters().connections_evicted > 0).await;
+    until("everyone sees the bounded member", Duration::from_secs(15), || {
+        others.iter().chain([&first]).all(|n| alive(n) == 4)
+    })
+    .await;
+    for node in others.iter().chain([&first, &bounded]) {
+        node.shutdown().await;
+    }
+}
