@@ -289,8 +289,9 @@ fn random_seed() -> u64 {
     hasher.finish()
 }
 
-/// A running member: its events, view, RPC and metrics. Dropping it stops nothing; call
-/// [`Cluster::shutdown`] to leave gracefully.
+/// A running member: its events, view, RPC and metrics. Call [`Cluster::shutdown`] to
+/// leave gracefully; dropping the handle stops the member without leaving (as
+/// [`Cluster::abort`] does), and the others will find it failed.
 #[derive(Debug)]
 pub struct Cluster {
     shared: Arc<Shared>,
@@ -421,6 +422,15 @@ impl Cluster {
         }
         *lock(&self.shared.stopped) = Some("aborted".into());
         self.shared.endpoint.close(0u32.into(), b"abort");
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(driver) = lock(&self.driver).take() {
+            driver.abort();
+            self.shared.endpoint.close(0u32.into(), b"dropped");
+        }
     }
 }
 
