@@ -1,28 +1,73 @@
-//! conclave-quic: the production runtime's pieces.
+//! conclave-quic: the production runtime. It runs one `conclave_core::Node` per member
+//! over QUIC (quinn, rustls with mutual TLS) in a tokio service.
 //!
-//! This crate will carry the QUIC transport (quinn + rustls with mutual TLS) that runs
-//! `conclave_core::Node` in services. What it holds today is the part every runtime needs
-//! first: [`StateDir`], where a member keeps its [`Durable`] state across restarts,
-//! written atomically (temporary file, fsync, rename, fsync of the directory).
+//! ```no_run
+//! use std::time::Duration;
+//! use conclave_core::{Config, NodeId};
+//! use conclave_quic::{Cluster, DevCa};
 //!
+//! # async fn run() -> Result<(), conclave_quic::Error> {
+//! let ca = DevCa::new("my cluster")?; // production: TlsConfig::from_pem_files(ca, cert, key)
+//! let node = Cluster::builder(NodeId(1))
+//!     .bind("127.0.0.1:7001".parse().unwrap())
+//!     .seeds(["127.0.0.1:7000".parse().unwrap()])
+//!     .config(Config::lan())
+//!     .tls(ca.tls(NodeId(1))?)
+//!     .state_dir("state/conclave-1")
+//!     .handler("echo", |request| async move { Ok(request.body) })
+//!     .start()
+//!     .await?;
+//! let mut events = node.events();
+//! while let Ok(event) = events.recv().await {
+//!     println!("{event:?}");
+//! }
+//! let answer = node.call(NodeId(2), "echo", &b"hello"[..], Duration::from_millis(500)).await?;
+//! node.shutdown().await;
+//! # Ok(()) }
 //! ```
-//! use conclave_core::Durable;
-//! use conclave_quic::StateDir;
 //!
-//! let dir = std::env::temp_dir().join(format!("conclave-doc-{}", std::process::id()));
-//! let state = StateDir::open(&dir).unwrap();
-//! assert_eq!(state.load().unwrap(), None);
-//! state.store(&Durable::new(3, 0, None)).unwrap();
-//! assert_eq!(state.load().unwrap(), Some(Durable::new(3, 0, None)));
-//! # std::fs::remove_dir_all(&dir).unwrap();
-//! ```
+//! # Map of the code
+//!
+//! - [`cluster`]: [`Cluster::builder`], [`ClusterBuilder`] and the handle, [`Cluster`]:
+//!   events, members, calls, handlers, metrics, shutdown.
+//! - `driver` (private): the task that owns the core's `Node` and acts on its outputs in
+//!   order, the connection pool, and the connection tasks. Generic over the socket
+//!   ([`ClusterBuilder::socket`]) and the clock ([`ClusterBuilder::clock`]): the turmoil
+//!   engine of conclave-sim runs the same code.
+//! - [`tls`]: [`TlsConfig`] from PEM files, [`DevCa`]; how an id is bound to a
+//!   certificate (a `conclave://node/<id>` URI).
+//! - [`rpc`]: the request/response framing on bidirectional streams, [`Request`].
+//! - [`clock`]: [`Clock`], [`TokioClock`], [`SkewedClock`].
+//! - [`metrics`]: [`Metrics`], [`Counters`].
+//! - [`StateDir`], [`MemoryStorage`]: where [`Durable`] state is kept, written atomically
+//!   (temporary file, fsync, rename, fsync of the directory).
+//!
+//! Membership datagrams travel as QUIC datagrams (unreliable, like the UDP the core was
+//! designed for) on pooled connections; RPC as one request and one response frame on a
+//! bidirectional stream. A datagram whose envelope names another sender than the
+//! connection's certificate, or a request that claims one, is dropped and counted.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+pub mod clock;
+pub mod cluster;
+mod driver;
+mod error;
+pub mod metrics;
+pub mod rpc;
 mod state;
+pub mod tls;
 
-pub use state::{StateDir, StateError};
+pub use clock::{Clock, SkewedClock, TokioClock};
+pub use cluster::{Cluster, ClusterBuilder};
+pub use error::Error;
+pub use metrics::{Counters, Metrics};
+pub use rpc::{HandlerResult, Request};
+pub use state::{MemoryStorage, StateDir, StateError, Storage};
+pub use tls::{DevCa, NodeCert, TlsConfig};
 
 /// Re-exported for [`StateDir`]'s signatures.
 pub use conclave_core::Durable;
+/// Re-exported for the socket a simulated network supplies ([`ClusterBuilder::socket`]).
+pub use quinn;

@@ -82,6 +82,58 @@ impl StateDir {
     }
 }
 
+/// Where a driver keeps a member's [`Durable`] state. `store` must not return before the
+/// state is on stable storage: the driver acts on no later output until it has.
+pub trait Storage: Send + 'static {
+    /// The stored state, or `None` if nothing was ever stored.
+    fn load(&self) -> Result<Option<Durable>, StateError>;
+    /// Stores `state` durably.
+    fn store(&mut self, state: &Durable) -> Result<(), StateError>;
+}
+
+impl Storage for StateDir {
+    fn load(&self) -> Result<Option<Durable>, StateError> {
+        Self::load(self)
+    }
+
+    fn store(&mut self, state: &Durable) -> Result<(), StateError> {
+        Self::store(self, state)
+    }
+}
+
+/// State kept in memory, shared by clones: for simulated hosts whose "disk" must outlive a
+/// crash of the host but not of the process.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStorage(std::sync::Arc<std::sync::Mutex<Option<Durable>>>);
+
+impl MemoryStorage {
+    /// Empty storage.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Forgets what was stored (a disk lost with its host).
+    pub fn wipe(&self) {
+        *self.lock() = None;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Durable>> {
+        // The value is replaced whole, so a poisoned lock still holds a consistent one.
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Storage for MemoryStorage {
+    fn load(&self) -> Result<Option<Durable>, StateError> {
+        Ok(self.lock().clone())
+    }
+
+    fn store(&mut self, state: &Durable) -> Result<(), StateError> {
+        *self.lock() = Some(state.clone());
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,564 @@
+//! The driver: the one task that owns a member's [`Node`], and the connection tasks that
+//! feed it. Written once, over any `quinn::AsyncUdpSocket` and any [`Clock`]: the
+//! production runtime and the turmoil engine run this code.
+//!
+//! - [`drive`] runs the core's loop: it drains `poll_output` in order (a `Persist` is
+//!   stored and synced before any later output is acted on), feeds datagrams and
+//!   commands, and calls `handle_timeout` when `poll_timeout` comes due.
+//! - Membership datagrams travel as QUIC datagrams over a bounded pool of connections,
+//!   one per peer address, dialled on first use and replaced by a newer one from the same
+//!   address (a restarted peer).
+//! - Every connection's peer id comes from its certificate ([`crate::tls`]); a datagram
+//!   whose envelope names another sender, or a request that claims one, is dropped and
+//!   counted.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use conclave_core::{Command, Config, Event, Member, Node, NodeId, Output, Stats};
+use hdrhistogram::Histogram;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::clock::Clock;
+use crate::cluster::{lock, read, Limits};
+use crate::error::Error;
+use crate::metrics::AtomicCounters;
+use crate::rpc::{self, FrameError, Request, Status};
+use crate::state::Storage;
+use crate::tls::{peer_id, TlsConfig, SERVER_NAME};
+
+/// What the driver is told.
+pub(crate) enum Input {
+    /// A datagram whose sender was checked against its connection's certificate.
+    Datagram { from: SocketAddr, bytes: Bytes },
+    /// An application command, answered once the core took it.
+    Command(Command, oneshot::Sender<Result<(), conclave_core::Error>>),
+    /// Leave, drain, stop.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// What the driver, the connection tasks and the handle share.
+pub(crate) struct Shared {
+    pub(crate) id: NodeId,
+    pub(crate) addr: SocketAddr,
+    pub(crate) max_datagram: usize,
+    pub(crate) limits: Limits,
+    pub(crate) endpoint: quinn::Endpoint,
+    pub(crate) client_config: quinn::ClientConfig,
+    pub(crate) pool: Mutex<Pool>,
+    pub(crate) counters: AtomicCounters,
+    pub(crate) latency: Mutex<Histogram<u64>>,
+    pub(crate) members: RwLock<Vec<Member>>,
+    pub(crate) stats: Mutex<Stats>,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) handlers: RwLock<BTreeMap<String, rpc::Handler>>,
+    pub(crate) inputs: mpsc::Sender<Input>,
+    pub(crate) stopped: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("id", &self.id).field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+// ----- QUIC settings ------------------------------------------------------------------
+
+/// The transport settings: datagrams large enough for the core's `max_datagram`, the
+/// idle timeout with a keep-alive at a third of it.
+pub(crate) fn transport_config(config: &Config, limits: Limits) -> quinn::TransportConfig {
+    let mut transport = quinn::TransportConfig::default();
+    // A QUIC datagram costs its packet's header, frame header and AEAD tag (under 72 B):
+    // start the path at a size that carries the core's largest datagram. The path must
+    // carry UDP payloads of `max_datagram + 72` B (1472 with the default 1400: Ethernet).
+    let mtu = u16::try_from(config.max_datagram + 72).unwrap_or(u16::MAX).max(1200);
+    transport.initial_mtu(mtu);
+    transport.datagram_receive_buffer_size(Some(1 << 20));
+    // An idle timeout above 2^62 µs is refused; any configured one is far below.
+    if let Ok(idle) = quinn::IdleTimeout::try_from(limits.idle_timeout) {
+        transport.max_idle_timeout(Some(idle));
+    }
+    transport.keep_alive_interval(Some(limits.idle_timeout / 3));
+    transport
+}
+
+/// The endpoint settings. The stateless-reset key is derived from the member's private
+/// key, so a restarted member resets its peers' connections to its previous run at once
+/// instead of leaving them to time out. `deterministic`: a seeded RNG and counted
+/// connection ids (simulation).
+pub(crate) fn endpoint_config(tls: &TlsConfig, deterministic: Option<u64>) -> quinn::EndpointConfig {
+    let digest = ring::digest::digest(&ring::digest::SHA256, &tls.reset_key_material());
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, digest.as_ref());
+    let mut config = quinn::EndpointConfig::new(Arc::new(key));
+    if let Some(seed) = deterministic {
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(&seed.to_le_bytes());
+        config.rng_seed(Some(bytes));
+        let counter = Arc::new(AtomicU64::new(0));
+        config.cid_generator(move || Box::new(CountedCids { salt: seed, counter: counter.clone() }));
+    }
+    config
+}
+
+/// Connection ids from a counter (per endpoint), for runs that must repeat exactly.
+struct CountedCids {
+    salt: u64,
+    counter: Arc<AtomicU64>,
+}
+
+impl quinn::ConnectionIdGenerator for CountedCids {
+    fn generate_cid(&mut self) -> quinn::ConnectionId {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        quinn::ConnectionId::new(&(self.salt.rotate_left(17) ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15)).to_be_bytes())
+    }
+
+    fn cid_len(&self) -> usize {
+        8
+    }
+
+    fn cid_lifetime(&self) -> Option<Duration> {
+        None
+    }
+}
+
+// ----- the driver -----------------------------------------------------------------------
+
+/// Runs member `node` until shutdown or a failed state write.
+pub(crate) async fn drive(
+    mut node: Node,
+    shared: Arc<Shared>,
+    clock: Arc<dyn Clock>,
+    mut storage: Box<dyn Storage>,
+    mut inputs: mpsc::Receiver<Input>,
+    seeds: Vec<SocketAddr>,
+) {
+    if !seeds.is_empty() {
+        // Joining queues datagrams only: nothing to refuse.
+        let _ = node.handle_command(clock.now(), Command::Join(seeds));
+    }
+    let mut shutdown: Option<oneshot::Sender<()>> = None;
+    let mut published = clock.now();
+    loop {
+        match act(&mut node, &shared, storage.as_mut()) {
+            Ok(changed) => {
+                let now = clock.now();
+                if changed || now.saturating_duration_since(published) >= PUBLISH_EVERY {
+                    publish(&node, &shared);
+                    published = now;
+                }
+            }
+            Err(e) => {
+                *lock(&shared.stopped) = Some(format!("stopped: the durable state could not be stored: {e}"));
+                return;
+            }
+        }
+        if let Some(done) = shutdown.take() {
+            let _ = done.send(());
+            *lock(&shared.stopped) = Some("shut down".into());
+            return;
+        }
+        let now = clock.now();
+        let wake = node.poll_timeout();
+        if wake.is_some_and(|t| t <= now) {
+            node.handle_timeout(now);
+            continue;
+        }
+        let sleep = wake.map_or(Duration::from_secs(3600), |t| t.saturating_duration_since(now));
+        // `biased`: tokio would otherwise pick a branch from an unseeded RNG. Timeouts
+        // are not starved: a due one is handled above before any input.
+        tokio::select! {
+            biased;
+            input = inputs.recv() => match input {
+                Some(Input::Datagram { from, bytes }) => {
+                    // A rejected datagram is counted by the core.
+                    let _ = node.handle_datagram(clock.now(), from, &bytes);
+                }
+                Some(Input::Command(command, reply)) => {
+                    let _ = reply.send(node.handle_command(clock.now(), command));
+                }
+                Some(Input::Shutdown(done)) => {
+                    let _ = node.handle_command(clock.now(), Command::Leave);
+                    shutdown = Some(done);
+                }
+                None => return,
+            },
+            () = tokio::time::sleep(sleep) => node.handle_timeout(clock.now()),
+        }
+    }
+}
+
+/// Drains the core's outputs in order; a `Persist` is stored before anything after it.
+/// Returns whether an event was emitted (the view changed).
+pub(crate) fn act(node: &mut Node, shared: &Arc<Shared>, storage: &mut dyn Storage) -> Result<bool, crate::StateError> {
+    let mut changed = false;
+    while let Some(output) = node.poll_output() {
+        match output {
+            Output::Persist(durable) => storage.store(&durable)?,
+            Output::Transmit(t) => transmit(shared, t.to, Bytes::from(t.payload)),
+            Output::Event(event) => {
+                changed = true;
+                // No subscriber is not an error.
+                let _ = shared.events.send(event);
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// Copies the node's view and counters to where the handle reads them.
+pub(crate) fn publish(node: &Node, shared: &Shared) {
+    *shared.members.write().unwrap_or_else(std::sync::PoisonError::into_inner) = node.members().cloned().collect();
+    *lock(&shared.stats) = node.stats();
+}
+
+/// The view is published on every event, and at least this often (incarnations and
+/// addresses can change without one).
+const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+
+// ----- the connection pool ------------------------------------------------------------
+
+/// Connections by peer address.
+#[derive(Default)]
+pub(crate) struct Pool {
+    slots: BTreeMap<SocketAddr, Slot>,
+    tick: u64,
+}
+
+enum Slot {
+    /// A handshake is under way; datagrams wait for it (a bounded number).
+    Dialing(Vec<Bytes>),
+    /// An authenticated connection, its peer's id (from its certificate) and when it was
+    /// last used (for eviction).
+    Ready { conn: quinn::Connection, id: NodeId, used: u64 },
+}
+
+impl Pool {
+    /// Puts `conn` in the pool for `addr` (replacing any older one: the newest connection
+    /// from an address is the live one), returns the datagrams that waited for it and the
+    /// connection evicted to stay within `max`, if any.
+    fn insert(
+        &mut self,
+        addr: SocketAddr,
+        conn: quinn::Connection,
+        id: NodeId,
+        max: usize,
+    ) -> (Vec<Bytes>, Option<quinn::Connection>) {
+        self.tick += 1;
+        let pending = match self.slots.insert(addr, Slot::Ready { conn, id, used: self.tick }) {
+            Some(Slot::Dialing(pending)) => pending,
+            _ => Vec::new(),
+        };
+        let mut evicted = None;
+        if self.slots.len() > max {
+            let oldest = self
+                .slots
+                .iter()
+                .filter_map(|(a, s)| match s {
+                    Slot::Ready { used, .. } if *a != addr => Some((*used, *a)),
+                    _ => None,
+                })
+                .min();
+            if let Some((_, a)) = oldest {
+                if let Some(Slot::Ready { conn, .. }) = self.slots.remove(&a) {
+                    evicted = Some(conn);
+                }
+            }
+        }
+        (pending, evicted)
+    }
+
+    /// Forgets `conn` if it is still the one for its address.
+    fn remove(&mut self, addr: SocketAddr, conn: &quinn::Connection) {
+        if matches!(self.slots.get(&addr), Some(Slot::Ready { conn: c, .. }) if c.stable_id() == conn.stable_id()) {
+            self.slots.remove(&addr);
+        }
+    }
+
+    /// The pooled connection to `addr` and its peer's id.
+    fn ready(&mut self, addr: SocketAddr) -> Option<(quinn::Connection, NodeId)> {
+        self.tick += 1;
+        match self.slots.get_mut(&addr) {
+            Some(Slot::Ready { conn, id, used }) => {
+                *used = self.tick;
+                Some((conn.clone(), *id))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Sends one membership datagram to `to`, dialling if no connection is pooled.
+fn transmit(shared: &Arc<Shared>, to: SocketAddr, payload: Bytes) {
+    let mut pool = lock(&shared.pool);
+    pool.tick += 1;
+    let tick = pool.tick;
+    match pool.slots.get_mut(&to) {
+        Some(Slot::Ready { conn, used, .. }) => {
+            *used = tick;
+            match conn.send_datagram(payload.clone()) {
+                Ok(()) => bump(&shared.counters.datagrams_sent),
+                Err(quinn::SendDatagramError::ConnectionLost(_)) => {
+                    // Dial again; this datagram waits for the new connection.
+                    pool.slots.insert(to, Slot::Dialing(vec![payload]));
+                    drop(pool);
+                    tokio::spawn(dial(shared.clone(), to));
+                }
+                Err(_) => bump(&shared.counters.datagrams_unsent),
+            }
+        }
+        Some(Slot::Dialing(pending)) => {
+            if pending.len() < shared.limits.max_pending {
+                pending.push(payload);
+            } else {
+                bump(&shared.counters.datagrams_unsent);
+            }
+        }
+        None => {
+            pool.slots.insert(to, Slot::Dialing(vec![payload]));
+            drop(pool);
+            tokio::spawn(dial(shared.clone(), to));
+        }
+    }
+}
+
+/// Dials `addr` for the pool.
+async fn dial(shared: Arc<Shared>, addr: SocketAddr) {
+    match connect(&shared, addr).await {
+        Ok((conn, id)) => adopt(&shared, conn, id),
+        Err(_) => {
+            let mut pool = lock(&shared.pool);
+            if let Some(Slot::Dialing(pending)) = pool.slots.remove(&addr) {
+                shared.counters.datagrams_unsent.fetch_add(pending.len() as u64, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Opens an authenticated connection to `addr` and reads its peer's id.
+async fn connect(shared: &Shared, addr: SocketAddr) -> Result<(quinn::Connection, NodeId), String> {
+    let connecting =
+        shared.endpoint.connect_with(shared.client_config.clone(), addr, SERVER_NAME).map_err(|e| e.to_string())?;
+    let conn = match connecting.await {
+        Ok(conn) => conn,
+        Err(e) => {
+            bump(&shared.counters.handshakes_failed);
+            return Err(e.to_string());
+        }
+    };
+    match peer_id(&conn) {
+        Some(id) => Ok((conn, id)),
+        None => {
+            bump(&shared.counters.connections_without_id);
+            conn.close(1u32.into(), b"certificate names no member");
+            Err("the peer's certificate names no member".into())
+        }
+    }
+}
+
+/// Accepts connections until the endpoint closes.
+pub(crate) async fn accept(shared: Arc<Shared>) {
+    while let Some(incoming) = shared.endpoint.accept().await {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            // A failed handshake (no certificate, another CA) ends here.
+            let Ok(conn) = incoming.await else {
+                bump(&shared.counters.handshakes_failed);
+                return;
+            };
+            match peer_id(&conn) {
+                Some(id) => adopt(&shared, conn, id),
+                None => {
+                    bump(&shared.counters.connections_without_id);
+                    conn.close(1u32.into(), b"certificate names no member");
+                }
+            }
+        });
+    }
+}
+
+/// Pools an authenticated connection and starts its reader tasks.
+fn adopt(shared: &Arc<Shared>, conn: quinn::Connection, id: NodeId) {
+    bump(&shared.counters.connections_opened);
+    let addr = conn.remote_address();
+    let (pending, evicted) = lock(&shared.pool).insert(addr, conn.clone(), id, shared.limits.max_connections);
+    if let Some(old) = evicted {
+        bump(&shared.counters.connections_evicted);
+        old.close(0u32.into(), b"evicted");
+    }
+    for payload in pending {
+        match conn.send_datagram(payload) {
+            Ok(()) => bump(&shared.counters.datagrams_sent),
+            Err(_) => bump(&shared.counters.datagrams_unsent),
+        }
+    }
+    tokio::spawn(read_datagrams(shared.clone(), conn.clone(), id));
+    tokio::spawn(accept_streams(shared.clone(), conn, id));
+}
+
+/// Passes `conn`'s datagrams to the driver, after checking that each one's envelope names
+/// the member the certificate names.
+async fn read_datagrams(shared: Arc<Shared>, conn: quinn::Connection, id: NodeId) {
+    let from = conn.remote_address();
+    while let Ok(bytes) = conn.read_datagram().await {
+        match conclave_core::wire::decode_header(&bytes, shared.max_datagram) {
+            Ok(header) if header.sender == id => match shared.inputs.try_send(Input::Datagram { from, bytes }) {
+                Ok(()) => bump(&shared.counters.datagrams_received),
+                Err(mpsc::error::TrySendError::Full(_)) => bump(&shared.counters.datagrams_overflow),
+                Err(mpsc::error::TrySendError::Closed(_)) => break,
+            },
+            Ok(_) => bump(&shared.counters.datagrams_spoofed),
+            Err(_) => bump(&shared.counters.datagrams_malformed),
+        }
+    }
+    lock(&shared.pool).remove(from, &conn);
+}
+
+/// Serves `conn`'s requests, one stream each.
+async fn accept_streams(shared: Arc<Shared>, conn: quinn::Connection, id: NodeId) {
+    while let Ok((send, recv)) = conn.accept_bi().await {
+        tokio::spawn(serve(shared.clone(), id, send, recv));
+    }
+}
+
+async fn serve(shared: Arc<Shared>, peer: NodeId, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    let limits = shared.limits;
+    // No timer per request: a request that never completes holds one of the
+    // connection's streams (quinn bounds them, 100 by default) until its peer, an
+    // authenticated member, finishes it or the connection idles out.
+    let frame = match rpc::read_frame(&mut recv, limits.max_frame).await {
+        Ok(frame) => frame,
+        Err(e) => return refuse(&shared, &mut send, &mut recv, &e.to_string()).await,
+    };
+    let (sender, method, body) = match rpc::decode_request(&frame) {
+        Ok(request) => request,
+        Err(e) => return refuse(&shared, &mut send, &mut recv, &e.to_string()).await,
+    };
+    if sender != peer {
+        bump(&shared.counters.rpc_spoofed);
+        let _ = send.reset(2u32.into());
+        let _ = recv.stop(2u32.into());
+        return;
+    }
+    let handler = read(&shared.handlers).get(method).cloned();
+    let response = match handler {
+        None => {
+            bump(&shared.counters.rpc_refused);
+            rpc::encode_response(Status::NoSuchMethod, b"")
+        }
+        Some(handler) => {
+            let request = Request { from: peer, method: method.to_string(), body: Bytes::copy_from_slice(body) };
+            bump(&shared.counters.rpc_served);
+            match handler(request).await {
+                Ok(body) if body.len() < limits.max_frame => rpc::encode_response(Status::Ok, &body),
+                Ok(body) => rpc::encode_response(
+                    Status::HandlerError,
+                    format!("response of {} B exceeds the frame limit", body.len()).as_bytes(),
+                ),
+                Err(message) => rpc::encode_response(Status::HandlerError, message.as_bytes()),
+            }
+        }
+    };
+    if rpc::write_frame(&mut send, response).await.is_ok() {
+        let _ = send.finish();
+    }
+}
+
+async fn refuse(shared: &Shared, send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, why: &str) {
+    bump(&shared.counters.rpc_refused);
+    let _ = recv.stop(1u32.into());
+    let response = rpc::encode_response(Status::Refused, why.as_bytes());
+    if rpc::write_frame(send, response).await.is_ok() {
+        let _ = send.finish();
+    }
+}
+
+// ----- calls ------------------------------------------------------------------------------
+
+/// Calls `method` on `target`.
+pub(crate) async fn call(
+    shared: &Arc<Shared>,
+    target: NodeId,
+    method: &str,
+    body: Bytes,
+    deadline: Duration,
+) -> Result<Bytes, Error> {
+    if method.len() > rpc::MAX_METHOD_LEN {
+        return Err(Error::Frame(format!("method name of {} B exceeds {} B", method.len(), rpc::MAX_METHOD_LEN)));
+    }
+    let frame = rpc::encode_request(shared.id, method, &body);
+    if frame.len() - 4 > shared.limits.max_frame {
+        return Err(Error::Frame(format!(
+            "request of {} B exceeds the limit of {} B",
+            frame.len() - 4,
+            shared.limits.max_frame
+        )));
+    }
+    let addr = read(&shared.members)
+        .iter()
+        .find(|m| m.id == target && m.state.is_live())
+        .map(|m| m.addr)
+        .ok_or(Error::UnknownMember(target))?;
+    bump(&shared.counters.rpc_calls);
+    let start = tokio::time::Instant::now();
+    let result = match tokio::time::timeout(deadline, exchange(shared, target, addr, frame)).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::DeadlineExceeded { target, method: method.to_string(), deadline }),
+    };
+    let response = match result {
+        Ok(response) => response,
+        Err(e) => {
+            bump(&shared.counters.rpc_failed);
+            return Err(e);
+        }
+    };
+    let outcome = match rpc::decode_response(&response) {
+        Ok((Status::Ok, body)) => Ok(Bytes::copy_from_slice(body)),
+        Ok((Status::NoSuchMethod, _)) => Err(Error::NoSuchMethod { target, method: method.to_string() }),
+        Ok((Status::HandlerError, message)) => {
+            Err(Error::Remote { target, method: method.to_string(), message: String::from_utf8_lossy(message).into() })
+        }
+        Ok((Status::Refused, why)) => {
+            Err(Error::Frame(format!("refused by {target:?}: {}", String::from_utf8_lossy(why))))
+        }
+        Err(e) => Err(Error::Frame(e.to_string())),
+    };
+    if outcome.is_ok() {
+        bump(&shared.counters.rpc_ok);
+        let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
+        lock(&shared.latency).saturating_record(micros);
+    } else {
+        bump(&shared.counters.rpc_failed);
+    }
+    outcome
+}
+
+async fn exchange(shared: &Arc<Shared>, target: NodeId, addr: SocketAddr, frame: Vec<u8>) -> Result<Vec<u8>, Error> {
+    let broken = |why: String| Error::Connection { target, why };
+    let pooled = lock(&shared.pool).ready(addr);
+    let (conn, id) = match pooled {
+        Some(pooled) => pooled,
+        None => {
+            let (conn, id) = connect(shared, addr).await.map_err(broken)?;
+            adopt(shared, conn.clone(), id);
+            (conn, id)
+        }
+    };
+    if id != target {
+        return Err(broken(format!("the member at {addr} is not {target:?}")));
+    }
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| broken(e.to_string()))?;
+    rpc::write_frame(&mut send, frame).await.map_err(|e| broken(e.to_string()))?;
+    let _ = send.finish();
+    rpc::read_frame(&mut recv, shared.limits.max_frame).await.map_err(|e| match e {
+        FrameError::Truncated => broken("the stream ended before a response".into()),
+        e => Error::Frame(e.to_string()),
+    })
+}

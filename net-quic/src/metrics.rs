@@ -1,0 +1,81 @@
+//! [`Metrics`]: what the runtime counts, and RPC latencies.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use conclave_core::Stats;
+use hdrhistogram::Histogram;
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        /// The runtime's counters (the core's own are in [`Metrics::core`]).
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub struct Counters {
+            $($(#[$doc])* pub $name: u64,)*
+        }
+
+        #[derive(Debug, Default)]
+        pub(crate) struct AtomicCounters {
+            $(pub(crate) $name: AtomicU64,)*
+        }
+
+        impl AtomicCounters {
+            pub(crate) fn snapshot(&self) -> Counters {
+                Counters { $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Membership datagrams handed to QUIC.
+    datagrams_sent,
+    /// Membership datagrams received and passed to the core (which may still reject them).
+    datagrams_received,
+    /// Datagrams dropped before the core: no readable envelope (truncated, oversized, foreign).
+    datagrams_malformed,
+    /// Datagrams dropped because the sender in the envelope is not the certificate's member.
+    datagrams_spoofed,
+    /// Datagrams that could not be sent (no connection in time, too large for the path,
+    /// a full queue).
+    datagrams_unsent,
+    /// Datagrams dropped because the driver's input queue was full.
+    datagrams_overflow,
+    /// Calls made.
+    rpc_calls,
+    /// Of those, answered successfully.
+    rpc_ok,
+    /// Of those, failed (deadline, connection, remote error).
+    rpc_failed,
+    /// Requests served by a handler.
+    rpc_served,
+    /// Requests refused: unknown method, oversized or malformed frame.
+    rpc_refused,
+    /// Requests refused because the claimed sender is not the certificate's member.
+    rpc_spoofed,
+    /// Connections established (dialled or accepted).
+    connections_opened,
+    /// Connections evicted from the pool (least recently used beyond its bound).
+    connections_evicted,
+    /// Handshakes that failed: no certificate, a certificate from another CA, a timeout.
+    handshakes_failed,
+    /// Authenticated connections refused because the certificate names no member.
+    connections_without_id,
+}
+
+/// A snapshot of a member's metrics.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// Round-trip times of successful calls, in microseconds.
+    pub rpc_latency_us: Histogram<u64>,
+    /// The runtime's counters.
+    pub counters: Counters,
+    /// The core's counters: messages and bytes sent and received per kind, drops by reason.
+    pub core: Stats,
+}
+
+pub(crate) fn latency_histogram() -> Histogram<u64> {
+    // 1 µs to 1 h at 3 significant figures: valid bounds, so this cannot fail.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("the bounds are valid")
+}
