@@ -197,6 +197,15 @@ impl Prober {
         self.watchers.iter().any(|w| w.id == id) || self.watches.iter().any(|w| w.id == id)
     }
 
+    /// Whether a ring neighbour (watched or watching) sent anything after `since`.
+    pub(crate) fn heard_since(&self, id: NodeId, since: Instant) -> bool {
+        let after = |heard: Option<Instant>| heard.is_some_and(|at| at > since);
+        if let Some(watch) = self.watches.iter().find(|w| w.id == id) {
+            return after(watch.detector.last_heartbeat());
+        }
+        self.watchers.iter().find(|w| w.id == id).is_some_and(|w| after(w.heard))
+    }
+
     /// Whether this member hears `id` directly: a ring neighbour (watched or watching) that
     /// sent something within `window`.
     pub(crate) fn hears(&self, id: NodeId, now: Instant, window: Duration) -> bool {
@@ -273,8 +282,12 @@ impl Prober {
 
     // ----- inputs -----------------------------------------------------------------
 
-    /// Any datagram from a watched peer is a heartbeat; one from a watcher is noted.
+    /// Any datagram from a watched peer is a heartbeat; one from a watcher is noted; any
+    /// datagram from the target of an indirect probe ends the probe (it is alive).
     pub(crate) fn heard_from(&mut self, sender: NodeId, now: Instant) {
+        if !self.probes.is_empty() {
+            self.probes.retain(|_, p| p.target != sender);
+        }
         if let Some(watch) = self.watches.iter_mut().find(|w| w.id == sender) {
             watch.detector.heartbeat(now);
         }
@@ -363,8 +376,13 @@ impl Prober {
             }
             return AckOutcome::Done;
         }
-        // An indirect probe ends with an ack from its target or from any of its relays.
-        self.probes.remove(&seq);
+        // An indirect probe ends with an ack from its target or from any of its relays. The
+        // target is alive: its next regular ping, not another indirect probe, is what to
+        // wait for (an ack through a relay feeds no detector).
+        if let Some(probe) = self.probes.remove(&seq) {
+            let period = self.interval.saturating_mul(u32::try_from(self.watches.len()).unwrap_or(u32::MAX));
+            self.defer_indirect(probe.target, now + period);
+        }
         AckOutcome::Done
     }
 
@@ -536,6 +554,19 @@ mod tests {
         prober.start_period(deadline);
         prober.start_period(deadline + INTERVAL);
         assert_eq!(prober.awareness().score(), 1);
+    }
+
+    #[test]
+    fn any_datagram_from_the_target_ends_its_indirect_probe() {
+        let (mut prober, _) = prober_in_ring_of(4);
+        let t = Instant::from_secs(1);
+        let seq = prober.next_seq();
+        prober.probe_started(seq, NodeId(4), 3, t + Duration::from_millis(125), t + INTERVAL);
+        prober.heard_from(NodeId(3), t);
+        assert!(prober.is_probing(NodeId(4)), "another peer's datagram changes nothing");
+        prober.heard_from(NodeId(4), t);
+        assert!(!prober.is_probing(NodeId(4)));
+        assert_eq!(prober.expire_probe(t + Duration::from_secs(1)), None, "it never expires into a suspicion");
     }
 
     #[test]

@@ -414,14 +414,22 @@ impl Node {
                 }
             }
             Timer::Suspicion => {
-                while let Some((id, _suspicion)) = self.suspicions.expire(now) {
+                while let Some((id, suspicion)) = self.suspicions.expire(now) {
                     let Some(incarnation) = self.view.member(id).map(|m| m.incarnation) else { continue };
+                    if self.prober.heard_since(id, suspicion.started()) {
+                        // It spoke to us after we began to suspect it: alive, its refutation
+                        // lost. Suspect on (the buddy system carries the claim to it) rather
+                        // than declare a member we hear.
+                        trace_event!(info, accused = %id, "suspicion expired, but the accused spoke since");
+                        self.suspicions.start(id, self.id, now, self.view.live(), &self.config);
+                        continue;
+                    }
                     trace_event!(
                         warn,
                         accused = %id,
                         incarnation,
-                        since = %_suspicion.started(),
-                        accusers = ?_suspicion.accusers().collect::<Vec<_>>(),
+                        since = %suspicion.started(),
+                        accusers = ?suspicion.accusers().collect::<Vec<_>>(),
                         "declares failed: suspicion expired unrefuted"
                     );
                     self.apply_claim(Claim::accusation(id, incarnation, MemberState::Failed, self.id));
@@ -526,10 +534,10 @@ impl Node {
         let seq = self.prober.next_seq();
         // Lifeguard: nack before the requester's own timeout, so it can tell a dead target
         // from its own missing messages.
-        // A late ack is still passed on for a probe interval: at long round trips it may
-        // come after the nack.
+        // A late ack is still passed on for a probe period (the longest a requester waits):
+        // at long round trips it comes after the nack.
         let nack_at = self.now + self.config.probe_timeout.mul_f64(0.8);
-        let give_up_at = self.now + self.config.probe_interval;
+        let give_up_at = self.now + self.config.probe_interval.saturating_mul(self.config.monitors as u32);
         self.prober.relay_started(seq, requester, requester_seq, target, (nack_at, give_up_at.max(nack_at)));
         self.send_gossiping(target_addr, Some(target), Message::Ping { seq, target, digest: None, gossip: Vec::new() });
     }
