@@ -63,19 +63,19 @@ pub mod error;
 pub mod fault;
 pub mod network;
 mod queue;
+pub mod seeded;
 pub mod sim;
 pub mod trace;
 #[cfg(feature = "turmoil")]
 pub mod turmoil_engine;
 
 pub use check::{
-    Checker, ClusterSnapshot, Converges, Finding, LeaseExclusive, NoFalseVerdicts, NodeSnapshot, Observation,
-    OneLeaderPerTerm, RunInfo, Violation,
+    Checker, ClusterSnapshot, Converges, Finding, IncarnationChange, LeaseExclusive, NoFalseVerdicts, NodeSnapshot,
+    Observation, OneLeaderPerTerm, Outcome, RunInfo, Status, Violation,
 };
 pub use error::Error;
 pub use fault::{Disk, Fault, FaultPlan, Step, Touched};
 pub use network::{Latency, LinkParams, LinkSelector, SimRng};
-pub use sim::{
-    seed_from_env, sim_addr, sim_id, verify_determinism, Nondeterminism, Report, Sim, SimBuilder, SimStats, SIM_PORT,
-};
+pub use seeded::{run_seeded, seed_from_env, Seeds, TestId};
+pub use sim::{sim_addr, sim_id, verify_determinism, Nondeterminism, Report, Sim, SimBuilder, SimStats, SIM_PORT};
 pub use trace::{DropReason, TraceHasher, TraceMode, TraceRecord};

@@ -56,7 +56,7 @@ fn recording_does_not_change_the_hash() {
     let mut sim = builder(9).trace(conclave_sim::TraceMode::Record).build().unwrap();
     sim.run_for(Duration::from_secs(20));
     let report = sim.finish();
-    assert!(!report.records.is_empty());
+    assert!(!report.records().is_empty());
     assert_eq!(report.trace_hash, hash(9));
 }
 

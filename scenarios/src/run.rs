@@ -1,14 +1,16 @@
 //! `conclave run`: one seeded chaos run on the simulator, with its timeline and verdict.
 //!
 //! The built-in plan crashes a member and brings it back with its disk, partitions the
-//! cluster and heals it, with the standard checkers watching throughout. The same seed
-//! always prints the same timeline and trace hash.
+//! cluster and heals it, with the standard checkers watching throughout. The run lasts
+//! until every checker has judged (or `--duration`, and then a check that could not judge
+//! fails the run). The same seed always prints the same timeline and trace hash.
 
 use std::time::Duration;
 
 use clap::Parser;
 use conclave_core::{Config, Event, Instant};
-use conclave_sim::{Disk, Fault, FaultPlan, SimBuilder, TraceMode, TraceRecord};
+use conclave_sim::check::NO_ELECTION;
+use conclave_sim::{Disk, Fault, FaultPlan, SimBuilder, Status, TraceMode, TraceRecord};
 
 /// Flags of `conclave run`.
 #[derive(Debug, Parser)]
@@ -19,16 +21,20 @@ pub(crate) struct Args {
     /// The run's seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Virtual seconds to run.
-    #[arg(long, default_value_t = 120)]
-    duration: u64,
+    /// Virtual seconds to run; by default, until every checker has judged (at most an
+    /// hour). A checker that could not judge within the duration fails the run.
+    #[arg(long)]
+    duration: Option<u64>,
 }
 
 impl Default for Args {
     fn default() -> Self {
-        Self { members: 5, seed: 1, duration: 120 }
+        Self { members: 5, seed: 1, duration: None }
     }
 }
+
+/// The longest run without `--duration`.
+const JUDGEMENT_LIMIT: Duration = Duration::from_secs(3600);
 
 /// The built-in plan for `n` members: crash the last, restart it with its disk, cut the
 /// first two off from the rest, heal.
@@ -47,7 +53,9 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
         return Err(format!("--members {} is too small: the built-in plan needs at least 3", args.members));
     }
     let plan = plan(args.members);
-    println!("conclave run: {} members, Config::lan(), seed {}, {} s virtual", args.members, args.seed, args.duration);
+    let length =
+        args.duration.map_or_else(|| "until every checker has judged".to_string(), |d| format!("{d} s virtual"));
+    println!("conclave run: {} members, Config::lan(), seed {}, {length}", args.members, args.seed);
     println!("plan: {}", plan.to_json());
     let mut sim = SimBuilder::new()
         .seed(args.seed)
@@ -55,12 +63,19 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
         .config(Config::lan())
         .plan(plan)
         .trace(TraceMode::Record)
-        .replay_command(format!("conclave run --members {} --seed {}", args.members, args.seed))
+        // The core elects no leader yet: the leader checkers cannot judge, and say so.
+        .opt_out_of(NO_ELECTION)
+        .replay_command(replay(args))
         .build()
         .map_err(|e| e.to_string())?;
-    sim.run_for(Duration::from_secs(args.duration));
+    match args.duration {
+        Some(d) => sim.run_for(Duration::from_secs(d)),
+        None => {
+            sim.run_until_judged(Instant::ZERO + JUDGEMENT_LIMIT);
+        }
+    }
     let report = sim.finish();
-    for record in &report.records {
+    for record in report.records() {
         let line = match record {
             TraceRecord::Fault { at, fault } => format!("{at:>10}  fault  {fault:?}"),
             TraceRecord::Event { at, node, event } => match describe(event) {
@@ -75,15 +90,30 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
         "{} datagrams delivered, {} dropped by partitions, {} to crashed members; trace hash {:#018x}",
         report.stats.delivered, report.stats.dropped_partition, report.stats.dropped_down, report.trace_hash
     );
-    if report.violations.is_empty() {
-        println!("every checker passed");
+    println!("ended at {}; checkers:", report.end);
+    for check in &report.checks {
+        println!("  {check}");
+    }
+    let problems = report.problems();
+    if problems.is_empty() {
+        let judged = report.checks.iter().filter(|c| !matches!(c.status, Status::NotJudged(_))).count();
+        println!(
+            "{judged} checkers judged the run and held; {} could not judge (opted out)",
+            report.checks.len() - judged
+        );
         Ok(())
     } else {
-        for violation in &report.violations {
-            println!("{violation}");
+        for problem in &problems {
+            println!("{problem}");
         }
-        Err(format!("{} violation(s)", report.violations.len()))
+        Err(format!("{} violation(s); {} problem(s) in all", report.violations.len(), problems.len()))
     }
+}
+
+/// The command line that replays this run.
+fn replay(args: &Args) -> String {
+    let duration = args.duration.map_or_else(String::new, |d| format!(" --duration {d}"));
+    format!("conclave run --members {} --seed {}{duration}", args.members, args.seed)
 }
 
 fn describe(event: &Event) -> Option<String> {
