@@ -423,8 +423,9 @@ fn cuts(params: &LinkParams) -> bool {
 /// - a restart, verdicts about the member at its restart;
 /// - a partition, verdicts across its sides only (a verdict between two members on the
 ///   same side is false), until the heal or the next partition;
-/// - a one-way cut or cut links, verdicts between the members on either end of a cut
-///   link, until the heal;
+/// - a one-way cut, verdicts about and by the members it names, until the heal (their
+///   indirect probes go through the cut too);
+/// - cut links, verdicts between the two ends of a cut link, until the heal;
 /// - a pause, verdicts about the paused member and its own, while it lasts;
 /// - a slow member, the same, until its speed is restored;
 /// - a clock offset or jump, verdicts about and by that member: a forward step at once,
@@ -433,8 +434,10 @@ fn cuts(params: &LinkParams) -> bool {
 ///   or more, verdicts between the ends of those links until they change again.
 ///
 /// A verdict is one member at one incarnation: once a fault excused it where it was first
-/// reached, the members that adopt it later (the subject's own side after a heal, say)
-/// are excused too.
+/// reached, or excused the accusation that started its suspicion (the first member to
+/// suspect that member at that incarnation), the members that adopt it later (the
+/// subject's own side after a heal, a member that heard a one-way-cut member's
+/// accusation) are excused too.
 ///
 /// Every excuse lasts one `grace` longer (by default: the longest suspicion timeout plus
 /// one probe interval), since a suspicion raised just before the fault ended may still
@@ -444,8 +447,11 @@ pub struct NoFalseVerdicts {
     budget: usize,
     grace: Duration,
     excuses: Vec<Excuse>,
-    /// Verdicts (member, incarnation) a fault excused where they were first reached.
+    /// Verdicts (member, incarnation) a fault excused where they were first reached, or
+    /// whose suspicion a fault excused where it was first raised.
     excused: BTreeSet<(NodeId, u64)>,
+    /// Suspicions (member, incarnation) seen raised.
+    suspected: BTreeSet<(NodeId, u64)>,
     /// Each member's clock offset, to size the step of the next one.
     offsets: BTreeMap<NodeId, i64>,
     false_verdicts: BTreeSet<(NodeId, u64)>,
@@ -465,6 +471,7 @@ impl NoFalseVerdicts {
             grace,
             excuses: Vec::new(),
             excused: BTreeSet::new(),
+            suspected: BTreeSet::new(),
             offsets: BTreeMap::new(),
             false_verdicts: BTreeSet::new(),
         }
@@ -506,10 +513,6 @@ impl NoFalseVerdicts {
     }
 }
 
-fn pairs(from: &[NodeId], to: &[NodeId]) -> BTreeSet<(NodeId, NodeId)> {
-    from.iter().flat_map(|&a| to.iter().map(move |&b| (a, b))).collect()
-}
-
 impl Checker for NoFalseVerdicts {
     fn name(&self) -> &'static str {
         Self::NAME
@@ -541,7 +544,12 @@ impl Checker for NoFalseVerdicts {
                 self.open(name, Whom::Across(sides), at, None, EndsWith::Heal { partition: true });
             }
             Fault::OneWay { from, to } => {
-                self.open(name, Whom::Pairs(pairs(from, to)), at, None, EndsWith::Heal { partition: false });
+                // Not only the pairs: a member whose datagrams to some peers vanish asks
+                // them, too, to probe for it, and its indirect probes fail with no one to
+                // blame. Its accusations, and accusations of it, are excused.
+                for &node in from.iter().chain(to) {
+                    self.open(name, Whom::ByOrAbout(node), at, None, EndsWith::Heal { partition: false });
+                }
             }
             Fault::CutLinks(links) => {
                 let links = links.iter().copied().collect();
@@ -584,6 +592,15 @@ impl Checker for NoFalseVerdicts {
     }
 
     fn event(&mut self, at: Instant, node: NodeId, event: &Event, findings: &mut Vec<Finding>) {
+        if let Event::MemberSuspected(member) = event {
+            // The first member to suspect is the accuser; members that hear of the
+            // suspicion report it later. An excused accusation excuses its verdict.
+            let suspicion = (member.id, member.incarnation);
+            if self.suspected.insert(suspicion) && self.excuse(at, node, member.id).is_some() {
+                self.excused.insert(suspicion);
+            }
+            return;
+        }
         let Event::MemberFailed(member) = event else { return };
         let verdict = (member.id, member.incarnation);
         // One verdict, however many members adopt it: excused where it was reached (across
@@ -835,7 +852,8 @@ mod tests {
         let one_way = [(10, Fault::OneWay { from: vec![NodeId(1)], to: vec![NodeId(2)] }), (20, Fault::Heal)];
         assert!(!judged_false(5, &one_way, (15, 1, 2)));
         assert!(!judged_false(5, &one_way, (15, 2, 1)));
-        assert!(judged_false(5, &one_way, (15, 3, 1)), "a third member's verdict");
+        assert!(!judged_false(5, &one_way, (15, 1, 3)), "n1's indirect probes cross the cut");
+        assert!(judged_false(5, &one_way, (15, 3, 4)), "two members the cut does not name");
         assert!(judged_false(5, &one_way, (26, 2, 1)), "healed");
         let cut = [(10, Fault::CutLinks(vec![(NodeId(1), NodeId(2))]))];
         assert!(!judged_false(5, &cut, (100, 2, 1)));

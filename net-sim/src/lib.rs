@@ -57,6 +57,7 @@
 #![deny(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+pub mod chaos;
 pub mod check;
 mod clock;
 pub mod error;

@@ -74,6 +74,12 @@ pub struct LinkParams {
     /// Probability that a datagram arrives with 1 to 3 flipped bits. The bits fall after the
     /// magic and version bytes, so the receiver's checksum is what must catch them.
     pub corrupt: f64,
+    /// Probability that a stale copy of a datagram is delivered again much later, after a
+    /// delay uniform in `[0, stale_delay]`: a middlebox that holds old datagrams and lets
+    /// them go minutes later.
+    pub stale: f64,
+    /// The longest delay of a stale copy.
+    pub stale_delay: Duration,
 }
 
 impl LinkParams {
@@ -104,6 +110,13 @@ impl LinkParams {
     pub fn with_reorder(mut self, reorder: f64, delay: Duration) -> Self {
         self.reorder = reorder;
         self.reorder_delay = delay;
+        self
+    }
+
+    /// This link delivering a stale copy of a fraction `stale` of datagrams up to `delay` later.
+    pub fn with_stale(mut self, stale: f64, delay: Duration) -> Self {
+        self.stale = stale;
+        self.stale_delay = delay;
         self
     }
 

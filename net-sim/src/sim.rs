@@ -345,6 +345,8 @@ pub struct SimStats {
     pub duplicated: u64,
     /// Datagrams damaged by corrupting links.
     pub corrupted: u64,
+    /// Stale copies held back to be delivered much later.
+    pub stale: u64,
     /// Timer wake-ups handled.
     pub timers: u64,
     /// Events the members emitted.
@@ -1103,6 +1105,12 @@ impl Sim {
             self.stats.duplicated += 1;
             let copy = payload.clone();
             self.push(self.now + again, What::Arrive { to, from, payload: copy, sent: self.now });
+        }
+        if self.rng.chance(params.stale) {
+            let later = self.rng.below(nanos(params.stale_delay) + 1);
+            self.stats.stale += 1;
+            let copy = payload.clone();
+            self.push(self.now + delay + later, What::Arrive { to, from, payload: copy, sent: self.now });
         }
         self.push(self.now + delay, What::Arrive { to, from, payload, sent: self.now });
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use conclave_core::{Config, Event, Instant};
+use conclave_sim::chaos::Chaos;
 use conclave_sim::check::NO_ELECTION;
 use conclave_sim::{Disk, Fault, FaultPlan, SimBuilder, Status, TraceMode, TraceRecord};
 
@@ -25,11 +26,18 @@ pub(crate) struct Args {
     /// hour). A checker that could not judge within the duration fails the run.
     #[arg(long)]
     duration: Option<u64>,
+    /// Run the seed's random chaos (its own cluster size, fault kinds and plan) instead of
+    /// the built-in plan.
+    #[arg(long)]
+    chaos: bool,
+    /// Print every record of the trace (datagrams too), not only faults and events.
+    #[arg(long)]
+    all: bool,
 }
 
 impl Default for Args {
     fn default() -> Self {
-        Self { members: 5, seed: 1, duration: None }
+        Self { members: 5, seed: 1, duration: None, chaos: false, all: false }
     }
 }
 
@@ -52,14 +60,20 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
     if args.members < 3 {
         return Err(format!("--members {} is too small: the built-in plan needs at least 3", args.members));
     }
-    let plan = plan(args.members);
+    let (members, plan) = if args.chaos {
+        let chaos = Chaos::generate(args.seed);
+        println!("random chaos of seed {}: {} members, kinds {:?}", args.seed, chaos.members, chaos.kinds);
+        (chaos.members, chaos.plan)
+    } else {
+        (args.members, plan(args.members))
+    };
     let length =
         args.duration.map_or_else(|| "until every checker has judged".to_string(), |d| format!("{d} s virtual"));
-    println!("conclave run: {} members, Config::lan(), seed {}, {length}", args.members, args.seed);
+    println!("conclave run: {members} members, Config::lan(), seed {}, {length}", args.seed);
     println!("plan: {}", plan.to_json());
     let mut sim = SimBuilder::new()
         .seed(args.seed)
-        .members(args.members)
+        .members(members)
         .config(Config::lan())
         .plan(plan)
         .trace(TraceMode::Record)
@@ -82,6 +96,7 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
                 Some(what) => format!("{at:>10}  {node:>5}  {what}"),
                 None => continue,
             },
+            other if args.all => other.to_string(),
             _ => continue,
         };
         println!("{line}");
@@ -113,6 +128,9 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
 /// The command line that replays this run.
 fn replay(args: &Args) -> String {
     let duration = args.duration.map_or_else(String::new, |d| format!(" --duration {d}"));
+    if args.chaos {
+        return format!("conclave run --chaos --seed {}{duration}", args.seed);
+    }
     format!("conclave run --members {} --seed {}{duration}", args.members, args.seed)
 }
 
