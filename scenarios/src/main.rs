@@ -6,6 +6,7 @@
 use clap::{Parser, Subcommand};
 
 mod chaos_bench;
+mod convergence_bench;
 mod membership_bench;
 mod run;
 mod sim_bench;
@@ -39,6 +40,9 @@ enum Bench {
     Membership(membership_bench::Args),
     /// Random chaos: seeds per wall minute, and which checkers failed on which seeds.
     Chaos(chaos_bench::Args),
+    /// Convergence after a partition heals: time until every view is whole, p50/p99/max
+    /// over many seeds.
+    Convergence(convergence_bench::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -49,6 +53,7 @@ fn main() -> std::process::ExitCode {
         Some(Top::Bench(Bench::Sim(args))) => sim_bench::run(&args),
         Some(Top::Bench(Bench::Membership(args))) => membership_bench::run(&args),
         Some(Top::Bench(Bench::Chaos(args))) => chaos_bench::run(&args),
+        Some(Top::Bench(Bench::Convergence(args))) => convergence_bench::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
