@@ -220,7 +220,7 @@ impl SimBuilder {
     }
 
     /// How long after the plan's last step every view must have converged (default:
-    /// the longest suspicion timeout plus two push-pull intervals plus ten probe intervals).
+    /// [`SimBuilder::default_convergence_bound`]).
     pub fn convergence_bound(mut self, bound: Duration) -> Self {
         self.convergence_bound = Some(bound);
         self
@@ -254,12 +254,30 @@ impl SimBuilder {
         self.seed
     }
 
-    /// The default convergence bound for `n` members with `config`.
+    /// The default convergence bound for `n` members with `config`: what the core needs
+    /// today after a heal (`conclave bench convergence`, BENCHMARKS.md).
+    ///
+    /// A member finds again a member it holds failed only at its push-pull tick, and then
+    /// only with probability one half (a coin flip per tick). So the bound is the longest
+    /// suspicion timeout and ten probe intervals (for the last verdicts and refutations),
+    /// plus enough push-pull intervals that every member's coin comes up wrong at every
+    /// tick with probability below 1e-4 (`(1/2)^(n * k)`, `k >= 13.3 / n`), plus one
+    /// interval for the merged view to spread: 127 s at 5 lan members, 67 s from 14
+    /// members on (the push-pull interval itself grows above 32 members, as the core's
+    /// does). When the core finds failed members again within seconds of a heal, this
+    /// bound comes down with it.
     pub fn default_convergence_bound(config: &Config, n: usize) -> Duration {
-        let log = (n.max(1) as f64).log10().max(1.0);
-        let min_suspicion = config.probe_interval.mul_f64(f64::from(config.suspicion_mult) * log);
-        let max_suspicion = min_suspicion * config.suspicion_max_timeout_mult;
-        max_suspicion + config.push_pull_interval * 2 + config.probe_interval * 10
+        let n = n.max(1);
+        let max_suspicion = crate::check::max_suspicion_timeout(config, n);
+        // The core's push-pull scaling (memberlist's): above 32 members,
+        // `interval * (ceil(log2 n - 5) + 1)`.
+        let push_pull = if n <= 32 {
+            config.push_pull_interval
+        } else {
+            config.push_pull_interval.mul_f64((libm::log2(n as f64) - 5.0).ceil() + 1.0)
+        };
+        let ticks = (13.3 / n as f64).ceil() as u32 + 1;
+        max_suspicion + config.probe_interval * 10 + push_pull * ticks
     }
 
     /// Builds the simulation at time zero: every member started, joins and faults queued.
