@@ -82,8 +82,9 @@ pub mod trace;
 pub mod turmoil_engine;
 
 pub use check::{
-    Checker, ClusterSnapshot, Converges, Finding, IncarnationChange, LeaseExclusive, NoFalseVerdicts, NodeSnapshot,
-    Observation, OneLeaderPerTerm, Outcome, RunInfo, Status, Violation,
+    Checker, ClusterSnapshot, Converges, Finding, IncarnationChange, IncarnationsNeverReused, LeaseExclusive,
+    NoFalseVerdicts, NodeSnapshot, Observation, OneLeaderPerTerm, Outcome, RefutesClaims, RunInfo, Status,
+    SuspicionWithinBounds, Violation,
 };
 pub use error::Error;
 pub use fault::{Disk, Fault, FaultPlan, Step, Touched};

@@ -14,8 +14,9 @@ use conclave_core::{
 };
 
 use crate::check::{
-    Checker, ClusterSnapshot, Converges, Finding, IncarnationChange, LeaseExclusive, NoFalseVerdicts, NodeSnapshot,
-    Observation, OneLeaderPerTerm, Outcome, RunInfo, Status, Violation,
+    Checker, ClusterSnapshot, Converges, Finding, IncarnationChange, IncarnationsNeverReused, LeaseExclusive,
+    NoFalseVerdicts, NodeSnapshot, Observation, OneLeaderPerTerm, Outcome, RefutesClaims, RunInfo, Status,
+    SuspicionWithinBounds, Violation,
 };
 use crate::clock::Clock;
 use crate::error::Error;
@@ -197,7 +198,9 @@ impl SimBuilder {
     }
 
     /// Whether the standard checkers run (default yes): one leader per term, lease
-    /// exclusivity, no false failure verdicts, convergence after the last fault.
+    /// exclusivity, no false failure verdicts, convergence after the last fault,
+    /// incarnations never reused after a restart with disk, suspicions within Lifeguard's
+    /// bounds, claims about live members refuted within the convergence bound.
     /// Turning them off is for benchmarks and for tests of the engine itself: a test of
     /// the protocol keeps them and opts out, by name, of those that cannot judge it
     /// ([`SimBuilder::opt_out`]).
@@ -693,6 +696,9 @@ impl Sim {
             sim.add_checker(Box::new(LeaseExclusive::new(b.lease_max_drift_ppm)));
             sim.add_checker(Box::new(NoFalseVerdicts::for_cluster(b.false_verdict_budget, &config, n)));
             sim.add_checker(Box::new(Converges::new(bound)));
+            sim.add_checker(Box::new(IncarnationsNeverReused::default()));
+            sim.add_checker(Box::new(SuspicionWithinBounds::new(config.clone())));
+            sim.add_checker(Box::new(RefutesClaims::new(bound)));
         }
         for i in 0..n {
             let durable = sim.hosts[i].config.durable.clone();

@@ -165,3 +165,33 @@ fn the_default_convergence_bound_follows_what_the_core_needs_today() {
     // Above 32 members the core's push-pull interval grows (x3 at 100 members).
     assert_eq!(bound(100), suspicion(100) + 2.5 + 90.0 * 2.0);
 }
+
+#[test]
+fn the_promise_checkers_fire_on_real_runs_held_to_a_stricter_promise() {
+    use conclave_sim::{RefutesClaims, SuspicionWithinBounds};
+    // n3 is cut off for 20 s: the others declare it failed, it declares them failed. After
+    // the heal the claims are refuted within seconds (the push-pull coin). Held to 10 ms,
+    // the refutation checker fires.
+    let plan = FaultPlan::new()
+        .at(Instant::from_secs(5), Fault::Partition(vec![vec![NodeId(3)]]))
+        .at(Instant::from_secs(25), Fault::Heal);
+    let builder = SimBuilder::new().seed(seed_from_env(4)).members(5).plan(plan).opt_out_of(NO_ELECTION);
+    let mut sim = builder.clone().build().unwrap();
+    sim.add_checker(Box::new(RefutesClaims::new(Duration::from_millis(10))));
+    assert!(sim.run_until_judged(Instant::from_secs(600)));
+    let report = sim.finish();
+    let strict = report.violations.iter().filter(|v| v.checker == RefutesClaims::NAME).count();
+    assert!(strict > 0, "{:?}", report.checks);
+    // The standard one (the convergence bound) holds on the same run.
+    assert_eq!(report.checks.iter().filter(|c| c.checker == RefutesClaims::NAME).count(), 2);
+    // A checker that believes suspicions last three times longer sees every verdict come early.
+    let mut slower = conclave_core::Config::lan();
+    slower.suspicion_mult *= 3;
+    let mut sim = builder.build().unwrap();
+    sim.add_checker(Box::new(SuspicionWithinBounds::new(slower)));
+    sim.run_until_judged(Instant::from_secs(600));
+    let report = sim.finish();
+    let early: Vec<_> = report.violations.iter().filter(|v| v.checker == SuspicionWithinBounds::NAME).collect();
+    assert!(!early.is_empty(), "{:?}", report.checks);
+    assert!(early[0].message.contains("below the shortest suspicion timeout"), "{}", early[0].message);
+}

@@ -18,6 +18,10 @@ use conclave_core::{Config, Event, Instant, MemberState, NodeId};
 use crate::fault::{Disk, Fault, FaultPlan};
 use crate::network::{Latency, LinkParams, LinkSelector};
 
+mod promises;
+
+pub use promises::{IncarnationsNeverReused, RefutesClaims, SuspicionWithinBounds};
+
 /// One member's election state, as the simulator read it after the member handled an input.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Observation {
@@ -401,7 +405,7 @@ struct Excuse {
 
 /// A link change that makes a link as good as cut: most datagrams lost, or delays of
 /// seconds.
-fn cuts(params: &LinkParams) -> bool {
+pub(crate) fn cuts(params: &LinkParams) -> bool {
     let slow = |d: Duration| d >= Duration::from_millis(500);
     params.loss >= 0.5
         || match params.latency {
