@@ -195,3 +195,23 @@ fn the_promise_checkers_fire_on_real_runs_held_to_a_stricter_promise() {
     assert!(!early.is_empty(), "{:?}", report.checks);
     assert!(early[0].message.contains("below the shortest suspicion timeout"), "{}", early[0].message);
 }
+
+#[test]
+fn events_are_kept_by_default_and_reading_what_was_not_kept_fails_loudly() {
+    let plan = FaultPlan::new().at(Instant::from_secs(3), Fault::Crash(NodeId(2)));
+    let mut sim = SimBuilder::new().seed(2).members(3).plan(plan.clone()).build().unwrap();
+    sim.run_for(Duration::from_secs(10));
+    // During the run, and after it, without having asked for a trace mode.
+    let during = sim.events().filter(|(_, _, e)| matches!(e, Event::MemberFailed(m) if m.id == NodeId(2))).count();
+    assert_eq!(during, 2, "n1 and n3 declare n2 failed");
+    let report = sim.finish();
+    assert!(report.events().any(|(at, _, e)| at > Instant::from_secs(3) && matches!(e, Event::MemberFailed(_))));
+    let records = std::panic::catch_unwind(|| report.records().len());
+    let message = *records.expect_err("datagram records were not kept").downcast::<String>().unwrap();
+    assert!(message.contains("TraceMode::Record"), "{message}");
+    let mut sim =
+        SimBuilder::new().seed(2).members(3).plan(plan).trace(conclave_sim::TraceMode::HashOnly).build().unwrap();
+    sim.run_for(Duration::from_secs(10));
+    let report = sim.finish();
+    assert!(std::panic::catch_unwind(|| report.events().count()).is_err(), "no events were kept");
+}
