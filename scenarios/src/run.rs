@@ -16,9 +16,10 @@ use conclave_sim::{Disk, Fault, FaultPlan, SimBuilder, Status, TraceMode, TraceR
 /// Flags of `conclave run`.
 #[derive(Debug, Parser)]
 pub(crate) struct Args {
-    /// Cluster size (at least 3).
-    #[arg(long, default_value_t = 5)]
-    members: usize,
+    /// Cluster size (at least 3): 5 for the built-in plan; with `--chaos`, the size the
+    /// seed draws unless given.
+    #[arg(long)]
+    members: Option<usize>,
     /// The run's seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -37,7 +38,7 @@ pub(crate) struct Args {
 
 impl Default for Args {
     fn default() -> Self {
-        Self { members: 5, seed: 1, duration: None, chaos: false, all: false }
+        Self { members: None, seed: 1, duration: None, chaos: false, all: false }
     }
 }
 
@@ -57,15 +58,16 @@ fn plan(n: usize) -> FaultPlan {
 }
 
 pub(crate) fn run(args: &Args) -> Result<(), String> {
-    if args.members < 3 {
-        return Err(format!("--members {} is too small: the built-in plan needs at least 3", args.members));
+    if let Some(n) = args.members.filter(|&n| n < 3) {
+        return Err(format!("--members {n} is too small: the plans need at least 3"));
     }
     let (members, plan) = if args.chaos {
-        let chaos = Chaos::generate(args.seed);
+        let chaos = Chaos::generate_sized(args.seed, args.members);
         println!("random chaos of seed {}: {} members, kinds {:?}", args.seed, chaos.members, chaos.kinds);
         (chaos.members, chaos.plan)
     } else {
-        (args.members, plan(args.members))
+        let n = args.members.unwrap_or(5);
+        (n, plan(n))
     };
     let length =
         args.duration.map_or_else(|| "until every checker has judged".to_string(), |d| format!("{d} s virtual"));
@@ -128,10 +130,9 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
 /// The command line that replays this run.
 fn replay(args: &Args) -> String {
     let duration = args.duration.map_or_else(String::new, |d| format!(" --duration {d}"));
-    if args.chaos {
-        return format!("conclave run --chaos --seed {}{duration}", args.seed);
-    }
-    format!("conclave run --members {} --seed {}{duration}", args.members, args.seed)
+    let members = args.members.map_or_else(String::new, |n| format!(" --members {n}"));
+    let chaos = if args.chaos { " --chaos" } else { "" };
+    format!("conclave run{chaos}{members} --seed {}{duration}", args.seed)
 }
 
 fn describe(event: &Event) -> Option<String> {
