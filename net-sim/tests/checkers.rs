@@ -215,3 +215,17 @@ fn events_are_kept_by_default_and_reading_what_was_not_kept_fails_loudly() {
     let report = sim.finish();
     assert!(std::panic::catch_unwind(|| report.events().count()).is_err(), "no events were kept");
 }
+
+#[test]
+fn outside_a_seeded_test_the_replay_line_names_no_command_that_does_not_exist() {
+    let mut sim = SimBuilder::new().seed(77).members(3).build().unwrap();
+    sim.add_checker(Box::new(NoSuspicions));
+    sim.run_for(Duration::from_secs(2));
+    sim.apply(Fault::Crash(NodeId(3)));
+    sim.run_for(Duration::from_secs(10));
+    let report = sim.finish();
+    let v = report.violations.first().expect("the crash raises a suspicion");
+    // There is no `conclave replay`, and this plain test reads no CONCLAVE_SEED.
+    assert_eq!(v.replay, "build the same simulation with SimBuilder::seed(77) and the plan above");
+    assert!(!v.replay.contains("conclave replay") && !v.replay.contains("cargo test"), "{}", v.replay);
+}
