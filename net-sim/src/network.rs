@@ -78,9 +78,17 @@ pub struct LinkParams {
     /// Probability that a stale copy of a datagram is delivered again much later, after a
     /// delay uniform in `[0, stale_delay]`: a middlebox that holds old datagrams and lets
     /// them go minutes later.
+    // Left out of the JSON when off: a plan's JSON is hashed into the trace, and plans
+    // written before stale copies existed keep their trace hashes.
+    #[serde(skip_serializing_if = "is_zero")]
     pub stale: f64,
     /// The longest delay of a stale copy.
+    #[serde(skip_serializing_if = "Duration::is_zero")]
     pub stale_delay: Duration,
+}
+
+fn is_zero(p: &f64) -> bool {
+    *p == 0.0
 }
 
 impl LinkParams {
