@@ -279,6 +279,8 @@ pub struct RefutesClaims {
     cut: BTreeSet<(NodeId, NodeId)>,
     /// Members all of whose links are cut by a link change (by selector).
     cut_links: Vec<LinkSelector>,
+    /// Each member's clock offset, to size the step of the next one.
+    offsets: BTreeMap<NodeId, i64>,
     judged: u64,
 }
 
@@ -296,6 +298,7 @@ impl RefutesClaims {
             sides: BTreeMap::new(),
             cut: BTreeSet::new(),
             cut_links: Vec::new(),
+            offsets: BTreeMap::new(),
             judged: 0,
         }
     }
@@ -327,11 +330,15 @@ impl Checker for RefutesClaims {
     }
 
     fn fault(&mut self, at: Instant, fault: &Fault, _findings: &mut Vec<Finding>) {
+        let step_back = |nanos: i64| at + Duration::from_nanos(if nanos < 0 { nanos.unsigned_abs() } else { 0 });
         let settled = match fault {
             Fault::Pause { duration, .. } => at + *duration,
-            Fault::ClockJump { nanos, .. } if *nanos < 0 => at + Duration::from_nanos(nanos.unsigned_abs()),
-            // An offset's step is unknown here; a minute covers the ones plans use.
-            Fault::ClockOffset { .. } => at + Duration::from_secs(60),
+            // A clock stepped back stands still for the size of the step.
+            Fault::ClockJump { nanos, .. } => step_back(*nanos),
+            Fault::ClockOffset { node, offset_nanos } => {
+                let before = self.offsets.insert(*node, *offset_nanos).unwrap_or(0);
+                step_back(offset_nanos.saturating_sub(before))
+            }
             _ => at,
         };
         self.settled = self.settled.max(settled);
