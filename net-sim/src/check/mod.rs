@@ -631,8 +631,9 @@ impl Checker for NoFalseVerdicts {
     }
 }
 
-/// Liveness: within `bound` after the plan's last step, every running member sees every
-/// running member alive and no stopped member as live.
+/// Liveness: within `bound` after the last fault (the plan's last step, or a later fault
+/// applied by hand), every running member sees every running member alive and no stopped
+/// member as live.
 ///
 /// It judges once, at that deadline; a run that ends before it could not judge.
 #[derive(Debug)]
@@ -697,6 +698,15 @@ impl Checker for Converges {
         let deadline = from + self.bound;
         self.deadline = Some(deadline);
         vec![deadline]
+    }
+
+    fn fault(&mut self, at: Instant, _fault: &Fault, _findings: &mut Vec<Finding>) {
+        // A fault applied by hand ([`Sim::apply`](crate::Sim::apply)) after the plan's last
+        // step moves the deadline too.
+        if self.deadline.is_some_and(|d| at + self.bound > d) {
+            self.deadline = Some(at + self.bound);
+            self.checked = false;
+        }
     }
 
     fn snapshot(&mut self, snapshot: &ClusterSnapshot, findings: &mut Vec<Finding>) {
@@ -962,6 +972,21 @@ mod tests {
         c.snapshot(&bad, &mut findings);
         assert_eq!(findings.len(), 1);
         assert!(findings[0].message.contains("n1 sees n2 suspect"), "{}", findings[0].message);
+    }
+
+    #[test]
+    fn a_fault_applied_after_the_plan_moves_the_convergence_deadline() {
+        let plan = FaultPlan::new().at(Instant::from_secs(5), Fault::Heal);
+        let info = RunInfo { seed: 1, plan, members: vec![NodeId(1)] };
+        let mut c = Converges::new(Duration::from_secs(10));
+        c.start(&info);
+        c.fault(Instant::from_secs(5), &Fault::Heal, &mut Vec::new());
+        assert_eq!(c.pending(), Some(Instant::from_secs(15)));
+        c.fault(Instant::from_secs(40), &Fault::Crash(NodeId(2)), &mut Vec::new());
+        assert_eq!(c.pending(), Some(Instant::from_secs(50)));
+        let quiet = snapshot(15, &[(1, true, &[(1, MemberState::Alive)])]);
+        c.snapshot(&quiet, &mut Vec::new());
+        assert!(!c.checked(), "15 s is no longer the deadline");
     }
 
     #[test]
