@@ -13,6 +13,8 @@
 //! - approximates the normal CDF with the logistic function `1 / (1 + e^(-y(1.5976 + 0.070566 y²)))`.
 //!
 //! Updates are O(1): the window keeps running sums of the intervals and of their squares.
+//! `exp` and `log10` are the `libm` crate's, pure Rust, so phi is the same bits on every
+//! platform (a test pins them).
 
 use std::time::Duration;
 
@@ -223,11 +225,12 @@ fn millis(d: Duration) -> f64 {
 /// Akka's phi: `-log10` of the logistic approximation of the normal tail beyond `elapsed`.
 pub(crate) fn phi(elapsed_ms: f64, mean_ms: f64, std_dev_ms: f64) -> f64 {
     let y = (elapsed_ms - mean_ms) / std_dev_ms;
-    let e = (-y * (1.5976 + 0.070566 * y * y)).exp();
+    // libm's exp and log10, not the platform's: the same bits everywhere.
+    let e = libm::exp(-y * (1.5976 + 0.070566 * y * y));
     if elapsed_ms > mean_ms {
-        -(e / (1.0 + e)).log10()
+        -libm::log10(e / (1.0 + e))
     } else {
-        -(1.0 - 1.0 / (1.0 + e)).log10()
+        -libm::log10(1.0 - 1.0 / (1.0 + e))
     }
 }
 
@@ -689,4 +692,41 @@ mod tests {
             }
         }
     }
+
+    /// Phi is computed with libm's pure-Rust `exp` and `log10`, so it is the same bits on
+    /// every platform; these are those bits. (The platform's libm may round the last bit
+    /// differently, and a verdict one nanosecond earlier forks a simulated trace.)
+    #[test]
+    fn phi_is_the_same_bits_on_every_platform() {
+        let cases: &[((f64, f64, f64), u64)] = &[
+            ((1000.0, 1000.0, 100.0), PHI_BITS[0]),
+            ((1234.5, 1000.0, 100.0), PHI_BITS[1]),
+            ((1500.0, 1000.0, 250.0), PHI_BITS[2]),
+            ((3000.0, 1000.0, 200.0), PHI_BITS[3]),
+            ((200.0, 1000.0, 300.0), PHI_BITS[4]),
+            ((1000.3, 1000.0, 0.5), PHI_BITS[5]),
+        ];
+        for &((elapsed, mean, std_dev), bits) in cases {
+            let got = phi(elapsed, mean, std_dev);
+            assert_eq!(got.to_bits(), bits, "phi({elapsed}, {mean}, {std_dev}) = {got:e} ({:#018x})", got.to_bits());
+        }
+        // And the functions themselves, at a few points.
+        assert_eq!(libm::exp(-1.5).to_bits(), PHI_BITS[6], "exp(-1.5) = {:#018x}", libm::exp(-1.5).to_bits());
+        assert_eq!(libm::log10(0.3).to_bits(), PHI_BITS[7], "log10(0.3) = {:#018x}", libm::log10(0.3).to_bits());
+        assert_eq!(libm::log(3.0).to_bits(), PHI_BITS[8], "ln(3) = {:#018x}", libm::log(3.0).to_bits());
+    }
+
+    const PHI_BITS: [u64; 9] = [
+        0x3fd3_4413_509f_79ff,
+        0x4000_35eb_4f0c_8b49,
+        0x3ffa_4905_e491_fbd3,
+        0x4042_cad7_e097_d028,
+        0x3f5a_4e2a_bbc1_1950,
+        0x3fe1_fc58_d5d6_0af6,
+        0x3fcc_8f87_724b_5c1d,
+        0xbfe0_bb6c_34d8_1502,
+        // One bit below what a common platform libm returns for ln 3 (…030b): the reason
+        // for libm.
+        0x3ff1_93ea_7aad_030a,
+    ];
 }

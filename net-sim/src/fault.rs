@@ -94,8 +94,8 @@ pub enum Fault {
     },
 }
 
-/// Which members a fault touches: a failure verdict about a member no fault ever touched
-/// is a false positive.
+/// Which members a fault names or affects (the failure-verdict checker keeps its own,
+/// finer account of whom each fault excuses and until when: see `NoFalseVerdicts`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Touched {
     /// Every member (a network-wide change).

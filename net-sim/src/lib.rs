@@ -29,53 +29,66 @@
 //!   [`Report`], [`verify_determinism`]. The queue (`queue`, private) is a calendar queue
 //!   of small keys over a slab.
 //! - [`network`]: [`LinkParams`] and [`Latency`] distributions, [`LinkSelector`], the
-//!   seeded [`SimRng`] with platform-independent `ln`/`exp`.
+//!   seeded [`SimRng`].
 //! - [`fault`]: [`Fault`], [`FaultPlan`] (serde), [`Disk`].
 //! - `clock` (private): each member's clock, `local = offset + (1 + drift) * global`,
 //!   monotonic; timers are converted from local to global time.
 //! - [`trace`]: [`TraceRecord`], [`TraceMode`], the FNV-1a trace hash over a canonical
 //!   encoding.
-//! - [`check`]: the [`Checker`] trait and the standard checkers ([`OneLeaderPerTerm`],
-//!   [`LeaseExclusive`], [`NoFalseVerdicts`], [`Converges`]); panics are caught by the
-//!   engine and reported as `no-panic` [`Violation`]s.
+//! - [`check`]: the [`Checker`] trait, what a checker concluded ([`Status`], [`Outcome`]),
+//!   and the standard checkers ([`OneLeaderPerTerm`], [`LeaseExclusive`],
+//!   [`NoFalseVerdicts`], [`Converges`]); panics are caught by the engine and reported as
+//!   `no-panic` [`Violation`]s.
+//! - [`seeded`]: the entry point of seeded tests ([`seeded_test!`], [`run_seeded`]):
+//!   `CONCLAVE_SEED`, `CONCLAVE_SEEDS`, `CONCLAVE_CHECK_DETERMINISM`, and the replay line.
+//! - [`chaos`]: random fault plans in the swarm-testing style ([`chaos::Chaos`]).
 //! - `turmoil_engine` (feature `turmoil`): the same core over turmoil's simulated UDP, and
 //!   the mapping of a [`FaultPlan`] onto turmoil's partition, hold and repair.
 //!
 //! # Determinism
 //!
 //! A run is a function of the builder's settings and seed: no real clock, no thread RNG,
-//! no `HashMap` iteration, no libm transcendental functions. Each member's RNG seed is
-//! derived from the run's seed. The same seed gives the same trace hash in every process
-//! on every platform; [`SimBuilder::verify_determinism`] checks it by running twice.
+//! no `HashMap` iteration. Each member's RNG seed is derived from the run's seed. The
+//! transcendental functions the simulator's latency draws and the core's phi and
+//! suspicion timeouts use (`exp`, `ln`, `log10`) come from the `libm` crate, pure Rust,
+//! never the platform's libm, whose last bit may differ between machines (golden-bit tests
+//! pin them). One platform call remains in the core: `log2` of the member count in the
+//! push-pull interval's scaling (above 32 members), whose result is rounded up to a whole
+//! number at once. The same seed gives the same trace hash in every process;
+//! [`SimBuilder::verify_determinism`] checks it by running twice.
 //!
 //! # Replaying a failure
 //!
-//! A [`Violation`] prints the seed, the plan (JSON) and a command. From a test that reads
-//! its seed with [`seed_from_env`], the command is
-//! `CONCLAVE_SEED=<seed> cargo test -p <package> -- --exact <test>`.
+//! A [`Violation`] prints the seed, the plan (JSON) and a command. From a test written with
+//! [`seeded_test!`], the command is
+//! `CONCLAVE_SEED=<seed> cargo test -p <package> --test <target> -- --exact <test>`, and any
+//! panic in the test prints it too; elsewhere, the builder's
+//! [`SimBuilder::replay_command`], or a sentence saying what to rebuild.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+pub mod chaos;
 pub mod check;
 mod clock;
 pub mod error;
 pub mod fault;
 pub mod network;
 mod queue;
+pub mod seeded;
 pub mod sim;
 pub mod trace;
 #[cfg(feature = "turmoil")]
 pub mod turmoil_engine;
 
 pub use check::{
-    Checker, ClusterSnapshot, Converges, Finding, LeaseExclusive, NoFalseVerdicts, NodeSnapshot, Observation,
-    OneLeaderPerTerm, RunInfo, Violation,
+    Checker, ClusterSnapshot, Converges, Finding, IncarnationChange, IncarnationsNeverReused, LeaseExclusive,
+    NoFalseVerdicts, NodeSnapshot, Observation, OneLeaderPerTerm, Outcome, RefutesClaims, RunInfo, Status,
+    SuspicionWithinBounds, Violation,
 };
 pub use error::Error;
 pub use fault::{Disk, Fault, FaultPlan, Step, Touched};
 pub use network::{Latency, LinkParams, LinkSelector, SimRng};
-pub use sim::{
-    seed_from_env, sim_addr, sim_id, verify_determinism, Nondeterminism, Report, Sim, SimBuilder, SimStats, SIM_PORT,
-};
+pub use seeded::{run_seeded, seed_from_env, Seeds, TestId};
+pub use sim::{sim_addr, sim_id, verify_determinism, Nondeterminism, Report, Sim, SimBuilder, SimStats, SIM_PORT};
 pub use trace::{DropReason, TraceHasher, TraceMode, TraceRecord};

@@ -4,16 +4,19 @@
 //! for every draw, and each member's own clock between the global time and its `now`.
 //! Nothing touches a real socket or the real clock.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
-use conclave_core::{wire, Command, Config, Durable, Instant, MessageKind, Node, NodeConfig, NodeId, Output, Transmit};
+use conclave_core::{
+    wire, Command, Config, Durable, Event, Instant, MessageKind, Node, NodeConfig, NodeId, Output, Transmit,
+};
 
 use crate::check::{
-    Checker, ClusterSnapshot, Converges, Finding, LeaseExclusive, NoFalseVerdicts, NodeSnapshot, Observation,
-    OneLeaderPerTerm, RunInfo, Violation,
+    Checker, ClusterSnapshot, Converges, Finding, IncarnationChange, IncarnationsNeverReused, LeaseExclusive,
+    NoFalseVerdicts, NodeSnapshot, Observation, OneLeaderPerTerm, Outcome, RefutesClaims, RunInfo, Status,
+    SuspicionWithinBounds, Violation,
 };
 use crate::clock::Clock;
 use crate::error::Error;
@@ -37,11 +40,6 @@ pub fn sim_addr(index: usize) -> SocketAddr {
 /// The id of the `index`-th member (from 0) of a built cluster: `n1`, `n2`, ...
 pub fn sim_id(index: usize) -> NodeId {
     NodeId(index as u64 + 1)
-}
-
-/// The run's seed from `CONCLAVE_SEED` if set (how a failing seed is replayed), else `default`.
-pub fn seed_from_env(default: u64) -> u64 {
-    std::env::var("CONCLAVE_SEED").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(default)
 }
 
 /// A member's seed for its `restart`-th start: splitmix64 of the run's seed, its id and the
@@ -71,9 +69,10 @@ enum Members {
 ///     .members(5)
 ///     .config(Config::lan())
 ///     .network(LinkParams::constant(Duration::from_millis(1)))
+///     .opt_out_of(conclave_sim::check::NO_ELECTION)
 ///     .build()
 ///     .expect("a valid configuration");
-/// sim.run_for(Duration::from_secs(5));
+/// sim.run_until_judged(conclave_core::Instant::from_secs(600));
 /// let report = sim.finish();
 /// report.assert_clean();
 /// assert!(report.stats.delivered > 0);
@@ -95,6 +94,7 @@ pub struct SimBuilder {
     lease_max_drift_ppm: f64,
     convergence_bound: Option<Duration>,
     replay: Option<String>,
+    opt_outs: Vec<&'static str>,
 }
 
 impl Default for SimBuilder {
@@ -116,12 +116,13 @@ impl SimBuilder {
             seeds: 3,
             join_window: None,
             bootstrap: true,
-            trace: TraceMode::HashOnly,
+            trace: TraceMode::Events,
             default_checkers: true,
             false_verdict_budget: 0,
             lease_max_drift_ppm: 500.0,
             convergence_bound: None,
             replay: None,
+            opt_outs: Vec::new(),
         }
     }
 
@@ -189,14 +190,20 @@ impl SimBuilder {
         self
     }
 
-    /// Whether to keep the trace's records (the hash is always computed).
+    /// Which of the trace's records to keep (default: the members' events; the hash is
+    /// always computed).
     pub fn trace(mut self, mode: TraceMode) -> Self {
         self.trace = mode;
         self
     }
 
     /// Whether the standard checkers run (default yes): one leader per term, lease
-    /// exclusivity, no false failure verdicts, convergence after the last fault.
+    /// exclusivity, no false failure verdicts, convergence after the last fault,
+    /// incarnations never reused after a restart with disk, suspicions within Lifeguard's
+    /// bounds, claims about live members refuted within the convergence bound.
+    /// Turning them off is for benchmarks and for tests of the engine itself: a test of
+    /// the protocol keeps them and opts out, by name, of those that cannot judge it
+    /// ([`SimBuilder::opt_out`]).
     pub fn default_checkers(mut self, on: bool) -> Self {
         self.default_checkers = on;
         self
@@ -216,9 +223,25 @@ impl SimBuilder {
     }
 
     /// How long after the plan's last step every view must have converged (default:
-    /// the longest suspicion timeout plus two push-pull intervals plus ten probe intervals).
+    /// [`SimBuilder::default_convergence_bound`]).
     pub fn convergence_bound(mut self, bound: Duration) -> Self {
         self.convergence_bound = Some(bound);
+        self
+    }
+
+    /// Opts out of checker `name`'s judgement: [`Report::assert_clean`] then accepts that
+    /// it could not judge the run (it still reports violations). For a check that has
+    /// nothing to judge in this run, like the leader checkers while no member elects.
+    /// Naming no checker of the run makes `assert_clean` fail.
+    pub fn opt_out(mut self, name: &'static str) -> Self {
+        self.opt_outs.push(name);
+        self
+    }
+
+    /// Opts out of each of these checkers' judgement (see [`SimBuilder::opt_out`]), like
+    /// [`NO_ELECTION`](crate::check::NO_ELECTION).
+    pub fn opt_out_of(mut self, names: &[&'static str]) -> Self {
+        self.opt_outs.extend_from_slice(names);
         self
     }
 
@@ -234,12 +257,30 @@ impl SimBuilder {
         self.seed
     }
 
-    /// The default convergence bound for `n` members with `config`.
+    /// The default convergence bound for `n` members with `config`: what the core needs
+    /// today after a heal (`conclave bench convergence`, BENCHMARKS.md).
+    ///
+    /// A member finds again a member it holds failed only at its push-pull tick, and then
+    /// only with probability one half (a coin flip per tick). So the bound is the longest
+    /// suspicion timeout and ten probe intervals (for the last verdicts and refutations),
+    /// plus enough push-pull intervals that every member's coin comes up wrong at every
+    /// tick with probability below 1e-4 (`(1/2)^(n * k)`, `k >= 13.3 / n`), plus one
+    /// interval for the merged view to spread: 127 s at 5 lan members, 67 s from 14
+    /// members on (the push-pull interval itself grows above 32 members, as the core's
+    /// does). When the core finds failed members again within seconds of a heal, this
+    /// bound comes down with it.
     pub fn default_convergence_bound(config: &Config, n: usize) -> Duration {
-        let log = (n.max(1) as f64).log10().max(1.0);
-        let min_suspicion = config.probe_interval.mul_f64(f64::from(config.suspicion_mult) * log);
-        let max_suspicion = min_suspicion * config.suspicion_max_timeout_mult;
-        max_suspicion + config.push_pull_interval * 2 + config.probe_interval * 10
+        let n = n.max(1);
+        let max_suspicion = crate::check::max_suspicion_timeout(config, n);
+        // The core's push-pull scaling (memberlist's): above 32 members,
+        // `interval * (ceil(log2 n - 5) + 1)`.
+        let push_pull = if n <= 32 {
+            config.push_pull_interval
+        } else {
+            config.push_pull_interval.mul_f64((libm::log2(n as f64) - 5.0).ceil() + 1.0)
+        };
+        let ticks = (13.3 / n as f64).ceil() as u32 + 1;
+        max_suspicion + config.probe_interval * 10 + push_pull * ticks
     }
 
     /// Builds the simulation at time zero: every member started, joins and faults queued.
@@ -325,6 +366,8 @@ pub struct SimStats {
     pub duplicated: u64,
     /// Datagrams damaged by corrupting links.
     pub corrupted: u64,
+    /// Stale copies held back to be delivered much later.
+    pub stale: u64,
     /// Timer wake-ups handled.
     pub timers: u64,
     /// Events the members emitted.
@@ -355,19 +398,102 @@ pub struct Report {
     pub stats: SimStats,
     /// Every broken property.
     pub violations: Vec<Violation>,
-    /// The trace's records, if kept.
-    pub records: Vec<TraceRecord>,
+    /// What every checker concluded, in the order they were added.
+    pub checks: Vec<Outcome>,
+    /// The checker names the test opted out of.
+    pub opt_outs: Vec<&'static str>,
+    /// The plan, as JSON.
+    pub plan: String,
+    /// The command that replays the run.
+    pub replay: String,
+    mode: TraceMode,
+    records: Vec<TraceRecord>,
 }
 
 impl Report {
-    /// Panics with every violation (seed, plan and replay command included) if there is one.
+    /// Panics, naming each checker and why, if a checker was violated, or could not judge
+    /// the run and the test did not opt out of it ([`SimBuilder::opt_out`]), or the test
+    /// opted out of a checker the run did not have. Every violation prints the seed, the
+    /// plan and the replay command.
     #[track_caller]
     pub fn assert_clean(&self) {
-        if !self.violations.is_empty() {
-            let all: Vec<String> = self.violations.iter().map(ToString::to_string).collect();
-            panic!("{} violation(s):\n{}", all.len(), all.join("\n"));
+        let problems = self.problems();
+        if !problems.is_empty() {
+            panic!("{}", problems.join("\n"));
         }
     }
+
+    /// Whether [`Report::assert_clean`] passes.
+    pub fn is_clean(&self) -> bool {
+        self.problems().is_empty()
+    }
+
+    /// What [`Report::assert_clean`] complains about, one line each (violations span
+    /// several lines).
+    pub fn problems(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.violations.iter().map(ToString::to_string).collect();
+        if !out.is_empty() {
+            out.insert(0, format!("{} violation(s):", self.violations.len()));
+        }
+        for check in &self.checks {
+            if let Status::NotJudged(why) = &check.status {
+                if !check.opted_out {
+                    out.push(format!(
+                        "{} could not judge the run (seed {}): {why}; opt out of it by name if no judgement is possible here\n  plan: {}\n  replay: {}",
+                        check.checker, self.seed, self.plan, self.replay
+                    ));
+                }
+            }
+        }
+        for name in &self.opt_outs {
+            if !self.checks.iter().any(|c| c.checker == *name) {
+                out.push(format!("the test opted out of `{name}`, which is no checker of this run"));
+            }
+        }
+        out
+    }
+
+    /// The checker `name`'s conclusion.
+    pub fn status(&self, name: &str) -> Option<&Status> {
+        self.checks.iter().find(|c| c.checker == name).map(|c| &c.status)
+    }
+
+    /// Every record of the trace.
+    ///
+    /// # Panics
+    ///
+    /// If the run did not keep them: build it with `.trace(TraceMode::Record)`.
+    #[track_caller]
+    pub fn records(&self) -> &[TraceRecord] {
+        assert!(
+            self.mode == TraceMode::Record,
+            "the run kept {} of its trace's records, not all: build it with .trace(TraceMode::Record)",
+            self.mode.kept()
+        );
+        &self.records
+    }
+
+    /// Every event the members emitted: `(time, member, event)`, in order.
+    ///
+    /// # Panics
+    ///
+    /// If the run kept no records (`TraceMode::HashOnly`).
+    #[track_caller]
+    pub fn events(&self) -> impl Iterator<Item = (Instant, NodeId, &Event)> + '_ {
+        events_of(self.mode, &self.records)
+    }
+}
+
+#[track_caller]
+fn events_of(mode: TraceMode, records: &[TraceRecord]) -> impl Iterator<Item = (Instant, NodeId, &Event)> + '_ {
+    assert!(
+        mode != TraceMode::HashOnly,
+        "the run kept none of its trace's records (TraceMode::HashOnly): build it with the default trace mode, or .trace(TraceMode::Events)"
+    );
+    records.iter().filter_map(|r| match r {
+        TraceRecord::Event { at, node, event } => Some((*at, *node, event)),
+        _ => None,
+    })
 }
 
 /// What the queue holds.
@@ -385,13 +511,6 @@ enum What {
     Join { node: u32, life: u32 },
     /// A checker's snapshot.
     Snapshot { checker: u32 },
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Observed {
-    term: u64,
-    leader: Option<NodeId>,
-    lease: bool,
 }
 
 /// What the engine reads of a member at every event: one cache line, and a thousand of
@@ -424,7 +543,8 @@ struct Slot {
 /// The rest of a member: read when it starts, restarts, persists or changes its clock.
 struct Host {
     clock: Clock,
-    observed: Observed,
+    /// The member's own incarnation, as last read (when a checker wants it).
+    incarnation: u64,
     restarts: u32,
     config: NodeConfig,
     disk: Option<Vec<u8>>,
@@ -455,8 +575,11 @@ pub struct Sim {
     records: Vec<TraceRecord>,
     stats: SimStats,
     checkers: Vec<Box<dyn Checker>>,
-    observing: bool,
-    lease_holders: BTreeSet<u32>,
+    /// The time of the earliest snapshot queued for each checker (`u64::MAX`: none).
+    wakes: Vec<u64>,
+    /// Whether some checker reads the members' own incarnations.
+    incarnations: bool,
+    opt_outs: Vec<&'static str>,
     findings: Vec<Finding>,
     violations: Vec<Violation>,
     replay: String,
@@ -475,15 +598,10 @@ impl std::fmt::Debug for Sim {
 }
 
 fn default_replay(seed: u64) -> String {
-    let thread = std::thread::current();
-    match (thread.name(), std::env::var("CARGO_PKG_NAME")) {
-        (Some(test), Ok(package)) if test != "main" => {
-            format!("CONCLAVE_SEED={seed} cargo test -p {package} -- --exact {test}")
-        }
-        _ => format!(
-            "conclave replay --seed {seed} --plan '<the plan above>'  (the `conclave replay` command arrives with the scenarios issue)"
-        ),
+    if let Some(command) = crate::seeded::replay_command(seed) {
+        return command;
     }
+    format!("build the same simulation with SimBuilder::seed({seed}) and the plan above")
 }
 
 impl Sim {
@@ -517,6 +635,7 @@ impl Sim {
             }
         }
         let plan_json = b.plan.to_json();
+        crate::seeded::note_plan(b.seed, &plan_json);
         let slots = configs
             .iter()
             .map(|config| Slot {
@@ -537,7 +656,7 @@ impl Sim {
             .into_iter()
             .map(|config| Host {
                 clock: Clock::default(),
-                observed: Observed::default(),
+                incarnation: 0,
                 restarts: 0,
                 disk: config.durable.as_ref().map(Durable::encode),
                 config,
@@ -562,8 +681,9 @@ impl Sim {
             records: Vec::new(),
             stats: SimStats::default(),
             checkers: Vec::new(),
-            observing: false,
-            lease_holders: BTreeSet::new(),
+            wakes: Vec::new(),
+            incarnations: false,
+            opt_outs: b.opt_outs,
             findings: Vec::new(),
             violations: Vec::new(),
             replay: b.replay.unwrap_or_else(|| default_replay(b.seed)),
@@ -574,12 +694,15 @@ impl Sim {
             let bound = b.convergence_bound.unwrap_or_else(|| SimBuilder::default_convergence_bound(&config, n));
             sim.add_checker(Box::new(OneLeaderPerTerm::default()));
             sim.add_checker(Box::new(LeaseExclusive::new(b.lease_max_drift_ppm)));
-            sim.add_checker(Box::new(NoFalseVerdicts::new(b.false_verdict_budget)));
+            sim.add_checker(Box::new(NoFalseVerdicts::for_cluster(b.false_verdict_budget, &config, n)));
             sim.add_checker(Box::new(Converges::new(bound)));
+            sim.add_checker(Box::new(IncarnationsNeverReused::default()));
+            sim.add_checker(Box::new(SuspicionWithinBounds::new(config.clone())));
+            sim.add_checker(Box::new(RefutesClaims::new(bound)));
         }
         for i in 0..n {
             let durable = sim.hosts[i].config.durable.clone();
-            sim.start(i as u32, durable)?;
+            sim.start(i as u32, durable, IncarnationChange::Started)?;
         }
         if b.bootstrap && n > 1 {
             let window = nanos(b.join_window.unwrap_or(Duration::from_millis(100 + n as u64))).max(1);
@@ -607,8 +730,64 @@ impl Sim {
                 self.push(at.as_nanos(), What::Snapshot { checker: index });
             }
         }
+        if checker.wants_incarnations() && !self.incarnations {
+            self.incarnations = true;
+            for i in 0..self.slots.len() {
+                if let Some(node) = self.slots[i].node.as_deref() {
+                    self.hosts[i].incarnation = node.incarnation();
+                }
+            }
+        }
         self.checkers.push(checker);
-        self.observing = true;
+        self.wakes.push(u64::MAX);
+        self.rearm_checker(index as usize);
+    }
+
+    /// Queues a snapshot for checker `c` at its pending judgement, unless one is queued
+    /// at or before it.
+    fn rearm_checker(&mut self, c: usize) {
+        if let Some(at) = self.checkers[c].pending() {
+            let at = at.as_nanos().max(self.now);
+            if at < self.wakes[c] {
+                self.wakes[c] = at;
+                self.push(at, What::Snapshot { checker: c as u32 });
+            }
+        }
+    }
+
+    /// Hands `observation` of a member's election state to every checker (a driver or a
+    /// test that knows leaders and leases reports them here; the core elects none yet).
+    pub fn observe(&mut self, observation: &Observation) {
+        let mut findings = std::mem::take(&mut self.findings);
+        for c in 0..self.checkers.len() {
+            self.checkers[c].observe(observation, &mut findings);
+            self.report(c, &mut findings);
+        }
+        self.findings = findings;
+    }
+
+    /// The earliest judgement a checker still owes, if any.
+    pub fn pending_judgement(&self) -> Option<Instant> {
+        self.checkers.iter().filter_map(|c| c.pending()).min()
+    }
+
+    /// Runs until no checker owes a judgement (every deadline of the run is past and
+    /// judged), or until `limit`; returns whether every judgement was made. The clock then
+    /// reads the time of the last judgement, or `limit`.
+    pub fn run_until_judged(&mut self, limit: Instant) -> bool {
+        loop {
+            let Some(due) = self.checkers.iter().filter_map(|c| c.pending()).max() else { return true };
+            if due > limit {
+                self.run_until(limit);
+                return self.checkers.iter().all(|c| c.pending().is_none());
+            }
+            let before = self.now;
+            self.run_until(due);
+            if self.now == before && self.checkers.iter().filter_map(|c| c.pending()).max() == Some(due) {
+                // A checker keeps owing a judgement at a time already reached: it never makes it.
+                return false;
+            }
+        }
     }
 
     #[inline]
@@ -658,6 +837,13 @@ impl Sim {
         Some(Instant::from_nanos(self.hosts[i].clock.local(now)))
     }
 
+    /// Member `id`'s clock: its drift in parts per million, and whether it ever stepped
+    /// (what an [`Observation`] of its lease needs).
+    pub fn clock(&self, id: NodeId) -> Option<(f64, bool)> {
+        let clock = &self.hosts[self.slot(id)? as usize].clock;
+        Some((clock.drift_ppm(), clock.stepped))
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> &SimStats {
         &self.stats
@@ -668,9 +854,30 @@ impl Sim {
         self.hasher.finish()
     }
 
-    /// The records so far (empty unless built with [`TraceMode::Record`]).
+    /// The records so far.
+    ///
+    /// # Panics
+    ///
+    /// If the run does not keep them all: build it with `.trace(TraceMode::Record)`.
+    #[track_caller]
     pub fn records(&self) -> &[TraceRecord] {
+        assert!(
+            self.mode == TraceMode::Record,
+            "the run keeps {} of its trace's records, not all: build it with .trace(TraceMode::Record)",
+            self.mode.kept()
+        );
         &self.records
+    }
+
+    /// Every event the members emitted so far: `(time, member, event)`, in order. (A
+    /// [`Checker`] sees each as it happens.)
+    ///
+    /// # Panics
+    ///
+    /// If the run keeps no records (`TraceMode::HashOnly`).
+    #[track_caller]
+    pub fn events(&self) -> impl Iterator<Item = (Instant, NodeId, &Event)> + '_ {
+        events_of(self.mode, &self.records)
     }
 
     /// The violations so far.
@@ -752,10 +959,14 @@ impl Sim {
                 }
             }
             What::Snapshot { checker } => {
+                let c = checker as usize;
+                if self.wakes[c] <= at {
+                    self.wakes[c] = u64::MAX;
+                }
                 let snapshot = self.snapshot();
                 let mut findings = std::mem::take(&mut self.findings);
-                self.checkers[checker as usize].snapshot(&snapshot, &mut findings);
-                self.report(checker as usize, &mut findings);
+                self.checkers[c].snapshot(&snapshot, &mut findings);
+                self.report(c, &mut findings);
                 self.findings = findings;
             }
         }
@@ -784,12 +995,37 @@ impl Sim {
             self.checkers[c].finish(&snapshot, &mut findings);
             self.report(c, &mut findings);
         }
+        let mut checks: Vec<Outcome> = self
+            .checkers
+            .iter()
+            .map(|c| {
+                let name = c.name();
+                let violated = self.violations.iter().filter(|v| v.checker == name).count();
+                let status = match c.not_judged() {
+                    _ if violated > 0 => Status::Violated(violated),
+                    Some(why) => Status::NotJudged(why),
+                    None => Status::Held,
+                };
+                Outcome { checker: name, status, opted_out: self.opt_outs.contains(&name) }
+            })
+            .collect();
+        // The engine's own checks: no member panicked, restarted or spun.
+        for name in ["no-panic", "restart", "no-timer-livelock"] {
+            let violated = self.violations.iter().filter(|v| v.checker == name).count();
+            let status = if violated > 0 { Status::Violated(violated) } else { Status::Held };
+            checks.push(Outcome { checker: name, status, opted_out: false });
+        }
         Report {
             seed: self.seed,
             end: Instant::from_nanos(self.now),
             trace_hash: self.hasher.finish(),
             stats: self.stats,
             violations: self.violations,
+            checks,
+            opt_outs: self.opt_outs,
+            plan: self.plan_json,
+            replay: self.replay,
+            mode: self.mode,
             records: self.records,
         }
     }
@@ -810,11 +1046,14 @@ impl Sim {
         }
     }
 
+    /// Turns what checker `checker` just found into violations, and queues the snapshot
+    /// its next pending judgement needs.
     fn report(&mut self, checker: usize, findings: &mut Vec<Finding>) {
         let name = self.checkers[checker].name();
         for f in findings.drain(..) {
             self.violation(name, f);
         }
+        self.rearm_checker(checker);
     }
 
     fn violation(&mut self, checker: &'static str, finding: Finding) {
@@ -890,6 +1129,12 @@ impl Sim {
             self.stats.duplicated += 1;
             let copy = payload.clone();
             self.push(self.now + again, What::Arrive { to, from, payload: copy, sent: self.now });
+        }
+        if self.rng.chance(params.stale) {
+            let later = self.rng.below(nanos(params.stale_delay) + 1);
+            self.stats.stale += 1;
+            let copy = payload.clone();
+            self.push(self.now + delay + later, What::Arrive { to, from, payload: copy, sent: self.now });
         }
         self.push(self.now + delay, What::Arrive { to, from, payload, sent: self.now });
     }
@@ -1011,29 +1256,29 @@ impl Sim {
         let Some(mut node) = slot.node.take() else { return };
         let local = Instant::from_nanos(if slot.skewed { self.hosts[i as usize].clock.local(now) } else { now });
         let mut outputs = std::mem::take(&mut self.outputs);
-        let observing = self.observing;
         let result = catch_unwind(AssertUnwindSafe(|| {
             f(&mut node, local);
             while let Some(output) = node.poll_output() {
                 outputs.push(output);
             }
-            let deadline = node.poll_timeout();
-            let observed = if observing { election_state(&node, local) } else { Observed::default() };
-            (deadline, observed)
+            node.poll_timeout()
         }));
         match result {
-            Ok((deadline, observed)) => {
+            Ok(deadline) => {
+                let incarnation = node.incarnation();
                 let slot = &mut self.slots[i as usize];
                 slot.node = Some(node);
                 slot.deadline = deadline.map_or(NONE, Instant::as_nanos);
+                // Before the outputs: what a member sends advertises its incarnation.
+                if self.incarnations && incarnation != self.hosts[i as usize].incarnation {
+                    self.hosts[i as usize].incarnation = incarnation;
+                    self.tell_incarnation(i, incarnation, IncarnationChange::Bumped);
+                }
                 for output in outputs.drain(..) {
                     self.output(i, output);
                 }
                 self.outputs = outputs;
                 self.arm(i);
-                if observing {
-                    self.observe(i, observed);
-                }
             }
             Err(panic) => {
                 outputs.clear();
@@ -1076,7 +1321,7 @@ impl Sim {
                     self.report(c, &mut findings);
                 }
                 self.findings = findings;
-                if self.mode == TraceMode::Record {
+                if self.mode != TraceMode::HashOnly {
                     self.records.push(TraceRecord::Event { at: self.now(), node: id, event });
                 }
             }
@@ -1095,57 +1340,21 @@ impl Sim {
         }
     }
 
-    fn observe(&mut self, i: u32, observed: Observed) {
-        if observed == self.hosts[i as usize].observed && !observed.lease {
-            return;
-        }
-        if observed.lease {
-            // Re-read every other member that last said it holds the lease, so the checker
-            // compares readings of the same instant.
-            let others: Vec<u32> = self.lease_holders.iter().copied().filter(|&h| h != i).collect();
-            for h in others {
-                let now = self.now;
-                let local = Instant::from_nanos(self.hosts[h as usize].clock.local(now));
-                let Some(node) = self.slots[h as usize].node.as_deref() else {
-                    self.lease_holders.remove(&h);
-                    continue;
-                };
-                let reading = catch_unwind(AssertUnwindSafe(|| election_state(node, local)));
-                if let Ok(reading) = reading {
-                    self.record_observation(h, reading);
-                }
-            }
-        }
-        self.record_observation(i, observed);
-    }
-
-    fn record_observation(&mut self, i: u32, observed: Observed) {
-        let host = &mut self.hosts[i as usize];
-        host.observed = observed;
-        if observed.lease {
-            self.lease_holders.insert(i);
-        } else {
-            self.lease_holders.remove(&i);
-        }
-        let o = Observation {
-            at: Instant::from_nanos(self.now),
-            node: self.slots[i as usize].id,
-            term: observed.term,
-            leader: observed.leader,
-            leaseholder: observed.lease,
-            drift_ppm: host.clock.drift_ppm(),
-            clock_stepped: host.clock.stepped,
-        };
+    fn tell_incarnation(&mut self, i: u32, incarnation: u64, change: IncarnationChange) {
+        let id = self.slots[i as usize].id;
+        let at = self.now();
         let mut findings = std::mem::take(&mut self.findings);
         for c in 0..self.checkers.len() {
-            self.checkers[c].observe(&o, &mut findings);
-            self.report(c, &mut findings);
+            if self.checkers[c].wants_incarnations() {
+                self.checkers[c].incarnation(at, id, incarnation, change, &mut findings);
+                self.report(c, &mut findings);
+            }
         }
         self.findings = findings;
     }
 
     /// Starts member `i`'s process with `durable` on its disk.
-    fn start(&mut self, i: u32, durable: Option<Durable>) -> Result<(), Error> {
+    fn start(&mut self, i: u32, durable: Option<Durable>, change: IncarnationChange) -> Result<(), Error> {
         let now = self.now;
         let host = &mut self.hosts[i as usize];
         let slot = &mut self.slots[i as usize];
@@ -1159,10 +1368,10 @@ impl Sim {
         slot.deadline = NONE;
         slot.busy_until = 0;
         slot.spins = 0;
-        host.observed = Observed::default();
         let local = Instant::from_nanos(host.clock.local(now));
         let id = slot.id;
         let node = Node::new(config, local).map_err(|e| Error::Start(id, e))?;
+        let incarnation = node.incarnation();
         slot.node = Some(Box::new(node));
         self.hasher.lane(tag::STARTED);
         self.hasher.lane(now);
@@ -1170,6 +1379,10 @@ impl Sim {
         self.hasher.bytes(&durable.as_ref().map(Durable::encode).unwrap_or_default());
         if self.mode == TraceMode::Record {
             self.records.push(TraceRecord::Started { at: self.now(), node: id, durable });
+        }
+        if self.incarnations {
+            self.hosts[i as usize].incarnation = incarnation;
+            self.tell_incarnation(i, incarnation, change);
         }
         self.interact(i, |_, _| ());
         Ok(())
@@ -1183,8 +1396,6 @@ impl Sim {
         slot.timer_at = u64::MAX;
         slot.deadline = NONE;
         slot.busy_until = 0;
-        self.hosts[i as usize].observed = Observed::default();
-        self.lease_holders.remove(&i);
     }
 
     // --- Faults ------------------------------------------------------------------------
@@ -1222,7 +1433,7 @@ impl Sim {
                         host.disk = None;
                     }
                     let durable = host.disk.as_deref().and_then(|b| Durable::decode(b).ok());
-                    match self.start(i, durable) {
+                    match self.start(i, durable, IncarnationChange::Restarted(*disk)) {
                         Ok(()) => {
                             let seeds = self.seeds_for(i);
                             self.interact(i, |n, now| {
@@ -1367,10 +1578,4 @@ fn named_in(fault: &Fault) -> Vec<NodeId> {
             crate::fault::Touched::All => Vec::new(),
         },
     }
-}
-
-/// What a member says of leaders and leases. The core elects no leader yet, so a member
-/// never leads nor holds a lease: the leader checkers have nothing to judge.
-fn election_state(_node: &Node, _local: Instant) -> Observed {
-    Observed::default()
 }

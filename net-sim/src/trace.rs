@@ -1,8 +1,8 @@
 //! The trace: what happened, in virtual time, and a stable hash of it.
 //!
-//! The hash is always computed; the records themselves are kept only when asked
-//! ([`TraceMode::Record`]), so a long benchmark costs a few nanoseconds per message and no
-//! memory. The hash is FNV-1a over 64-bit lanes (offset basis `0xcbf29ce484222325`, prime
+//! The hash is always computed; of the records, the members' events are kept by default
+//! and the rest only when asked ([`TraceMode::Record`]), so a long benchmark
+//! ([`TraceMode::HashOnly`]) costs a few nanoseconds per message and no memory. The hash is FNV-1a over 64-bit lanes (offset basis `0xcbf29ce484222325`, prime
 //! `0x100000001b3`, each lane XORed in whole, then multiplied), over a canonical encoding:
 //! per record a tag lane, then its fields as little-endian integers, one per lane, and
 //! byte strings as a length lane followed by 8-byte little-endian chunks, zero-padded. It
@@ -12,14 +12,28 @@ use conclave_core::{Durable, Event, Instant, Member, MessageKind, NodeId};
 
 use crate::fault::Fault;
 
-/// Whether the simulator keeps the trace's records.
+/// Which of the trace's records the simulator keeps (the hash covers them all, always).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum TraceMode {
-    /// Only the hash (the default: no memory, no formatting).
-    #[default]
+    /// Only the hash: no memory, no formatting (for benchmarks).
     HashOnly,
+    /// The hash and the members' events (the default: a test can read them after the run
+    /// without asking; events are few beside datagrams).
+    #[default]
+    Events,
     /// The hash and every record.
     Record,
+}
+
+impl TraceMode {
+    /// What this mode keeps, in words.
+    pub fn kept(self) -> &'static str {
+        match self {
+            Self::HashOnly => "none",
+            Self::Events => "only the events",
+            Self::Record => "all",
+        }
+    }
 }
 
 /// Why a datagram was not delivered.

@@ -5,6 +5,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod chaos_bench;
+mod convergence_bench;
 mod membership_bench;
 mod run;
 mod sim_bench;
@@ -41,6 +43,11 @@ enum Bench {
     /// Membership in virtual time: crash detection latency (p50/p99 over many seeds),
     /// messages and bytes per member-second, and how fast a join reaches everyone.
     Membership(membership_bench::Args),
+    /// Random chaos: seeds per wall minute, and which checkers failed on which seeds.
+    Chaos(chaos_bench::Args),
+    /// Convergence after a partition heals: time until every view is whole, p50/p99/max
+    /// over many seeds.
+    Convergence(convergence_bench::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -51,6 +58,8 @@ fn main() -> std::process::ExitCode {
         Some(Top::Run(args)) => run::run(&args),
         Some(Top::Bench(Bench::Sim(args))) => sim_bench::run(&args),
         Some(Top::Bench(Bench::Membership(args))) => membership_bench::run(&args),
+        Some(Top::Bench(Bench::Chaos(args))) => chaos_bench::run(&args),
+        Some(Top::Bench(Bench::Convergence(args))) => convergence_bench::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

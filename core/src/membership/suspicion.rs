@@ -9,7 +9,8 @@ use crate::time::Instant;
 
 /// memberlist's minimum suspicion timeout: `mult * max(1, log10 n) * interval`.
 pub(crate) fn suspicion_min(mult: u32, n: usize, interval: Duration) -> Duration {
-    let scale = (n.max(1) as f64).log10().max(1.0);
+    // libm's log10 and ln, not the platform's: the same timeout, to the nanosecond, everywhere.
+    let scale = libm::log10(n.max(1) as f64).max(1.0);
     interval.mul_f64(f64::from(mult) * scale)
 }
 
@@ -19,7 +20,7 @@ pub(crate) fn suspicion_timeout(min: Duration, max: Duration, k: u32, confirmati
     if k == 0 {
         return min;
     }
-    let fraction = f64::from(confirmations + 1).ln() / f64::from(k + 1).ln();
+    let fraction = libm::log(f64::from(confirmations + 1)) / libm::log(f64::from(k + 1));
     let shrunk = max.as_secs_f64() - (max.as_secs_f64() - min.as_secs_f64()) * fraction;
     Duration::from_secs_f64(shrunk.max(min.as_secs_f64()))
 }
@@ -179,6 +180,17 @@ mod tests {
             assert!((got - expected).abs() < 1e-6, "c {c}: {got} != {expected}");
         }
         assert_eq!(suspicion_timeout(min, max, 0, 0), min);
+    }
+
+    #[test]
+    fn timeouts_are_the_same_nanoseconds_on_every_platform() {
+        // libm's log10 and ln are pure Rust: these exact values hold on every machine.
+        let second = Duration::from_secs(1);
+        assert_eq!(suspicion_min(4, 11, second).as_nanos(), 4_165_570_741);
+        assert_eq!(suspicion_min(5, 100, Duration::from_millis(250)).as_nanos(), 2_500_000_000);
+        let (min, max) = (Duration::from_secs(4), Duration::from_secs(24));
+        assert_eq!(suspicion_timeout(min, max, 2, 1).as_nanos(), 11_381_404_929);
+        assert_eq!(suspicion_timeout(min, max, 3, 1).as_nanos(), 14_000_000_000);
     }
 
     #[test]
