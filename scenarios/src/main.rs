@@ -1,10 +1,12 @@
 //! The `conclave` command: `conclave run` (the default), `conclave bench sim` and
-//! `conclave bench membership` today; run, sweep, replay, shrink and
+//! `conclave bench membership` and `conclave bench compare` today; run, sweep, replay, shrink and
 //! timeline come with the scenarios issue, each as one more subcommand here.
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
 
+mod compare;
+mod foca_peer;
 mod membership_bench;
 mod run;
 mod sim_bench;
@@ -41,6 +43,9 @@ enum Bench {
     /// Membership in virtual time: crash detection latency (p50/p99 over many seeds),
     /// messages and bytes per member-second, and how fast a join reaches everyone.
     Membership(membership_bench::Args),
+    /// conclave beside foca 1.0 on the same simulated links: crash detection, false downs
+    /// and suspicions under loss, load, and the Lifeguard ablation with slowed members.
+    Compare(compare::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -51,6 +56,7 @@ fn main() -> std::process::ExitCode {
         Some(Top::Run(args)) => run::run(&args),
         Some(Top::Bench(Bench::Sim(args))) => sim_bench::run(&args),
         Some(Top::Bench(Bench::Membership(args))) => membership_bench::run(&args),
+        Some(Top::Bench(Bench::Compare(args))) => compare::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,525 @@
+//! `conclave bench compare`: conclave beside foca 1.0 on the same simulated links, in one run.
+//!
+//! conclave runs on net-sim's fast engine with `Config::lan()`; foca runs with
+//! `Config::new_lan(n)` in [`crate::foca_peer`]'s loop. Both see the same link model: each
+//! datagram lost with the same independent probability, and delayed uniformly in the same
+//! range (LAN 0.2-2 ms, WAN 50-150 ms). Every figure is measured by the same code over
+//! both (the [`Cluster`] trait). A cluster first forms on loss-free links and settles
+//! (every member holds every other alive), then the loss is switched on and 10 s pass
+//! before anything is measured. Times are virtual: the same seed gives the same figures.
+//!
+//! - **Detection**: one member (seeded choice) crashes; the time until *every* live
+//!   member has reported it down (conclave `MemberFailed`, foca `MemberDown`), p50 and
+//!   p99 over `--detect-seeds` crashes; a crash not reported by all within 120 s is a miss.
+//! - **False downs**: a quiet run under loss, nothing crashes, so every down is false;
+//!   notifications (each observer counts) per member-hour of run time.
+//! - **Suspicions**: the same, counting an observer's change to holding a member suspect
+//!   (conclave `MemberSuspected`; foca has no such notification, so its member list is
+//!   scanned after every input for members newly `Suspect`).
+//! - **Load**: datagrams and bytes (payloads, lost ones included) each member sends per
+//!   second, quiet, loss-free LAN.
+//! - **Lifeguard ablation**: 20 members, a few of them slowed (net-sim's `Fault::Slow`:
+//!   each datagram handled `--slow-ms` late, one after another, timers behind the
+//!   backlog; the same in the foca loop); suspicions and downs about the *healthy*
+//!   members per member-hour, with all of Lifeguard's mechanisms on, each one off in turn,
+//!   all off, and foca.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use clap::Parser;
+use conclave_core::{Config, Event, Instant, Lifeguard, MemberState, NodeId};
+use conclave_sim::{sim_id, Checker, Fault, Finding, Latency, LinkParams, LinkSelector, Sim, SimBuilder};
+use hdrhistogram::Histogram;
+
+use crate::foca_peer::{nanos, FocaCluster, Link};
+
+/// Flags of `conclave bench compare`.
+#[derive(Debug, Parser)]
+pub(crate) struct Args {
+    /// Crashes per detection row (each a fresh cluster and seed).
+    #[arg(long, default_value_t = 30)]
+    detect_seeds: u64,
+    /// Member-hours of quiet run per false-down row (each side).
+    #[arg(long, default_value_t = 10.0)]
+    false_down_hours: f64,
+    /// Member-hours of quiet run per suspicion row (each side).
+    #[arg(long, default_value_t = 10.0)]
+    suspicion_hours: f64,
+    /// Virtual seconds of quiet traffic measured for the load rows.
+    #[arg(long, default_value_t = 60)]
+    load_seconds: u64,
+    /// Member-hours per ablation row.
+    #[arg(long, default_value_t = 10.0)]
+    ablation_hours: f64,
+    /// How many of the ablation's 20 members are slowed.
+    #[arg(long, default_value_t = 3)]
+    slowed: usize,
+    /// The slowed members' processing time per datagram, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    slow_ms: u64,
+    /// Skip the ablation.
+    #[arg(long)]
+    no_ablation: bool,
+    /// The first seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+const LAN: (Duration, Duration) = (Duration::from_micros(200), Duration::from_millis(2));
+const WAN: (Duration, Duration) = (Duration::from_millis(50), Duration::from_millis(150));
+
+/// A cluster as the figures see it, whichever implementation runs it.
+trait Cluster {
+    /// Virtual time, nanoseconds.
+    fn now(&self) -> u64;
+    fn run_for(&mut self, d: Duration);
+    /// Every running member holds every other running member alive.
+    fn converged(&self) -> bool;
+    fn set_loss(&mut self, latency: (Duration, Duration), loss: f64);
+    fn crash(&mut self, i: usize);
+    fn slow(&mut self, i: usize, per_message: Duration);
+    fn counts(&self) -> Counts;
+    /// When the last running member reported crashed member `victim` down, if all have.
+    fn down_at_all(&self, victim: usize) -> Option<u64>;
+}
+
+/// Counters so far, summed over the members.
+#[derive(Clone, Debug, Default)]
+struct Counts {
+    sent: u64,
+    bytes: u64,
+    /// Per target.
+    suspected: Vec<u64>,
+    /// Per target.
+    downs: Vec<u64>,
+    /// Downs about a member whose process runs.
+    false_downs: u64,
+}
+
+/// Which implementation, and for conclave which configuration.
+#[derive(Clone, Debug)]
+enum Side {
+    Conclave(Config),
+    Foca,
+}
+
+impl Side {
+    fn build(&self, n: usize, seed: u64, latency: (Duration, Duration)) -> Result<Box<dyn Cluster>, String> {
+        Ok(match self {
+            Self::Conclave(config) => Box::new(ConclaveCluster::new(n, seed, latency, config.clone())?),
+            Self::Foca => {
+                let mut cluster = FocaCluster::new(n, seed, Link { min: latency.0, max: latency.1, loss: 0.0 });
+                cluster.track_suspicions();
+                Box::new(cluster)
+            }
+        })
+    }
+}
+
+// --- conclave on net-sim -------------------------------------------------------------------
+
+/// What the members of a net-sim run reported, gathered by a checker.
+#[derive(Debug, Default)]
+struct Heard {
+    suspected: Vec<u64>,
+    failed: Vec<u64>,
+    false_failed: u64,
+    crashed: Vec<bool>,
+    /// (observer, crashed target) -> when it first reported the target failed.
+    crashed_failed_at: BTreeMap<(usize, usize), u64>,
+}
+
+/// A checker that only listens: net-sim hands every event and fault to its checkers.
+struct Listener(Rc<RefCell<Heard>>);
+
+fn index(id: NodeId) -> usize {
+    id.0 as usize - 1
+}
+
+impl Checker for Listener {
+    fn name(&self) -> &'static str {
+        "bench-listener"
+    }
+
+    fn fault(&mut self, _at: Instant, fault: &Fault, _findings: &mut Vec<Finding>) {
+        if let Fault::Crash(id) = fault {
+            self.0.borrow_mut().crashed[index(*id)] = true;
+        }
+    }
+
+    fn event(&mut self, at: Instant, node: NodeId, event: &Event, _findings: &mut Vec<Finding>) {
+        let mut heard = self.0.borrow_mut();
+        match event {
+            Event::MemberSuspected(m) => heard.suspected[index(m.id)] += 1,
+            Event::MemberFailed(m) => {
+                let t = index(m.id);
+                heard.failed[t] += 1;
+                if heard.crashed[t] {
+                    heard.crashed_failed_at.entry((index(node), t)).or_insert(at.as_nanos());
+                } else {
+                    heard.false_failed += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+struct ConclaveCluster {
+    sim: Sim,
+    heard: Rc<RefCell<Heard>>,
+    n: usize,
+}
+
+fn link_params(latency: (Duration, Duration), loss: f64) -> LinkParams {
+    LinkParams::default().with_latency(Latency::Uniform { min: latency.0, max: latency.1 }).with_loss(loss)
+}
+
+impl ConclaveCluster {
+    fn new(n: usize, seed: u64, latency: (Duration, Duration), config: Config) -> Result<Self, String> {
+        let mut sim = SimBuilder::new()
+            .seed(seed)
+            .members(n)
+            .config(config)
+            .network(link_params(latency, 0.0))
+            .default_checkers(false)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let heard = Rc::new(RefCell::new(Heard {
+            suspected: vec![0; n],
+            failed: vec![0; n],
+            crashed: vec![false; n],
+            ..Heard::default()
+        }));
+        sim.add_checker(Box::new(Listener(Rc::clone(&heard))));
+        Ok(Self { sim, heard, n })
+    }
+}
+
+impl Cluster for ConclaveCluster {
+    fn now(&self) -> u64 {
+        self.sim.now().as_nanos()
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        self.sim.run_for(d);
+    }
+
+    fn converged(&self) -> bool {
+        let sim = &self.sim;
+        let ids = sim.ids();
+        ids.iter().filter(|id| sim.is_up(**id)).all(|id| {
+            let node = sim.node(*id).expect("up");
+            ids.iter().all(|other| {
+                !sim.is_up(*other) || node.member(*other).is_some_and(|m| m.state == MemberState::Alive)
+            })
+        })
+    }
+
+    fn set_loss(&mut self, latency: (Duration, Duration), loss: f64) {
+        self.sim.apply(Fault::SetLinks { links: LinkSelector::All, params: link_params(latency, loss) });
+    }
+
+    fn crash(&mut self, i: usize) {
+        self.sim.apply(Fault::Crash(sim_id(i)));
+    }
+
+    fn slow(&mut self, i: usize, per_message: Duration) {
+        self.sim.apply(Fault::Slow { node: sim_id(i), per_message });
+    }
+
+    fn counts(&self) -> Counts {
+        let (mut sent, mut bytes) = (0, 0);
+        for id in self.sim.ids() {
+            if let Some(node) = self.sim.node(id) {
+                let stats = node.stats();
+                sent += stats.sent.total();
+                bytes += stats.bytes_sent;
+            }
+        }
+        let heard = self.heard.borrow();
+        Counts {
+            sent,
+            bytes,
+            suspected: heard.suspected.clone(),
+            downs: heard.failed.clone(),
+            false_downs: heard.false_failed,
+        }
+    }
+
+    fn down_at_all(&self, victim: usize) -> Option<u64> {
+        let heard = self.heard.borrow();
+        let mut last = 0;
+        for i in (0..self.n).filter(|&i| i != victim && self.sim.is_up(sim_id(i))) {
+            last = last.max(*heard.crashed_failed_at.get(&(i, victim))?);
+        }
+        Some(last)
+    }
+}
+
+// --- foca in its own loop ------------------------------------------------------------------
+
+impl Cluster for FocaCluster {
+    fn now(&self) -> u64 {
+        Self::now(self)
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        Self::run_for(self, d);
+    }
+
+    fn converged(&self) -> bool {
+        Self::converged(self)
+    }
+
+    fn set_loss(&mut self, latency: (Duration, Duration), loss: f64) {
+        self.set_link(Link { min: latency.0, max: latency.1, loss });
+    }
+
+    fn crash(&mut self, i: usize) {
+        Self::crash(self, i);
+    }
+
+    fn slow(&mut self, i: usize, per_message: Duration) {
+        Self::slow(self, i, per_message);
+    }
+
+    fn counts(&self) -> Counts {
+        let t = self.tally();
+        Counts {
+            sent: t.sent,
+            bytes: t.bytes,
+            suspected: t.suspected.clone(),
+            downs: t.downs.clone(),
+            false_downs: t.false_downs,
+        }
+    }
+
+    fn down_at_all(&self, victim: usize) -> Option<u64> {
+        let t = self.tally();
+        let mut last = 0;
+        for i in (0..self.len()).filter(|&i| i != victim && self.is_up(i)) {
+            let &(_, at) = t.crashed_down_at[i].iter().find(|(c, _)| *c == victim)?;
+            last = last.max(at);
+        }
+        Some(last)
+    }
+}
+
+// --- the figures ---------------------------------------------------------------------------
+
+/// Builds, forms (loss-free), switches the loss on and lets 10 s pass.
+fn ready(side: &Side, n: usize, seed: u64, latency: (Duration, Duration), loss: f64) -> Result<Box<dyn Cluster>, String> {
+    let mut c = side.build(n, seed, latency)?;
+    let limit = Duration::from_secs(300);
+    while !c.converged() {
+        if c.now() >= nanos(limit) {
+            return Err(format!("{n} members (seed {seed}) did not converge in {limit:?}"));
+        }
+        c.run_for(Duration::from_millis(100));
+    }
+    c.set_loss(latency, loss);
+    c.run_for(Duration::from_secs(10));
+    Ok(c)
+}
+
+struct Detection {
+    p50: f64,
+    p99: f64,
+    misses: u64,
+}
+
+fn detection(side: &Side, n: usize, loss: f64, args: &Args) -> Result<Detection, String> {
+    let mut times = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
+    let mut misses = 0;
+    for s in 0..args.detect_seeds {
+        let seed = args.seed + s;
+        let mut c = ready(side, n, seed, LAN, loss)?;
+        let victim = (seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 33) as usize % n;
+        c.crash(victim);
+        let crashed = c.now();
+        let deadline = crashed + nanos(Duration::from_secs(120));
+        loop {
+            c.run_for(Duration::from_millis(100));
+            if let Some(at) = c.down_at_all(victim) {
+                times.record(((at - crashed) / 1000).max(1)).expect("in range");
+                break;
+            }
+            if c.now() >= deadline {
+                misses += 1;
+                break;
+            }
+        }
+    }
+    let secs = |q| times.value_at_quantile(q) as f64 / 1e6;
+    Ok(Detection { p50: secs(0.5), p99: secs(0.99), misses })
+}
+
+/// A quiet run's figures.
+struct Quiet {
+    downs_per_member_hour: f64,
+    suspicions_per_member_hour: f64,
+    messages_per_member_second: f64,
+    bytes_per_member_second: f64,
+}
+
+fn quiet(side: &Side, n: usize, latency: (Duration, Duration), loss: f64, seconds: f64, seed: u64) -> Result<Quiet, String> {
+    let mut c = ready(side, n, seed, latency, loss)?;
+    let before = c.counts();
+    c.run_for(Duration::from_secs_f64(seconds));
+    let after = c.counts();
+    let member_hours = n as f64 * seconds / 3600.0;
+    let member_seconds = n as f64 * seconds;
+    let sum = |v: &[u64]| v.iter().sum::<u64>();
+    Ok(Quiet {
+        downs_per_member_hour: (after.false_downs - before.false_downs) as f64 / member_hours,
+        suspicions_per_member_hour: (sum(&after.suspected) - sum(&before.suspected)) as f64 / member_hours,
+        messages_per_member_second: (after.sent - before.sent) as f64 / member_seconds,
+        bytes_per_member_second: (after.bytes - before.bytes) as f64 / member_seconds,
+    })
+}
+
+/// Ablation figures, per member-hour.
+struct Ablation {
+    suspicions_healthy: f64,
+    downs_healthy: f64,
+    suspicions_slowed: f64,
+    downs_slowed: f64,
+}
+
+fn ablation(side: &Side, args: &Args) -> Result<Ablation, String> {
+    let n = 20;
+    let seconds = args.ablation_hours * 3600.0 / n as f64;
+    let mut c = ready(side, n, args.seed, LAN, 0.0)?;
+    let slowed: Vec<usize> = (n - args.slowed.min(n)..n).collect();
+    for &i in &slowed {
+        c.slow(i, Duration::from_millis(args.slow_ms));
+    }
+    let before = c.counts();
+    c.run_for(Duration::from_secs_f64(seconds));
+    let after = c.counts();
+    let member_hours = n as f64 * seconds / 3600.0;
+    let delta = |a: &[u64], b: &[u64], slow: bool| {
+        (0..n).filter(|i| slowed.contains(i) == slow).map(|i| a[i] - b[i]).sum::<u64>() as f64 / member_hours
+    };
+    Ok(Ablation {
+        suspicions_healthy: delta(&after.suspected, &before.suspected, false),
+        downs_healthy: delta(&after.downs, &before.downs, false),
+        suspicions_slowed: delta(&after.suspected, &before.suspected, true),
+        downs_slowed: delta(&after.downs, &before.downs, true),
+    })
+}
+
+/// Runs `f` for conclave and for foca at once, on two threads (each side's run is its own
+/// deterministic world; the threads share nothing).
+fn both<T: Send>(f: impl Fn(&Side) -> Result<T, String> + Sync) -> Result<(T, T), String> {
+    let conclave = Side::Conclave(Config::lan());
+    std::thread::scope(|s| {
+        let foca = s.spawn(|| f(&Side::Foca));
+        let ours = f(&conclave);
+        let theirs = foca.join().map_err(|_| "the foca side panicked".to_string())?;
+        Ok((ours?, theirs?))
+    })
+}
+
+#[allow(clippy::disallowed_methods, reason = "the wall time of the whole comparison is printed, outside the simulations")]
+pub(crate) fn run(args: &Args) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    println!("conclave bench compare: conclave Config::lan() beside foca 1.0 Config::new_lan(n), the same links, seed {}", args.seed);
+    println!("links: LAN = latency uniform 0.2-2 ms, WAN = 50-150 ms; loss independent per datagram");
+    println!();
+    println!("{:<58} {:>18} {:>18}", "figure", "conclave", "foca");
+
+    println!("crash -> down at every live member, p50 / p99 in s ({} crashes each)", args.detect_seeds);
+    for (n, loss) in [(5, 0.0), (20, 0.0), (100, 0.0), (100, 0.1)] {
+        let (a, b) = both(|side| detection(side, n, loss, args))?;
+        let cell = |d: &Detection| {
+            let miss = if d.misses > 0 { format!(" ({} missed)", d.misses) } else { String::new() };
+            format!("{:.2} / {:.2}{miss}", d.p50, d.p99)
+        };
+        println!("  {:<56} {:>18} {:>18}", format!("{n} members, LAN, {:.0} % loss", loss * 100.0), cell(&a), cell(&b));
+    }
+
+    println!("false downs per member-hour, quiet LAN ({} member-hours each)", args.false_down_hours);
+    for n in [5, 20] {
+        for loss in [0.1, 0.2, 0.3] {
+            let seconds = args.false_down_hours * 3600.0 / n as f64;
+            let (a, b) = both(|side| quiet(side, n, LAN, loss, seconds, args.seed))?;
+            println!(
+                "  {:<56} {:>18.3} {:>18.3}",
+                format!("{n} members, {:.0} % loss", loss * 100.0),
+                a.downs_per_member_hour,
+                b.downs_per_member_hour
+            );
+        }
+    }
+
+    println!(
+        "20 members, 10 % loss, quiet ({} member-hours each): suspicions / false downs per member-hour",
+        args.suspicion_hours
+    );
+    for (name, latency) in [("LAN 0.2-2 ms", LAN), ("WAN 50-150 ms", WAN)] {
+        let seconds = args.suspicion_hours * 3600.0 / 20.0;
+        let (a, b) = both(|side| quiet(side, 20, latency, 0.1, seconds, args.seed))?;
+        let cell = |q: &Quiet| format!("{:.1} / {:.3}", q.suspicions_per_member_hour, q.downs_per_member_hour);
+        println!("  {:<56} {:>18} {:>18}", name, cell(&a), cell(&b));
+    }
+
+    println!("load per member-second, quiet loss-free LAN ({} s): messages / bytes", args.load_seconds);
+    for n in [5, 20, 100] {
+        let (a, b) = both(|side| quiet(side, n, LAN, 0.0, args.load_seconds as f64, args.seed))?;
+        let cell = |q: &Quiet| format!("{:.2} / {:.0}", q.messages_per_member_second, q.bytes_per_member_second);
+        println!("  {:<56} {:>18} {:>18}", format!("{n} members"), cell(&a), cell(&b));
+    }
+
+    if !args.no_ablation {
+        println!();
+        println!(
+            "Lifeguard ablation: 20 members, {} slowed by {} ms per datagram, loss-free LAN, {} member-hours each",
+            args.slowed, args.slow_ms, args.ablation_hours
+        );
+        println!(
+            "{:<26} {:>16} {:>16} {:>16} {:>16}",
+            "per member-hour", "suspicions of", "downs of", "suspicions of", "downs of"
+        );
+        println!("{:<26} {:>16} {:>16} {:>16} {:>16}", "", "healthy", "healthy", "slowed", "slowed");
+        let variants: [(&str, fn(&mut Lifeguard)); 5] = [
+            ("conclave, all on", |_| {}),
+            ("conclave, no local health", |l| l.local_health = false),
+            ("conclave, no dynamic susp.", |l| l.dynamic_suspicion = false),
+            ("conclave, no buddy system", |l| l.buddy_system = false),
+            ("conclave, all off", |l| *l = Lifeguard::NONE),
+        ];
+        let mut sides: Vec<(&str, Side)> = variants
+            .iter()
+            .map(|(name, change)| {
+                let mut config = Config::lan();
+                let mut lifeguard = Lifeguard::ALL;
+                change(&mut lifeguard);
+                config.lifeguard = lifeguard;
+                (*name, Side::Conclave(config))
+            })
+            .collect();
+        sides.push(("foca", Side::Foca));
+        // Two at a time, one per core.
+        for pair in sides.chunks(2) {
+            let results: Vec<Result<Ablation, String>> = std::thread::scope(|s| {
+                let handles: Vec<_> = pair.iter().map(|(_, side)| s.spawn(move || ablation(side, args))).collect();
+                handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("an ablation run panicked".into()))).collect()
+            });
+            for ((name, _), result) in pair.iter().zip(results) {
+                let a = result?;
+                println!(
+                    "{:<26} {:>16.2} {:>16.3} {:>16.1} {:>16.2}",
+                    name, a.suspicions_healthy, a.downs_healthy, a.suspicions_slowed, a.downs_slowed
+                );
+            }
+        }
+    }
+    println!();
+    println!("wall time {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
