@@ -10,7 +10,7 @@
 //!
 //! - **Detection**: one member (seeded choice) crashes; the time until *every* live
 //!   member has reported it down (conclave `MemberFailed`, foca `MemberDown`), p50 and
-//!   p99 over `--detect-seeds` crashes; a crash not reported by all within 120 s is a miss.
+//!   p99 over `--detect-seeds` crashes; a crash not reported by all within 300 s is a miss.
 //! - **False downs**: a quiet run under loss, nothing crashes, so every down is false;
 //!   notifications (each observer counts) per member-hour of run time.
 //! - **Suspicions**: the same, counting an observer's change to holding a member suspect
@@ -40,7 +40,7 @@ use crate::foca_peer::{nanos, FocaCluster, Link};
 #[derive(Debug, Parser)]
 pub(crate) struct Args {
     /// Crashes per detection row (each a fresh cluster and seed).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 100)]
     detect_seeds: u64,
     /// Member-hours of quiet run per false-down row (each side).
     #[arg(long, default_value_t = 10.0)]
@@ -54,12 +54,21 @@ pub(crate) struct Args {
     /// Member-hours per ablation row.
     #[arg(long, default_value_t = 10.0)]
     ablation_hours: f64,
-    /// How many of the ablation's 20 members are slowed.
+    /// How many of the ablation's 20 members are stalled (slowed, or paused).
     #[arg(long, default_value_t = 3)]
-    slowed: usize,
+    stalled: usize,
     /// The slowed members' processing time per datagram, in milliseconds.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 250)]
     slow_ms: u64,
+    /// How late every datagram reaches a lagging member, in milliseconds.
+    #[arg(long, default_value_t = 1200)]
+    lag_ms: u64,
+    /// How long each paused member stalls, in milliseconds.
+    #[arg(long, default_value_t = 1500)]
+    pause_ms: u64,
+    /// How often each paused member stalls, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    pause_every_ms: u64,
     /// Skip the ablation.
     #[arg(long)]
     no_ablation: bool,
@@ -81,7 +90,13 @@ trait Cluster {
     fn set_loss(&mut self, latency: (Duration, Duration), loss: f64);
     fn crash(&mut self, i: usize);
     fn slow(&mut self, i: usize, per_message: Duration);
+    fn pause(&mut self, i: usize, d: Duration);
+    /// Every datagram to member `i` arrives `d` late (on loss-free LAN links).
+    fn lag(&mut self, i: usize, d: Duration);
     fn counts(&self) -> Counts;
+    /// The fraction of (running member, other running member) pairs where the first holds
+    /// the second alive or suspect: how whole the views are.
+    fn coverage(&self) -> f64;
     /// When the last running member reported crashed member `victim` down, if all have.
     fn down_at_all(&self, victim: usize) -> Option<u64>;
 }
@@ -231,6 +246,15 @@ impl Cluster for ConclaveCluster {
         self.sim.apply(Fault::Slow { node: sim_id(i), per_message });
     }
 
+    fn pause(&mut self, i: usize, duration: Duration) {
+        self.sim.apply(Fault::Pause { node: sim_id(i), duration });
+    }
+
+    fn lag(&mut self, i: usize, d: Duration) {
+        let params = link_params((LAN.0 + d, LAN.1 + d), 0.0);
+        self.sim.apply(Fault::SetLinks { links: LinkSelector::To(sim_id(i)), params });
+    }
+
     fn counts(&self) -> Counts {
         let (mut sent, mut bytes) = (0, 0);
         for id in self.sim.ids() {
@@ -248,6 +272,29 @@ impl Cluster for ConclaveCluster {
             downs: heard.failed.clone(),
             false_downs: heard.false_failed,
         }
+    }
+
+    fn coverage(&self) -> f64 {
+        let sim = &self.sim;
+        let up: Vec<NodeId> = sim.ids().into_iter().filter(|id| sim.is_up(*id)).collect();
+        if up.len() < 2 {
+            return 1.0;
+        }
+        let held: usize = up
+            .iter()
+            .map(|id| {
+                let node = sim.node(*id).expect("up");
+                up.iter()
+                    .filter(|o| {
+                        *o != id
+                            && node
+                                .member(**o)
+                                .is_some_and(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
+                    })
+                    .count()
+            })
+            .sum();
+        held as f64 / (up.len() * (up.len() - 1)) as f64
     }
 
     fn down_at_all(&self, victim: usize) -> Option<u64> {
@@ -287,6 +334,14 @@ impl Cluster for FocaCluster {
         Self::slow(self, i, per_message);
     }
 
+    fn pause(&mut self, i: usize, d: Duration) {
+        Self::pause(self, i, d);
+    }
+
+    fn lag(&mut self, i: usize, d: Duration) {
+        Self::lag(self, i, d);
+    }
+
     fn counts(&self) -> Counts {
         let t = self.tally();
         Counts {
@@ -296,6 +351,10 @@ impl Cluster for FocaCluster {
             downs: t.downs.clone(),
             false_downs: t.false_downs,
         }
+    }
+
+    fn coverage(&self) -> f64 {
+        Self::coverage(self)
     }
 
     fn down_at_all(&self, victim: usize) -> Option<u64> {
@@ -341,7 +400,7 @@ fn detection(side: &Side, n: usize, loss: f64, args: &Args) -> Result<Detection,
         let victim = (seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 33) as usize % n;
         c.crash(victim);
         let crashed = c.now();
-        let deadline = crashed + nanos(Duration::from_secs(120));
+        let deadline = crashed + nanos(Duration::from_secs(300));
         loop {
             c.run_for(Duration::from_millis(100));
             if let Some(at) = c.down_at_all(victim) {
@@ -364,6 +423,8 @@ struct Quiet {
     suspicions_per_member_hour: f64,
     messages_per_member_second: f64,
     bytes_per_member_second: f64,
+    /// How whole the views are at the end (see [`Cluster::coverage`]).
+    coverage: f64,
 }
 
 fn quiet(side: &Side, n: usize, latency: (Duration, Duration), loss: f64, seconds: f64, seed: u64) -> Result<Quiet, String> {
@@ -379,38 +440,117 @@ fn quiet(side: &Side, n: usize, latency: (Duration, Duration), loss: f64, second
         suspicions_per_member_hour: (sum(&after.suspected) - sum(&before.suspected)) as f64 / member_hours,
         messages_per_member_second: (after.sent - before.sent) as f64 / member_seconds,
         bytes_per_member_second: (after.bytes - before.bytes) as f64 / member_seconds,
+        coverage: c.coverage(),
     })
+}
+
+/// How the ablation's few members are starved of CPU.
+#[derive(Clone, Copy, Debug)]
+enum Stall {
+    /// Every datagram handled this late, one after another (`Fault::Slow`).
+    Slow(Duration),
+    /// A stall of `length` once per `every`, the members' stalls spread evenly over it
+    /// (`Fault::Pause`, a garbage collector's or a starved scheduler's pause).
+    Pause { length: Duration, every: Duration },
+    /// Every datagram to the member arrives this late while its timers keep time: a
+    /// process whose receive path lags (a full socket buffer, a starved reader thread),
+    /// the case where the member itself accuses healthy peers.
+    Lag(Duration),
 }
 
 /// Ablation figures, per member-hour.
 struct Ablation {
     suspicions_healthy: f64,
     downs_healthy: f64,
-    suspicions_slowed: f64,
-    downs_slowed: f64,
+    suspicions_stalled: f64,
+    downs_stalled: f64,
 }
 
-fn ablation(side: &Side, args: &Args) -> Result<Ablation, String> {
+fn ablation(side: &Side, stall: Stall, args: &Args) -> Result<Ablation, String> {
     let n = 20;
     let seconds = args.ablation_hours * 3600.0 / n as f64;
     let mut c = ready(side, n, args.seed, LAN, 0.0)?;
-    let slowed: Vec<usize> = (n - args.slowed.min(n)..n).collect();
-    for &i in &slowed {
-        c.slow(i, Duration::from_millis(args.slow_ms));
-    }
+    let stalled: Vec<usize> = (n - args.stalled.clamp(1, n)..n).collect();
     let before = c.counts();
-    c.run_for(Duration::from_secs_f64(seconds));
+    let start = c.now();
+    let end = start + nanos(Duration::from_secs_f64(seconds));
+    match stall {
+        Stall::Slow(per_message) => {
+            for &i in &stalled {
+                c.slow(i, per_message);
+            }
+            c.run_for(Duration::from_nanos(end - start));
+        }
+        Stall::Lag(d) => {
+            for &i in &stalled {
+                c.lag(i, d);
+            }
+            c.run_for(Duration::from_nanos(end - start));
+        }
+        Stall::Pause { length, every } => {
+            let step = every / stalled.len() as u32;
+            let mut next = 0;
+            while c.now() < end {
+                c.pause(stalled[next % stalled.len()], length);
+                next += 1;
+                c.run_for(step.min(Duration::from_nanos(end - c.now())));
+            }
+        }
+    }
     let after = c.counts();
     let member_hours = n as f64 * seconds / 3600.0;
-    let delta = |a: &[u64], b: &[u64], slow: bool| {
-        (0..n).filter(|i| slowed.contains(i) == slow).map(|i| a[i] - b[i]).sum::<u64>() as f64 / member_hours
+    let delta = |a: &[u64], b: &[u64], stall: bool| {
+        (0..n).filter(|i| stalled.contains(i) == stall).map(|i| a[i] - b[i]).sum::<u64>() as f64 / member_hours
     };
     Ok(Ablation {
         suspicions_healthy: delta(&after.suspected, &before.suspected, false),
         downs_healthy: delta(&after.downs, &before.downs, false),
-        suspicions_slowed: delta(&after.suspected, &before.suspected, true),
-        downs_slowed: delta(&after.downs, &before.downs, true),
+        suspicions_stalled: delta(&after.suspected, &before.suspected, true),
+        downs_stalled: delta(&after.downs, &before.downs, true),
     })
+}
+
+fn print_ablation(title: &str, stall: Stall, args: &Args) -> Result<(), String> {
+    println!();
+    println!("Lifeguard ablation: {title}, loss-free LAN, {} member-hours each", args.ablation_hours);
+    println!(
+        "{:<28} {:>15} {:>15} {:>15} {:>15}",
+        "per member-hour", "suspicions of", "downs of", "suspicions of", "downs of"
+    );
+    println!("{:<28} {:>15} {:>15} {:>15} {:>15}", "", "healthy", "healthy", "stalled", "stalled");
+    let variants: [(&str, fn(&mut Lifeguard)); 5] = [
+        ("conclave, all on", |_| {}),
+        ("conclave, no local health", |l| l.local_health = false),
+        ("conclave, no dynamic susp.", |l| l.dynamic_suspicion = false),
+        ("conclave, no buddy system", |l| l.buddy_system = false),
+        ("conclave, all off", |l| *l = Lifeguard::NONE),
+    ];
+    let mut sides: Vec<(&str, Side)> = variants
+        .iter()
+        .map(|(name, change)| {
+            let mut config = Config::lan();
+            let mut lifeguard = Lifeguard::ALL;
+            change(&mut lifeguard);
+            config.lifeguard = lifeguard;
+            (*name, Side::Conclave(config))
+        })
+        .collect();
+    sides.push(("foca", Side::Foca));
+    // Two at a time, one per core; each run is its own deterministic world.
+    for pair in sides.chunks(2) {
+        let results: Vec<Result<Ablation, String>> = std::thread::scope(|s| {
+            let handles: Vec<_> = pair.iter().map(|(_, side)| s.spawn(move || ablation(side, stall, args))).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("an ablation run panicked".into()))).collect()
+        });
+        for ((name, _), result) in pair.iter().zip(results) {
+            let a = result?;
+            println!(
+                "{:<28} {:>15.2} {:>15.3} {:>15.1} {:>15.2}",
+                name, a.suspicions_healthy, a.downs_healthy, a.suspicions_stalled, a.downs_stalled
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Runs `f` for conclave and for foca at once, on two threads (each side's run is its own
@@ -443,17 +583,16 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
         println!("  {:<56} {:>18} {:>18}", format!("{n} members, LAN, {:.0} % loss", loss * 100.0), cell(&a), cell(&b));
     }
 
-    println!("false downs per member-hour, quiet LAN ({} member-hours each)", args.false_down_hours);
+    println!(
+        "false downs per member-hour, quiet LAN ({} member-hours each; in brackets: views whole at the end)",
+        args.false_down_hours
+    );
     for n in [5, 20] {
         for loss in [0.1, 0.2, 0.3] {
             let seconds = args.false_down_hours * 3600.0 / n as f64;
             let (a, b) = both(|side| quiet(side, n, LAN, loss, seconds, args.seed))?;
-            println!(
-                "  {:<56} {:>18.3} {:>18.3}",
-                format!("{n} members, {:.0} % loss", loss * 100.0),
-                a.downs_per_member_hour,
-                b.downs_per_member_hour
-            );
+            let cell = |q: &Quiet| format!("{:.3} ({:.0} %)", q.downs_per_member_hour, q.coverage * 100.0);
+            println!("  {:<56} {:>18} {:>18}", format!("{n} members, {:.0} % loss", loss * 100.0), cell(&a), cell(&b));
         }
     }
 
@@ -476,47 +615,25 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
     }
 
     if !args.no_ablation {
-        println!();
-        println!(
-            "Lifeguard ablation: 20 members, {} slowed by {} ms per datagram, loss-free LAN, {} member-hours each",
-            args.slowed, args.slow_ms, args.ablation_hours
-        );
-        println!(
-            "{:<26} {:>16} {:>16} {:>16} {:>16}",
-            "per member-hour", "suspicions of", "downs of", "suspicions of", "downs of"
-        );
-        println!("{:<26} {:>16} {:>16} {:>16} {:>16}", "", "healthy", "healthy", "slowed", "slowed");
-        let variants: [(&str, fn(&mut Lifeguard)); 5] = [
-            ("conclave, all on", |_| {}),
-            ("conclave, no local health", |l| l.local_health = false),
-            ("conclave, no dynamic susp.", |l| l.dynamic_suspicion = false),
-            ("conclave, no buddy system", |l| l.buddy_system = false),
-            ("conclave, all off", |l| *l = Lifeguard::NONE),
+        let stalls = [
+            (
+                format!("{} of 20 members slowed by {} ms per datagram", args.stalled, args.slow_ms),
+                Stall::Slow(Duration::from_millis(args.slow_ms)),
+            ),
+            (
+                format!("{} of 20 members receiving every datagram {} ms late", args.stalled, args.lag_ms),
+                Stall::Lag(Duration::from_millis(args.lag_ms)),
+            ),
+            (
+                format!("{} of 20 members paused {} ms every {} ms", args.stalled, args.pause_ms, args.pause_every_ms),
+                Stall::Pause {
+                    length: Duration::from_millis(args.pause_ms),
+                    every: Duration::from_millis(args.pause_every_ms),
+                },
+            ),
         ];
-        let mut sides: Vec<(&str, Side)> = variants
-            .iter()
-            .map(|(name, change)| {
-                let mut config = Config::lan();
-                let mut lifeguard = Lifeguard::ALL;
-                change(&mut lifeguard);
-                config.lifeguard = lifeguard;
-                (*name, Side::Conclave(config))
-            })
-            .collect();
-        sides.push(("foca", Side::Foca));
-        // Two at a time, one per core.
-        for pair in sides.chunks(2) {
-            let results: Vec<Result<Ablation, String>> = std::thread::scope(|s| {
-                let handles: Vec<_> = pair.iter().map(|(_, side)| s.spawn(move || ablation(side, args))).collect();
-                handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("an ablation run panicked".into()))).collect()
-            });
-            for ((name, _), result) in pair.iter().zip(results) {
-                let a = result?;
-                println!(
-                    "{:<26} {:>16.2} {:>16.3} {:>16.1} {:>16.2}",
-                    name, a.suspicions_healthy, a.downs_healthy, a.suspicions_slowed, a.downs_slowed
-                );
-            }
+        for (title, stall) in stalls {
+            print_ablation(&title, stall, args)?;
         }
     }
     println!();

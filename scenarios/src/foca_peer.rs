@@ -17,8 +17,15 @@
 //! no notification for a suspicion, so after each input the member's active list is
 //! scanned when suspicions are tracked (`FocaCluster::track_suspicions`).
 //!
+//! foca leaves one thing to its application: a member that holds every other down (`Idle`),
+//! or that was declared down and took a new identity (`Rejoin`), stops its timers and
+//! waits for a message; if the one gossip round of its rejoin is lost, nobody ever sends
+//! it one. Here, as an application would, it announces itself to a seed every 5 s until
+//! foca says `Active` again.
+//!
 //! A slowed member (a CPU-starved process) handles each datagram `per_message` late, one
-//! after another, and its timers wait behind that backlog: net-sim's `Fault::Slow`.
+//! after another, and its timers wait behind that backlog: net-sim's `Fault::Slow`. A
+//! paused member's datagrams and timers wait until the pause ends: net-sim's `Fault::Pause`.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
@@ -114,6 +121,8 @@ pub(crate) struct Tally {
     pub(crate) crashed_down_at: Vec<Vec<(usize, u64)>>,
     /// Errors foca returned from an input (a datagram for an older identity, say).
     pub(crate) errors: u64,
+    /// `Idle` and `Rejoin` notifications: a member stopped its timers to wait for a message.
+    pub(crate) disconnects: u64,
 }
 
 /// The outputs of one call into a `Foca`: foca's `Runtime`, drained after each call.
@@ -122,12 +131,25 @@ struct Effects {
     sends: Vec<(Peer, Vec<u8>)>,
     timers: Vec<(Duration, Timer<Peer>)>,
     downs: Vec<Peer>,
+    /// foca went `Idle` or `Rejoin`ed: it waits, timers stopped, for a message.
+    disconnected: bool,
+    /// foca went `Active`: connected again.
+    active: bool,
 }
 
 impl Runtime<Peer> for Effects {
     fn notify(&mut self, notification: Notification<'_, Peer>) {
-        if let Notification::MemberDown(peer) = notification {
-            self.downs.push(*peer);
+        match notification {
+            Notification::MemberDown(peer) => self.downs.push(*peer),
+            Notification::Idle | Notification::Rejoin(_) => {
+                self.disconnected = true;
+                self.active = false;
+            }
+            Notification::Active => {
+                self.active = true;
+                self.disconnected = false;
+            }
+            _ => {}
         }
     }
 
@@ -140,6 +162,16 @@ impl Runtime<Peer> for Effects {
     }
 }
 
+/// The members an idle member announces itself to, in turn (conclave's simulated clusters
+/// have three seeds too).
+const SEEDS: usize = 3;
+
+/// How often a waiting member announces itself again. foca stops every timer when it holds
+/// all other members down (`Idle`) and when it rejoins under a new identity (`Rejoin`), and
+/// connects again only when a message reaches it; this loop plays the application that
+/// announces it to a seed until it is `Active`, as conclave's own join retries do.
+const REJOIN_EVERY: Duration = Duration::from_secs(5);
+
 type Agent = Foca<Peer, PostcardCodec, ChaCha8Rng, NoCustomBroadcast>;
 
 struct Member {
@@ -149,7 +181,11 @@ struct Member {
     life: u32,
     /// Processing time per datagram, in nanoseconds (a slowed member).
     slow: u64,
+    /// Extra delay of every datagram to this member, in nanoseconds (a lagging receiver).
+    lag: u64,
     busy_until: u64,
+    /// foca went `Idle` or rejoined and has not been `Active` since: announce it again.
+    waiting: bool,
     /// Per target: whether this member holds it suspect (kept when suspicions are tracked).
     suspect: Vec<bool>,
 }
@@ -159,6 +195,8 @@ enum What {
     Handle { to: usize, life: u32, data: Vec<u8> },
     Timer { node: usize, life: u32, timer: Timer<Peer> },
     Join { node: usize },
+    /// A waiting member announces itself to a seed again (the `attempt`-th time).
+    Rejoin { node: usize, life: u32, attempt: usize },
 }
 
 struct Event {
@@ -224,7 +262,9 @@ impl FocaCluster {
                 up: true,
                 life: 0,
                 slow: 0,
+                lag: 0,
                 busy_until: 0,
+                waiting: false,
                 suspect: vec![false; n],
             })
             .collect();
@@ -277,6 +317,22 @@ impl FocaCluster {
         self.members[i].up
     }
 
+    /// The fraction of (running member, other running member) pairs where the first holds
+    /// the second active (alive or suspect).
+    pub(crate) fn coverage(&self) -> f64 {
+        let up = self.members.iter().filter(|m| m.up).count();
+        if up < 2 {
+            return 1.0;
+        }
+        let held: usize = self
+            .members
+            .iter()
+            .filter(|m| m.up)
+            .map(|m| m.agent.iter_members().filter(|o| self.members[o.id().index()].up).count())
+            .sum();
+        held as f64 / (up * (up - 1)) as f64
+    }
+
     /// Every running member holds every other running member active, and alive.
     pub(crate) fn converged(&self) -> bool {
         let up = self.members.iter().filter(|m| m.up).count();
@@ -301,6 +357,20 @@ impl FocaCluster {
     /// Member `i` handles each datagram `per_message` late, one after another.
     pub(crate) fn slow(&mut self, i: usize, per_message: Duration) {
         self.members[i].slow = nanos(per_message);
+    }
+
+    /// Every datagram to member `i` arrives `d` later than the link's own delay, while its
+    /// timers keep time (net-sim's `Fault::SetLinks` on `LinkSelector::To(i)`).
+    pub(crate) fn lag(&mut self, i: usize, d: Duration) {
+        self.members[i].lag = nanos(d);
+    }
+
+    /// Member `i` stalls for `d` (net-sim's `Fault::Pause`): datagrams and timers wait, and
+    /// are handled, in arrival order, when the pause ends.
+    pub(crate) fn pause(&mut self, i: usize, d: Duration) {
+        let until = self.now + nanos(d);
+        let m = &mut self.members[i];
+        m.busy_until = m.busy_until.max(until);
     }
 
     /// Runs every event up to `now + d`.
@@ -357,6 +427,17 @@ impl FocaCluster {
                     self.interact(node, |agent, fx| agent.announce(Peer::first(0), fx));
                 }
             }
+            What::Rejoin { node, life, attempt } => {
+                let m = &self.members[node];
+                if m.up && m.life == life && m.waiting {
+                    let seeds: Vec<usize> = (0..SEEDS.min(self.members.len())).filter(|&s| s != node).collect();
+                    if let Some(&seed) = seeds.get(attempt % seeds.len().max(1)) {
+                        self.interact(node, |agent, fx| agent.announce(Peer::first(seed), fx));
+                    }
+                    let at = self.now + nanos(REJOIN_EVERY);
+                    self.push(at, What::Rejoin { node, life, attempt: attempt + 1 });
+                }
+            }
         }
     }
 
@@ -371,8 +452,9 @@ impl FocaCluster {
             self.tally.sent += 1;
             self.tally.bytes += data.len() as u64;
             if let Some(delay) = self.link.carry(&mut self.rng) {
-                let at = self.now + delay;
-                self.push(at, What::Arrive { to: to.index(), data });
+                let to = to.index();
+                let at = self.now + delay + self.members[to].lag;
+                self.push(at, What::Arrive { to, data });
             }
         }
         let life = self.members[i].life;
@@ -387,6 +469,17 @@ impl FocaCluster {
                 self.tally.false_downs += 1;
             } else if !self.tally.crashed_down_at[i].iter().any(|&(c, _)| c == t) {
                 self.tally.crashed_down_at[i].push((t, self.now));
+            }
+        }
+        if std::mem::take(&mut fx.active) {
+            self.members[i].waiting = false;
+        }
+        if std::mem::take(&mut fx.disconnected) {
+            self.tally.disconnects += 1;
+            if !self.members[i].waiting {
+                self.members[i].waiting = true;
+                let at = self.now + nanos(REJOIN_EVERY);
+                self.push(at, What::Rejoin { node: i, life, attempt: 0 });
             }
         }
         self.effects = fx;
