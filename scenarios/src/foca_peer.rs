@@ -191,12 +191,29 @@ struct Member {
 }
 
 enum What {
-    Arrive { to: usize, data: Vec<u8> },
-    Handle { to: usize, life: u32, data: Vec<u8> },
-    Timer { node: usize, life: u32, timer: Timer<Peer> },
-    Join { node: usize },
+    Arrive {
+        to: usize,
+        data: Vec<u8>,
+    },
+    Handle {
+        to: usize,
+        life: u32,
+        data: Vec<u8>,
+    },
+    Timer {
+        node: usize,
+        life: u32,
+        timer: Timer<Peer>,
+    },
+    Join {
+        node: usize,
+    },
     /// A waiting member announces itself to a seed again (the `attempt`-th time).
-    Rejoin { node: usize, life: u32, attempt: usize },
+    Rejoin {
+        node: usize,
+        life: u32,
+        attempt: usize,
+    },
 }
 
 struct Event {
