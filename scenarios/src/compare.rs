@@ -4,7 +4,7 @@
 //! `Config::new_lan(n)` in [`crate::foca_peer`]'s loop. Both see the same link model: each
 //! datagram lost with the same independent probability, and delayed uniformly in the same
 //! range (LAN 0.2-2 ms, WAN 50-150 ms). Every figure is measured by the same code over
-//! both (the [`Cluster`] trait). A cluster first forms on loss-free links and settles
+//! both. A cluster first forms on loss-free links and settles
 //! (every member holds every other alive), then the loss is switched on and 10 s pass
 //! before anything is measured. Times are virtual: the same seed gives the same figures.
 //!
@@ -18,11 +18,22 @@
 //!   scanned after every input for members newly `Suspect`).
 //! - **Load**: datagrams and bytes (payloads, lost ones included) each member sends per
 //!   second, quiet, loss-free LAN.
-//! - **Lifeguard ablation**: 20 members, a few of them slowed (net-sim's `Fault::Slow`:
-//!   each datagram handled `--slow-ms` late, one after another, timers behind the
-//!   backlog; the same in the foca loop); suspicions and downs about the *healthy*
-//!   members per member-hour, with all of Lifeguard's mechanisms on, each one off in turn,
-//!   all off, and foca.
+//! - **Lifeguard ablation**: 20 members, 3 of them (`--stalled`) starved in one of three
+//!   ways, on LAN links with each loss of `--ablation-loss`; suspicions and downs about the
+//!   *healthy* members (every one is false) and about the stalled ones, per member-hour,
+//!   with all of Lifeguard's mechanisms on, each one off in turn, all off, and foca:
+//!   - *slowed* (net-sim's `Fault::Slow`): each datagram handled `--slow-ms` late, one
+//!     after another, timers behind the backlog;
+//!   - *lagging*: every datagram to the member arrives `--lag-ms` late while its timers keep
+//!     time (`Fault::SetLinks` on the links into it): a member whose acks all come late
+//!     accuses healthy peers, the case local health and the buddy system are for;
+//!   - *paused* (`Fault::Pause`): `--pause-ms` of stall every `--pause-every-ms`, inputs
+//!     and timers handled in arrival order when it ends.
+//!
+//!   The foca loop models each the same way.
+//!
+//! The `Cluster` trait is all the figures see: [`ConclaveCluster`] over net-sim (a
+//! listening checker gathers the events) and [`FocaCluster`].
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -54,6 +65,9 @@ pub(crate) struct Args {
     /// Member-hours per ablation row.
     #[arg(long, default_value_t = 20.0)]
     ablation_hours: f64,
+    /// The ablation's loss on every link, in percent: one table per value.
+    #[arg(long, value_delimiter = ',', default_value = "0,10")]
+    ablation_loss: Vec<f64>,
     /// How many of the ablation's 20 members are stalled (slowed, or paused).
     #[arg(long, default_value_t = 3)]
     stalled: usize,
@@ -91,8 +105,8 @@ trait Cluster {
     fn crash(&mut self, i: usize);
     fn slow(&mut self, i: usize, per_message: Duration);
     fn pause(&mut self, i: usize, d: Duration);
-    /// Every datagram to member `i` arrives `d` late (on loss-free LAN links).
-    fn lag(&mut self, i: usize, d: Duration);
+    /// Every datagram to member `i` arrives `d` late (on LAN links that lose `loss`).
+    fn lag(&mut self, i: usize, d: Duration, loss: f64);
     fn counts(&self) -> Counts;
     /// The fraction of (running member, other running member) pairs where the first holds
     /// the second alive or suspect: how whole the views are.
@@ -249,8 +263,8 @@ impl Cluster for ConclaveCluster {
         self.sim.apply(Fault::Pause { node: sim_id(i), duration });
     }
 
-    fn lag(&mut self, i: usize, d: Duration) {
-        let params = link_params((LAN.0 + d, LAN.1 + d), 0.0);
+    fn lag(&mut self, i: usize, d: Duration, loss: f64) {
+        let params = link_params((LAN.0 + d, LAN.1 + d), loss);
         self.sim.apply(Fault::SetLinks { links: LinkSelector::To(sim_id(i)), params });
     }
 
@@ -337,7 +351,8 @@ impl Cluster for FocaCluster {
         Self::pause(self, i, d);
     }
 
-    fn lag(&mut self, i: usize, d: Duration) {
+    fn lag(&mut self, i: usize, d: Duration, _loss: f64) {
+        // The loop's links are all alike: the lag adds to them, the loss stays.
         Self::lag(self, i, d);
     }
 
@@ -478,10 +493,11 @@ struct Ablation {
     downs_stalled: f64,
 }
 
-fn ablation(side: &Side, stall: Stall, args: &Args) -> Result<Ablation, String> {
+fn ablation(side: &Side, stall: Stall, loss_percent: f64, args: &Args) -> Result<Ablation, String> {
     let n = 20;
     let seconds = args.ablation_hours * 3600.0 / n as f64;
-    let mut c = ready(side, n, args.seed, LAN, 0.0)?;
+    let loss = loss_percent / 100.0;
+    let mut c = ready(side, n, args.seed, LAN, loss)?;
     let stalled: Vec<usize> = (n - args.stalled.clamp(1, n)..n).collect();
     let before = c.counts();
     let start = c.now();
@@ -495,7 +511,7 @@ fn ablation(side: &Side, stall: Stall, args: &Args) -> Result<Ablation, String> 
         }
         Stall::Lag(d) => {
             for &i in &stalled {
-                c.lag(i, d);
+                c.lag(i, d, loss);
             }
             c.run_for(Duration::from_nanos(end - start));
         }
@@ -522,9 +538,12 @@ fn ablation(side: &Side, stall: Stall, args: &Args) -> Result<Ablation, String> 
     })
 }
 
-fn print_ablation(title: &str, stall: Stall, args: &Args) -> Result<(), String> {
+fn print_ablation(title: &str, stall: Stall, loss_percent: f64, args: &Args) -> Result<(), String> {
     println!();
-    println!("Lifeguard ablation: {title}, loss-free LAN, {} member-hours each", args.ablation_hours);
+    println!(
+        "Lifeguard ablation: {title}, LAN with {} % loss, {} member-hours each",
+        loss_percent, args.ablation_hours
+    );
     println!(
         "{:<28} {:>15} {:>15} {:>15} {:>15}",
         "per member-hour", "suspicions of", "downs of", "suspicions of", "downs of"
@@ -553,7 +572,8 @@ fn print_ablation(title: &str, stall: Stall, args: &Args) -> Result<(), String> 
     // Two at a time, one per core; each run is its own deterministic world.
     for pair in sides.chunks(2) {
         let results: Vec<Result<Ablation, String>> = std::thread::scope(|s| {
-            let handles: Vec<_> = pair.iter().map(|(_, side)| s.spawn(move || ablation(side, stall, args))).collect();
+            let handles: Vec<_> =
+                pair.iter().map(|(_, side)| s.spawn(move || ablation(side, stall, loss_percent, args))).collect();
             handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("an ablation run panicked".into()))).collect()
         });
         for ((name, _), result) in pair.iter().zip(results) {
@@ -654,8 +674,10 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
                 },
             ),
         ];
-        for (title, stall) in stalls {
-            print_ablation(&title, stall, args)?;
+        for &loss in &args.ablation_loss {
+            for (title, stall) in &stalls {
+                print_ablation(title, *stall, loss, args)?;
+            }
         }
     }
     // Standard error: standard output is the same for the same seed and flags.

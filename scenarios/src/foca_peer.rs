@@ -573,6 +573,22 @@ mod tests {
     }
 
     #[test]
+    fn a_long_pause_reads_as_a_crash_and_the_member_comes_back() {
+        let mut cluster = FocaCluster::new(5, 5, LAN);
+        let mut waited = 0;
+        while !cluster.converged() {
+            cluster.run_for(Duration::from_millis(100));
+            waited += 1;
+            assert!(waited < 600, "5 foca members did not converge in 60 s");
+        }
+        cluster.pause(1, Duration::from_secs(30));
+        cluster.run_for(Duration::from_secs(29));
+        assert_eq!(cluster.tally().false_downs, 4, "each other member reports the stalled one down once");
+        cluster.run_for(Duration::from_secs(60));
+        assert!(cluster.converged(), "after the pause it rejoins under a new identity");
+    }
+
+    #[test]
     fn the_same_seed_gives_the_same_run() {
         let run = |seed| {
             let mut cluster = FocaCluster::new(8, seed, Link { loss: 0.1, ..LAN });
