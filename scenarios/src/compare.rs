@@ -471,7 +471,7 @@ fn quiet(
     })
 }
 
-/// How the ablation's few members are starved of CPU.
+/// How the ablation's few members are stalled.
 #[derive(Clone, Copy, Debug)]
 enum Stall {
     /// Every datagram handled this late, one after another (`Fault::Slow`).

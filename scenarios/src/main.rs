@@ -1,6 +1,6 @@
-//! The `conclave` command: `conclave run` (the default), `conclave bench sim` and
-//! `conclave bench membership` and `conclave bench compare` today; run, sweep, replay, shrink and
-//! timeline come with the scenarios issue, each as one more subcommand here.
+//! The `conclave` command: `conclave run` (the default), `conclave bench sim`,
+//! `conclave bench membership` and `conclave bench compare` (beside foca) today; run, sweep,
+//! replay, shrink and timeline come with the scenarios issue, each as one more subcommand here.
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
