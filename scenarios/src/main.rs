@@ -1,12 +1,14 @@
-//! The `conclave` command: `conclave run` (the default), `conclave bench sim` and
-//! `conclave bench membership` today; run, sweep, replay, shrink and
-//! timeline come with the scenarios issue, each as one more subcommand here.
+//! The `conclave` command: `conclave run` (the default), `conclave bench sim`,
+//! `conclave bench membership` and `conclave bench compare` (beside foca) today; run, sweep,
+//! replay, shrink and timeline come with the scenarios issue, each as one more subcommand here.
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
 
 mod chaos_bench;
 mod convergence_bench;
+mod compare;
+mod foca_peer;
 mod membership_bench;
 mod run;
 mod sim_bench;
@@ -48,6 +50,9 @@ enum Bench {
     /// Convergence after a partition heals: time until every view is whole, p50/p99/max
     /// over many seeds.
     Convergence(convergence_bench::Args),
+    /// conclave beside foca 1.0 on the same simulated links: crash detection, false downs
+    /// and suspicions under loss, load, and the Lifeguard ablation with slowed members.
+    Compare(compare::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -60,6 +65,7 @@ fn main() -> std::process::ExitCode {
         Some(Top::Bench(Bench::Membership(args))) => membership_bench::run(&args),
         Some(Top::Bench(Bench::Chaos(args))) => chaos_bench::run(&args),
         Some(Top::Bench(Bench::Convergence(args))) => convergence_bench::run(&args),
+        Some(Top::Bench(Bench::Compare(args))) => compare::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
