@@ -42,19 +42,18 @@
 //! - [`seeded`]: the entry point of seeded tests ([`seeded_test!`], [`run_seeded`]):
 //!   `CONCLAVE_SEED`, `CONCLAVE_SEEDS`, `CONCLAVE_CHECK_DETERMINISM`, and the replay line.
 //! - [`chaos`]: random fault plans in the swarm-testing style ([`chaos::Chaos`]).
-//! - `turmoil_engine` (feature `turmoil`): the same core over turmoil's simulated UDP, and
-//!   the mapping of a [`FaultPlan`] onto turmoil's partition, hold and repair.
+//! - `turmoil_engine` (feature `turmoil`): the QUIC runtime of `conclave-quic` (the same
+//!   driver as production) on turmoil hosts, and the mapping of a [`FaultPlan`] onto them.
 //!
 //! # Determinism
 //!
 //! A run is a function of the builder's settings and seed: no real clock, no thread RNG,
 //! no `HashMap` iteration. Each member's RNG seed is derived from the run's seed. The
 //! transcendental functions the simulator's latency draws and the core's phi and
-//! suspicion timeouts use (`exp`, `ln`, `log10`) come from the `libm` crate, pure Rust,
-//! never the platform's libm, whose last bit may differ between machines (golden-bit tests
-//! pin them). One platform call remains in the core: `log2` of the member count in the
-//! push-pull interval's scaling (above 32 members), whose result is rounded up to a whole
-//! number at once. The same seed gives the same trace hash in every process;
+//! suspicion timeouts use (`exp`, `ln`, `log10`, and `log2` in the push-pull interval's
+//! scaling) come from the `libm` crate, pure Rust, never the platform's libm, whose last
+//! bit may differ between machines (golden-bit tests pin them). The same seed gives the
+//! same trace hash in every process;
 //! [`SimBuilder::verify_determinism`] checks it by running twice.
 //!
 //! # Replaying a failure

@@ -12,6 +12,9 @@
 //! - **Strangers.** A member that hears from one it does not know has missed gossip:
 //!   it exchanges views with it, at most once per gossip interval (forged senders cannot
 //!   make it a flood).
+//! - **Revenants.** Once per probe period a member pings one it holds Failed; one held
+//!   Failed that speaks to us (its ack, once a partition heals) gets a view exchange, so it
+//!   hears the claim, refutes it, and the sides merge within seconds.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -37,6 +40,10 @@ pub(crate) struct AntiEntropy {
     agreed: Option<Instant>,
     /// No stranger sync before this.
     next_stranger_sync: Instant,
+    /// No sync with a member held Failed that spoke to us before this.
+    next_revenant_sync: Instant,
+    /// No ping to a member held Failed before this.
+    next_reach: Instant,
 }
 
 impl AntiEntropy {
@@ -48,6 +55,8 @@ impl AntiEntropy {
             digest_backoff: probe_interval,
             agreed: None,
             next_stranger_sync: now,
+            next_revenant_sync: now,
+            next_reach: now,
         }
     }
 
@@ -92,6 +101,26 @@ impl AntiEntropy {
         true
     }
 
+    /// Whether a member held Failed that spoke to us may be synced with now; if so, the next
+    /// may not be before `gossip_interval` has passed.
+    pub(crate) fn revenant_sync(&mut self, now: Instant, gossip_interval: Duration) -> bool {
+        if now < self.next_revenant_sync {
+            return false;
+        }
+        self.next_revenant_sync = now + gossip_interval;
+        true
+    }
+
+    /// Whether a member held Failed is due a ping.
+    pub(crate) fn reach_due(&self, now: Instant) -> bool {
+        now >= self.next_reach
+    }
+
+    /// The next ping to a member held Failed is due at `next`.
+    pub(crate) fn reached(&mut self, next: Instant) {
+        self.next_reach = next;
+    }
+
     /// Starts a push-pull period at `now` for a view of `live` members: whether a
     /// whole-view exchange with a random member is needed (not while neighbours reported
     /// the same digest within the last interval).
@@ -123,7 +152,7 @@ pub(crate) fn push_pull_interval(interval: Duration, n: usize) -> Duration {
     if n <= 32 {
         return interval;
     }
-    let multiplier = ((n as f64).log2() - 5.0).ceil() + 1.0;
+    let multiplier = (libm::log2(n as f64) - 5.0).ceil() + 1.0;
     interval.mul_f64(multiplier)
 }
 
@@ -164,6 +193,19 @@ mod tests {
         assert!(ae.stranger_sync(Instant::ZERO, gossip));
         assert!(!ae.stranger_sync(Instant::from_millis(99), gossip));
         assert!(ae.stranger_sync(Instant::from_millis(100), gossip));
+    }
+
+    #[test]
+    fn revenants_are_synced_with_at_most_once_per_gossip_interval_and_reached_on_schedule() {
+        let mut ae = AntiEntropy::new(Instant::ZERO, Instant::from_secs(30), PROBE);
+        let gossip = Duration::from_millis(100);
+        assert!(ae.revenant_sync(Instant::ZERO, gossip));
+        assert!(!ae.revenant_sync(Instant::from_millis(99), gossip));
+        assert!(ae.stranger_sync(Instant::from_millis(99), gossip), "strangers have their own limit");
+        assert!(ae.reach_due(Instant::ZERO));
+        ae.reached(Instant::from_millis(750));
+        assert!(!ae.reach_due(Instant::from_millis(749)));
+        assert!(ae.reach_due(Instant::from_millis(750)));
     }
 
     #[test]

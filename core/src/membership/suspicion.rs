@@ -39,11 +39,14 @@ pub(crate) struct Suspicion {
     k: u32,
     /// Distinct accusers heard, the first included; one confirmation each beyond the first.
     accusers: BTreeSet<NodeId>,
+    /// The accused was heard from after it began: the suspicion runs its maximum, whatever
+    /// the confirmations.
+    held_back: bool,
 }
 
 impl Suspicion {
     pub(crate) fn new(start: Instant, accuser: NodeId, min: Duration, max: Duration, k: u32) -> Self {
-        Self { start, min, max, k, accusers: BTreeSet::from([accuser]) }
+        Self { start, min, max, k, accusers: BTreeSet::from([accuser]), held_back: false }
     }
 
     /// Counts an independent confirmation; `true` if it shortened the timeout, which is
@@ -65,7 +68,17 @@ impl Suspicion {
     }
 
     pub(crate) fn confirmations(&self) -> u32 {
+        if self.held_back {
+            return 0;
+        }
         u32::try_from(self.accusers.len().saturating_sub(1)).unwrap_or(u32::MAX).min(self.k)
+    }
+
+    /// Runs it to its maximum: the accused spoke since it began (its refutation may be
+    /// lost), so the confirmations no longer shorten it. `false` if it already ran that long.
+    pub(crate) fn hold_back(&mut self, now: Instant) -> bool {
+        self.held_back = true;
+        self.deadline() > now
     }
 
     pub(crate) fn deadline(&self) -> Instant {
@@ -107,6 +120,11 @@ impl Suspicions {
     /// shortened the timeout.
     pub(crate) fn confirm(&mut self, id: NodeId, accuser: NodeId) -> bool {
         self.running.get_mut(&id).is_some_and(|s| s.confirm(accuser))
+    }
+
+    /// Puts back a suspicion taken by [`Suspicions::expire`].
+    pub(crate) fn resume(&mut self, id: NodeId, suspicion: Suspicion) {
+        self.running.insert(id, suspicion);
     }
 
     /// Whether a suspicion of `id` runs that `accuser` has not yet accused or confirmed:
@@ -204,6 +222,18 @@ mod tests {
         assert!(s.confirm(NodeId(3)));
         assert!(!s.confirm(NodeId(4)), "beyond k changes nothing");
         assert_eq!(s.deadline(), Instant::from_secs(4));
+    }
+
+    #[test]
+    fn a_held_back_suspicion_runs_its_maximum_and_no_longer() {
+        let (min, max) = (Duration::from_secs(4), Duration::from_secs(24));
+        let mut s = Suspicion::new(Instant::ZERO, NodeId(1), min, max, 2);
+        s.confirm(NodeId(2));
+        s.confirm(NodeId(3));
+        assert_eq!(s.deadline(), Instant::from_secs(4));
+        assert!(s.hold_back(Instant::from_secs(4)));
+        assert_eq!(s.deadline(), Instant::from_secs(24), "the maximum, confirmations aside");
+        assert!(!s.hold_back(Instant::from_secs(24)), "ran its maximum already");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! 1. **Monitoring ring.** Every live member is watched by its `monitors` successors on a
 //!    ring of sorted ids, so each member watches its `monitors` predecessors. Each
 //!    protocol period (`probe_interval`) it pings one of them, in turn; any datagram from a
-//!    watched peer is a heartbeat for its [`PhiAccrual`] detector.
+//!    watched peer is a heartbeat for its [`PhiAccrual`](crate::PhiAccrual) detector.
 //! 2. **Indirect probing.** When phi reaches the threshold the watcher pings the peer again
 //!    and asks `indirect_checks` others to ping it too (`PingReq`); they answer `Ack`, or
 //!    `Nack` when they heard nothing. Any ack ends the probe.
@@ -245,8 +245,12 @@ impl Node {
         self.out.received(message.kind(), bytes.len(), message.gossip().len());
         let sender = header.sender;
         self.prober.heard_from(sender, now);
-        if !matches!(message, Message::Join { .. } | Message::PushPull { .. }) && !self.knows(sender) {
-            self.sync_with_stranger(from);
+        if !matches!(message, Message::Join { .. } | Message::PushPull { .. }) && !self.prober.is_neighbour(sender) {
+            match self.view.member(sender).map(|m| m.state) {
+                None => self.sync_with_stranger(from),
+                Some(MemberState::Failed) => self.sync_with_revenant(from),
+                Some(_) => {}
+            }
         }
         match message {
             Message::Ping { seq, digest, gossip, .. } => {
@@ -414,14 +418,14 @@ impl Node {
                 }
             }
             Timer::Suspicion => {
-                while let Some((id, suspicion)) = self.suspicions.expire(now) {
+                while let Some((id, mut suspicion)) = self.suspicions.expire(now) {
                     let Some(incarnation) = self.view.member(id).map(|m| m.incarnation) else { continue };
-                    if self.prober.heard_since(id, suspicion.started()) {
+                    if self.prober.heard_since(id, suspicion.started()) && suspicion.hold_back(now) {
                         // It spoke to us after we began to suspect it: alive, its refutation
-                        // lost. Suspect on (the buddy system carries the claim to it) rather
-                        // than declare a member we hear.
-                        trace_event!(info, accused = %id, "suspicion expired, but the accused spoke since");
-                        self.suspicions.start(id, self.id, now, self.view.live(), &self.config);
+                        // lost. Let the suspicion run its maximum (the buddy system carries
+                        // the claim to it meanwhile) rather than end it at the minimum.
+                        trace_event!(info, accused = %id, "suspicion held back: the accused spoke since it began");
+                        self.suspicions.resume(id, suspicion);
                         continue;
                     }
                     trace_event!(
@@ -450,6 +454,7 @@ impl Node {
                     let digest = self.quiet_digest();
                     self.send_gossiping(addr, Some(id), Message::Ping { seq, target: id, digest, gossip: Vec::new() });
                 }
+                self.reach_the_dead(now);
             }
             Timer::PushPull => self.push_pull(now),
             Timer::GossipRound => {
@@ -583,6 +588,30 @@ impl Node {
         if self.is_active() && self.anti_entropy.stranger_sync(self.now, self.config.gossip_interval) {
             self.send_view(from, true, "a stranger was heard");
         }
+    }
+
+    /// A member held Failed spoke to us: the network between us works again (a healed
+    /// partition) or it came back. Exchange views with it, so it hears what we hold of it and
+    /// refutes, and both sides learn what they missed; at most once per gossip interval.
+    fn sync_with_revenant(&mut self, from: SocketAddr) {
+        if self.is_active() && self.anti_entropy.revenant_sync(self.now, self.config.gossip_interval) {
+            self.send_view(from, true, "a member held failed was heard");
+        }
+    }
+
+    /// Once per probe period (a watched peer's, `probe_interval * monitors`), ping a random
+    /// member held Failed: after a partition heals, its ack is the first datagram across,
+    /// and the view exchange it sets off merges the sides within seconds.
+    fn reach_the_dead(&mut self, now: Instant) {
+        if !self.anti_entropy.reach_due(now) {
+            return;
+        }
+        let period = self.config.probe_interval.saturating_mul(self.config.monitors as u32);
+        self.anti_entropy.reached(now + period);
+        let Some(id) = self.view.random_failed(&mut self.rng) else { return };
+        let Some(addr) = self.view.member(id).map(|m| m.addr) else { return };
+        let seq = self.prober.next_seq();
+        self.out.send(addr, &Message::Ping { seq, target: id, digest: None, gossip: Vec::new() });
     }
 
     /// Sends this member's whole view to `to` (a state transfer), for `why`.

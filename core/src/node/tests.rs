@@ -472,16 +472,19 @@ fn suspicions_verdicts_refutations_and_state_transfers_are_traced_with_their_rea
         .without_time()
         .with_writer(move || writer.clone())
         .finish();
-    tracing::subscriber::with_default(subscriber, || {
-        let mut cluster = formed(5, 3);
-        // A stalled member is suspected and refutes; a crashed one is declared failed.
-        cluster.pause(2, secs(3600));
-        cluster.run_for(Duration::from_millis(1500));
-        cluster.pause(2, Duration::from_millis(10));
-        cluster.run_for(secs(5));
-        cluster.crash(4);
-        cluster.run_for(secs(20));
-    });
+    // Process-wide: a subscriber scoped to this thread misses the callsites other test
+    // threads met first, with none. (Other tests' events land here too; the checks below
+    // look for this cluster's.)
+    tracing::subscriber::set_global_default(subscriber).expect("the only test that sets one");
+    tracing::callsite::rebuild_interest_cache();
+    let mut cluster = formed(5, 3);
+    // A stalled member is suspected and refutes; a crashed one is declared failed.
+    cluster.pause(2, secs(3600));
+    cluster.run_for(Duration::from_millis(1500));
+    cluster.pause(2, Duration::from_millis(10));
+    cluster.run_for(secs(5));
+    cluster.crash(4);
+    cluster.run_for(secs(20));
     let log = String::from_utf8(captured.0.lock().expect("not poisoned").clone()).expect("text");
     let lines = |needle: &str| log.lines().filter(|l| l.contains(needle)).collect::<Vec<_>>();
     let suspects = lines("suspects: no ack to the indirect probe");
@@ -490,7 +493,8 @@ fn suspicions_verdicts_refutations_and_state_transfers_are_traced_with_their_rea
     assert!(verdicts.iter().any(|l| l.contains("accused=n4") && l.contains("accusers=")), "{log}");
     assert!(lines("refutes a claim about itself").iter().any(|l| l.contains("member=n2")), "{log}");
     assert!(!lines("state transfer: join reply").is_empty());
-    assert!(suspects.iter().chain(&verdicts).all(|l| l.contains("timeout{member=")), "inside the member's span");
+    let outside: Vec<_> = suspects.iter().chain(&verdicts).filter(|l| !l.contains("timeout{member=")).collect();
+    assert!(outside.is_empty(), "inside the member's span: {outside:?}");
 }
 
 /// The gossip items of every datagram `node` sent to `to`, drained.
