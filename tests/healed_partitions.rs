@@ -36,8 +36,11 @@ fn healed(members: usize, cut: usize, split_at: u64, for_secs: u64, seed: u64) {
         .expect("valid settings");
     sim.run_until(heal + Duration::from_secs(60));
     let report = sim.finish();
-    let across =
-        report.records().iter().filter(|r| matches!(r, TraceRecord::Event { event: Event::MemberFailed(_), .. })).count();
+    let across = report
+        .records()
+        .iter()
+        .filter(|r| matches!(r, TraceRecord::Event { event: Event::MemberFailed(_), .. }))
+        .count();
     assert!(across > 0, "seed {seed}: the sides never declared each other failed: the partition did not bite");
     let wrong = same_side_verdicts(report.records(), &side, split);
     assert!(wrong.is_empty(), "seed {seed}: verdicts about members reachable all along:\n{}", wrong.join("\n"));

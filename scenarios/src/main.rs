@@ -6,8 +6,8 @@
 use clap::{Parser, Subcommand};
 
 mod chaos_bench;
-mod convergence_bench;
 mod compare;
+mod convergence_bench;
 mod foca_peer;
 mod membership_bench;
 mod run;
