@@ -154,8 +154,9 @@ mod tests {
 
     #[test]
     fn a_run_too_short_to_judge_convergence_fails_and_the_default_run_judges_it() {
-        // Heal at 60 s, deadline at 127 s: stopping at 120 s used to print "every checker passed".
-        let short = Args { duration: Some(120), ..Args::default() };
+        // Heal at 60 s, convergence judged at 79.5 s (the bound at 5 lan members): stopping
+        // at 70 s leaves it unjudged, which must not print "every checker passed".
+        let short = Args { duration: Some(70), ..Args::default() };
         let err = run(&short).expect_err("convergence was never judged");
         assert!(err.contains("1 problem"), "{err}");
         run(&Args::default()).expect("run until judged, every check held");
