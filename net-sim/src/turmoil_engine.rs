@@ -18,7 +18,7 @@
 //! no false failure verdicts, convergence after the last fault.
 //!
 //! Turmoil models less than the fast engine: no latency distribution (constant latencies
-//! only), no duplication, reordering or corruption, no stalled or slow process.
+//! only), no duplication, reordering, corruption or stale copies, no stalled or slow process.
 //! [`turmoil_actions`] says which faults it cannot express instead of approximating them
 //! silently.
 //!
@@ -132,7 +132,8 @@ pub fn turmoil_actions(fault: &Fault, members: &[NodeId]) -> Result<Vec<TurmoilA
         Fault::CutLinks(links) => links.iter().map(|&(a, b)| A::Partition(host_name(a), host_name(b))).collect(),
         Fault::Heal => vec![A::RepairAll],
         Fault::SetLinks { links, params } => {
-            let LinkParams { latency: Latency::Constant(latency), loss, duplicate, reorder, corrupt, .. } = params
+            let LinkParams { latency: Latency::Constant(latency), loss, duplicate, reorder, corrupt, stale, .. } =
+                params
             else {
                 return unsupported(
                     "turmoil links have a fixed latency or its own exponential curve, not this distribution",
@@ -140,6 +141,9 @@ pub fn turmoil_actions(fault: &Fault, members: &[NodeId]) -> Result<Vec<TurmoilA
             };
             if [*duplicate, *reorder, *corrupt].iter().any(|&p| p > 0.0) {
                 return unsupported("turmoil has no per-datagram duplication, reordering or corruption");
+            }
+            if *stale > 0.0 {
+                return unsupported("turmoil cannot hold a copy of a datagram back for minutes");
             }
             let all = members.to_vec();
             let directed: Vec<(String, String)> = match *links {
@@ -802,6 +806,11 @@ mod tests {
         let corrupting =
             Fault::SetLinks { links: LinkSelector::All, params: LinkParams { corrupt: 0.1, ..LinkParams::default() } };
         assert!(turmoil_actions(&corrupting, &members).is_err());
+        let stale = Fault::SetLinks {
+            links: LinkSelector::All,
+            params: LinkParams { stale: 0.01, stale_delay: Duration::from_secs(60), ..LinkParams::default() },
+        };
+        assert!(turmoil_actions(&stale, &members).is_err(), "stale copies are refused, not ignored");
         assert!(turmoil_actions(&Fault::Pause { node: NodeId(1), duration: Duration::from_secs(1) }, &members).is_err());
     }
 
