@@ -68,6 +68,12 @@ impl RoundTrip {
         }
     }
 
+    /// RFC 6298's retransmission timeout, `SRTT + max(G, 4 * RTTVAR)`; zero before any
+    /// sample.
+    pub(crate) fn rto(&self) -> Duration {
+        self.srtt.map_or(Duration::ZERO, |srtt| srtt + RTT_GRANULARITY.max(self.rttvar * 4))
+    }
+
     /// RFC 6298's `SRTT + max(G, 4 * RTTVAR)`, with the round trip counted twice: an
     /// indirect probe's answer comes back through a relay, two round trips. Within
     /// `[floor, ceiling]`; `floor` before any sample.
@@ -272,7 +278,10 @@ impl Prober {
         // Phi says when the peer is late; under loss it learns long gaps and says it late.
         // A peer that missed three of its probes in a row is late whatever phi says.
         let period = self.interval.saturating_mul(u32::try_from(self.watches.len()).unwrap_or(u32::MAX));
-        let silent = watch.detector.last_heartbeat().map(|at| at + period * 3);
+        // (Counted from the last heartbeat, which is an ack a round trip after its ping: the
+        // third ping's ack is due a round trip after three periods, give or take its
+        // variation.)
+        let silent = watch.detector.last_heartbeat().map(|at| at + period * 3 + watch.rtt.rto());
         let late = match (watch.detector.deadline(), silent) {
             (Some(phi), Some(silent)) => phi.min(silent),
             (phi, silent) => phi.or(silent)?,
