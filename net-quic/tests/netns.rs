@@ -144,25 +144,13 @@ fn members_in_namespaces_survive_loss_and_a_cut() {
     }
 
     // Host 3's link goes down: the others see it failed.
-    let marks: Vec<usize> = members
-        .iter_mut()
-        .map(|m| {
-            m.drain();
-            m.seen.len()
-        })
-        .collect();
+    let marks = seen_so_far(&mut members);
     ip(&["-n", &bridge, "link", "set", "veth2", "down"]).unwrap();
     for (member, &mark) in members[..2].iter_mut().zip(&marks) {
         member.expect("failed n3", mark, within);
     }
     // It comes back: they see it recovered.
-    let marks: Vec<usize> = members
-        .iter_mut()
-        .map(|m| {
-            m.drain();
-            m.seen.len()
-        })
-        .collect();
+    let marks = seen_so_far(&mut members);
     ip(&["-n", &bridge, "link", "set", "veth2", "up"]).unwrap();
     for (member, &mark) in members[..2].iter_mut().zip(&marks) {
         member.expect("recovered n3", mark, Duration::from_secs(40));
@@ -188,4 +176,15 @@ fn members_in_namespaces_survive_loss_and_a_cut() {
     drop(members);
     drop(ns);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// How many lines each member has printed so far: later expectations look past them.
+fn seen_so_far(members: &mut [Member]) -> Vec<usize> {
+    members
+        .iter_mut()
+        .map(|m| {
+            m.drain();
+            m.seen.len()
+        })
+        .collect()
 }

@@ -149,24 +149,12 @@ impl Dissemination {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{IpAddr, Ipv4Addr};
-
     use rand::SeedableRng;
 
     use super::*;
-    use crate::member::{Member, MemberState, Tags};
+    use crate::membership::view::test_member as member;
     use crate::output::Output;
     use crate::wire::{self, Header};
-
-    fn member(id: u64) -> Member {
-        Member {
-            id: NodeId(id),
-            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 7000 + id as u16),
-            incarnation: 0,
-            state: MemberState::Alive,
-            tags: Tags::new(),
-        }
-    }
 
     fn setup(n: u64) -> (Dissemination, View, Outbox, Config) {
         let mut view = View::new(member(1), Instant::ZERO);

@@ -461,21 +461,10 @@ impl Prober {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{IpAddr, Ipv4Addr};
-
     use super::*;
-    use crate::member::{Member, MemberState, Tags};
+    use crate::member::MemberState;
+    use crate::membership::view::test_member as member;
     use crate::Config;
-
-    fn member(id: u64) -> Member {
-        Member {
-            id: NodeId(id),
-            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 7000 + id as u16),
-            incarnation: 0,
-            state: MemberState::Alive,
-            tags: Tags::new(),
-        }
-    }
 
     fn prober_in_ring_of(n: u64) -> (Prober, View) {
         let config = Config::lan();

@@ -312,6 +312,20 @@ impl View {
     }
 }
 
+/// Member `id` at `127.0.0.1:(7000 + id)`, alive at incarnation 0, with no tags: for tests.
+#[cfg(test)]
+pub(crate) fn test_member(id: u64) -> Member {
+    use std::net::{IpAddr, Ipv4Addr};
+    let port = 7000 + u16::try_from(id).expect("test ids are small");
+    Member {
+        id: NodeId(id),
+        addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+        incarnation: 0,
+        state: MemberState::Alive,
+        tags: Tags::new(),
+    }
+}
+
 /// One live member's share of the view digest: a SplitMix64 mix of its id and incarnation.
 pub(crate) fn digest_term(id: NodeId, incarnation: u64) -> u64 {
     let mut z = id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ incarnation.rotate_left(32);
@@ -322,21 +336,10 @@ pub(crate) fn digest_term(id: NodeId, incarnation: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{IpAddr, Ipv4Addr};
-
     use rand::SeedableRng;
 
     use super::*;
-
-    fn member(id: u64) -> Member {
-        Member {
-            id: NodeId(id),
-            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 7000 + id as u16),
-            incarnation: 0,
-            state: MemberState::Alive,
-            tags: Tags::new(),
-        }
-    }
+    use crate::membership::view::test_member as member;
 
     fn view_of(n: u64) -> View {
         let mut view = View::new(member(1), Instant::ZERO);
