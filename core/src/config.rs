@@ -172,6 +172,21 @@ impl Config {
         }
     }
 
+    /// How often each watched peer is probed: `probe_interval * monitors` (a member probes
+    /// its watched peers in turn, one per interval). The longest a probe may wait, and the
+    /// silence after which a member is "not heard directly".
+    pub fn probe_period(&self) -> Duration {
+        self.probe_interval.saturating_mul(u32::try_from(self.monitors).unwrap_or(u32::MAX))
+    }
+
+    /// Lifeguard's suspicion timeouts for a view of `n` live members: the minimum,
+    /// `suspicion_mult * max(1, log10 n) * probe_interval` (memberlist's), and the maximum,
+    /// `suspicion_max_timeout_mult` times it.
+    pub fn suspicion_timeouts(&self, n: usize) -> (Duration, Duration) {
+        let min = crate::membership::suspicion::suspicion_min(self.suspicion_mult, n, self.probe_interval);
+        (min, min.saturating_mul(self.suspicion_max_timeout_mult))
+    }
+
     /// Checks every setting that would make the protocol impossible or meaningless.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_datagram < wire::MIN_MAX_DATAGRAM {

@@ -269,8 +269,7 @@ impl SimBuilder {
         // The bound leaves a suspicion begun just before the heal time to run out, and twenty
         // probe periods for the exchange, the refutations and their gossip under loss.
         let max_suspicion = crate::check::max_suspicion_timeout(config, n);
-        let probe_period = config.probe_interval.saturating_mul(u32::try_from(config.monitors).unwrap_or(u32::MAX));
-        max_suspicion + probe_period * 20
+        max_suspicion + config.probe_period() * 20
     }
 
     /// Builds the simulation at time zero: every member started, joins and faults queued.
@@ -455,12 +454,7 @@ impl Report {
     /// If the run did not keep them: build it with `.trace(TraceMode::Record)`.
     #[track_caller]
     pub fn records(&self) -> &[TraceRecord] {
-        assert!(
-            self.mode == TraceMode::Record,
-            "the run kept {} of its trace's records, not all: build it with .trace(TraceMode::Record)",
-            self.mode.kept()
-        );
-        &self.records
+        all_records(self.mode, &self.records)
     }
 
     /// Every event the members emitted: `(time, member, event)`, in order.
@@ -472,6 +466,17 @@ impl Report {
     pub fn events(&self) -> impl Iterator<Item = (Instant, NodeId, &Event)> + '_ {
         events_of(self.mode, &self.records)
     }
+}
+
+/// Every record, for a run that kept them all.
+#[track_caller]
+fn all_records(mode: TraceMode, records: &[TraceRecord]) -> &[TraceRecord] {
+    assert!(
+        mode == TraceMode::Record,
+        "the run keeps {} of its trace's records, not all: build it with .trace(TraceMode::Record)",
+        mode.kept()
+    );
+    records
 }
 
 #[track_caller]
@@ -851,12 +856,7 @@ impl Sim {
     /// If the run does not keep them all: build it with `.trace(TraceMode::Record)`.
     #[track_caller]
     pub fn records(&self) -> &[TraceRecord] {
-        assert!(
-            self.mode == TraceMode::Record,
-            "the run keeps {} of its trace's records, not all: build it with .trace(TraceMode::Record)",
-            self.mode.kept()
-        );
-        &self.records
+        all_records(self.mode, &self.records)
     }
 
     /// Every event the members emitted so far: `(time, member, event)`, in order. (A

@@ -38,10 +38,10 @@ pub(crate) struct AntiEntropy {
     digest_backoff: Duration,
     /// When a neighbour last reported the same view digest as ours.
     agreed: Option<Instant>,
-    /// No stranger sync before this.
-    next_stranger_sync: Instant,
-    /// No sync with a member held Failed that spoke to us before this.
-    next_revenant_sync: Instant,
+    /// Syncs with strangers, at most one per gossip interval.
+    strangers: Gate,
+    /// Syncs with members held Failed that spoke to us, at most one per gossip interval.
+    revenants: Gate,
     /// No ping to a member held Failed before this.
     next_reach: Instant,
 }
@@ -54,8 +54,8 @@ impl AntiEntropy {
             next_digest_sync: now,
             digest_backoff: probe_interval,
             agreed: None,
-            next_stranger_sync: now,
-            next_revenant_sync: now,
+            strangers: Gate { next: now },
+            revenants: Gate { next: now },
             next_reach: now,
         }
     }
@@ -94,21 +94,13 @@ impl AntiEntropy {
     /// Whether a stranger may be synced with now; if so, the next may not be before
     /// `gossip_interval` has passed.
     pub(crate) fn stranger_sync(&mut self, now: Instant, gossip_interval: Duration) -> bool {
-        if now < self.next_stranger_sync {
-            return false;
-        }
-        self.next_stranger_sync = now + gossip_interval;
-        true
+        self.strangers.pass(now, gossip_interval)
     }
 
     /// Whether a member held Failed that spoke to us may be synced with now; if so, the next
     /// may not be before `gossip_interval` has passed.
     pub(crate) fn revenant_sync(&mut self, now: Instant, gossip_interval: Duration) -> bool {
-        if now < self.next_revenant_sync {
-            return false;
-        }
-        self.next_revenant_sync = now + gossip_interval;
-        true
+        self.revenants.pass(now, gossip_interval)
     }
 
     /// Whether a member held Failed is due a ping.
@@ -132,6 +124,25 @@ impl AntiEntropy {
     /// Forgets a member that left the view.
     pub(crate) fn forget(&mut self, id: NodeId) {
         self.mismatch.remove(&id);
+    }
+}
+
+/// Lets one through, then none for a while: what keeps forged senders from making syncs a
+/// flood.
+#[derive(Debug)]
+struct Gate {
+    /// Closed before this.
+    next: Instant,
+}
+
+impl Gate {
+    /// Whether it is open at `now`; passing closes it for `interval`.
+    fn pass(&mut self, now: Instant, interval: Duration) -> bool {
+        if now < self.next {
+            return false;
+        }
+        self.next = now + interval;
+        true
     }
 }
 

@@ -74,12 +74,12 @@ impl RoundTrip {
         self.srtt.map_or(Duration::ZERO, |srtt| srtt + RTT_GRANULARITY.max(self.rttvar * 4))
     }
 
-    /// RFC 6298's `SRTT + max(G, 4 * RTTVAR)`, with the round trip counted twice: an
-    /// indirect probe's answer comes back through a relay, two round trips. Within
-    /// `[floor, ceiling]`; `floor` before any sample.
+    /// [`Self::rto`] with the round trip counted twice: an indirect probe's answer comes
+    /// back through a relay, two round trips. Within `[floor, ceiling]`; `floor` before any
+    /// sample.
     pub(crate) fn timeout(&self, floor: Duration, ceiling: Duration) -> Duration {
         let Some(srtt) = self.srtt else { return floor };
-        (srtt * 2 + RTT_GRANULARITY.max(self.rttvar * 4)).clamp(floor, ceiling.max(floor))
+        (srtt + self.rto()).clamp(floor, ceiling.max(floor))
     }
 }
 
@@ -205,21 +205,27 @@ impl Prober {
 
     /// Whether a ring neighbour (watched or watching) sent anything after `since`.
     pub(crate) fn heard_since(&self, id: NodeId, since: Instant) -> bool {
-        let after = |heard: Option<Instant>| heard.is_some_and(|at| at > since);
-        if let Some(watch) = self.watches.iter().find(|w| w.id == id) {
-            return after(watch.detector.last_heartbeat());
-        }
-        self.watchers.iter().find(|w| w.id == id).is_some_and(|w| after(w.heard))
+        self.last_heard(id).is_some_and(|at| at > since)
     }
 
     /// Whether this member hears `id` directly: a ring neighbour (watched or watching) that
     /// sent something within `window`.
     pub(crate) fn hears(&self, id: NodeId, now: Instant, window: Duration) -> bool {
-        let recent = |heard: Option<Instant>| heard.is_some_and(|at| now.saturating_duration_since(at) <= window);
+        self.last_heard(id).is_some_and(|at| now.saturating_duration_since(at) <= window)
+    }
+
+    /// When a ring neighbour last sent anything: a watched peer's last heartbeat, or when
+    /// a watcher was last heard. `None` for others.
+    fn last_heard(&self, id: NodeId) -> Option<Instant> {
         if let Some(watch) = self.watches.iter().find(|w| w.id == id) {
-            return recent(watch.detector.last_heartbeat());
+            return watch.detector.last_heartbeat();
         }
-        self.watchers.iter().find(|w| w.id == id).is_some_and(|w| recent(w.heard))
+        self.watchers.iter().find(|w| w.id == id).and_then(|w| w.heard)
+    }
+
+    /// How often each watched peer is pinged: one per interval, in turn.
+    fn period(&self) -> Duration {
+        self.interval.saturating_mul(u32::try_from(self.watches.len()).unwrap_or(u32::MAX))
     }
 
     /// Whether an indirect probe of `id` is in flight.
@@ -277,7 +283,7 @@ impl Prober {
         }
         // Phi says when the peer is late; under loss it learns long gaps and says it late.
         // A peer that missed three of its probes in a row is late whatever phi says.
-        let period = self.interval.saturating_mul(u32::try_from(self.watches.len()).unwrap_or(u32::MAX));
+        let period = self.period();
         // (Counted from the last heartbeat, which is an ack a round trip after its ping: the
         // third ping's ack is due a round trip after three periods, give or take its
         // variation.)
@@ -389,8 +395,8 @@ impl Prober {
         // target is alive: its next regular ping, not another indirect probe, is what to
         // wait for (an ack through a relay feeds no detector).
         if let Some(probe) = self.probes.remove(&seq) {
-            let period = self.interval.saturating_mul(u32::try_from(self.watches.len()).unwrap_or(u32::MAX));
-            self.defer_indirect(probe.target, now + period);
+            let next = now + self.period();
+            self.defer_indirect(probe.target, next);
         }
         AckOutcome::Done
     }

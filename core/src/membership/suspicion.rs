@@ -106,9 +106,9 @@ impl Suspicions {
     /// Starts (or restarts) the suspicion of `id`, accused by `accuser`, with memberlist's
     /// bounds for a view of `live` members.
     pub(crate) fn start(&mut self, id: NodeId, accuser: NodeId, now: Instant, live: usize, config: &Config) {
-        let min = suspicion_min(config.suspicion_mult, live, config.probe_interval);
+        let (min, max) = config.suspicion_timeouts(live);
         let (max, k) = if config.lifeguard.dynamic_suspicion {
-            (min.saturating_mul(config.suspicion_max_timeout_mult), config.suspicion_mult.saturating_sub(2))
+            (max, config.suspicion_mult.saturating_sub(2))
         } else {
             // SWIM's fixed timeout: confirmations change nothing.
             (min, 0)

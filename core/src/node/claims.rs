@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 
 use crate::member::{Member, MemberState, NodeId, Tags};
 use crate::membership::broadcast::Key;
-use crate::membership::suspicion::suspicion_min;
 use crate::membership::{precedence, Verdict};
 use crate::output::Event;
 use crate::wire::{Gossip, MemberRecord};
@@ -178,7 +177,7 @@ impl Node {
         if claim.state != MemberState::Failed || claim.accuser == self.id {
             return claim;
         }
-        let min = suspicion_min(self.config.suspicion_mult, self.view.live(), self.config.probe_interval);
+        let (min, _) = self.config.suspicion_timeouts(self.view.live());
         let ripe = self.suspicions.get(claim.id).is_some_and(|s| s.started() + min <= self.now);
         if !ripe || self.hears_directly(claim.id) {
             claim.state = MemberState::Suspect;
@@ -189,8 +188,7 @@ impl Node {
     /// Whether `id` is a ring neighbour that this member still hears from: anything from it
     /// within two of its probe periods (one lost ack or ping is no silence).
     fn hears_directly(&self, id: NodeId) -> bool {
-        let period = self.config.probe_interval.saturating_mul(self.config.monitors as u32);
-        self.prober.hears(id, self.now, period * 2)
+        self.prober.hears(id, self.now, self.config.probe_period() * 2)
     }
 
     /// A claim about a member not in the view: only an Alive one brings it in (the others

@@ -512,8 +512,7 @@ impl Node {
         let seq = self.prober.next_seq();
         // The round trip measured to the target, at least the configured timeout, at most a
         // watched peer's probe period (each is pinged every `monitors` intervals).
-        let period = self.config.probe_interval.saturating_mul(self.config.monitors as u32);
-        let timeout = self.prober.probe_timeout(target, self.config.probe_timeout, period);
+        let timeout = self.prober.probe_timeout(target, self.config.probe_timeout, self.config.probe_period());
         let relays = self.view.random_members(&mut self.rng, self.config.indirect_checks, |p| {
             p.member.state == MemberState::Alive && p.member.id != target
         });
@@ -542,7 +541,7 @@ impl Node {
         // A late ack is still passed on for a probe period (the longest a requester waits):
         // at long round trips it comes after the nack.
         let nack_at = self.now + self.config.probe_timeout.mul_f64(0.8);
-        let give_up_at = self.now + self.config.probe_interval.saturating_mul(self.config.monitors as u32);
+        let give_up_at = self.now + self.config.probe_period();
         self.prober.relay_started(seq, requester, requester_seq, target, (nack_at, give_up_at.max(nack_at)));
         self.send_gossiping(target_addr, Some(target), Message::Ping { seq, target, digest: None, gossip: Vec::new() });
     }
@@ -606,8 +605,7 @@ impl Node {
         if !self.anti_entropy.reach_due(now) {
             return;
         }
-        let period = self.config.probe_interval.saturating_mul(self.config.monitors as u32);
-        self.anti_entropy.reached(now + period);
+        self.anti_entropy.reached(now + self.config.probe_period());
         let Some(id) = self.view.random_failed(&mut self.rng) else { return };
         let Some(addr) = self.view.member(id).map(|m| m.addr) else { return };
         let seq = self.prober.next_seq();

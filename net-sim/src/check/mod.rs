@@ -339,13 +339,12 @@ impl Checker for LeaseExclusive {
 /// The shortest suspicion timeout a member with `n` live members in its view starts
 /// (memberlist's `suspicion_mult * max(1, log10 n) * probe_interval`).
 pub fn min_suspicion_timeout(config: &Config, n: usize) -> Duration {
-    let scale = libm::log10(n.max(1) as f64).max(1.0);
-    config.probe_interval.mul_f64(f64::from(config.suspicion_mult) * scale)
+    config.suspicion_timeouts(n).0
 }
 
 /// The longest: [`min_suspicion_timeout`] times `suspicion_max_timeout_mult`.
 pub fn max_suspicion_timeout(config: &Config, n: usize) -> Duration {
-    min_suspicion_timeout(config, n).saturating_mul(config.suspicion_max_timeout_mult)
+    config.suspicion_timeouts(n).1
 }
 
 /// Whose failure verdicts a fault excuses.
