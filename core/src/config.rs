@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::detector::PhiParams;
 use crate::durable::Durable;
 use crate::member::{NodeId, Tags};
+use crate::partition::Strategy;
 use crate::wire;
 
 /// The protocol settings, the same on every member of a cluster.
@@ -60,6 +61,77 @@ pub struct Config {
     pub phi: PhiParams,
     /// Lifeguard's three mechanisms, each on by default and switchable for measurement.
     pub lifeguard: Lifeguard,
+    /// Leader election among a static voter set; no voters (the default) elects nobody.
+    pub election: ElectionConfig,
+    /// Partition detection and split-brain resolution; `None` turns it off.
+    pub partition: Option<PartitionConfig>,
+}
+
+/// Leader election (Raft's, without the log) among a static set of voters.
+///
+/// Defaults follow openraft's: election timeouts of 150-300 ms, a heartbeat every 50 ms.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct ElectionConfig {
+    /// The members that vote and may lead; empty: the cluster elects nobody. Every member
+    /// must be configured with the same set.
+    pub voters: Vec<NodeId>,
+    /// The shortest election timeout; also how long a voter that heard its leader refuses
+    /// other candidates, which is what the leader's lease rests on.
+    pub election_timeout_min: Duration,
+    /// The longest election timeout (each is drawn uniformly between the two).
+    pub election_timeout_max: Duration,
+    /// How often the leader sends its heartbeat round. Well below `election_timeout_min`.
+    pub heartbeat_interval: Duration,
+    /// The most any two members' clocks may run apart, as a fraction (0.0005 is 500 ppm).
+    /// The lease is shortened by it; a larger real drift can break its exclusivity.
+    pub max_clock_drift: f64,
+    /// Raft's PreVote: ask before raising the term (on by default).
+    pub pre_vote: bool,
+    /// Raft's CheckQuorum: a leader that does not hear a majority steps down (on by default).
+    pub check_quorum: bool,
+    /// How often the leader gossips that it leads, for members that do not vote.
+    pub leader_announce_interval: Duration,
+}
+
+impl Default for ElectionConfig {
+    fn default() -> Self {
+        Self {
+            voters: Vec::new(),
+            election_timeout_min: Duration::from_millis(150),
+            election_timeout_max: Duration::from_millis(300),
+            heartbeat_interval: Duration::from_millis(50),
+            max_clock_drift: 0.0005,
+            pre_vote: true,
+            check_quorum: true,
+            leader_announce_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ElectionConfig {
+    /// The defaults with these voters.
+    pub fn with_voters(voters: impl IntoIterator<Item = NodeId>) -> Self {
+        Self { voters: voters.into_iter().collect(), ..Self::default() }
+    }
+}
+
+/// Partition detection and split-brain resolution (after Akka's Split Brain Resolver).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct PartitionConfig {
+    /// Which side of a partition keeps running.
+    pub strategy: Strategy,
+    /// How long the set of unreachable members must stay the same before a member
+    /// decides which side it is on.
+    pub stable_after: Duration,
+}
+
+impl PartitionConfig {
+    /// Keep-majority, deciding after `stable_after`.
+    pub fn new(stable_after: Duration) -> Self {
+        Self { strategy: Strategy::KeepMajority, stable_after }
+    }
 }
 
 /// Lifeguard's mechanisms (Dadgar, Phillips, Currey, 2017). Each is on by default; turning
@@ -125,6 +197,8 @@ impl Config {
                 first_heartbeat_estimate: Duration::from_millis(750),
             },
             lifeguard: Lifeguard::ALL,
+            election: ElectionConfig::default(),
+            partition: Some(PartitionConfig::new(Duration::from_secs(5))),
         }
     }
 
@@ -147,6 +221,13 @@ impl Config {
                 acceptable_pause: Duration::from_secs(3),
                 first_heartbeat_estimate: Duration::from_secs(15),
             },
+            election: ElectionConfig {
+                election_timeout_min: Duration::from_millis(1000),
+                election_timeout_max: Duration::from_millis(2000),
+                heartbeat_interval: Duration::from_millis(250),
+                ..ElectionConfig::default()
+            },
+            partition: Some(PartitionConfig::new(Duration::from_secs(30))),
             ..Self::lan()
         }
     }
@@ -168,6 +249,7 @@ impl Config {
                 acceptable_pause: Duration::from_millis(50),
                 first_heartbeat_estimate: Duration::from_millis(300),
             },
+            partition: Some(PartitionConfig::new(Duration::from_secs(2))),
             ..Self::lan()
         }
     }
@@ -232,6 +314,53 @@ impl Config {
         if !(self.phi.threshold > 0.0 && self.phi.threshold.is_finite()) {
             return Err(ConfigError::PhiThreshold { threshold: self.phi.threshold });
         }
+        self.validate_election()?;
+        if let Some(partition) = &self.partition {
+            if partition.stable_after.is_zero() {
+                return Err(ConfigError::ZeroDuration { field: "partition.stable_after" });
+            }
+            if let Strategy::StaticQuorum { quorum } = partition.strategy {
+                if quorum == 0 {
+                    return Err(ConfigError::ZeroCount { field: "partition.strategy.quorum" });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_election(&self) -> Result<(), ConfigError> {
+        let e = &self.election;
+        let durations = [
+            ("election.election_timeout_min", e.election_timeout_min),
+            ("election.heartbeat_interval", e.heartbeat_interval),
+            ("election.leader_announce_interval", e.leader_announce_interval),
+        ];
+        if let Some((field, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
+            return Err(ConfigError::ZeroDuration { field });
+        }
+        if e.election_timeout_max < e.election_timeout_min {
+            return Err(ConfigError::Election {
+                why: "election_timeout_max is below election_timeout_min".to_string(),
+            });
+        }
+        if e.heartbeat_interval >= e.election_timeout_min {
+            return Err(ConfigError::Election {
+                why: format!(
+                    "heartbeat_interval ({:?}) must be shorter than election_timeout_min ({:?})",
+                    e.heartbeat_interval, e.election_timeout_min
+                ),
+            });
+        }
+        if !(0.0..0.1).contains(&e.max_clock_drift) {
+            return Err(ConfigError::Election {
+                why: format!("max_clock_drift is {}; it must be in [0, 0.1)", e.max_clock_drift),
+            });
+        }
+        let mut voters = e.voters.clone();
+        voters.sort_unstable();
+        if let Some(w) = voters.windows(2).find(|w| w[0] == w[1]) {
+            return Err(ConfigError::Election { why: format!("voter {} is listed twice", w[0]) });
+        }
         Ok(())
     }
 }
@@ -288,6 +417,12 @@ pub enum ConfigError {
         max_datagram: usize,
         /// The smallest allowed.
         min: usize,
+    },
+    /// The election settings cannot work.
+    #[error("config: election: {why}")]
+    Election {
+        /// What is wrong.
+        why: String,
     },
     /// `max_datagram` exceeds what a UDP datagram can carry.
     #[error("config: max_datagram {max_datagram} B is above the maximum of {max} B")]

@@ -20,15 +20,28 @@ pub struct Durable {
     pub term: u64,
     /// Whom it voted for in `term`.
     pub voted_for: Option<NodeId>,
+    /// A voter that started without its durable state and has not yet learned the terms
+    /// it may have voted in: it does not vote (see the election's documentation). Kept so
+    /// that a second crash while it waits does not end the wait.
+    pub abstaining: bool,
 }
 
 const MAGIC: [u8; 4] = *b"CNDS";
-const VERSION: u8 = 1;
+/// Version 2 added `abstaining`; version 1 files still read (as not abstaining).
+const VERSION: u8 = 2;
+
+/// Version 1's body.
+#[derive(Deserialize)]
+struct DurableV1 {
+    incarnation: u64,
+    term: u64,
+    voted_for: Option<NodeId>,
+}
 
 impl Durable {
-    /// Durable state with the given incarnation and no election state.
+    /// Durable state with the given incarnation, term and vote.
     pub fn new(incarnation: u64, term: u64, voted_for: Option<NodeId>) -> Self {
-        Self { incarnation, term, voted_for }
+        Self { incarnation, term, voted_for, abstaining: false }
     }
 
     /// The bytes to store: magic, version, postcard body, CRC-32 of everything before it.
@@ -54,14 +67,21 @@ impl Durable {
         if content[..4] != MAGIC {
             return Err(corrupt("not a conclave state file"));
         }
-        if content[4] != VERSION {
+        if !(1..=VERSION).contains(&content[4]) {
             return Err(corrupt("unknown version"));
         }
         let crc = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
         if crc32fast::hash(content) != crc {
             return Err(corrupt("checksum mismatch"));
         }
-        match postcard::take_from_bytes::<Self>(&content[5..]) {
+        let body = &content[5..];
+        let read = if content[4] == 1 {
+            postcard::take_from_bytes::<DurableV1>(body)
+                .map(|(v1, rest)| (Self::new(v1.incarnation, v1.term, v1.voted_for), rest))
+        } else {
+            postcard::take_from_bytes::<Self>(body)
+        };
+        match read {
             Ok((durable, [])) => Ok(durable),
             Ok(_) => Err(corrupt("trailing bytes")),
             Err(_) => Err(corrupt("malformed body")),
@@ -86,5 +106,19 @@ mod tests {
         for len in 0..bytes.len() {
             assert!(Durable::decode(&bytes[..len]).is_err());
         }
+        let abstaining = Durable { abstaining: true, ..Durable::new(1, 4, None) };
+        assert_eq!(Durable::decode(&abstaining.encode()), Ok(abstaining));
+    }
+
+    #[test]
+    fn version_1_files_still_read() {
+        // Magic, version 1, postcard (incarnation 7, term 3, Some(n2)), CRC-32.
+        let mut v1 = b"CNDS\x01\x07\x03\x01\x02".to_vec();
+        let crc = crc32fast::hash(&v1);
+        v1.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(Durable::decode(&v1), Ok(Durable::new(7, 3, Some(NodeId(2)))));
+        let mut v3 = v1.clone();
+        v3[4] = 3;
+        assert_eq!(Durable::decode(&v3), Err(Error::CorruptDurable { why: "unknown version" }));
     }
 }

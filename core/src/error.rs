@@ -35,4 +35,10 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
+    /// Leadership can only be handed over by the leader; nothing changed.
+    #[error("this member does not lead (the leader it knows: {leader:?}); nothing changed")]
+    NotLeader {
+        /// The leader this member knows, if any.
+        leader: Option<crate::member::NodeId>,
+    },
 }

@@ -49,6 +49,11 @@
 //!   - `anti_entropy.rs`: digests along the ring, push-pull, syncs with strangers;
 //!   - `joiner.rs`: joining through seeds;
 //!   - `mod.rs`: SWIM's precedence between two claims about a member.
+//! - [`partition`]: partition detection and the side-decision function [`partition::decide`]
+//!   (keep-majority, static-quorum, keep-oldest, down-all-when-unstable), [`Mode`].
+//! - `election` (private): leader election among the configured voters (Raft's, without
+//!   the log): PreVote, CheckQuorum, stickiness, the lease, transfer, and what a voter that
+//!   lost its disk does.
 //! - `outbox` (private): the outputs sink every part writes to, and the traffic counters.
 //! - [`detector`]: [`PhiAccrual`], "is this peer late?".
 //! - [`wire`]: the versioned, checksummed datagram format and [`WireError`]; its hand-written
@@ -79,12 +84,14 @@ macro_rules! trace_event {
 pub mod config;
 pub mod detector;
 pub mod durable;
+mod election;
 pub mod error;
 pub mod member;
 mod membership;
 pub mod node;
 mod outbox;
 pub mod output;
+pub mod partition;
 pub mod time;
 pub mod wire;
 
@@ -93,12 +100,13 @@ pub mod fuzzing;
 #[cfg(test)]
 mod testkit;
 
-pub use config::{Config, ConfigError, Lifeguard, NodeConfig};
+pub use config::{Config, ConfigError, ElectionConfig, Lifeguard, NodeConfig, PartitionConfig};
 pub use detector::{PhiAccrual, PhiParams};
 pub use durable::Durable;
 pub use error::Error;
 pub use member::{Member, MemberState, NodeId, Tags, MAX_TAGS_BYTES};
 pub use node::Node;
 pub use output::{Command, DropCounts, Event, KindCounts, Output, Stats, Transmit};
+pub use partition::{Mode, Side, Strategy};
 pub use time::Instant;
 pub use wire::{MessageKind, WireError};

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use crate::durable::Durable;
 use crate::member::{Member, NodeId, Tags};
+use crate::partition::Side;
 use crate::wire::{MessageKind, WireError};
 
 /// One output of a node, drained in order with `Node::poll_output`.
@@ -55,6 +56,35 @@ pub enum Event {
         /// Its payload.
         payload: Vec<u8>,
     },
+    /// This member learned that `leader` leads `term` (or was elected itself).
+    LeaderElected {
+        /// The term.
+        term: u64,
+        /// Its leader.
+        leader: NodeId,
+    },
+    /// This member no longer knows a leader for `term` (it stepped down, the leader went
+    /// silent, or a later term began).
+    LeaderLost {
+        /// The term whose leader is lost.
+        term: u64,
+    },
+    /// Some expected members stayed unreachable for `stable_after`: which side keeps
+    /// running, as this member decided it.
+    PartitionDetected {
+        /// The members that keep running (empty when every side goes down).
+        majority: Vec<NodeId>,
+        /// The members that go down (read-only).
+        minority: Vec<NodeId>,
+        /// This member's side.
+        local_side: Side,
+    },
+    /// Every expected member is reachable again after a detected partition.
+    PartitionHealed,
+    /// This member is on a side that stopped: it enters `Mode::ReadOnly`.
+    QuorumLost,
+    /// It is back on a side that runs: `Mode::Normal` again.
+    QuorumRegained,
 }
 
 /// An application request to a node.
@@ -71,6 +101,9 @@ pub enum Command {
     Broadcast(Vec<u8>),
     /// The application could not reach this member (a failed RPC, say): probe it now.
     ReportUnreachable(NodeId),
+    /// The leader hands leadership to this voter, which stands at once; an error on a
+    /// member that does not lead.
+    TransferLeadership(NodeId),
 }
 
 /// Message counts per kind.

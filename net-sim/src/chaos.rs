@@ -27,7 +27,6 @@ use std::time::Duration;
 
 use conclave_core::{Instant, NodeId};
 
-use crate::check::NO_ELECTION;
 use crate::fault::{Disk, Fault, FaultPlan};
 use crate::network::{Latency, LinkParams, LinkSelector, SimRng};
 use crate::sim::{sim_id, Report, SimBuilder};
@@ -94,6 +93,10 @@ pub const CHAOS_START: Instant = Instant::from_secs(5);
 
 /// How long the chaos phase lasts.
 pub const CHAOS_LENGTH: Duration = Duration::from_secs(60);
+
+/// How many members vote in a chaos run (all of them when fewer): the election runs
+/// under every fault the seed turns on, and its checkers judge it.
+pub const VOTERS: usize = 5;
 
 /// The longest a chaos run lasts: the heal plus the convergence bound and stale copies
 /// come well within it.
@@ -261,10 +264,10 @@ impl Chaos {
         Self { seed, members, kinds, plan, healed_at: end }
     }
 
-    /// The simulation of this chaos: its seed, members and plan, the standard checkers,
-    /// opted out of the leader checkers (no election in the core yet).
+    /// The simulation of this chaos: its seed, members and plan, the first
+    /// [`VOTERS`] members voting, and the standard checkers (the leader checkers among them).
     pub fn builder(&self) -> SimBuilder {
-        SimBuilder::new().seed(self.seed).members(self.members).plan(self.plan.clone()).opt_out_of(NO_ELECTION)
+        SimBuilder::new().seed(self.seed).members(self.members).voters(VOTERS).plan(self.plan.clone())
     }
 
     /// Runs the simulation until every checker has judged (at most [`RUN_LIMIT`]) and

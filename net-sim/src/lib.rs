@@ -81,9 +81,9 @@ pub mod trace;
 pub mod turmoil_engine;
 
 pub use check::{
-    Checker, ClusterSnapshot, Converges, Finding, IncarnationChange, IncarnationsNeverReused, LeaseExclusive,
-    NoFalseVerdicts, NodeSnapshot, Observation, OneLeaderPerTerm, Outcome, RefutesClaims, RunInfo, Status,
-    SuspicionWithinBounds, Violation,
+    Checker, ClusterSnapshot, Converges, ElectsAfterHeal, Finding, IncarnationChange, IncarnationsNeverReused,
+    LeaseExclusive, NoFalseVerdicts, NodeSnapshot, Observation, OneLeaderPerTerm, Outcome, RefutesClaims, RunInfo,
+    Status, SuspicionWithinBounds, Violation,
 };
 pub use error::Error;
 pub use fault::{Disk, Fault, FaultPlan, Step, Touched};

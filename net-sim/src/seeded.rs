@@ -19,7 +19,6 @@
 //!
 //! ```
 //! use conclave_core::{Instant, NodeId};
-//! use conclave_sim::check::NO_ELECTION;
 //! use conclave_sim::{Fault, FaultPlan, SimBuilder};
 //!
 //! conclave_sim::seeded_test! {
@@ -32,7 +31,7 @@
 //!             .seed(seed)
 //!             .members(5)
 //!             .plan(plan)
-//!             .opt_out_of(NO_ELECTION) // no leader election in the core yet
+//!             .voters(5) // they elect a leader, and the leader checkers judge it
 //!             .build()
 //!             .expect("valid settings");
 //!         // No guessing how long to run: until every checker has judged (bounded).

@@ -14,9 +14,9 @@ use conclave_core::{
 };
 
 use crate::check::{
-    Checker, ClusterSnapshot, Converges, Finding, IncarnationChange, IncarnationsNeverReused, LeaseExclusive,
-    NoFalseVerdicts, NodeSnapshot, Observation, OneLeaderPerTerm, Outcome, RefutesClaims, RunInfo, Status,
-    SuspicionWithinBounds, Violation,
+    Checker, ClusterSnapshot, Converges, ElectsAfterHeal, Finding, IncarnationChange, IncarnationsNeverReused,
+    LeaseExclusive, NoFalseVerdicts, NodeSnapshot, Observation, OneLeaderPerTerm, Outcome, RefutesClaims, RunInfo,
+    Status, SuspicionWithinBounds, Violation,
 };
 use crate::clock::Clock;
 use crate::error::Error;
@@ -69,7 +69,7 @@ enum Members {
 ///     .members(5)
 ///     .config(Config::lan())
 ///     .network(LinkParams::constant(Duration::from_millis(1)))
-///     .opt_out_of(conclave_sim::check::NO_ELECTION)
+///     .voters(5) // they elect a leader; the leader checkers judge it
 ///     .build()
 ///     .expect("a valid configuration");
 /// sim.run_until_judged(conclave_core::Instant::from_secs(600));
@@ -95,6 +95,7 @@ pub struct SimBuilder {
     convergence_bound: Option<Duration>,
     replay: Option<String>,
     opt_outs: Vec<&'static str>,
+    voters: Option<usize>,
 }
 
 impl Default for SimBuilder {
@@ -123,7 +124,15 @@ impl SimBuilder {
             convergence_bound: None,
             replay: None,
             opt_outs: Vec::new(),
+            voters: None,
         }
+    }
+
+    /// Makes the first `count` members (in slot order) the cluster's voters, on top of
+    /// whatever config is set: they elect a leader, and the leader checkers judge it.
+    pub fn voters(mut self, count: usize) -> Self {
+        self.voters = Some(count);
+        self
     }
 
     /// The seed of every random draw, the members' included.
@@ -540,6 +549,8 @@ struct Host {
     clock: Clock,
     /// The member's own incarnation, as last read (when a checker wants it).
     incarnation: u64,
+    /// Its election state as last reported to the checkers: term, leader, leaseholder.
+    election: Option<(u64, Option<NodeId>, bool)>,
     restarts: u32,
     config: NodeConfig,
     disk: Option<Vec<u8>>,
@@ -574,6 +585,9 @@ pub struct Sim {
     wakes: Vec<u64>,
     /// Whether some checker reads the members' own incarnations.
     incarnations: bool,
+    /// Whether any member has voters configured: then every member's election state is
+    /// read after each input and reported to the checkers when it changes.
+    elects: bool,
     opt_outs: Vec<&'static str>,
     findings: Vec<Finding>,
     violations: Vec<Violation>,
@@ -601,12 +615,19 @@ fn default_replay(seed: u64) -> String {
 
 impl Sim {
     fn new(b: SimBuilder) -> Result<Self, Error> {
-        let configs: Vec<NodeConfig> = match b.members {
+        let mut configs: Vec<NodeConfig> = match b.members {
             Members::Count(n) => (0..n)
                 .map(|i| NodeConfig::new(sim_id(i), sim_addr(i), b.config.clone(), node_seed(b.seed, sim_id(i), 0)))
                 .collect(),
             Members::Explicit(configs) => configs,
         };
+        if let Some(count) = b.voters {
+            let voters: Vec<NodeId> = configs.iter().take(count).map(|c| c.id).collect();
+            for c in &mut configs {
+                c.cluster.election.voters.clone_from(&voters);
+            }
+        }
+        let elects = configs.iter().any(|c| !c.cluster.election.voters.is_empty());
         let n = configs.len();
         let mut by_addr = BTreeMap::new();
         let mut by_id = BTreeMap::new();
@@ -652,6 +673,7 @@ impl Sim {
             .map(|config| Host {
                 clock: Clock::default(),
                 incarnation: 0,
+                election: None,
                 restarts: 0,
                 disk: config.durable.as_ref().map(Durable::encode),
                 config,
@@ -678,6 +700,7 @@ impl Sim {
             checkers: Vec::new(),
             wakes: Vec::new(),
             incarnations: false,
+            elects,
             opt_outs: b.opt_outs,
             findings: Vec::new(),
             violations: Vec::new(),
@@ -691,6 +714,11 @@ impl Sim {
             sim.add_checker(Box::new(LeaseExclusive::new(b.lease_max_drift_ppm)));
             sim.add_checker(Box::new(NoFalseVerdicts::for_cluster(b.false_verdict_budget, &config, n)));
             sim.add_checker(Box::new(Converges::new(bound)));
+            sim.add_checker(Box::new(if elects {
+                ElectsAfterHeal::new(ElectsAfterHeal::bound(&config.election))
+            } else {
+                ElectsAfterHeal::without_voters()
+            }));
             sim.add_checker(Box::new(IncarnationsNeverReused::default()));
             sim.add_checker(Box::new(SuspicionWithinBounds::new(config.clone())));
             sim.add_checker(Box::new(RefutesClaims::new(bound)));
@@ -750,8 +778,9 @@ impl Sim {
         }
     }
 
-    /// Hands `observation` of a member's election state to every checker (a driver or a
-    /// test that knows leaders and leases reports them here; the core elects none yet).
+    /// Hands `observation` of a member's election state to every checker. The simulator
+    /// reports every member's own after each of its inputs (when it changed) in runs with
+    /// voters; a test may add its own.
     pub fn observe(&mut self, observation: &Observation) {
         let mut findings = std::mem::take(&mut self.findings);
         for c in 0..self.checkers.len() {
@@ -1031,6 +1060,8 @@ impl Sim {
                     id: s.id,
                     up: s.node.is_some(),
                     view: s.node.as_ref().map(|n| n.members().map(|m| (m.id, m.state)).collect()).unwrap_or_default(),
+                    term: s.node.as_ref().map_or(0, |n| n.term()),
+                    leader: s.node.as_ref().and_then(|n| n.leader()),
                 })
                 .collect(),
         }
@@ -1268,6 +1299,9 @@ impl Sim {
                     self.output(i, output);
                 }
                 self.outputs = outputs;
+                if self.elects {
+                    self.observe_election(i);
+                }
                 self.arm(i);
             }
             Err(panic) => {
@@ -1292,6 +1326,51 @@ impl Sim {
                 self.stop(i);
             }
         }
+    }
+
+    /// Reports member `i`'s election state to the checkers if it changed. A member that
+    /// claims the lease makes every other member that last claimed it be read again first
+    /// (a lease ends with time, not with an input), so the checker compares the present.
+    fn observe_election(&mut self, i: u32) {
+        let Some(state) = self.read_election(i) else { return };
+        if self.hosts[i as usize].election == Some(state) {
+            return;
+        }
+        if state.2 {
+            for j in 0..self.slots.len() as u32 {
+                if j != i && self.hosts[j as usize].election.is_some_and(|e| e.2) {
+                    if let Some(other) = self.read_election(j) {
+                        if self.hosts[j as usize].election != Some(other) {
+                            self.report_election(j, other);
+                        }
+                    }
+                }
+            }
+        }
+        self.report_election(i, state);
+    }
+
+    /// Member `i`'s term, leader and whether it holds the lease at its own now.
+    fn read_election(&mut self, i: u32) -> Option<(u64, Option<NodeId>, bool)> {
+        let now = self.now;
+        let local = if self.slots[i as usize].skewed { self.hosts[i as usize].clock.local(now) } else { now };
+        let node = self.slots[i as usize].node.as_deref()?;
+        Some((node.term(), node.leader(), node.is_leaseholder(Instant::from_nanos(local))))
+    }
+
+    fn report_election(&mut self, i: u32, (term, leader, leaseholder): (u64, Option<NodeId>, bool)) {
+        self.hosts[i as usize].election = Some((term, leader, leaseholder));
+        let clock = &self.hosts[i as usize].clock;
+        let observation = Observation {
+            at: self.now(),
+            node: self.slots[i as usize].id,
+            term,
+            leader,
+            leaseholder,
+            drift_ppm: clock.drift_ppm(),
+            clock_stepped: clock.stepped,
+        };
+        self.observe(&observation);
     }
 
     fn output(&mut self, i: u32, output: Output) {
@@ -1380,6 +1459,7 @@ impl Sim {
 
     /// Stops member `i`'s process: its node, timers and input backlog are gone.
     fn stop(&mut self, i: u32) {
+        self.hosts[i as usize].election = None;
         let slot = &mut self.slots[i as usize];
         slot.node = None;
         slot.life += 1;

@@ -8,7 +8,7 @@
 //! byte strings as a length lane followed by 8-byte little-endian chunks, zero-padded. It
 //! does not depend on the platform, the process or `DefaultHasher`.
 
-use conclave_core::{Durable, Event, Instant, Member, MessageKind, NodeId};
+use conclave_core::{Durable, Event, Instant, Member, MessageKind, NodeId, Side};
 
 use crate::fault::Fault;
 
@@ -245,6 +245,40 @@ pub(crate) fn hash_event(h: &mut TraceHasher, event: &Event) {
             h.bytes(payload);
             return;
         }
+        Event::LeaderElected { term, leader } => {
+            h.lane(8);
+            h.lane(*term);
+            h.lane(leader.0);
+            return;
+        }
+        Event::LeaderLost { term } => {
+            h.lane(9);
+            h.lane(*term);
+            return;
+        }
+        Event::PartitionDetected { majority, minority, local_side } => {
+            h.lane(10);
+            h.lane(u64::from(*local_side == Side::Majority));
+            for side in [majority, minority] {
+                h.lane(side.len() as u64);
+                for id in side {
+                    h.lane(id.0);
+                }
+            }
+            return;
+        }
+        Event::PartitionHealed => {
+            h.lane(11);
+            return;
+        }
+        Event::QuorumLost => {
+            h.lane(12);
+            return;
+        }
+        Event::QuorumRegained => {
+            h.lane(13);
+            return;
+        }
         // Events added to the core later: their Debug form is deterministic.
         other => {
             h.lane(0xff);
@@ -266,6 +300,15 @@ pub fn event_label(event: &Event) -> String {
         Event::MemberRecovered(m) => format!("recovered {} (inc {})", m.id, m.incarnation),
         Event::MemberLeft(m) => format!("left {}", m.id),
         Event::Broadcast { origin, payload } => format!("broadcast from {origin} ({} B)", payload.len()),
+        Event::LeaderElected { term, leader } => format!("leader {leader} in term {term}"),
+        Event::LeaderLost { term } => format!("lost the leader of term {term}"),
+        Event::PartitionDetected { majority, minority, local_side } => {
+            let ids = |v: &[NodeId]| v.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ");
+            format!("partition: keeps [{}], downs [{}], this side {local_side:?}", ids(majority), ids(minority))
+        }
+        Event::PartitionHealed => "partition healed".to_string(),
+        Event::QuorumLost => "quorum lost: read-only".to_string(),
+        Event::QuorumRegained => "quorum regained".to_string(),
         other => format!("{other:?}"),
     }
 }

@@ -459,7 +459,7 @@ impl TurmoilBuilder {
                 let up = sim.is_host_running(host_name(id).as_str());
                 let view =
                     if up { shared.borrow().views.get(&id.0).cloned().unwrap_or_default() } else { BTreeMap::new() };
-                snapshot.nodes.push(NodeSnapshot { id, up, view });
+                snapshot.nodes.push(NodeSnapshot { id, up, view, term: 0, leader: None });
             }
             snapshot
         };

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod chaos_bench;
 mod compare;
 mod convergence_bench;
+mod election_bench;
 mod foca_peer;
 mod membership_bench;
 mod run;
@@ -53,6 +54,9 @@ enum Bench {
     /// conclave beside foca 1.0 on the same simulated links: crash detection, false downs
     /// and suspicions under loss, load, and the Lifeguard ablation with slowed members.
     Compare(compare::Args),
+    /// Leader election against the Raft paper's section 9.3 (downtime after a leader
+    /// crash, per range of election timeouts), and partition detection and heal times.
+    Election(election_bench::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -66,6 +70,7 @@ fn main() -> std::process::ExitCode {
         Some(Top::Bench(Bench::Chaos(args))) => chaos_bench::run(&args),
         Some(Top::Bench(Bench::Convergence(args))) => convergence_bench::run(&args),
         Some(Top::Bench(Bench::Compare(args))) => compare::run(&args),
+        Some(Top::Bench(Bench::Election(args))) => election_bench::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

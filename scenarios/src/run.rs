@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use conclave_core::{Config, Event, Instant};
-use conclave_sim::chaos::Chaos;
-use conclave_sim::check::NO_ELECTION;
+use conclave_sim::chaos::{Chaos, VOTERS};
 use conclave_sim::{Disk, Fault, FaultPlan, SimBuilder, Status, TraceMode, TraceRecord};
 
 /// Flags of `conclave run`.
@@ -79,8 +78,8 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
         .config(Config::lan())
         .plan(plan)
         .trace(TraceMode::Record)
-        // The core elects no leader yet: the leader checkers cannot judge, and say so.
-        .opt_out_of(NO_ELECTION)
+        // Five members (all, when fewer) vote: the leader checkers judge the election too.
+        .voters(VOTERS)
         .replay_command(replay(args))
         .build()
         .map_err(|e| e.to_string())?;
@@ -144,6 +143,19 @@ fn describe(event: &Event) -> Option<String> {
         Event::MemberRecovered(m) => format!("sees {} recover (incarnation {})", m.id, m.incarnation),
         Event::MemberLeft(m) => format!("sees {} leave", m.id),
         Event::Broadcast { origin, payload } => format!("receives {} B from {origin}", payload.len()),
+        Event::LeaderElected { term, leader } => format!("follows {leader}, leader of term {term}"),
+        Event::LeaderLost { term } => format!("lost the leader of term {term}"),
+        Event::PartitionDetected { majority, minority, local_side } => {
+            let ids = |v: &[conclave_core::NodeId]| v.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ");
+            format!(
+                "detects a partition: [{}] keep running, [{}] stop; it is on the {local_side:?} side",
+                ids(majority),
+                ids(minority)
+            )
+        }
+        Event::PartitionHealed => "sees the partition healed".to_string(),
+        Event::QuorumLost => "lost quorum: read-only".to_string(),
+        Event::QuorumRegained => "regained quorum".to_string(),
         _ => return None,
     })
 }

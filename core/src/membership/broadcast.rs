@@ -17,6 +17,8 @@ pub(crate) enum Key {
     Member(NodeId),
     /// One user broadcast.
     User(NodeId, u64),
+    /// Who leads (only the leader gossips it).
+    Leader,
 }
 
 /// The smallest encoded gossip item; below this much room a datagram is full.

@@ -60,6 +60,10 @@ pub(crate) struct View {
     /// Whether the live ring changed (a member came, went live or down, or moved) since
     /// [`View::take_ring_change`] was last asked.
     ring_changed: bool,
+    /// The other members held Suspect.
+    suspects: BTreeSet<NodeId>,
+    /// Counts changes of membership and of members' states (not of incarnations alone).
+    version: u64,
 }
 
 impl View {
@@ -77,6 +81,8 @@ impl View {
             live: 1,
             digest,
             ring_changed: false,
+            suspects: BTreeSet::new(),
+            version: 0,
         }
     }
 
@@ -122,6 +128,21 @@ impl View {
         self.digest
     }
 
+    /// The other members held Failed or Left (tombstones).
+    pub(crate) fn down(&self) -> &BTreeSet<NodeId> {
+        &self.down
+    }
+
+    /// The other members held Suspect.
+    pub(crate) fn suspects(&self) -> &BTreeSet<NodeId> {
+        &self.suspects
+    }
+
+    /// Goes up whenever a member comes or goes or changes state.
+    pub(crate) fn version(&self) -> u64 {
+        self.version
+    }
+
     /// Whether the live ring changed since last asked; asking clears it.
     pub(crate) fn take_ring_change(&mut self) -> bool {
         std::mem::take(&mut self.ring_changed)
@@ -141,6 +162,7 @@ impl View {
         self.live += 1;
         self.digest ^= digest_term(member.id, member.incarnation);
         self.ring_changed = true;
+        self.version += 1;
         self.sorted.insert(member.id);
         self.peers.insert(member.id, Peer { member, since: now });
     }
@@ -169,6 +191,14 @@ impl View {
         }
         if old_state != state {
             peer.since = now;
+            self.version += 1;
+            if id != self.me {
+                if state == MemberState::Suspect {
+                    self.suspects.insert(id);
+                } else if old_state == MemberState::Suspect {
+                    self.suspects.remove(&id);
+                }
+            }
         }
         let member = peer.member.clone();
         // Watches keep their peer's address.
@@ -218,6 +248,9 @@ impl View {
             self.peers.swap_remove(id);
             self.sorted.remove(id);
             self.down.remove(id);
+        }
+        if !gone.is_empty() {
+            self.version += 1;
         }
         gone
     }
@@ -301,6 +334,13 @@ impl View {
             .map(|p| p.member.id)
             .collect();
         assert_eq!(down, self.down, "the index of failed and departed members drifted");
+        let suspects: BTreeSet<NodeId> = self
+            .peers
+            .values()
+            .filter(|p| p.member.state == MemberState::Suspect && p.member.id != self.me)
+            .map(|p| p.member.id)
+            .collect();
+        assert_eq!(suspects, self.suspects, "the index of suspects drifted");
         let live = self.peers.values().filter(|p| p.member.state.is_live()).count();
         assert_eq!(live, self.live, "the live count drifted");
         let digest = self

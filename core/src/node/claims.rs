@@ -56,7 +56,7 @@ impl Claim {
                 Self::accusation(id, incarnation, MemberState::Failed, accuser)
             }
             Gossip::Leave { id, incarnation } => Self::accusation(id, incarnation, MemberState::Left, id),
-            Gossip::UserBroadcast { .. } => return None,
+            Gossip::UserBroadcast { .. } | Gossip::Leader { .. } => return None,
         })
     }
 }
@@ -68,6 +68,20 @@ impl Node {
                 Gossip::UserBroadcast { origin, seq, payload } => {
                     self.dissemination.mark_holder(Key::User(origin, seq), sender, &self.view);
                     self.deliver_broadcast(origin, seq, payload);
+                }
+                Gossip::Leader { term, leader } => {
+                    if term > super::MAX_TERM {
+                        self.out.refused_claim();
+                        continue;
+                    }
+                    self.with_election(|e, ctx| e.on_leader_gossip(ctx, term, leader));
+                    // Every member passes on a claim newer than any it passed on before
+                    // (voters too: they are most of the members that hear it first).
+                    if self.leader_gossiped.is_none_or(|(t, l)| term > t || (term == t && leader != l)) {
+                        self.leader_gossiped = Some((term, leader));
+                        self.dissemination.push(Key::Leader, &Gossip::Leader { term, leader });
+                    }
+                    self.dissemination.mark_holder(Key::Leader, sender, &self.view);
                 }
                 other => {
                     let Some(claim) = Claim::from_gossip(other) else { continue };

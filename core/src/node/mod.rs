@@ -42,6 +42,8 @@
 //!   broadcasts;
 //! - anti-entropy (`membership::anti_entropy`): digests, push-pull, strangers;
 //! - the joiner (`membership::joiner`): seeds and join attempts;
+//! - partition detection (`partition`): which side of a split keeps running;
+//! - the election (`election`): terms, votes, the leader and its lease;
 //! - timers (`timer`): one `Timer` per kind of deadline, in a table.
 //!
 //! What ties them together lives here: which part handles each message and each timer,
@@ -62,6 +64,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::config::{Config, NodeConfig};
 use crate::durable::Durable;
+use crate::election::{Ctx, Election, LeaderNews};
 use crate::error::Error;
 use crate::member::{tags_encoded_len, Member, MemberState, NodeId, MAX_TAGS_BYTES};
 use crate::membership::anti_entropy::{send_state, AntiEntropy};
@@ -73,6 +76,7 @@ use crate::membership::suspicion::Suspicions;
 use crate::membership::view::{Peer, View};
 use crate::outbox::Outbox;
 use crate::output::{Command, Output, Stats};
+use crate::partition::{Decision, Mode, PartitionWatch, Picture};
 use crate::time::Instant;
 use crate::wire::{self, Gossip, Header, MemberRecord, Message, WireError};
 
@@ -80,6 +84,10 @@ mod claims;
 mod timer;
 
 use claims::{Claim, MAX_INCARNATION};
+
+/// Election terms at or above this are refused, as incarnations are: no cluster holds
+/// this many elections, and refusing them keeps a forged term from exhausting the count.
+const MAX_TERM: u64 = 1 << 62;
 use timer::{Deadline, Timer, TimerTable};
 
 /// The most room for view entries a state transfer's announced size makes a member
@@ -109,6 +117,12 @@ pub struct Node {
     dissemination: Dissemination,
     anti_entropy: AntiEntropy,
     joiner: Joiner,
+    partition: Option<PartitionWatch>,
+    /// The view's version when the partition watch last looked at it.
+    partition_seen: u64,
+    election: Election,
+    /// The latest leader claim this member gossiped, (term, leader).
+    leader_gossiped: Option<(u64, NodeId)>,
     timers: TimerTable,
     out: Outbox,
 }
@@ -142,6 +156,9 @@ impl Node {
             tags: config.tags,
         };
         let header = Header { cluster_id: cluster.cluster_id, sender: config.id };
+        let election = Election::new(config.id, cluster.election.clone(), &durable, !restarted, now, &mut rng);
+        durable.abstaining = election.is_abstaining();
+        let partition = cluster.partition.clone().map(|p| PartitionWatch::new(p, config.id, now));
         let mut node = Self {
             id: config.id,
             addr: config.addr,
@@ -154,6 +171,10 @@ impl Node {
             dissemination: Dissemination::new(now + cluster.gossip_interval),
             anti_entropy: AntiEntropy::new(now, first_push_pull, cluster.probe_interval),
             joiner: Joiner::default(),
+            partition,
+            partition_seen: 0,
+            election,
+            leader_gossiped: None,
             timers: TimerTable::default(),
             out: Outbox::new(header, cluster.max_datagram),
             durable,
@@ -216,6 +237,35 @@ impl Node {
     /// Traffic counters.
     pub fn stats(&self) -> Stats {
         self.out.stats()
+    }
+
+    /// The election term this member knows (0 before any election, or with no voters).
+    pub fn term(&self) -> u64 {
+        self.election.term()
+    }
+
+    /// The leader of [`Node::term`], as far as this member knows: heard directly by a
+    /// voter, through gossip by a member that does not vote.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.election.leader()
+    }
+
+    /// Whether this member leads and holds the leader lease at `now` (its own clock): while
+    /// it does, no other member can be elected, as long as clocks drift apart by no more
+    /// than `max_clock_drift`.
+    pub fn is_leaseholder(&self, now: Instant) -> bool {
+        self.is_active() && self.election.is_leaseholder(now)
+    }
+
+    /// Whether this member is on a side of a partition that keeps running
+    /// ([`Mode::Normal`]) or not ([`Mode::ReadOnly`]).
+    pub fn mode(&self) -> Mode {
+        self.partition.as_ref().map_or(Mode::Normal, PartitionWatch::mode)
+    }
+
+    /// The partition decision in force, if a partition was detected and has not healed.
+    pub fn partition(&self) -> Option<&Decision> {
+        self.partition.as_ref().and_then(PartitionWatch::decision)
     }
 
     /// Whether this member has heard from the cluster since it asked to join (always true
@@ -291,6 +341,16 @@ impl Node {
                     self.send_view(from, false, "join reply");
                 }
             }
+            election @ (Message::RequestVote { .. }
+            | Message::Vote { .. }
+            | Message::Heartbeat { .. }
+            | Message::HeartbeatAck { .. }
+            | Message::TimeoutNow { .. }) => {
+                if self.is_active() {
+                    let news = self.with_election(|e, ctx| e.on_message(ctx, sender, from, election));
+                    self.leader_news(news);
+                }
+            }
         }
         self.settle();
         Ok(())
@@ -347,6 +407,11 @@ impl Node {
                     self.start_indirect_probe(id, now);
                 }
             }
+            Command::TransferLeadership(to) => {
+                if !self.with_election(|e, ctx| e.transfer(ctx, Some(to))) {
+                    return Err(Error::NotLeader { leader: self.election.leader() });
+                }
+            }
         }
         self.settle();
         Ok(())
@@ -383,6 +448,8 @@ impl Node {
                 return Some(Deadline { at, wakes: !self.dissemination.is_idle() });
             }
             Timer::JoinRetry => self.joiner.deadline(),
+            Timer::Election => self.election.next_deadline().filter(|_| active),
+            Timer::Partition => self.partition.as_ref().and_then(PartitionWatch::deadline),
         };
         at.map(Deadline::wake)
     }
@@ -461,15 +528,89 @@ impl Node {
                 self.dissemination.round(now, &self.view, &mut self.rng, &mut self.out, &self.config);
             }
             Timer::JoinRetry => self.join_attempt(now),
+            Timer::Election => {
+                let news = self.with_election(|e, ctx| e.on_timeout(ctx));
+                self.leader_news(news);
+            }
+            Timer::Partition => {
+                let expected = self.expected_members();
+                if let Some(partition) = &mut self.partition {
+                    let out = &mut self.out;
+                    partition.on_timeout(now, &expected, &mut |e| out.emit(e));
+                }
+            }
         }
     }
 
-    /// After every input: the ring follows the view, and the timer table the parts.
+    /// After every input: the ring follows the view, the partition watch and a non-voter's
+    /// leader the members' states, and the timer table the parts.
     fn settle(&mut self) {
         if self.view.take_ring_change() {
             self.prober.refresh_ring(&self.view, self.config.monitors, self.is_active(), self.now);
         }
+        if self.view.version() != self.partition_seen {
+            self.partition_seen = self.view.version();
+            self.watch_partition();
+            if let Some(leader) = self.election.leader() {
+                if self.view.down().contains(&leader) {
+                    self.with_election(|e, ctx| e.on_member_down(ctx, leader));
+                }
+            } else if let Some(forgotten) = self.election.forgotten_leader() {
+                if self.view.member(forgotten).is_some_and(|m| m.state.is_live()) {
+                    self.with_election(|e, ctx| e.on_member_up(ctx, forgotten));
+                }
+            }
+        }
         self.sync_timers();
+    }
+
+    // ----- partitions and the election -----------------------------------------------
+
+    /// The members the cluster should have, oldest first: the voters (in their configured
+    /// order) that this member knows, or every member known that has not left (lowest id
+    /// first).
+    fn expected_members(&self) -> Vec<NodeId> {
+        let departed = |m: &Member| m.state == MemberState::Left && m.id != self.id;
+        if self.config.election.voters.is_empty() {
+            self.view.members().filter(|m| !departed(m)).map(|m| m.id).collect()
+        } else {
+            let voters = &self.config.election.voters;
+            voters.iter().copied().filter(|&v| self.view.member(v).is_some_and(|m| !departed(m))).collect()
+        }
+    }
+
+    /// Tells the partition watch which expected members this member cannot reach (held
+    /// Failed) and which are in dispute (held Suspect).
+    fn watch_partition(&mut self) {
+        let Some(partition) = &mut self.partition else { return };
+        let voters = &self.config.election.voters;
+        let expected = |id: &NodeId| voters.is_empty() || voters.contains(id);
+        let view = &self.view;
+        let failed = |id: &NodeId| view.member(*id).is_some_and(|m| m.state == MemberState::Failed);
+        let picture = Picture {
+            unreachable: view.down().iter().filter(|id| expected(id) && failed(id)).copied().collect(),
+            indirect: view.suspects().iter().filter(|id| expected(id)).copied().collect(),
+        };
+        let out = &mut self.out;
+        partition.update(self.now, picture, &mut |e| out.emit(e));
+    }
+
+    /// Runs `f` on the election with what it may use of this member.
+    fn with_election<R>(&mut self, f: impl FnOnce(&mut Election, &mut Ctx<'_>) -> R) -> R {
+        let view = &self.view;
+        let addrs = |id: NodeId| view.member(id).filter(|m| m.state != MemberState::Left).map(|m| m.addr);
+        let mut ctx =
+            Ctx { now: self.now, rng: &mut self.rng, out: &mut self.out, durable: &mut self.durable, addrs: &addrs };
+        f(&mut self.election, &mut ctx)
+    }
+
+    /// A leader tells the members that do not vote (on election, and now and then after).
+    fn leader_news(&mut self, news: Option<LeaderNews>) {
+        if matches!(news, Some(LeaderNews::Elected | LeaderNews::Announce)) && self.election.leader() == Some(self.id) {
+            let term = self.election.term();
+            self.leader_gossiped = Some((term, self.id));
+            self.dissemination.push(Key::Leader, &Gossip::Leader { term, leader: self.id });
+        }
     }
 
     fn sync_timers(&mut self) {
@@ -617,6 +758,11 @@ impl Node {
         trace_event!(debug, to = %to, members = self.view.len(), reply, "state transfer: {why}");
         let _ = why;
         send_state(&self.view, &mut self.out, to, reply);
+        // A member that needs a view (it joins, or comes back) needs the leader too.
+        if let Some(leader) = self.election.leader() {
+            let item = Gossip::Leader { term: self.election.term(), leader };
+            self.out.send(to, &Message::Gossip { gossip: vec![item] });
+        }
     }
 
     /// This member's digest, when it has nothing pending to gossip (with updates in
@@ -651,6 +797,8 @@ impl Node {
             return;
         }
         let incarnation = self.durable.incarnation;
+        // A leader hands over before it goes.
+        self.with_election(|e, ctx| e.retire(ctx));
         self.left = true;
         self.view.transition(self.id, (incarnation, MemberState::Left), None, None, self.now);
         self.joiner.stop();
@@ -701,6 +849,15 @@ impl Node {
             _ if header.sender == self.id => {
                 Err(WireError::Invalid { why: "datagram claims to come from this member" })
             }
+            Message::RequestVote { term, .. }
+            | Message::Vote { term, .. }
+            | Message::Heartbeat { term, .. }
+            | Message::HeartbeatAck { term, .. }
+            | Message::TimeoutNow { term }
+                if *term > MAX_TERM =>
+            {
+                Err(WireError::Invalid { why: "an election term no election reaches" })
+            }
             _ => Ok(()),
         }
     }
@@ -715,6 +872,12 @@ impl Node {
     #[cfg(test)]
     pub(crate) fn assert_view_consistent(&self) {
         self.view.assert_consistent();
+    }
+
+    /// Whether this voter still waits out the loss of its disk.
+    #[cfg(test)]
+    pub(crate) fn is_abstaining(&self) -> bool {
+        self.election.is_abstaining()
     }
 
     #[cfg(test)]

@@ -27,12 +27,16 @@ pub(crate) enum Timer {
     GossipRound,
     /// A join attempt.
     JoinRetry,
+    /// The election: a heartbeat round or CheckQuorum for a leader; standing for the others.
+    Election,
+    /// The partition picture settled: decide which side keeps running.
+    Partition,
 }
 
 impl Timer {
     /// Every timer, in the order expired ones are handled: what was already running ends
     /// (relays, probes, suspicions) before anything new starts.
-    pub(crate) const ALL: [Self; 8] = [
+    pub(crate) const ALL: [Self; 10] = [
         Self::RelayNack,
         Self::ProbeTimeout,
         Self::Suspicion,
@@ -41,6 +45,8 @@ impl Timer {
         Self::PushPull,
         Self::GossipRound,
         Self::JoinRetry,
+        Self::Election,
+        Self::Partition,
     ];
 
     const fn index(self) -> usize {

@@ -63,6 +63,16 @@ pub(crate) fn put_message_head(out: &mut Vec<u8>, message: &Message) {
             put_record_fields(out, r.id, r.addr, r.incarnation, r.state, &r.tags);
             out.push(u8::from(*send_state));
         }
+        Message::RequestVote { term, pre_vote: a, transfer: b } | Message::Vote { term, pre_vote: a, granted: b } => {
+            put_varint(out, *term);
+            out.push(u8::from(*a));
+            out.push(u8::from(*b));
+        }
+        Message::Heartbeat { term, seq } | Message::HeartbeatAck { term, seq } => {
+            put_varint(out, *term);
+            put_varint(out, *seq);
+        }
+        Message::TimeoutNow { term } => put_varint(out, *term),
     }
 }
 
@@ -100,6 +110,11 @@ pub(crate) fn put_gossip(out: &mut Vec<u8>, item: &Gossip) {
             put_varint(out, origin.0);
             put_varint(out, *seq);
             put_bytes(out, payload);
+        }
+        Gossip::Leader { term, leader } => {
+            out.push(5);
+            put_varint(out, *term);
+            put_varint(out, leader.0);
         }
     }
 }
@@ -366,6 +381,7 @@ impl<'a> Reader<'a> {
             2 => Gossip::Failed { id: self.id()?, incarnation: self.u64()?, accuser: self.id()? },
             3 => Gossip::Leave { id: self.id()?, incarnation: self.u64()? },
             4 => Gossip::UserBroadcast { origin: self.id()?, seq: self.u64()?, payload: self.bytes()? },
+            5 => Gossip::Leader { term: self.u64()?, leader: self.id()? },
             _ => return None,
         })
     }
@@ -403,6 +419,11 @@ impl<'a> Reader<'a> {
                 members: self.list(Self::record)?,
             },
             6 => Message::Join { member: self.record()?, send_state: self.bool()? },
+            7 => Message::RequestVote { term: self.u64()?, pre_vote: self.bool()?, transfer: self.bool()? },
+            8 => Message::Vote { term: self.u64()?, pre_vote: self.bool()?, granted: self.bool()? },
+            9 => Message::Heartbeat { term: self.u64()?, seq: self.u64()? },
+            10 => Message::HeartbeatAck { term: self.u64()?, seq: self.u64()? },
+            11 => Message::TimeoutNow { term: self.u64()? },
             _ => return None,
         })
     }

@@ -8,7 +8,7 @@
 //! ```text
 //! offset  size  field
 //! 0       4     magic "CNCL"
-//! 4       1     protocol version (1)
+//! 4       1     protocol version (2: 1 plus leader election's messages and gossip)
 //! 5       8     cluster id, little-endian
 //! 13      8     sender node id, little-endian
 //! 21      4     CRC-32 (IEEE) of bytes 0..21 followed by the body, little-endian
@@ -35,7 +35,7 @@ pub(crate) use codec::tags_len;
 /// The first four bytes of every conclave datagram.
 pub const MAGIC: [u8; 4] = *b"CNCL";
 /// The protocol version this build speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// The envelope's size in bytes.
 pub const HEADER_LEN: usize = 25;
 /// The smallest `max_datagram` a cluster may configure: room for the largest single
@@ -120,12 +120,34 @@ pub enum MessageKind {
     PushPull,
     /// A new member's request to join.
     Join,
+    /// Election: a candidate asks for a vote (or a pre-vote).
+    RequestVote,
+    /// Election: the answer to a vote request.
+    Vote,
+    /// Election: the leader's heartbeat to the voters.
+    Heartbeat,
+    /// Election: a voter's answer to a heartbeat.
+    HeartbeatAck,
+    /// Election: the leader hands over; the receiver stands at once.
+    TimeoutNow,
 }
 
 impl MessageKind {
     /// Every kind, in wire order.
-    pub const ALL: [Self; 7] =
-        [Self::Ping, Self::Ack, Self::Nack, Self::PingReq, Self::Gossip, Self::PushPull, Self::Join];
+    pub const ALL: [Self; 12] = [
+        Self::Ping,
+        Self::Ack,
+        Self::Nack,
+        Self::PingReq,
+        Self::Gossip,
+        Self::PushPull,
+        Self::Join,
+        Self::RequestVote,
+        Self::Vote,
+        Self::Heartbeat,
+        Self::HeartbeatAck,
+        Self::TimeoutNow,
+    ];
 
     /// Its position in [`MessageKind::ALL`].
     pub const fn index(self) -> usize {
@@ -142,6 +164,11 @@ impl MessageKind {
             Self::Gossip => "gossip",
             Self::PushPull => "push-pull",
             Self::Join => "join",
+            Self::RequestVote => "request-vote",
+            Self::Vote => "vote",
+            Self::Heartbeat => "heartbeat",
+            Self::HeartbeatAck => "heartbeat-ack",
+            Self::TimeoutNow => "timeout-now",
         }
     }
 }
@@ -169,13 +196,12 @@ pub(crate) enum Gossip {
     Leave { id: NodeId, incarnation: u64 },
     /// A user broadcast: `origin`'s `seq`-th payload.
     UserBroadcast { origin: NodeId, seq: u64, payload: Vec<u8> },
+    /// `leader` leads election term `term` (how non-voters learn it).
+    Leader { term: u64, leader: NodeId },
 }
 
 /// One message. Every variant that can carry piggybacked gossip has it as its last field,
 /// which is what lets [`DatagramWriter`] append items without re-encoding the rest.
-///
-/// Leader election's messages are not here yet: they join the format (with a version
-/// bump if the format changes) when the election is designed.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Message {
     /// Probe `target` (named so a ping that reaches a new process at an old address is
@@ -196,6 +222,18 @@ pub(crate) enum Message {
     /// The sender asks to join. With `send_state`, the answer is the receiver's view as
     /// `PushPull` parts; without, the receiver only admits it (one seed of several answers).
     Join { member: MemberRecord, send_state: bool },
+    /// Election: vote for the sender in `term` (with `pre_vote`: would you, without
+    /// anyone's term moving). `transfer`: the leader handed over to the sender, so a voter
+    /// that still hears it does not refuse.
+    RequestVote { term: u64, pre_vote: bool, transfer: bool },
+    /// Election: the answer to a vote request; `term` is the voter's own.
+    Vote { term: u64, pre_vote: bool, granted: bool },
+    /// Election: the sender leads `term`; this is its round `seq`.
+    Heartbeat { term: u64, seq: u64 },
+    /// Election: the answer to heartbeat round `seq`; `term` is the voter's own.
+    HeartbeatAck { term: u64, seq: u64 },
+    /// Election: the sender, leader of `term`, hands over: stand now.
+    TimeoutNow { term: u64 },
 }
 
 impl Message {
@@ -208,6 +246,11 @@ impl Message {
             Self::Gossip { .. } => MessageKind::Gossip,
             Self::PushPull { .. } => MessageKind::PushPull,
             Self::Join { .. } => MessageKind::Join,
+            Self::RequestVote { .. } => MessageKind::RequestVote,
+            Self::Vote { .. } => MessageKind::Vote,
+            Self::Heartbeat { .. } => MessageKind::Heartbeat,
+            Self::HeartbeatAck { .. } => MessageKind::HeartbeatAck,
+            Self::TimeoutNow { .. } => MessageKind::TimeoutNow,
         }
     }
 

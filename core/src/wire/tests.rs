@@ -81,6 +81,11 @@ fn golden_messages() -> Vec<(&'static str, Message)> {
                 send_state: true,
             },
         ),
+        ("request-vote", Message::RequestVote { term: 300, pre_vote: true, transfer: false }),
+        ("vote", Message::Vote { term: 5, pre_vote: false, granted: true }),
+        ("heartbeat", Message::Heartbeat { term: 5, seq: 130 }),
+        ("heartbeat-ack", Message::HeartbeatAck { term: 6, seq: 1 }),
+        ("timeout-now", Message::TimeoutNow { term: 5 }),
     ]
 }
 
@@ -92,39 +97,50 @@ fn golden_gossip() -> Vec<(&'static str, Gossip)> {
         ("failed", Gossip::Failed { id: NodeId(9), incarnation: 2, accuser: NodeId(7) }),
         ("leave", Gossip::Leave { id: NodeId(9), incarnation: 2 }),
         ("user-broadcast", Gossip::UserBroadcast { origin: NodeId(7), seq: 1, payload: b"hi".to_vec() }),
+        ("leader", Gossip::Leader { term: 5, leader: NodeId(7) }),
     ]
 }
 
 // ----- golden bytes -------------------------------------------------------------------
 
-/// The envelope of every golden datagram: magic "CNCL", version 1, cluster id
+/// The envelope of every golden datagram: magic "CNCL", version 2, cluster id
 /// 0x0123456789abcdef and sender 7 little-endian; the checksum follows, then the body.
-const GOLDEN_ENVELOPE: &str = "434e434c 01 efcdab8967452301 0700000000000000";
+const GOLDEN_ENVELOPE: &str = "434e434c 02 efcdab8967452301 0700000000000000";
 
 /// One datagram per message kind, as `(checksum, body)` after [`GOLDEN_ENVELOPE`], with the
 /// body split by field. Checksums were checked independently with Python's
 /// `zlib.crc32(datagram[:21] + datagram[25:])`. The first body byte is the kind's index in
 /// [`MessageKind::ALL`]; integers are postcard varints (300 = `ac02`, port 7946 = `8a3e`);
 /// a socket address is its variant (0 = V4, 1 = V6), the raw octets, the port.
-const GOLDEN_MESSAGES: [(&str, &str, &str); 7] = [
+const GOLDEN_MESSAGES: [(&str, &str, &str); 12] = [
     // Ping { seq: 300, target: 9, digest: Some(258), gossip: [Leave { id: 5, incarnation: 2 }] }
-    ("ping", "141279ba", "00 ac02 09 01 8202 01 030502"),
+    ("ping", "3315a7b8", "00 ac02 09 01 8202 01 030502"),
     // Ack { seq: 300, digest: None, gossip: [] }
-    ("ack", "ed2349fb", "01 ac02 00 00"),
+    ("ack", "ad8e31c2", "01 ac02 00 00"),
     // Nack { seq: 1 }
-    ("nack", "1acc999d", "02 01"),
+    ("nack", "b34acf3e", "02 01"),
     // PingReq { seq: 2, target: 9, target_addr: 10.0.0.7:7946, gossip: [] }
-    ("ping-req", "0f889c3b", "03 02 09 00 0a000007 8a3e 00"),
+    ("ping-req", "288f4239", "03 02 09 00 0a000007 8a3e 00"),
     // Gossip { gossip: [Suspect { id: 9, incarnation: 3, accuser: 7 }] }
-    ("gossip", "fea0157c", "04 01 01090307"),
+    ("gossip", "c399f00a", "04 01 01090307"),
     // PushPull { reply, part 1 of 2, members: [9 at [2001:db8::7]:7946, incarnation 3, Suspect, zone=a] }
-    ("push-pull", "a4974e11", "05 01 01 02 01 09 01 20010db8000000000000000000000007 8a3e 03 01 01 047a6f6e65 0161"),
+    ("push-pull", "b3931bab", "05 01 01 02 01 09 01 20010db8000000000000000000000007 8a3e 03 01 01 047a6f6e65 0161"),
     // Join { member: 7 at 10.0.0.7:7946, incarnation 0, Alive, no tags; send_state: true }
-    ("join", "37f6d2bc", "06 07 00 0a000007 8a3e 00 00 00 01"),
+    ("join", "2fd373f8", "06 07 00 0a000007 8a3e 00 00 00 01"),
+    // RequestVote { term: 300, pre_vote: true, transfer: false }
+    ("request-vote", "4c4a6a54", "07 ac02 01 00"),
+    // Vote { term: 5, pre_vote: false, granted: true }
+    ("vote", "eb018b07", "08 05 00 01"),
+    // Heartbeat { term: 5, seq: 130 }
+    ("heartbeat", "479c82b6", "09 05 8201"),
+    // HeartbeatAck { term: 6, seq: 1 }
+    ("heartbeat-ack", "183501b6", "0a 06 01"),
+    // TimeoutNow { term: 5 }
+    ("timeout-now", "e33560e8", "0b 05"),
 ];
 
 /// One item per gossip kind, encoded alone as it rides in a gossip list.
-const GOLDEN_GOSSIP: [(&str, &str); 6] = [
+const GOLDEN_GOSSIP: [(&str, &str); 7] = [
     // Alive { id: 9, incarnation: 1, addr: 10.0.0.7:7946, tags: role=db }
     ("alive", "00 09 01 00 0a000007 8a3e 01 04726f6c65 026462"),
     // Alive { id: 9, incarnation: 1, addr: [2001:db8::7]:7946, tags: {} }
@@ -137,6 +153,8 @@ const GOLDEN_GOSSIP: [(&str, &str); 6] = [
     ("leave", "03 09 02"),
     // UserBroadcast { origin: 7, seq: 1, payload: "hi" }
     ("user-broadcast", "04 07 01 02 6869"),
+    // Leader { term: 5, leader: 7 }
+    ("leader", "05 05 07"),
 ];
 
 #[test]
@@ -232,8 +250,8 @@ fn each_decode_check_reports_the_first_failure() {
 
     // Bad version (and checksum).
     let mut bad = good.clone();
-    bad[4] = 2;
-    assert_eq!(decode(&bad, CLUSTER, max), Err(WireError::UnsupportedVersion { version: 2 }));
+    bad[4] = 1;
+    assert_eq!(decode(&bad, CLUSTER, max), Err(WireError::UnsupportedVersion { version: 1 }));
     let mut bad = good.clone();
     bad[4] = 0;
     seal(&mut bad);
@@ -372,6 +390,7 @@ fn arb_gossip() -> impl Strategy<Value = Gossip> {
         (arb_id(), arb_incarnation()).prop_map(|(id, incarnation)| Gossip::Leave { id, incarnation }),
         (arb_id(), any::<u64>(), prop::collection::vec(any::<u8>(), 0..600))
             .prop_map(|(origin, seq, payload)| Gossip::UserBroadcast { origin, seq, payload }),
+        (any::<u64>(), arb_id()).prop_map(|(term, leader)| Gossip::Leader { term, leader }),
     ]
 }
 
@@ -395,6 +414,19 @@ fn arb_message() -> impl Strategy<Value = Message> {
         (any::<bool>(), 1_u16.., any::<u16>(), prop::collection::vec(arb_record(), 0..6))
             .prop_map(|(reply, parts, part, members)| Message::PushPull { reply, part: part % parts, parts, members }),
         (arb_record(), any::<bool>()).prop_map(|(member, send_state)| Message::Join { member, send_state }),
+        (any::<u64>(), any::<bool>(), any::<bool>()).prop_map(|(term, pre_vote, transfer)| Message::RequestVote {
+            term,
+            pre_vote,
+            transfer
+        }),
+        (any::<u64>(), any::<bool>(), any::<bool>()).prop_map(|(term, pre_vote, granted)| Message::Vote {
+            term,
+            pre_vote,
+            granted
+        }),
+        (any::<u64>(), any::<u64>()).prop_map(|(term, seq)| Message::Heartbeat { term, seq }),
+        (any::<u64>(), any::<u64>()).prop_map(|(term, seq)| Message::HeartbeatAck { term, seq }),
+        any::<u64>().prop_map(|term| Message::TimeoutNow { term }),
     ]
 }
 
@@ -441,7 +473,7 @@ fn envelope_verdict(bytes: &[u8], cluster_id: u64, max: usize) -> Option<WireErr
     if &bytes[..4] != b"CNCL" {
         return Some(WireError::BadMagic);
     }
-    if bytes[4] != 1 {
+    if bytes[4] != 2 {
         return Some(WireError::UnsupportedVersion { version: bytes[4] });
     }
     let mut hasher = crc32fast::Hasher::new();
@@ -548,7 +580,7 @@ proptest! {
     ) {
         let mut bytes = bytes;
         if magic_prefix && bytes.len() >= 5 {
-            bytes[..5].copy_from_slice(b"CNCL\x01");
+            bytes[..5].copy_from_slice(b"CNCL\x02");
         }
         let result = decode(&bytes, CLUSTER, max);
         match envelope_verdict(&bytes, CLUSTER, max) {
@@ -559,7 +591,7 @@ proptest! {
 
     #[test]
     fn arbitrary_bodies_in_a_valid_envelope_never_panic_decode(
-        kind in 0_u8..12,
+        kind in 0_u8..16,
         body in prop::collection::vec(any::<u8>(), 0..400),
     ) {
         // Start with a plausible kind so the body decoder gets past the first byte.

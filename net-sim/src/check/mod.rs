@@ -50,6 +50,10 @@ pub struct NodeSnapshot {
     pub up: bool,
     /// What it believes about every member it knows, itself included.
     pub view: BTreeMap<NodeId, MemberState>,
+    /// The election term it knows (0 when down or electing nobody).
+    pub term: u64,
+    /// The leader it knows.
+    pub leader: Option<NodeId>,
 }
 
 /// Every member's view at one moment.
@@ -160,7 +164,7 @@ pub trait Checker {
 
 /// The checkers of leader election, which cannot judge a run until the core elects a
 /// leader: what a test of membership alone opts out of.
-pub const NO_ELECTION: &[&str] = &[OneLeaderPerTerm::NAME, LeaseExclusive::NAME];
+pub const NO_ELECTION: &[&str] = &[OneLeaderPerTerm::NAME, LeaseExclusive::NAME, ElectsAfterHeal::NAME];
 
 /// Why a member's own incarnation is reported to a checker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -273,6 +277,100 @@ impl Checker for OneLeaderPerTerm {
 
     fn not_judged(&self) -> Option<String> {
         self.leaders.is_empty().then(|| "no leader was ever elected".to_string())
+    }
+}
+
+/// Liveness of the election: by `bound` after the plan's last step (every fault healed),
+/// every running member names the same leader, and that leader runs.
+///
+/// It judges once, at that deadline; a run that ends before it could not judge.
+#[derive(Debug)]
+pub struct ElectsAfterHeal {
+    /// `None` when no member votes: nothing to judge.
+    bound: Option<Duration>,
+    deadline: Option<Instant>,
+    checked: bool,
+}
+
+impl ElectsAfterHeal {
+    /// The checker's name.
+    pub const NAME: &'static str = "elects-after-heal";
+
+    /// A checker giving the cluster `bound` to agree on a leader after the last fault.
+    pub fn new(bound: Duration) -> Self {
+        Self { bound: Some(bound), deadline: None, checked: false }
+    }
+
+    /// The checker of a run in which no member votes: it cannot judge.
+    pub fn without_voters() -> Self {
+        Self { bound: None, deadline: None, checked: false }
+    }
+
+    /// The default bound for `election`: the members that do not vote hear of the leader
+    /// at its next announcement, and an election needs a few timeouts when votes split.
+    pub fn bound(election: &conclave_core::ElectionConfig) -> Duration {
+        election.leader_announce_interval + election.election_timeout_max * 10
+    }
+}
+
+impl Checker for ElectsAfterHeal {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn start(&mut self, info: &RunInfo) -> Vec<Instant> {
+        let Some(bound) = self.bound else { return Vec::new() };
+        let deadline = info.plan.last_at().unwrap_or(Instant::ZERO) + bound;
+        self.deadline = Some(deadline);
+        vec![deadline]
+    }
+
+    fn fault(&mut self, at: Instant, _fault: &Fault, _findings: &mut Vec<Finding>) {
+        let Some(bound) = self.bound else { return };
+        if self.deadline.is_some_and(|d| at + bound > d) {
+            self.deadline = Some(at + bound);
+            self.checked = false;
+        }
+    }
+
+    fn snapshot(&mut self, snapshot: &ClusterSnapshot, findings: &mut Vec<Finding>) {
+        let Some(bound) = self.bound else { return };
+        if self.checked || Some(snapshot.at) != self.deadline {
+            return;
+        }
+        self.checked = true;
+        let up: Vec<&NodeSnapshot> = snapshot.nodes.iter().filter(|n| n.up).collect();
+        let leaders: BTreeSet<Option<NodeId>> = up.iter().map(|n| n.leader).collect();
+        let agreed = match leaders.iter().collect::<Vec<_>>()[..] {
+            [Some(leader)] => up.iter().any(|n| n.id == *leader).then_some(*leader),
+            _ => None,
+        };
+        if agreed.is_none() {
+            let named: Vec<String> = up
+                .iter()
+                .map(|n| format!("{}: {}", n.id, n.leader.map_or("none".to_string(), |l| l.to_string())))
+                .collect();
+            findings.push(Finding {
+                at: snapshot.at,
+                message: format!(
+                    "{:?} after the last fault the running members do not agree on a running leader ({})",
+                    bound,
+                    named.join(", ")
+                ),
+            });
+        }
+    }
+
+    fn pending(&self) -> Option<Instant> {
+        self.deadline.filter(|_| !self.checked)
+    }
+
+    fn not_judged(&self) -> Option<String> {
+        (!self.checked).then(|| match (self.bound, self.deadline) {
+            (None, _) => "no member votes, so nobody is elected".to_string(),
+            (_, Some(d)) => format!("the run ended before {d}, when the leader is judged"),
+            (_, None) => "the run never started".to_string(),
+        })
     }
 }
 
@@ -941,6 +1039,8 @@ mod tests {
                     id: NodeId(id),
                     up,
                     view: view.iter().map(|&(i, s)| (NodeId(i), s)).collect(),
+                    term: 0,
+                    leader: None,
                 })
                 .collect(),
         }

@@ -549,6 +549,8 @@ mod tests {
                     id: NodeId(id),
                     up: up.contains(&id),
                     view: views.iter().filter(|v| v.0 == id).map(|v| (NodeId(v.1), v.2)).collect(),
+                    term: 0,
+                    leader: None,
                 })
                 .collect(),
         }

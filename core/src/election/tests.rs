@@ -1,0 +1,359 @@
+//! The election on whole clusters of real nodes (the in-crate harness), and on one node
+//! fed by hand where the order of its outputs is the point.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::config::ElectionConfig;
+use crate::testkit::{addr, Cluster};
+use crate::wire::{self, Header, Message};
+use crate::{Command, Config, Durable, Error, Event, Instant, Node, NodeConfig, NodeId, Output};
+
+/// The lan preset with members `0..voters` voting.
+fn config(voters: u64) -> Config {
+    Config { election: ElectionConfig::with_voters((0..voters).map(NodeId)), ..Config::lan() }
+}
+
+/// Runs `d` in steps of 5 ms, checking at every step that at most one member holds the
+/// lease and that no term has two leaders.
+fn run_checked(c: &mut Cluster, d: Duration) {
+    let until = c.now + d;
+    while c.now < until {
+        c.run_for(Duration::from_millis(5));
+        let now = c.now;
+        let holders: Vec<usize> = (0..c.len()).filter(|&i| c.is_up(i) && c.node(i).is_leaseholder(now)).collect();
+        assert!(holders.len() <= 1, "at {now}: {holders:?} all hold the lease");
+        let mut leaders = std::collections::BTreeMap::new();
+        for s in c.seen(|e| matches!(e, Event::LeaderElected { .. })) {
+            let Event::LeaderElected { term, leader } = s.event else { unreachable!() };
+            let first = *leaders.entry(term).or_insert(leader);
+            assert_eq!(first, leader, "term {term} has two leaders");
+        }
+    }
+}
+
+/// The leader every running member agrees on, if they all do.
+fn agreed_leader(c: &Cluster) -> Option<NodeId> {
+    let up: Vec<usize> = (0..c.len()).filter(|&i| c.is_up(i)).collect();
+    let first = c.node(up[0]).leader()?;
+    up.iter().all(|&i| c.node(i).leader() == Some(first)).then_some(first)
+}
+
+#[test]
+fn one_leader_is_elected_and_every_member_learns_it() {
+    let mut c = Cluster::new(7, config(5), 1);
+    run_checked(&mut c, Duration::from_secs(3));
+    let leader = agreed_leader(&c).expect("every member knows the leader");
+    assert!(leader.0 < 5, "a voter leads");
+    let term = c.node(leader.0 as usize).term();
+    assert!(term >= 1);
+    for i in 0..7 {
+        assert_eq!(c.node(i).term(), term, "n{i} knows the term");
+    }
+    assert!(c.node(leader.0 as usize).is_leaseholder(c.now), "the leader holds the lease");
+    // The members that do not vote learned it through gossip, and said so once.
+    for i in [5, 6] {
+        let told: Vec<_> = c
+            .seen(|e| matches!(e, Event::LeaderElected { .. }))
+            .into_iter()
+            .filter(|s| s.observer == NodeId(i))
+            .collect();
+        assert_eq!(told.len(), 1, "n{i}: {told:?}");
+    }
+    // Votes and terms were persisted by every voter.
+    for i in 0..5 {
+        assert_eq!(c.durable(i).map(|d| d.term), Some(term), "n{i}'s disk");
+    }
+}
+
+#[test]
+fn a_crashed_leader_is_replaced_within_the_election_timeouts() {
+    let mut c = Cluster::new(5, config(5), 2);
+    run_checked(&mut c, Duration::from_secs(2));
+    let old = agreed_leader(&c).expect("a leader");
+    let old_term = c.node(old.0 as usize).term();
+    c.crash(old.0 as usize);
+    let crashed_at = c.now;
+    run_checked(&mut c, Duration::from_secs(2));
+    let new = agreed_leader(&c).expect("a new leader");
+    assert_ne!(new, old);
+    let elected = c
+        .seen(|e| matches!(e, Event::LeaderElected { leader, .. } if *leader == new))
+        .first()
+        .map(|s| s.at)
+        .expect("its election was told");
+    let downtime = elected.saturating_duration_since(crashed_at);
+    assert!(downtime < Duration::from_millis(1000), "downtime {downtime:?}");
+    assert!(c.node(new.0 as usize).term() > old_term);
+    // Each follower said it lost the old leader before it learned the new one.
+    for i in (0..5).filter(|&i| c.is_up(i) && NodeId(i as u64) != new) {
+        let lost =
+            c.seen(|e| *e == Event::LeaderLost { term: old_term }).into_iter().any(|s| s.observer == NodeId(i as u64));
+        assert!(lost, "n{i} never said it lost {old}");
+    }
+}
+
+#[test]
+fn a_cut_off_voter_does_not_raise_its_term_or_depose_the_leader() {
+    let mut c = Cluster::new(5, config(5), 3);
+    run_checked(&mut c, Duration::from_secs(2));
+    let leader = agreed_leader(&c).expect("a leader");
+    let term = c.node(0).term();
+    let cut = (0..5).find(|&i| NodeId(i as u64) != leader).expect("a follower");
+    for other in 0..5 {
+        c.link_loss.insert((cut, other), 1.0);
+        c.link_loss.insert((other, cut), 1.0);
+    }
+    run_checked(&mut c, Duration::from_secs(5));
+    assert_eq!(c.node(cut).term(), term, "PreVote: asking moved no term");
+    c.link_loss.clear();
+    run_checked(&mut c, Duration::from_secs(2));
+    assert_eq!(agreed_leader(&c), Some(leader), "the leader stayed");
+    assert_eq!(c.node(leader.0 as usize).term(), term, "and so did its term");
+}
+
+#[test]
+fn without_prevote_the_cut_off_voter_deposes_the_leader_on_its_return() {
+    // The contrast that shows PreVote's worth: the same cut, PreVote off.
+    let mut config = config(5);
+    config.election.pre_vote = false;
+    let mut c = Cluster::new(5, config, 3);
+    run_checked(&mut c, Duration::from_secs(2));
+    let leader = agreed_leader(&c).expect("a leader");
+    let term = c.node(0).term();
+    let cut = (0..5).find(|&i| NodeId(i as u64) != leader).expect("a follower");
+    for other in 0..5 {
+        c.link_loss.insert((cut, other), 1.0);
+        c.link_loss.insert((other, cut), 1.0);
+    }
+    run_checked(&mut c, Duration::from_secs(5));
+    assert!(c.node(cut).term() > term + 5, "it kept standing: term {}", c.node(cut).term());
+}
+
+#[test]
+fn check_quorum_steps_down_a_cut_off_leader_before_another_is_elected() {
+    let mut c = Cluster::new(5, config(5), 4);
+    run_checked(&mut c, Duration::from_secs(2));
+    let old = agreed_leader(&c).expect("a leader").0 as usize;
+    for other in 0..5 {
+        c.link_loss.insert((old, other), 1.0);
+        c.link_loss.insert((other, old), 1.0);
+    }
+    let cut_at = c.now;
+    // `run_checked` holds the lease exclusive at every step through it.
+    run_checked(&mut c, Duration::from_secs(2));
+    let stepped_down = c
+        .seen(|e| matches!(e, Event::LeaderLost { .. }))
+        .into_iter()
+        .find(|s| s.observer == NodeId(old as u64))
+        .map(|s| s.at)
+        .expect("the cut-off leader stepped down");
+    assert!(stepped_down.saturating_duration_since(cut_at) <= Duration::from_millis(400));
+    assert!(!c.node(old).is_leaseholder(c.now));
+    let new = (0..5).filter(|&i| i != old).find_map(|i| c.node(i).leader()).expect("the majority elected");
+    assert_ne!(new.0 as usize, old);
+}
+
+#[test]
+fn a_leader_that_leaves_hands_over_at_once() {
+    let mut c = Cluster::new(5, config(5), 5);
+    run_checked(&mut c, Duration::from_secs(2));
+    let old = agreed_leader(&c).expect("a leader");
+    let left_at = c.now;
+    c.command(old.0 as usize, Command::Leave);
+    run_checked(&mut c, Duration::from_millis(500));
+    let new = (0..5).filter(|&i| i != old.0 as usize).find_map(|i| c.node(i).leader()).expect("a successor");
+    assert_ne!(new, old);
+    let elected = c
+        .seen(|e| matches!(e, Event::LeaderElected { leader, .. } if *leader == new))
+        .first()
+        .map(|s| s.at)
+        .expect("told");
+    // No election timeout was waited out: a few round trips.
+    assert!(elected.saturating_duration_since(left_at) < Duration::from_millis(20), "{elected} after {left_at}");
+}
+
+#[test]
+fn leadership_moves_on_request_and_only_the_leader_may_move_it() {
+    let mut c = Cluster::new(5, config(5), 6);
+    run_checked(&mut c, Duration::from_secs(2));
+    let old = agreed_leader(&c).expect("a leader");
+    let follower = NodeId((old.0 + 1) % 5);
+    let now = c.now;
+    assert_eq!(
+        c.node_mut(follower.0 as usize).handle_command(now, Command::TransferLeadership(old)),
+        Err(Error::NotLeader { leader: Some(old) })
+    );
+    c.command(old.0 as usize, Command::TransferLeadership(follower));
+    run_checked(&mut c, Duration::from_millis(500));
+    assert_eq!(agreed_leader(&c), Some(follower));
+}
+
+// ----- one node, by hand ---------------------------------------------------------------
+
+fn datagram(from: NodeId, message: &Message) -> Vec<u8> {
+    wire::encode(Header { cluster_id: 0, sender: from }, message, 1400).expect("fits")
+}
+
+fn outputs(node: &mut Node) -> Vec<Output> {
+    std::iter::from_fn(|| node.poll_output()).collect()
+}
+
+/// The votes `node` sent, as (term, granted).
+fn votes(outputs: &[Output]) -> Vec<(u64, bool)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Transmit(t) => match wire::decode(&t.payload, 0, 1400) {
+                Ok((_, Message::Vote { term, granted, pre_vote: false })) => Some((term, granted)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+fn voter(durable: Option<Durable>) -> Node {
+    let mut config = NodeConfig::new(NodeId(0), addr(0), config(5), 9);
+    config.durable = durable;
+    Node::new(config, Instant::ZERO).expect("valid")
+}
+
+fn ask(node: &mut Node, at: Instant, from: u64, term: u64) -> Vec<Output> {
+    let request = Message::RequestVote { term, pre_vote: false, transfer: false };
+    let from_addr: SocketAddr = addr(from as usize);
+    node.handle_datagram(at, from_addr, &datagram(NodeId(from), &request)).expect("accepted");
+    outputs(node)
+}
+
+#[test]
+fn a_vote_is_persisted_before_it_leaves_and_granted_once_per_term() {
+    let mut node = voter(Some(Durable::new(3, 4, None)));
+    let _ = outputs(&mut node);
+    let out = ask(&mut node, Instant::from_millis(1), 1, 5);
+    let persist =
+        out.iter().position(|o| matches!(o, Output::Persist(d) if d.term == 5 && d.voted_for == Some(NodeId(1))));
+    let vote = out.iter().position(|o| !votes(std::slice::from_ref(o)).is_empty());
+    assert!(persist.is_some() && persist < vote, "persist first: {out:?}");
+    assert_eq!(votes(&out), [(5, true)]);
+    // A second candidate in the same term is refused; the first is granted again (a retry).
+    assert_eq!(votes(&ask(&mut node, Instant::from_millis(2), 2, 5)), [(5, false)]);
+    assert_eq!(votes(&ask(&mut node, Instant::from_millis(3), 1, 5)), [(5, true)]);
+    // A lower term is refused with the voter's own.
+    assert_eq!(votes(&ask(&mut node, Instant::from_millis(4), 2, 4)), [(5, false)]);
+}
+
+#[test]
+fn a_voter_restarted_with_its_disk_keeps_its_vote() {
+    let mut node = voter(Some(Durable::new(3, 5, Some(NodeId(1)))));
+    let _ = outputs(&mut node);
+    assert_eq!(votes(&ask(&mut node, Instant::from_millis(1), 2, 5)), [(5, false)], "it voted for n1 in term 5");
+    assert_eq!(votes(&ask(&mut node, Instant::from_millis(2), 2, 6)), [(6, true)]);
+}
+
+#[test]
+fn a_voter_that_lost_its_disk_waits_for_a_majority_of_terms_before_it_votes() {
+    // Before the crash it voted in term 7 (lost with its disk). The others are at 6 or 7.
+    let mut node = voter(None);
+    let first = outputs(&mut node);
+    assert!(first.iter().any(|o| matches!(o, Output::Persist(d) if d.abstaining)), "the wait is persisted");
+    assert!(node.is_abstaining());
+    // It refuses everyone while it waits, even a higher term.
+    assert_eq!(votes(&ask(&mut node, Instant::from_millis(1), 2, 7)), [(7, false)]);
+    // Reports from others (as answers to its pre-votes): n2 at 7 and n3 at 6.
+    let report = |node: &mut Node, at: Instant, from: u64, term: u64| {
+        let vote = Message::Vote { term, pre_vote: true, granted: false };
+        node.handle_datagram(at, addr(from as usize), &datagram(NodeId(from), &vote)).expect("accepted");
+        outputs(node)
+    };
+    let late = Instant::from_secs(1);
+    let _ = report(&mut node, late, 2, 7);
+    let _ = report(&mut node, late, 3, 6);
+    assert!(node.is_abstaining(), "two reports of four others are not a majority of them");
+    assert_eq!(votes(&ask(&mut node, late, 4, 8)), [(8, false)], "still waiting");
+    // n4's request above reported term 8; with three reports it votes again, above them all.
+    assert!(!node.is_abstaining());
+    assert_eq!(node.term(), 8);
+    assert_eq!(votes(&ask(&mut node, late, 4, 8)), [(8, false)], "term 8 is closed to it");
+    assert_eq!(votes(&ask(&mut node, late, 4, 9)), [(9, true)]);
+    // A second crash while it waited would have kept the wait: the flag is on disk.
+    let again = voter(Some(Durable { abstaining: true, ..Durable::new(1, 0, None) }));
+    assert!(again.is_abstaining());
+}
+
+#[test]
+fn a_voter_that_lost_its_disk_does_not_end_its_wait_early() {
+    let mut node = voter(None);
+    let _ = outputs(&mut node);
+    let early = Instant::from_millis(100);
+    for from in 1..5 {
+        let vote = Message::Vote { term: 3, pre_vote: true, granted: false };
+        node.handle_datagram(early, addr(from), &datagram(NodeId(from as u64), &vote)).expect("accepted");
+    }
+    assert!(node.is_abstaining(), "a candidate's election may still be running");
+}
+
+#[test]
+fn a_fresh_cluster_elects_although_every_voter_starts_without_a_disk() {
+    // (Every voter of a new cluster abstains first: nothing tells a first start from a
+    // lost disk.)
+    let mut c = Cluster::new(3, config(3), 7);
+    run_checked(&mut c, Duration::from_secs(2));
+    assert!(agreed_leader(&c).is_some());
+}
+
+#[test]
+fn a_member_restarted_without_its_disk_rejoins_the_election_safely() {
+    let mut c = Cluster::new(5, config(5), 8);
+    run_checked(&mut c, Duration::from_secs(2));
+    let leader = agreed_leader(&c).expect("a leader");
+    let follower = ((leader.0 + 1) % 5) as usize;
+    c.crash(follower);
+    run_checked(&mut c, Duration::from_millis(500));
+    c.restart(follower, false);
+    run_checked(&mut c, Duration::from_secs(3));
+    assert!(!c.node(follower).is_abstaining(), "it heard a majority's terms");
+    assert_eq!(c.node(follower).leader(), Some(leader));
+    // Then the leader goes: the restarted member takes part in the next election.
+    c.crash(leader.0 as usize);
+    run_checked(&mut c, Duration::from_secs(2));
+    assert!(agreed_leader(&c).is_some_and(|l| l != leader));
+}
+
+#[test]
+fn a_deposed_leader_learns_the_new_term_from_its_first_heartbeat_answer() {
+    let mut node = voter(Some(Durable::new(1, 9, None)));
+    let _ = outputs(&mut node);
+    let stale = Message::Heartbeat { term: 4, seq: 7 };
+    node.handle_datagram(Instant::from_millis(1), addr(3), &datagram(NodeId(3), &stale)).expect("accepted");
+    let out = outputs(&mut node);
+    let acks: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Transmit(t) => match wire::decode(&t.payload, 0, 1400) {
+                Ok((_, Message::HeartbeatAck { term, seq })) => Some((term, seq)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(acks, [(9, 7)], "the answer carries the newer term");
+    assert_eq!(node.leader(), None, "and the stale leader is not followed");
+}
+
+#[test]
+fn a_forged_term_beyond_any_election_is_refused_and_changes_nothing() {
+    let mut node = voter(Some(Durable::new(1, 3, None)));
+    let _ = outputs(&mut node);
+    for message in [
+        Message::Heartbeat { term: u64::MAX, seq: 1 },
+        Message::RequestVote { term: u64::MAX, pre_vote: false, transfer: false },
+        Message::Vote { term: 1 << 62 | 1, pre_vote: false, granted: false },
+        Message::TimeoutNow { term: u64::MAX },
+    ] {
+        let result = node.handle_datagram(Instant::from_millis(1), addr(2), &datagram(NodeId(2), &message));
+        assert!(matches!(result, Err(wire::WireError::Invalid { .. })), "{message:?}: {result:?}");
+        assert_eq!(node.term(), 3);
+        assert!(outputs(&mut node).iter().all(|o| !matches!(o, Output::Persist(_))));
+    }
+}

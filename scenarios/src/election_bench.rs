@@ -1,0 +1,234 @@
+//! `conclave bench election`: leader election against the Raft paper, and partition
+//! detection and heal times.
+//!
+//! **Downtime after a leader crash** reproduces section 9.3 of the Raft paper (Ongaro and
+//! Ousterhout, 2014): five voters, a broadcast time (a round trip) of about 15 ms, the
+//! heartbeat at half the minimum election timeout, the leader crashed at a uniformly random
+//! point of its heartbeat interval, 1000 trials per range of election timeouts. The
+//! downtime is the virtual time from the crash until a new leader is elected. Here PreVote
+//! and CheckQuorum are on (the paper had neither), and the membership protocol runs beside
+//! the election on the same links, as in a real cluster.
+//!
+//! **Partitions**: five members split 3/2; the time from the split until every member has
+//! decided its side (`PartitionDetected`), and from the heal until every member says it
+//! healed (`PartitionHealed`), over many seeds.
+
+use std::time::Duration;
+
+use clap::Parser;
+use conclave_core::{Config, ElectionConfig, Instant, NodeId};
+use conclave_sim::{sim_id, Fault, FaultPlan, LinkParams, Sim, SimBuilder, TraceMode};
+use hdrhistogram::Histogram;
+
+/// Flags of `conclave bench election`.
+#[derive(Debug, Parser)]
+pub(crate) struct Args {
+    /// Trials per timeout range.
+    #[arg(long, default_value_t = 1000)]
+    trials: u64,
+    /// Seeds for the partition figures.
+    #[arg(long, default_value_t = 100)]
+    partition_seeds: u64,
+    /// The first seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+/// The paper's ranges (ms), with its published figures where REFERENCES.md gives them:
+/// (min, max, median, worst).
+const RANGES: [(u64, u64, Option<u64>, Option<u64>); 4] =
+    [(150, 155, Some(287), None), (150, 175, None, None), (150, 200, None, Some(513)), (150, 300, None, None)];
+
+/// When the leader is crashed: the cluster has formed and elected.
+const WARM_UP: Duration = Duration::from_secs(3);
+/// The figures' resolution.
+const POLL: Duration = Duration::from_millis(1);
+/// The longest wait for a new leader.
+const LIMIT: Duration = Duration::from_secs(30);
+
+pub(crate) fn run(args: &Args) -> Result<(), String> {
+    println!(
+        "conclave bench election: 5 voters, one-way latency 6-9 ms uniform (round trip ~15 ms), heartbeat = min timeout / 2, PreVote and CheckQuorum on"
+    );
+    println!(
+        "downtime after the leader crashes at a random point of its heartbeat interval, {} trials per range",
+        args.trials
+    );
+    println!(
+        "{:>12} {:>9} {:>9} {:>9} {:>9} {:>14} {:>13} {:>10}",
+        "timeouts", "median", "p99", "worst", "no leader", "paper median", "paper worst", "at/below"
+    );
+    for (min, max, paper_median, paper_worst) in RANGES {
+        let (hist, missing) = downtimes(min, max, args.seed, args.trials)?;
+        let (median, p99, worst) = (hist.value_at_quantile(0.5), hist.value_at_quantile(0.99), hist.max());
+        let shown = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v} ms"));
+        let met = paper_median.is_none_or(|p| median <= p) && paper_worst.is_none_or(|p| worst <= p) && missing == 0;
+        println!(
+            "{:>12} {:>6} ms {:>6} ms {:>6} ms {:>9} {:>14} {:>13} {:>10}",
+            format!("{min}-{max} ms"),
+            median,
+            p99,
+            worst,
+            missing,
+            shown(paper_median),
+            shown(paper_worst),
+            if met { "yes" } else { "NO" }
+        );
+    }
+    println!();
+    partitions(args)
+}
+
+/// The election settings of one range.
+fn config(min: u64, max: u64) -> Config {
+    let mut config = Config::lan();
+    config.election = ElectionConfig::with_voters((0..5).map(sim_id));
+    config.election.election_timeout_min = Duration::from_millis(min);
+    config.election.election_timeout_max = Duration::from_millis(max);
+    config.election.heartbeat_interval = Duration::from_millis(min / 2);
+    config
+}
+
+/// The link of the paper's setup: a round trip of about 15 ms.
+fn link() -> LinkParams {
+    LinkParams::default()
+        .with_latency(conclave_sim::Latency::Uniform { min: Duration::from_millis(6), max: Duration::from_millis(9) })
+}
+
+/// The leader every running member names, if they agree.
+fn leader(sim: &Sim) -> Option<NodeId> {
+    let mut named = sim.ids().into_iter().filter_map(|id| sim.node(id)).map(|n| n.leader());
+    let first = named.next()??;
+    named.all(|l| l == Some(first)).then_some(first)
+}
+
+/// A member that leads a term above `term`.
+fn new_leader(sim: &Sim, term: u64) -> Option<NodeId> {
+    sim.ids().into_iter().find(|&id| sim.node(id).is_some_and(|n| n.leader() == Some(id) && n.term() > term))
+}
+
+/// Milliseconds from the crash to the next leader, per trial; and the trials that found
+/// none within [`LIMIT`].
+fn downtimes(min: u64, max: u64, first: u64, trials: u64) -> Result<(Histogram<u64>, u64), String> {
+    let mut hist = Histogram::<u64>::new(3).map_err(|e| e.to_string())?;
+    let mut missing = 0;
+    for seed in first..first + trials {
+        let mut sim = SimBuilder::new()
+            .seed(seed)
+            .members(5)
+            .config(config(min, max))
+            .network(link())
+            .trace(TraceMode::HashOnly)
+            .default_checkers(false)
+            .build()
+            .map_err(|e| e.to_string())?;
+        sim.run_until(Instant::ZERO + WARM_UP);
+        let Some(old) = leader(&sim) else {
+            missing += 1;
+            continue;
+        };
+        let term = sim.node(old).map_or(0, |n| n.term());
+        // A uniformly random point of the heartbeat interval: the offset from an arbitrary
+        // moment, drawn from the seed.
+        let offset = splitmix(seed) % (min / 2 * 1000);
+        sim.run_for(Duration::from_micros(offset));
+        sim.apply(Fault::Crash(old));
+        let crashed = sim.now();
+        let elected = loop {
+            if new_leader(&sim, term).is_some() {
+                break Some(sim.now() - crashed);
+            }
+            if sim.now() - crashed >= LIMIT {
+                break None;
+            }
+            sim.run_for(POLL);
+        };
+        match elected {
+            Some(d) => hist.record(d.as_millis() as u64).map_err(|e| e.to_string())?,
+            None => missing += 1,
+        }
+    }
+    Ok((hist, missing))
+}
+
+fn partitions(args: &Args) -> Result<(), String> {
+    let config = Config::lan();
+    let partition = config.partition.clone().ok_or("Config::lan() detects partitions")?;
+    let (_, max_suspicion) = config.suspicion_timeouts(5);
+    println!(
+        "partitions: 5 members split 3/2 for 30 s, Config::lan() (stable_after {:?}, suspicion at most {:?}), 500 us links, {} seeds",
+        partition.stable_after, max_suspicion, args.partition_seeds
+    );
+    let (split, heal) = (Instant::from_secs(10), Instant::from_secs(40));
+    let minority: Vec<NodeId> = (3..5).map(sim_id).collect();
+    let mut detected = Histogram::<u64>::new(3).map_err(|e| e.to_string())?;
+    let mut healed = Histogram::<u64>::new(3).map_err(|e| e.to_string())?;
+    let mut missing = 0;
+    for seed in args.seed..args.seed + args.partition_seeds {
+        let plan = FaultPlan::new().at(split, Fault::Partition(vec![minority.clone()])).at(heal, Fault::Heal);
+        let mut sim = SimBuilder::new()
+            .seed(seed)
+            .members(5)
+            .plan(plan)
+            .trace(TraceMode::HashOnly)
+            .default_checkers(false)
+            .build()
+            .map_err(|e| e.to_string())?;
+        sim.run_until(split);
+        let all = |sim: &Sim, f: &dyn Fn(&conclave_core::Node) -> bool| {
+            sim.ids().iter().all(|&id| sim.node(id).is_some_and(f))
+        };
+        match poll_until(&mut sim, heal, |sim| all(sim, &|n| n.partition().is_some())) {
+            Some(at) => detected.record((at - split).as_millis() as u64).map_err(|e| e.to_string())?,
+            None => missing += 1,
+        }
+        sim.run_until(heal);
+        match poll_until(&mut sim, heal + LIMIT, |sim| all(sim, &|n| n.partition().is_none())) {
+            Some(at) => healed.record((at - heal).as_millis() as u64).map_err(|e| e.to_string())?,
+            None => missing += 1,
+        }
+    }
+    let goal = max_suspicion + partition.stable_after;
+    let s = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    println!("{:>22} {:>8} {:>8} {:>8} {:>10}", "", "p50", "p99", "max", "goal");
+    println!(
+        "{:>22} {:>7.2}s {:>7.2}s {:>7.2}s {:>9.2}s",
+        "split -> all decided",
+        s(&detected, 0.5),
+        s(&detected, 0.99),
+        detected.max() as f64 / 1000.0,
+        goal.as_secs_f64()
+    );
+    println!(
+        "{:>22} {:>7.2}s {:>7.2}s {:>7.2}s {:>9.2}s",
+        "heal -> all healed",
+        s(&healed, 0.5),
+        s(&healed, 0.99),
+        healed.max() as f64 / 1000.0,
+        5.0
+    );
+    if missing > 0 {
+        println!("{missing} phases did not finish within their limit");
+    }
+    Ok(())
+}
+
+/// Runs in [`POLL`] steps until `done` holds (returns when) or `limit` passes.
+fn poll_until(sim: &mut Sim, limit: Instant, done: impl Fn(&Sim) -> bool) -> Option<Instant> {
+    loop {
+        if done(sim) {
+            return Some(sim.now());
+        }
+        if sim.now() >= limit {
+            return None;
+        }
+        sim.run_for(POLL * 10);
+    }
+}
+
+fn splitmix(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
