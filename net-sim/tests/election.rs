@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use conclave_core::{Event, Instant, NodeId, Side};
 use conclave_sim::{
-    sim_id, Disk, ElectsAfterHeal, Fault, FaultPlan, LeaseExclusive, OneLeaderPerTerm, Report, SimBuilder, Status,
+    sim_id, Disk, ElectsAfterHeal, Fault, FaultPlan, LeaseExclusive, LinkParams, LinkSelector, OneLeaderPerTerm,
+    Report, SimBuilder, Status,
 };
 
 fn judged(report: &Report) {
@@ -56,6 +57,36 @@ conclave_sim::seeded_test! {
             .last()
             .expect("n1 knew a leader");
         assert!([n1, n2, n3].contains(&leader), "seed {seed}: {leader} leads from the edge");
+        one_majority(&report, seed);
+        report
+    }
+}
+
+/// No two members ever decided they keep running with different sets of members.
+fn one_majority(report: &Report, seed: u64) {
+    let majorities: BTreeSet<Vec<NodeId>> = report
+        .events()
+        .filter_map(|(_, _, e)| match e {
+            Event::PartitionDetected { majority, local_side: Side::Majority, .. } => Some(majority.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(majorities.len() <= 1, "seed {seed}: two sides both kept running: {majorities:?}");
+}
+
+conclave_sim::seeded_test! {
+    /// A bridge: n3 reaches everyone, but n1-n2 and n4-n5 cannot reach each other. Each
+    /// pair sees n3 alive; neither may count it to claim a majority the other also claims.
+    fn a_member_that_bridges_two_sides_does_not_make_both_majorities(seed) (default_seeds = 4) {
+        let ids: Vec<NodeId> = (0..5).map(sim_id).collect();
+        let cut = vec![(ids[0], ids[3]), (ids[0], ids[4]), (ids[1], ids[3]), (ids[1], ids[4])];
+        let (cut_at, heal_at) = (Instant::from_secs(10), Instant::from_secs(130));
+        let plan = FaultPlan::new().at(cut_at, Fault::CutLinks(cut)).at(heal_at, Fault::Heal);
+        let mut sim = SimBuilder::new().seed(seed).members(5).voters(5).plan(plan).build().expect("valid settings");
+        assert!(sim.run_until_judged(heal_at + Duration::from_secs(600)));
+        let report = sim.finish();
+        judged(&report);
+        one_majority(&report, seed);
         report
     }
 }
@@ -131,7 +162,7 @@ fn random_plan(seed: u64) -> FaultPlan {
     for _ in 0..12 {
         let at = Instant::from_millis(5_000 + next(55_000));
         let who = ids[next(5) as usize];
-        let fault = match next(7) {
+        let fault = match next(8) {
             0 => {
                 down.insert(who);
                 Fault::Crash(who)
@@ -147,12 +178,17 @@ fn random_plan(seed: u64) -> FaultPlan {
             3 => Fault::OneWay { from: vec![who], to: vec![ids[next(5) as usize]] },
             4 => Fault::ClockDrift { node: who, ppm: next(1000) as f64 - 500.0 },
             5 => Fault::Heal,
+            6 => Fault::SetLinks {
+                links: LinkSelector::All,
+                params: LinkParams { loss: next(30) as f64 / 100.0, ..LinkParams::default() },
+            },
             _ => Fault::Pause { node: who, duration: Duration::from_millis(next(400)) },
         };
         plan = plan.at(at, fault);
     }
     let end = Instant::from_secs(60);
-    plan = plan.at(end, Fault::Heal);
+    plan =
+        plan.at(end, Fault::Heal).at(end, Fault::SetLinks { links: LinkSelector::All, params: LinkParams::default() });
     for node in down {
         plan = plan.at(end, Fault::Restart { node, disk: Disk::Kept });
     }

@@ -59,7 +59,7 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
         "timeouts", "median", "p99", "worst", "no leader", "paper median", "paper worst", "at/below"
     );
     for (min, max, paper_median, paper_worst) in RANGES {
-        let (hist, missing) = downtimes(min, max, args.seed, args.trials)?;
+        let (hist, missing) = downtimes(config(min, max, true), min, args.seed, args.trials)?;
         let (median, p99, worst) = (hist.value_at_quantile(0.5), hist.value_at_quantile(0.99), hist.max());
         let shown = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v} ms"));
         let met = paper_median.is_none_or(|p| median <= p) && paper_worst.is_none_or(|p| worst <= p) && missing == 0;
@@ -76,16 +76,31 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
         );
     }
     println!();
+    println!("the same without PreVote (Raft as in the paper, CheckQuorum on), for comparison");
+    println!("{:>12} {:>9} {:>9} {:>9} {:>9}", "timeouts", "median", "p99", "worst", "no leader");
+    for (min, max, _, _) in RANGES {
+        let (hist, missing) = downtimes(config(min, max, false), min, args.seed, args.trials)?;
+        println!(
+            "{:>12} {:>6} ms {:>6} ms {:>6} ms {:>9}",
+            format!("{min}-{max} ms"),
+            hist.value_at_quantile(0.5),
+            hist.value_at_quantile(0.99),
+            hist.max(),
+            missing
+        );
+    }
+    println!();
     partitions(args)
 }
 
 /// The election settings of one range.
-fn config(min: u64, max: u64) -> Config {
+fn config(min: u64, max: u64, pre_vote: bool) -> Config {
     let mut config = Config::lan();
     config.election = ElectionConfig::with_voters((0..5).map(sim_id));
     config.election.election_timeout_min = Duration::from_millis(min);
     config.election.election_timeout_max = Duration::from_millis(max);
     config.election.heartbeat_interval = Duration::from_millis(min / 2);
+    config.election.pre_vote = pre_vote;
     config
 }
 
@@ -109,14 +124,14 @@ fn new_leader(sim: &Sim, term: u64) -> Option<NodeId> {
 
 /// Milliseconds from the crash to the next leader, per trial; and the trials that found
 /// none within [`LIMIT`].
-fn downtimes(min: u64, max: u64, first: u64, trials: u64) -> Result<(Histogram<u64>, u64), String> {
+fn downtimes(config: Config, min: u64, first: u64, trials: u64) -> Result<(Histogram<u64>, u64), String> {
     let mut hist = Histogram::<u64>::new(3).map_err(|e| e.to_string())?;
     let mut missing = 0;
     for seed in first..first + trials {
         let mut sim = SimBuilder::new()
             .seed(seed)
             .members(5)
-            .config(config(min, max))
+            .config(config.clone())
             .network(link())
             .trace(TraceMode::HashOnly)
             .default_checkers(false)

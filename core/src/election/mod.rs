@@ -12,7 +12,12 @@
 //! - **PreVote.** Before it raises its term, a would-be candidate asks whether a majority
 //!   would vote for it; a voter that hears a live leader says no, and nobody's term moves.
 //!   The pre-candidate forgets its own leader first (etcd 9586: one that still counts its
-//!   old leader as heard refuses the pre-votes of everyone else).
+//!   old leader as heard refuses the pre-votes of everyone else). Pre-candidates that stood
+//!   at the same moment (their timeouts fell within a round trip of each other, as after a
+//!   leader crash with narrow timeout ranges) would all campaign and split the vote: a
+//!   pre-candidate that hears a lower id's pre-vote request for the same term yields to it,
+//!   in one round of two, so a lower id that cannot win holds nobody back for long. Pre-votes
+//!   bind nobody, so this changes who stands, never who may be elected.
 //! - **Stickiness.** A voter that heard its leader within `election_timeout_min` refuses
 //!   votes and pre-votes, and does not take up the asker's term: a member that reaches only
 //!   part of the cluster cannot depose a leader the others still hear.
@@ -138,6 +143,11 @@ pub(crate) struct Election {
     retired: bool,
     /// A non-voter's leader that the membership declared down (see `on_member_up`).
     forgotten: Option<NodeId>,
+    /// Whether this member yielded its latest pre-candidacy to a lower id (since it last
+    /// heard a leader).
+    yielded: bool,
+    /// Whether it may yield in the pre-candidacy under way.
+    may_yield: bool,
 }
 
 impl Election {
@@ -170,6 +180,8 @@ impl Election {
             abstention,
             retired: false,
             forgotten: None,
+            yielded: false,
+            may_yield: false,
             config,
         };
         if is_voter {
@@ -257,12 +269,15 @@ impl Election {
             // Not yet a voter again: ask the others their terms (a pre-vote moves nobody's),
             // every election timeout, and wait.
             if now >= abstention.not_before {
-                self.broadcast(ctx, &Message::RequestVote { term: self.term + 1, pre_vote: true, transfer: false });
+                // For its own term: nobody grants it, nobody mistakes it for a candidacy.
+                self.broadcast(ctx, &Message::RequestVote { term: self.term, pre_vote: true, transfer: false });
             }
             return if self.hears_leader(now) { None } else { self.forget_leader(ctx) };
         }
         let lost = self.forget_leader(ctx);
         if self.config.pre_vote && !transfer {
+            // Yield to a lower id at most every other round (see `on_request_vote`).
+            self.may_yield = !std::mem::take(&mut self.yielded);
             self.role = Role::PreCandidate { grants: BTreeSet::from([self.me]) };
             trace_event!(debug, term = self.term + 1, "asks for pre-votes");
             self.broadcast(ctx, &Message::RequestVote { term: self.term + 1, pre_vote: true, transfer: false });
@@ -334,6 +349,19 @@ impl Election {
             return news;
         }
         if pre_vote {
+            // Pre-candidates that stood together (their timeouts fell within a round trip)
+            // would split the vote: the higher id yields to the lower, once in two rounds
+            // (so a lower id that cannot win does not hold the others back forever).
+            if matches!(self.role, Role::PreCandidate { .. })
+                && term == self.term + 1
+                && from < self.me
+                && self.may_yield
+            {
+                trace_event!(debug, term, to = %from, "yields to a lower id that stood at the same time");
+                self.role = Role::Follower;
+                self.yielded = true;
+                self.deadline = Some(ctx.now + self.random_timeout(ctx.rng));
+            }
             let granted = term > self.term && self.abstention.is_none();
             ctx.out.send(addr, &Message::Vote { term: self.term, pre_vote, granted });
             return news;
@@ -413,6 +441,7 @@ impl Election {
         });
         self.leader = Some(self.me);
         self.leader_heard = None;
+        self.yielded = false;
         self.deadline = None;
         ctx.out.emit(Event::LeaderElected { term: self.term, leader: self.me });
         self.heartbeat_round(ctx);
@@ -460,6 +489,8 @@ impl Election {
             news = Some(LeaderNews::Elected);
         }
         self.leader_heard = Some(ctx.now);
+        // An election ended: the next one starts afresh, free to yield.
+        self.yielded = false;
         if self.abstention.is_none() {
             // (While it abstains, the timer keeps asking the others their terms.)
             self.deadline = Some(ctx.now + self.random_timeout(ctx.rng));

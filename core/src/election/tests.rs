@@ -357,3 +357,29 @@ fn a_forged_term_beyond_any_election_is_refused_and_changes_nothing() {
         assert!(outputs(&mut node).iter().all(|o| !matches!(o, Output::Persist(_))));
     }
 }
+
+#[test]
+fn simultaneous_pre_candidates_yield_to_the_lowest_id_and_one_round_elects() {
+    // Timeouts of 150-155 ms and 8 ms links: after the leader crashes, every follower
+    // stands within a few ms of the others, before any request arrives. Without yielding
+    // they all campaign and split the vote, round after round.
+    let mut config = config(5);
+    config.election.election_timeout_max = Duration::from_millis(155);
+    for seed in 1..=5 {
+        let mut c = Cluster::new(5, config.clone(), seed);
+        c.latency = Duration::from_millis(8);
+        run_checked(&mut c, Duration::from_secs(3));
+        let old = agreed_leader(&c).expect("a leader");
+        let term = c.node(old.0 as usize).term();
+        c.crash(old.0 as usize);
+        let crashed_at = c.now;
+        run_checked(&mut c, Duration::from_secs(1));
+        let new = agreed_leader(&c).expect("a new leader");
+        assert_eq!(c.node(new.0 as usize).term(), term + 1, "seed {seed}: one round");
+        let lowest = (0..5).map(NodeId).find(|&id| id != old).expect("a survivor");
+        assert_eq!(new, lowest, "seed {seed}: the lowest id among the simultaneous pre-candidates");
+        let elected =
+            c.seen(|e| matches!(e, Event::LeaderElected { leader, .. } if *leader == new)).last().map(|s| s.at);
+        assert!(elected.is_some_and(|at| at.saturating_duration_since(crashed_at) < Duration::from_millis(250)));
+    }
+}

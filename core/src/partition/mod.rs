@@ -3,8 +3,9 @@
 //! The expected cluster is the voter set when one is configured, otherwise every member
 //! known and not departed (failed members stay, as tombstones). A member watches which of
 //! them it cannot reach (held Failed) and which are in dispute (held Suspect: accused, not
-//! yet confirmed or cleared). When that picture has stayed the same for `stable_after`
-//! and someone is unreachable, it decides with [`decide`] which side keeps running and
+//! yet confirmed or cleared). When the set of members in either state has stayed the same
+//! for `stable_after` (a suspect confirmed failed does not reset it; a member accused,
+//! cleared or coming back does), it decides with [`decide`] which side keeps running and
 //! says so once: `PartitionDetected`. The side that stops enters `Mode::ReadOnly`
 //! (`QuorumLost`) and leaves it when the decision changes or the sides merge
 //! (`QuorumRegained`). When every expected member is reachable again: `PartitionHealed`.
@@ -46,6 +47,17 @@ pub(crate) struct Picture {
 impl Picture {
     fn is_whole(&self) -> bool {
         self.unreachable.is_empty() && self.indirect.is_empty()
+    }
+
+    /// Whether `other` names the same members as not reachable, in whatever state: a
+    /// suspect confirmed failed does not unsettle the picture, a member coming or going does.
+    fn same_members(&self, other: &Self) -> bool {
+        self.unreachable.len() + self.indirect.len() == other.unreachable.len() + other.indirect.len()
+            && self
+                .unreachable
+                .iter()
+                .chain(&self.indirect)
+                .all(|id| other.unreachable.contains(id) || other.indirect.contains(id))
     }
 }
 
@@ -93,7 +105,11 @@ impl PartitionWatch {
         if picture == self.picture {
             return;
         }
+        let same_members = picture.same_members(&self.picture);
         self.picture = picture;
+        if same_members {
+            return;
+        }
         self.since = now;
         if self.picture.is_whole() {
             self.unsettled_since = None;
@@ -206,8 +222,10 @@ mod tests {
         w.update(at(1), picture(&[], &[]), &mut |e| events.push(e));
         assert_eq!(w.deadline(), None, "nothing to decide");
         w.update(at(2), picture(&[], &[1]), &mut |e| events.push(e));
-        w.update(at(3), picture(&[1, 2, 3], &[]), &mut |e| events.push(e));
+        w.update(at(3), picture(&[], &[1, 2, 3]), &mut |e| events.push(e));
         assert_eq!(w.deadline(), Some(at(8)), "stable_after from the last change");
+        w.update(at(4), picture(&[1, 2, 3], &[]), &mut |e| events.push(e));
+        assert_eq!(w.deadline(), Some(at(8)), "suspects confirmed failed change nothing");
         w.on_timeout(at(7), &FIVE, &mut |e| events.push(e));
         assert!(events.is_empty(), "not yet");
         w.on_timeout(at(8), &FIVE, &mut |e| events.push(e));
@@ -238,7 +256,8 @@ mod tests {
             let mut w = watch(strategy);
             let mut events = Vec::new();
             for s in 0..30 {
-                let flapping = if s % 2 == 0 { picture(&[1], &[]) } else { picture(&[], &[1]) };
+                // n2 accused and cleared, again and again, while n1 stays unreachable.
+                let flapping = if s % 2 == 0 { picture(&[1], &[]) } else { picture(&[1], &[2]) };
                 w.update(at(s), flapping, &mut |e| events.push(e));
                 w.on_timeout(at(s), &FIVE, &mut |e| events.push(e));
             }
