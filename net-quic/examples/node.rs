@@ -5,6 +5,7 @@
 //! cargo run -p conclave-quic --example node -- --gen-certs certs --ids 1,2,3
 //! # three members on loopback
 //! cargo run -p conclave-quic --example node -- --id 1 --listen 127.0.0.1:7001 --certs certs --state-dir state-1
+//! # add --voters 1,2,3 to each to elect a leader among them
 //! cargo run -p conclave-quic --example node -- --id 2 --listen 127.0.0.1:7002 --seed 127.0.0.1:7001 --certs certs --state-dir state-2
 //! cargo run -p conclave-quic --example node -- --id 3 --listen 127.0.0.1:7003 --seed 127.0.0.1:7001 --certs certs --state-dir state-3
 //! ```
@@ -51,6 +52,9 @@ struct Args {
     /// The member ids to make certificates for, with --gen-certs.
     #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
     ids: Vec<u64>,
+    /// The voters that elect a leader (the same on every member), e.g. 1,2,3; none by default.
+    #[arg(long, value_delimiter = ',')]
+    voters: Vec<u64>,
 }
 
 fn name(id: NodeId) -> String {
@@ -67,12 +71,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     let id = NodeId(args.id.ok_or("--id is required")?);
-    let config = match args.config.as_str() {
+    let mut config = match args.config.as_str() {
         "lan" => Config::lan(),
         "local" => Config::local(),
         "wan" => Config::wan(),
         other => return Err(format!("unknown --config {other:?}: lan, local or wan").into()),
     };
+    config.election.voters = args.voters.iter().copied().map(NodeId).collect();
     let tls = TlsConfig::from_pem_files(
         args.certs.join("ca.pem"),
         args.certs.join(format!("node-{}.pem", id.0)),
@@ -101,6 +106,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         Event::MemberRecovered(m) => format!("recovered {}", name(m.id)),
                         Event::MemberLeft(m) => format!("left {}", name(m.id)),
                         Event::Broadcast { origin, payload } => format!("broadcast from {} ({} B)", name(origin), payload.len()),
+                        Event::LeaderElected { term, leader } => format!("leader {} in term {term}", name(leader)),
+                        Event::LeaderLost { term } => format!("lost the leader of term {term}"),
+                        Event::PartitionDetected { majority, minority, local_side } => {
+                            format!("partition: {majority:?} keep running, {minority:?} stop; this side: {local_side:?}")
+                        }
+                        Event::PartitionHealed => "partition healed".to_string(),
+                        Event::QuorumLost => "quorum lost: read-only".to_string(),
+                        Event::QuorumRegained => "quorum regained".to_string(),
                         other => format!("{other:?}"),
                     };
                     println!("{} {line}", ms());

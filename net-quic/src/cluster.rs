@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use conclave_core::{Command, Config, Event, Member, Node, NodeConfig, NodeId, Tags};
+use conclave_core::{Command, Config, Event, Member, Mode, Node, NodeConfig, NodeId, Tags};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::clock::{Clock, TokioClock};
@@ -261,6 +261,7 @@ impl ClusterBuilder {
             counters: AtomicCounters::default(),
             latency: Mutex::new(latency_histogram()),
             members: RwLock::new(node.members().cloned().collect()),
+            leadership: Mutex::new((node.term(), node.leader(), node.mode())),
             stats: Mutex::new(node.stats()),
             events,
             handlers: RwLock::new(self.handlers),
@@ -328,6 +329,23 @@ impl Cluster {
     /// This member's view: every member it knows, itself included, with its state.
     pub fn members(&self) -> Vec<Member> {
         read(&self.shared.members).clone()
+    }
+
+    /// The leader this member knows (see `core::Config::election`), as of the latest
+    /// event or at most 100 ms ago. Not a lease: a leader that must act alone checks its
+    /// lease in the core, where the clock and the lease are read together.
+    pub fn leader(&self) -> Option<NodeId> {
+        lock(&self.shared.leadership).1
+    }
+
+    /// The election term this member knows.
+    pub fn term(&self) -> u64 {
+        lock(&self.shared.leadership).0
+    }
+
+    /// Whether this member's side of a partition runs ([`Mode::Normal`]) or went read-only.
+    pub fn mode(&self) -> Mode {
+        lock(&self.shared.leadership).2
     }
 
     /// Serves `method` with `f` from now on (replacing any handler of that name).

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use conclave_core::{Command, Config, Event, Member, Node, NodeId, Output, Stats};
+use conclave_core::{Command, Config, Event, Member, Mode, Node, NodeId, Output, Stats};
 use hdrhistogram::Histogram;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -53,6 +53,8 @@ pub(crate) struct Shared {
     pub(crate) counters: AtomicCounters,
     pub(crate) latency: Mutex<Histogram<u64>>,
     pub(crate) members: RwLock<Vec<Member>>,
+    /// The election term, the leader this member knows, and its side's mode.
+    pub(crate) leadership: Mutex<(u64, Option<NodeId>, Mode)>,
     pub(crate) stats: Mutex<Stats>,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) handlers: RwLock<BTreeMap<String, rpc::Handler>>,
@@ -216,6 +218,7 @@ pub(crate) fn act(node: &mut Node, shared: &Arc<Shared>, storage: &mut dyn Stora
 /// Copies the node's view and counters to where the handle reads them.
 pub(crate) fn publish(node: &Node, shared: &Shared) {
     *shared.members.write().unwrap_or_else(std::sync::PoisonError::into_inner) = node.members().cloned().collect();
+    *lock(&shared.leadership) = (node.term(), node.leader(), node.mode());
     *lock(&shared.stats) = node.stats();
 }
 

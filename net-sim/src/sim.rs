@@ -1339,10 +1339,9 @@ impl Sim {
         if state.2 {
             for j in 0..self.slots.len() as u32 {
                 if j != i && self.hosts[j as usize].election.is_some_and(|e| e.2) {
+                    // Reported even when unchanged: its clock may have stepped meanwhile.
                     if let Some(other) = self.read_election(j) {
-                        if self.hosts[j as usize].election != Some(other) {
-                            self.report_election(j, other);
-                        }
+                        self.report_election(j, other);
                     }
                 }
             }

@@ -53,7 +53,7 @@ fn same_seed_same_trace_in_one_process() {
 /// timeouts, verdicts that stay on their side) and the pings to members held failed; then
 /// by leader election among five of the six members, partition detection, wire version 2
 /// and durable state version 2.
-const GOLDEN_TRACE_23: u64 = 0xe87e_fac2_e6a2_d3f8;
+const GOLDEN_TRACE_23: u64 = 0x026e_1a3e_b9d4_752d;
 
 #[test]
 fn the_trace_of_a_seed_is_golden() {

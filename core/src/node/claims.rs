@@ -69,17 +69,17 @@ impl Node {
                     self.dissemination.mark_holder(Key::User(origin, seq), sender, &self.view);
                     self.deliver_broadcast(origin, seq, payload);
                 }
-                Gossip::Leader { term, leader } => {
+                Gossip::Leader { term, leader, round } => {
                     if term > super::MAX_TERM {
                         self.out.refused_claim();
                         continue;
                     }
                     self.with_election(|e, ctx| e.on_leader_gossip(ctx, term, leader));
-                    // Every member passes on a claim newer than any it passed on before
+                    // Every member passes on an announcement newer than any it passed on
                     // (voters too: they are most of the members that hear it first).
-                    if self.leader_gossiped.is_none_or(|(t, l)| term > t || (term == t && leader != l)) {
-                        self.leader_gossiped = Some((term, leader));
-                        self.dissemination.push(Key::Leader, &Gossip::Leader { term, leader });
+                    if self.leader_gossiped.is_none_or(|(t, r, _)| (term, round) > (t, r)) {
+                        self.leader_gossiped = Some((term, round, leader));
+                        self.dissemination.push(Key::Leader, &Gossip::Leader { term, leader, round });
                     }
                     self.dissemination.mark_holder(Key::Leader, sender, &self.view);
                 }

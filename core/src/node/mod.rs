@@ -121,8 +121,8 @@ pub struct Node {
     /// The view's version when the partition watch last looked at it.
     partition_seen: u64,
     election: Election,
-    /// The latest leader claim this member gossiped, (term, leader).
-    leader_gossiped: Option<(u64, NodeId)>,
+    /// The latest leader announcement this member gossiped: (term, round, leader).
+    leader_gossiped: Option<(u64, u64, NodeId)>,
     timers: TimerTable,
     out: Outbox,
 }
@@ -608,8 +608,12 @@ impl Node {
     fn leader_news(&mut self, news: Option<LeaderNews>) {
         if matches!(news, Some(LeaderNews::Elected | LeaderNews::Announce)) && self.election.leader() == Some(self.id) {
             let term = self.election.term();
-            self.leader_gossiped = Some((term, self.id));
-            self.dissemination.push(Key::Leader, &Gossip::Leader { term, leader: self.id });
+            let round = match self.leader_gossiped {
+                Some((t, r, _)) if t == term => r + 1,
+                _ => 0,
+            };
+            self.leader_gossiped = Some((term, round, self.id));
+            self.dissemination.push(Key::Leader, &Gossip::Leader { term, leader: self.id, round });
         }
     }
 
@@ -760,7 +764,9 @@ impl Node {
         send_state(&self.view, &mut self.out, to, reply);
         // A member that needs a view (it joins, or comes back) needs the leader too.
         if let Some(leader) = self.election.leader() {
-            let item = Gossip::Leader { term: self.election.term(), leader };
+            let term = self.election.term();
+            let round = self.leader_gossiped.filter(|&(t, _, l)| (t, l) == (term, leader)).map_or(0, |(_, r, _)| r);
+            let item = Gossip::Leader { term, leader, round };
             self.out.send(to, &Message::Gossip { gossip: vec![item] });
         }
     }

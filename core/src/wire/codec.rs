@@ -111,10 +111,11 @@ pub(crate) fn put_gossip(out: &mut Vec<u8>, item: &Gossip) {
             put_varint(out, *seq);
             put_bytes(out, payload);
         }
-        Gossip::Leader { term, leader } => {
+        Gossip::Leader { term, leader, round } => {
             out.push(5);
             put_varint(out, *term);
             put_varint(out, leader.0);
+            put_varint(out, *round);
         }
     }
 }
@@ -381,7 +382,7 @@ impl<'a> Reader<'a> {
             2 => Gossip::Failed { id: self.id()?, incarnation: self.u64()?, accuser: self.id()? },
             3 => Gossip::Leave { id: self.id()?, incarnation: self.u64()? },
             4 => Gossip::UserBroadcast { origin: self.id()?, seq: self.u64()?, payload: self.bytes()? },
-            5 => Gossip::Leader { term: self.u64()?, leader: self.id()? },
+            5 => Gossip::Leader { term: self.u64()?, leader: self.id()?, round: self.u64()? },
             _ => return None,
         })
     }

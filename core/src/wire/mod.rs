@@ -196,8 +196,9 @@ pub(crate) enum Gossip {
     Leave { id: NodeId, incarnation: u64 },
     /// A user broadcast: `origin`'s `seq`-th payload.
     UserBroadcast { origin: NodeId, seq: u64, payload: Vec<u8> },
-    /// `leader` leads election term `term` (how non-voters learn it).
-    Leader { term: u64, leader: NodeId },
+    /// `leader` leads election term `term` (how non-voters learn it); `round` counts the
+    /// leader's announcements in the term, so each spreads afresh.
+    Leader { term: u64, leader: NodeId, round: u64 },
 }
 
 /// One message. Every variant that can carry piggybacked gossip has it as its last field,

@@ -97,7 +97,7 @@ fn golden_gossip() -> Vec<(&'static str, Gossip)> {
         ("failed", Gossip::Failed { id: NodeId(9), incarnation: 2, accuser: NodeId(7) }),
         ("leave", Gossip::Leave { id: NodeId(9), incarnation: 2 }),
         ("user-broadcast", Gossip::UserBroadcast { origin: NodeId(7), seq: 1, payload: b"hi".to_vec() }),
-        ("leader", Gossip::Leader { term: 5, leader: NodeId(7) }),
+        ("leader", Gossip::Leader { term: 5, leader: NodeId(7), round: 3 }),
     ]
 }
 
@@ -153,8 +153,8 @@ const GOLDEN_GOSSIP: [(&str, &str); 7] = [
     ("leave", "03 09 02"),
     // UserBroadcast { origin: 7, seq: 1, payload: "hi" }
     ("user-broadcast", "04 07 01 02 6869"),
-    // Leader { term: 5, leader: 7 }
-    ("leader", "05 05 07"),
+    // Leader { term: 5, leader: 7, round: 3 }
+    ("leader", "05 05 07 03"),
 ];
 
 #[test]
@@ -390,7 +390,7 @@ fn arb_gossip() -> impl Strategy<Value = Gossip> {
         (arb_id(), arb_incarnation()).prop_map(|(id, incarnation)| Gossip::Leave { id, incarnation }),
         (arb_id(), any::<u64>(), prop::collection::vec(any::<u8>(), 0..600))
             .prop_map(|(origin, seq, payload)| Gossip::UserBroadcast { origin, seq, payload }),
-        (any::<u64>(), arb_id()).prop_map(|(term, leader)| Gossip::Leader { term, leader }),
+        (any::<u64>(), arb_id(), any::<u64>()).prop_map(|(term, leader, round)| Gossip::Leader { term, leader, round }),
     ]
 }
 
