@@ -29,16 +29,19 @@ pub fn decode(bytes: &[u8], cluster_id: u64, max_datagram: usize) -> Result<Mess
 
 /// `body` in a valid envelope of `cluster_id` from `sender`, with a correct checksum.
 pub fn seal(cluster_id: u64, sender: NodeId, body: &[u8]) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(wire::HEADER_LEN + body.len());
-    bytes.extend_from_slice(&wire::MAGIC);
+    let mut bytes = Vec::with_capacity(wire::MAX_ENVELOPE + body.len());
+    bytes.push(wire::MAGIC);
     bytes.push(wire::VERSION);
-    bytes.extend_from_slice(&cluster_id.to_le_bytes());
-    bytes.extend_from_slice(&sender.0.to_le_bytes());
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&bytes);
-    hasher.update(body);
-    bytes.extend_from_slice(&hasher.finalize().to_le_bytes());
+    for mut value in [cluster_id, sender.0] {
+        while value >= 0x80 {
+            bytes.push(value as u8 | 0x80);
+            value >>= 7;
+        }
+        bytes.push(value as u8);
+    }
     bytes.extend_from_slice(body);
+    let crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
     bytes
 }
 
@@ -55,6 +58,7 @@ pub fn sample_datagrams(cluster_id: u64, sender: NodeId, sender_addr: SocketAddr
         Gossip::Failed { id: third, incarnation: 1, accuser: sender },
         Gossip::Leave { id: third, incarnation: 2 },
         Gossip::UserBroadcast { origin: sender, seq: 1, payload: b"hello".to_vec() },
+        Gossip::Leader { term: 3, leader: sender, round: 1 },
     ];
     let messages = [
         Message::Join { member: record.clone(), send_state: true },
@@ -64,6 +68,11 @@ pub fn sample_datagrams(cluster_id: u64, sender: NodeId, sender_addr: SocketAddr
         Message::PingReq { seq: 2, target: third, target_addr: sender_addr, gossip: vec![] },
         Message::Gossip { gossip },
         Message::PushPull { reply: true, part: 0, parts: 1, members: vec![record] },
+        Message::RequestVote { term: 3, pre_vote: true, transfer: false },
+        Message::Vote { term: 3, pre_vote: false, granted: true },
+        Message::Heartbeat { term: 3, seq: 9 },
+        Message::HeartbeatAck { term: 3, seq: 9 },
+        Message::TimeoutNow { term: 3 },
     ];
     messages
         .iter()

@@ -232,7 +232,8 @@ mod tests {
         let Some(Output::Transmit(t)) = out.pop() else { panic!("a datagram") };
         let mut expected = vec![0_u8, 1, 4, 0, 2];
         expected.extend(encode_gossip(&claim));
-        assert_eq!(&t.payload[wire::HEADER_LEN..wire::HEADER_LEN + expected.len()], &expected[..], "the claim first");
+        let body = wire::envelope_len(out.header()) - 4;
+        assert_eq!(&t.payload[body..body + expected.len()], &expected[..], "the claim first");
         // Even with nothing queued, the claim goes.
         let (mut idle, ..) = setup(10);
         let ack = Message::Ack { seq: 1, digest: None, gossip: Vec::new() };

@@ -37,6 +37,8 @@ struct Watch {
     next_indirect: Instant,
     /// The last period's ping to it, by sequence number, and when it left.
     ping: Option<(u64, Instant)>,
+    /// When it last pinged us (it watches us too).
+    pinged_us: Option<Instant>,
     rtt: RoundTrip,
 }
 
@@ -327,10 +329,26 @@ impl Prober {
             return None;
         }
         self.next_watch = (self.next_watch + 1) % self.watches.len();
+        // A watched peer that watches us too and pinged us within our cycle was just heard,
+        // and heard our ack: a ping of ours would tell neither side anything new. One ping
+        // and one ack per pair and cycle (the pair settles on whichever pinged first).
+        let cycle = self.interval.saturating_mul(u32::try_from(self.watches.len() + 1).unwrap_or(u32::MAX));
+        if self.watches[self.next_watch].pinged_us.is_some_and(|at| now.saturating_duration_since(at) < cycle) {
+            self.acked_since_period = true;
+            return None;
+        }
         let seq = self.next_seq();
         let watch = &mut self.watches[self.next_watch];
         watch.ping = Some((seq, now));
         Some((watch.id, watch.addr, seq))
+    }
+
+    /// A watched peer pinged us (any datagram from it is a heartbeat already; this is
+    /// what lets the period skip pinging it back).
+    pub(crate) fn pinged_by(&mut self, sender: NodeId, now: Instant) {
+        if let Some(watch) = self.watches.iter_mut().find(|w| w.id == sender) {
+            watch.pinged_us = Some(now);
+        }
     }
 
     /// How long a probe of `id` may wait for its ack: the round trip measured to it
@@ -457,7 +475,15 @@ impl Prober {
                 None => {
                     let mut detector = self.fresh_detector.fresh();
                     detector.heartbeat(now);
-                    Watch { id, addr, detector, next_indirect: now, ping: None, rtt: RoundTrip::default() }
+                    Watch {
+                        id,
+                        addr,
+                        detector,
+                        next_indirect: now,
+                        ping: None,
+                        pinged_us: None,
+                        rtt: RoundTrip::default(),
+                    }
                 }
             };
             self.watches.push(watch);

@@ -24,9 +24,10 @@
 //!    a random member while neighbours' digests disagree, now and then with a failed
 //!    member so that split clusters merge again, and at once with a member that has not
 //!    heard of us.
-//! 7. **Anti-entropy along the ring.** Pings and acks carry a digest of the sender's live
-//!    view while it has nothing pending; a neighbour whose digest stays different gets a
-//!    push-pull, so a dissemination that died out is repaired within seconds, not minutes.
+//! 7. **Anti-entropy along the ring.** Pings carry a digest of the sender's live view
+//!    while it has nothing pending, and acks carry the pinged member's when it differs; a
+//!    neighbour whose digest stays different gets a push-pull, so a dissemination that
+//!    died out is repaired within seconds, not minutes.
 //!
 //! # The parts
 //!
@@ -304,8 +305,12 @@ impl Node {
         }
         match message {
             Message::Ping { seq, digest, gossip, .. } => {
+                self.prober.pinged_by(sender, now);
                 self.merge_gossip(sender, gossip);
-                let ack = Message::Ack { seq, digest: self.quiet_digest(), gossip: Vec::new() };
+                // Our digest goes back only when it tells the pinger something: not when
+                // the ping carried the same one (views agree, the usual case).
+                let mine = self.quiet_digest();
+                let ack = Message::Ack { seq, digest: mine.filter(|&m| digest != Some(m)), gossip: Vec::new() };
                 self.send_gossiping(from, Some(sender), ack);
                 self.compare_digest(sender, from, digest);
             }
@@ -773,18 +778,20 @@ impl Node {
 
     /// This member's digest, when it has nothing pending to gossip (with updates in
     /// flight, views differ for a moment and that says nothing).
-    fn quiet_digest(&self) -> Option<u64> {
-        self.dissemination.is_idle().then_some(self.view.digest())
+    fn quiet_digest(&self) -> Option<u32> {
+        self.dissemination.is_idle().then_some(self.view.digest() as u32)
     }
 
     /// A neighbour's quiet digest: a view that stays different gets a whole-view exchange.
-    fn compare_digest(&mut self, sender: NodeId, from: SocketAddr, digest: Option<u64>) {
+    fn compare_digest(&mut self, sender: NodeId, from: SocketAddr, digest: Option<u32>) {
         let Some(digest) = digest else { return };
         if !self.dissemination.is_idle() || !self.is_active() || !self.knows(sender) {
             return;
         }
         let (probe, push_pull) = (self.config.probe_interval, self.config.push_pull_interval);
-        if self.anti_entropy.compare(sender, digest, self.view.digest(), self.now, probe, push_pull) {
+        // The wire carries the low 32 bits: a false match is one in four billion.
+        let (theirs, ours) = (u64::from(digest), u64::from(self.view.digest() as u32));
+        if self.anti_entropy.compare(sender, theirs, ours, self.now, probe, push_pull) {
             self.send_view(from, true, "a neighbour's view digest stayed different");
         }
     }
@@ -871,7 +878,7 @@ impl Node {
     /// The largest user broadcast payload that fits a datagram on its own.
     fn max_broadcast(&self) -> usize {
         // Envelope, message tag, list length, item tag, origin and seq varints, payload length.
-        self.config.max_datagram - wire::HEADER_LEN - 1 - 1 - 1 - 10 - 10 - 3
+        self.config.max_datagram - wire::envelope_len(self.out.header()) - 1 - 1 - 1 - 10 - 10 - 3
     }
 
     /// Checks the view's indexes and digest against its members, from scratch.

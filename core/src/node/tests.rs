@@ -352,10 +352,11 @@ fn damaged_and_foreign_datagrams_are_counted_and_change_nothing() {
     let mut cluster = formed(3, 26);
     let now = cluster.now;
     let good = gossip(1, vec![Gossip::Leave { id: NodeId(2), incarnation: 50 }]);
+    // Cluster 0, sender n1: magic, version, cluster id, sender, then the body.
     let mut flipped = good.clone();
-    flipped[27] ^= 1;
+    flipped[5] ^= 1;
     let mut other_cluster = good.clone();
-    other_cluster[5] ^= 1;
+    other_cluster[2] ^= 1;
     let node = cluster.node_mut(0);
     assert_eq!(node.handle_datagram(now, addr(1), &flipped), Err(wire::WireError::Checksum));
     // The cluster id is covered by the checksum, so a flipped id is damage, not a foreign cluster.
@@ -392,7 +393,7 @@ fn a_neighbour_with_another_view_triggers_one_state_exchange() {
     let pushes = |cluster: &Cluster| cluster.node(0).stats().sent.get(wire::MessageKind::PushPull);
     let digest = cluster.node(0).digest();
     let ping = |digest: u64, seq: u64| {
-        datagram(4, &Message::Ping { seq, target: NodeId(0), digest: Some(digest), gossip: Vec::new() })
+        datagram(4, &Message::Ping { seq, target: NodeId(0), digest: Some(digest as u32), gossip: Vec::new() })
     };
     let before = pushes(&cluster);
     // The same view: nothing to do.

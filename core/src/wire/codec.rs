@@ -11,6 +11,8 @@
 //!   accepted, one whose value overflows its type is not;
 //! - an enum is its variant index (a `u32` varint), then its fields in order;
 //! - `bool` and `Option`'s tag are one byte, 0 or 1;
+//! - the one exception to varints: a view digest is four raw bytes, little-endian (a
+//!   hash: as a varint it would take five);
 //! - sequences, maps and strings are a length varint then their items (strings UTF-8);
 //! - a socket address is its variant (0 V4, 1 V6), the raw octets, then the port.
 
@@ -40,11 +42,11 @@ pub(crate) fn put_message_head(out: &mut Vec<u8>, message: &Message) {
         Message::Ping { seq, target, digest, .. } => {
             put_varint(out, *seq);
             put_varint(out, target.0);
-            put_option(out, *digest);
+            put_digest(out, *digest);
         }
         Message::Ack { seq, digest, .. } => {
             put_varint(out, *seq);
-            put_option(out, *digest);
+            put_digest(out, *digest);
         }
         Message::Nack { seq } => put_varint(out, *seq),
         Message::PingReq { seq, target, target_addr, .. } => {
@@ -169,12 +171,14 @@ pub(crate) fn varint_at(buf: &mut [u8], mut at: usize, mut value: u64) -> usize 
     at + 1
 }
 
-fn put_option(out: &mut Vec<u8>, value: Option<u64>) {
+/// A view digest: Option's tag, then four raw bytes, little-endian (a hash's bits are
+/// random: as a varint it would take five).
+fn put_digest(out: &mut Vec<u8>, value: Option<u32>) {
     match value {
         None => out.push(0),
         Some(value) => {
             out.push(1);
-            put_varint(out, value);
+            out.extend_from_slice(&value.to_le_bytes());
         }
     }
 }
@@ -209,8 +213,16 @@ pub(crate) fn tags_len(tags: &Tags) -> usize {
         + tags.iter().map(|(k, v)| bytes_len(k.as_bytes()) + bytes_len(v.as_bytes())).sum::<usize>()
 }
 
+/// Reads a `u64` varint from the front of `bytes`, as the body's readers do.
+pub(crate) fn take_varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut r = Reader(*bytes);
+    let value = r.u64()?;
+    *bytes = r.0;
+    Some(value)
+}
+
 /// How many bytes `value` takes as a varint.
-fn varint_len(value: u64) -> usize {
+pub(crate) fn varint_len(value: u64) -> usize {
     // Seven bits a byte; zero takes one.
     (64 - value.max(1).leading_zeros() as usize).div_ceil(7)
 }
@@ -311,9 +323,10 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn option_u64(&mut self) -> Option<Option<u64>> {
+    /// What `put_digest` wrote.
+    fn digest(&mut self) -> Option<Option<u32>> {
         // Option's tag is read as a bool is.
-        Some(if self.bool()? { Some(self.u64()?) } else { None })
+        Some(if self.bool()? { Some(u32::from_le_bytes(self.array::<4>()?)) } else { None })
     }
 
     fn id(&mut self) -> Option<NodeId> {
@@ -401,10 +414,10 @@ impl<'a> Reader<'a> {
             0 => Message::Ping {
                 seq: self.u64()?,
                 target: self.id()?,
-                digest: self.option_u64()?,
+                digest: self.digest()?,
                 gossip: self.list(Self::gossip)?,
             },
-            1 => Message::Ack { seq: self.u64()?, digest: self.option_u64()?, gossip: self.list(Self::gossip)? },
+            1 => Message::Ack { seq: self.u64()?, digest: self.digest()?, gossip: self.list(Self::gossip)? },
             2 => Message::Nack { seq: self.u64()? },
             3 => Message::PingReq {
                 seq: self.u64()?,
@@ -481,7 +494,8 @@ mod tests {
             assert_eq!(ours(&s, Reader::u16), theirs::<u16>(&s), "u16 from {s:02x?}");
             assert_eq!(ours(&s, Reader::variant), theirs::<u32>(&s), "u32 from {s:02x?}");
             assert_eq!(ours(&s, Reader::bool), theirs::<bool>(&s), "bool from {s:02x?}");
-            assert_eq!(ours(&s, Reader::option_u64), theirs::<Option<u64>>(&s), "Option<u64> from {s:02x?}");
+            let digest = theirs::<Option<[u8; 4]>>(&s).map(|(d, rest)| (d.map(u32::from_le_bytes), rest));
+            assert_eq!(ours(&s, Reader::digest), digest, "a digest from {s:02x?}");
             assert_eq!(ours(&s, Reader::state), theirs::<MemberState>(&s), "state from {s:02x?}");
         }
     }

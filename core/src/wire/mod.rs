@@ -6,14 +6,19 @@
 //! message types are plain data; nothing else encodes them.
 //!
 //! ```text
-//! offset  size  field
-//! 0       4     magic "CNCL"
-//! 4       1     protocol version (2: 1 plus leader election's messages and gossip)
-//! 5       8     cluster id, little-endian
-//! 13      8     sender node id, little-endian
-//! 21      4     CRC-32 (IEEE) of bytes 0..21 followed by the body, little-endian
-//! 25      ..    body: one `Message` (see `codec`)
+//! size  field
+//! 1     magic 0xC7
+//! 1     protocol version (3)
+//! 1-10  cluster id, varint
+//! 1-10  sender node id, varint
+//! ..    body: one `Message` (see `codec`)
+//! 4     CRC-32 (IEEE) of everything before it, little-endian
 //! ```
+//!
+//! With the default cluster id and ids below 128 the envelope is 8 bytes. Version 1 had a
+//! fixed 25-byte envelope (a four-byte magic, fixed-width cluster id and sender, the
+//! checksum up front); version 2 added leader election's messages and gossip; version 3 is
+//! this envelope: a ping with its digest went from 40 bytes to 19.
 //!
 //! A datagram never exceeds the configured `max_datagram`: piggybacked gossip is packed to
 //! fit, and a state transfer is split across as many datagrams as it needs. Decoding checks,
@@ -32,12 +37,16 @@ mod tests;
 
 pub(crate) use codec::tags_len;
 
-/// The first four bytes of every conclave datagram.
-pub const MAGIC: [u8; 4] = *b"CNCL";
-/// The protocol version this build speaks.
-pub const VERSION: u8 = 2;
-/// The envelope's size in bytes.
-pub const HEADER_LEN: usize = 25;
+/// The first byte of every conclave datagram.
+pub const MAGIC: u8 = 0xC7;
+/// The protocol version this build speaks (the second byte).
+pub const VERSION: u8 = 3;
+/// The checksum trailer's size.
+const CRC_LEN: usize = 4;
+/// The smallest envelope: magic, version, one-byte cluster id and sender, the checksum.
+pub const MIN_ENVELOPE: usize = 2 + 1 + 1 + CRC_LEN;
+/// The largest envelope: ten-byte varints for the cluster id and the sender.
+pub const MAX_ENVELOPE: usize = 2 + 10 + 10 + CRC_LEN;
 /// The smallest `max_datagram` a cluster may configure: room for the largest single
 /// record (a member with [`MAX_TAGS_BYTES`] of tags) with its envelope.
 pub const MIN_MAX_DATAGRAM: usize = 1024;
@@ -56,8 +65,8 @@ pub enum WireError {
         /// The cap.
         max: usize,
     },
-    /// Shorter than the envelope.
-    #[error("datagram of {len} B is shorter than the {HEADER_LEN} B envelope")]
+    /// Shorter than the smallest envelope.
+    #[error("datagram of {len} B is shorter than the smallest envelope ({MIN_ENVELOPE} B)")]
     Truncated {
         /// Its length.
         len: usize,
@@ -208,9 +217,9 @@ pub(crate) enum Message {
     /// Probe `target` (named so a ping that reaches a new process at an old address is
     /// ignored); answer with `Ack { seq }`. `digest` summarises the sender's live view
     /// when it has no updates pending, so two members can tell their views differ.
-    Ping { seq: u64, target: NodeId, digest: Option<u64>, gossip: Vec<Gossip> },
+    Ping { seq: u64, target: NodeId, digest: Option<u32>, gossip: Vec<Gossip> },
     /// The answer to the ping or ping-req numbered `seq`, with the same `digest`.
-    Ack { seq: u64, digest: Option<u64>, gossip: Vec<Gossip> },
+    Ack { seq: u64, digest: Option<u32>, gossip: Vec<Gossip> },
     /// Lifeguard: the relay for ping-req `seq` heard nothing from the target in time.
     Nack { seq: u64 },
     /// Probe `target` at `target_addr` for me; answer `Ack { seq }` or `Nack { seq }`.
@@ -299,26 +308,43 @@ impl Message {
 
 /// Reads a datagram's envelope and checks its checksum, without decoding the body.
 pub fn decode_header(bytes: &[u8], max_datagram: usize) -> Result<Header, WireError> {
+    open(bytes, max_datagram).map(|(header, _)| header)
+}
+
+/// Checks the envelope, in order: the size cap, the length, the magic, the version, the
+/// checksum, then reads the cluster id and the sender; returns them and the body.
+fn open(bytes: &[u8], max_datagram: usize) -> Result<(Header, &[u8]), WireError> {
     if bytes.len() > max_datagram {
         return Err(WireError::TooLarge { len: bytes.len(), max: max_datagram });
     }
-    if bytes.len() < HEADER_LEN {
+    if bytes.len() < MIN_ENVELOPE {
         return Err(WireError::Truncated { len: bytes.len() });
     }
-    if bytes[..4] != MAGIC {
+    if bytes[0] != MAGIC {
+        // Versions 1 and 2 began with "CNCL" and their version: a member of an older build
+        // is told apart from noise.
+        if bytes.len() > 4 && bytes[..4] == *b"CNCL" {
+            return Err(WireError::UnsupportedVersion { version: bytes[4] });
+        }
         return Err(WireError::BadMagic);
     }
-    if bytes[4] != VERSION {
-        return Err(WireError::UnsupportedVersion { version: bytes[4] });
+    if bytes[1] != VERSION {
+        return Err(WireError::UnsupportedVersion { version: bytes[1] });
     }
-    let stored = u32::from_le_bytes(array(&bytes[21..25]));
-    if checksum(&bytes[..21], &bytes[HEADER_LEN..]) != stored {
+    let (content, stored) = bytes.split_at(bytes.len() - CRC_LEN);
+    if crc32fast::hash(content).to_le_bytes() != stored {
         return Err(WireError::Checksum);
     }
-    Ok(Header {
-        cluster_id: u64::from_le_bytes(array(&bytes[5..13])),
-        sender: NodeId(u64::from_le_bytes(array(&bytes[13..21]))),
-    })
+    // Checksummed: only a forged datagram has a bad varint here.
+    let mut rest = &content[2..];
+    let cluster_id = codec::take_varint(&mut rest).ok_or(WireError::Malformed)?;
+    let sender = codec::take_varint(&mut rest).ok_or(WireError::Malformed)?;
+    Ok((Header { cluster_id, sender: NodeId(sender) }, rest))
+}
+
+/// The envelope's size for `header`: what a datagram spends besides its message.
+pub fn envelope_len(header: Header) -> usize {
+    2 + codec::varint_len(header.cluster_id) + codec::varint_len(header.sender.0) + CRC_LEN
 }
 
 /// Decodes a datagram of `cluster_id` and tells what kind of message it holds: what a
@@ -329,11 +355,11 @@ pub fn inspect(bytes: &[u8], cluster_id: u64, max_datagram: usize) -> Result<(He
 
 /// Decodes a whole datagram of `cluster_id`.
 pub(crate) fn decode(bytes: &[u8], cluster_id: u64, max_datagram: usize) -> Result<(Header, Message), WireError> {
-    let header = decode_header(bytes, max_datagram)?;
+    let (header, body) = open(bytes, max_datagram)?;
     if header.cluster_id != cluster_id {
         return Err(WireError::WrongCluster { expected: cluster_id, got: header.cluster_id });
     }
-    let Some(message) = codec::read_message(&bytes[HEADER_LEN..]) else {
+    let Some(message) = codec::read_message(body) else {
         return Err(WireError::Malformed);
     };
     message.check()?;
@@ -344,8 +370,8 @@ pub(crate) fn decode(bytes: &[u8], cluster_id: u64, max_datagram: usize) -> Resu
 pub(crate) fn encode(header: Header, message: &Message, max_datagram: usize) -> Result<Vec<u8>, WireError> {
     let mut out = envelope(header, WRITER_CAPACITY);
     codec::put_message(&mut out, message);
-    if out.len() > max_datagram {
-        return Err(WireError::TooLarge { len: out.len(), max: max_datagram });
+    if out.len() + CRC_LEN > max_datagram {
+        return Err(WireError::TooLarge { len: out.len() + CRC_LEN, max: max_datagram });
     }
     seal(&mut out);
     Ok(out)
@@ -443,8 +469,7 @@ impl DatagramWriter {
 
     /// The datagram's length with `count` items and `extra` more item bytes.
     fn len_with(&self, count: usize, extra: usize) -> usize {
-        let mut buf = [0u8; 10];
-        self.out.len() + codec::varint_at(&mut buf, 0, count as u64) + extra
+        self.out.len() + codec::varint_len(count as u64) + extra + CRC_LEN
     }
 }
 
@@ -465,7 +490,7 @@ pub(crate) fn record_len(record: &MemberRecord) -> usize {
 }
 
 /// Bytes a `PushPull` datagram spends besides its records (envelope, tag, flags, counts).
-const PUSH_PULL_OVERHEAD: usize = HEADER_LEN + 1 + 1 + 3 + 3 + 3;
+const PUSH_PULL_OVERHEAD: usize = MAX_ENVELOPE + 1 + 1 + 3 + 3 + 3;
 
 /// A member's whole view as `PushPull` datagrams: each record is encoded once, into the
 /// first datagram it fits.
@@ -519,30 +544,18 @@ impl StateWriter {
     }
 }
 
+/// The envelope up to the body: magic, version, cluster id, sender.
 fn envelope(header: Header, capacity: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(capacity);
-    out.extend_from_slice(&MAGIC);
+    out.push(MAGIC);
     out.push(VERSION);
-    out.extend_from_slice(&header.cluster_id.to_le_bytes());
-    out.extend_from_slice(&header.sender.0.to_le_bytes());
-    out.extend_from_slice(&[0; 4]);
+    codec::put_varint(&mut out, header.cluster_id);
+    codec::put_varint(&mut out, header.sender.0);
     out
 }
 
-fn seal(out: &mut [u8]) {
-    let crc = checksum(&out[..21], &out[HEADER_LEN..]);
-    out[21..25].copy_from_slice(&crc.to_le_bytes());
-}
-
-fn checksum(head: &[u8], body: &[u8]) -> u32 {
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(head);
-    hasher.update(body);
-    hasher.finalize()
-}
-
-fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
-    let mut out = [0; N];
-    out.copy_from_slice(&bytes[..N]);
-    out
+/// Appends the checksum of everything written.
+fn seal(out: &mut Vec<u8>) {
+    let crc = crc32fast::hash(out);
+    out.extend_from_slice(&crc.to_le_bytes());
 }
