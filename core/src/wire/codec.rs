@@ -215,7 +215,7 @@ pub(crate) fn tags_len(tags: &Tags) -> usize {
 
 /// Reads a `u64` varint from the front of `bytes`, as the body's readers do.
 pub(crate) fn take_varint(bytes: &mut &[u8]) -> Option<u64> {
-    let mut r = Reader(*bytes);
+    let mut r = Reader(bytes);
     let value = r.u64()?;
     *bytes = r.0;
     Some(value)
