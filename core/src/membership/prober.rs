@@ -331,8 +331,11 @@ impl Prober {
         self.next_watch = (self.next_watch + 1) % self.watches.len();
         // A watched peer that watches us too and pinged us within our cycle was just heard,
         // and heard our ack: a ping of ours would tell neither side anything new. One ping
-        // and one ack per pair and cycle (the pair settles on whichever pinged first).
-        let cycle = self.interval.saturating_mul(u32::try_from(self.watches.len() + 1).unwrap_or(u32::MAX));
+        // and one ack per pair and cycle (the pair settles on whichever pinged first). The
+        // window is one cycle and a quarter interval: a single lost ping of theirs makes us
+        // ping again at once, so under loss both directions carry heartbeats.
+        let cycle =
+            self.interval.saturating_mul(u32::try_from(self.watches.len()).unwrap_or(u32::MAX)) + self.interval / 4;
         if self.watches[self.next_watch].pinged_us.is_some_and(|at| now.saturating_duration_since(at) < cycle) {
             self.acked_since_period = true;
             return None;
@@ -346,6 +349,11 @@ impl Prober {
     /// A watched peer pinged us (any datagram from it is a heartbeat already; this is
     /// what lets the period skip pinging it back).
     pub(crate) fn pinged_by(&mut self, sender: NodeId, now: Instant) {
+        // Only a peer that watches us pings us every cycle; a relay's ping (an indirect
+        // probe on someone's behalf) is no such promise.
+        if !self.watchers.iter().any(|w| w.id == sender) {
+            return;
+        }
         if let Some(watch) = self.watches.iter_mut().find(|w| w.id == sender) {
             watch.pinged_us = Some(now);
         }
@@ -523,6 +531,36 @@ mod tests {
         }
         assert_eq!(now, Instant::ZERO + INTERVAL * 6);
         assert_eq!(pinged, [5, 4, 6, 5, 4, 6].map(NodeId));
+    }
+
+    #[test]
+    fn a_watched_peer_that_watches_us_and_just_pinged_us_is_not_pinged_back() {
+        // In a ring of five, n1 watches n5, n4, n3 and is watched by n2, n3, n4: n3 and n4
+        // watch each other with it.
+        let (mut prober, _) = prober_in_ring_of(5);
+        let mut now = Instant::ZERO + INTERVAL;
+        // n4 pinged us just now; n5 too, but n5 does not watch us (a relay's ping).
+        prober.pinged_by(NodeId(4), now);
+        prober.pinged_by(NodeId(5), now);
+        let mut pinged = Vec::new();
+        for _ in 0..3 {
+            pinged.push(prober.start_period(now).map(|p| p.0));
+            now = prober.next_period();
+        }
+        assert_eq!(
+            pinged,
+            [None, Some(NodeId(3)), Some(NodeId(5))],
+            "n4's turn passes; n5, no watcher of ours, is pinged"
+        );
+        // One lost ping of theirs: a cycle and a quarter interval later, n4 is pinged again.
+        let late = now + INTERVAL * 3 + INTERVAL / 4;
+        let mut pinged = Vec::new();
+        let mut at = late;
+        for _ in 0..3 {
+            pinged.push(prober.start_period(at).map(|p| p.0));
+            at = prober.next_period();
+        }
+        assert!(pinged.contains(&Some(NodeId(4))), "{pinged:?}");
     }
 
     #[test]
