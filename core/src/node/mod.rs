@@ -4,8 +4,10 @@
 //!
 //! 1. **Monitoring ring.** Every live member is watched by its `monitors` successors on a
 //!    ring of sorted ids, so each member watches its `monitors` predecessors. Each
-//!    protocol period (`probe_interval`) it pings one of them, in turn; any datagram from a
-//!    watched peer is a heartbeat for its [`PhiAccrual`](crate::PhiAccrual) detector.
+//!    protocol period (`probe_interval`) it pings one of them, in turn, unless that one
+//!    watches it too and pinged it within the cycle (in small clusters: one ping and one
+//!    ack per pair and cycle); any datagram from a watched peer is a heartbeat for its
+//!    [`PhiAccrual`](crate::PhiAccrual) detector.
 //! 2. **Indirect probing.** When phi reaches the threshold the watcher pings the peer again
 //!    and asks `indirect_checks` others to ping it too (`PingReq`); they answer `Ack`, or
 //!    `Nack` when they heard nothing. Any ack ends the probe.
