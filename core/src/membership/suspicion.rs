@@ -35,7 +35,7 @@ pub(crate) struct Suspicion {
     start: Instant,
     min: Duration,
     max: Duration,
-    /// Confirmations that shrink the timeout: `suspicion_mult - 2`.
+    /// Confirmations that shrink the timeout all the way: `suspicion_confirmations`.
     k: u32,
     /// Distinct accusers heard, the first included; one confirmation each beyond the first.
     accusers: BTreeSet<NodeId>,
@@ -108,7 +108,7 @@ impl Suspicions {
     pub(crate) fn start(&mut self, id: NodeId, accuser: NodeId, now: Instant, live: usize, config: &Config) {
         let (min, max) = config.suspicion_timeouts(live);
         let (max, k) = if config.lifeguard.dynamic_suspicion {
-            (max, config.suspicion_mult.saturating_sub(2))
+            (max, config.suspicion_confirmations)
         } else {
             // SWIM's fixed timeout: confirmations change nothing.
             (min, 0)

@@ -25,6 +25,8 @@ pub(crate) struct Peer {
     pub(crate) member: Member,
     /// When its state last changed.
     pub(crate) since: Instant,
+    /// When it last came back from Failed (a refutation or a healed partition).
+    pub(crate) revived: Option<Instant>,
 }
 
 /// What [`View::transition`] changed.
@@ -72,7 +74,7 @@ impl View {
         let id = me.id;
         let digest = digest_term(id, me.incarnation);
         let mut peers = IndexMap::default();
-        peers.insert(id, Peer { member: me, since: now });
+        peers.insert(id, Peer { member: me, since: now, revived: None });
         Self {
             me: id,
             peers,
@@ -164,7 +166,7 @@ impl View {
         self.ring_changed = true;
         self.version += 1;
         self.sorted.insert(member.id);
-        self.peers.insert(member.id, Peer { member, since: now });
+        self.peers.insert(member.id, Peer { member, since: now, revived: None });
     }
 
     /// Moves a known member to `(incarnation, state)`, and to `addr` and `tags` where
@@ -191,6 +193,9 @@ impl View {
         }
         if old_state != state {
             peer.since = now;
+            if old_state == MemberState::Failed && state.is_live() {
+                peer.revived = Some(now);
+            }
             self.version += 1;
             if id != self.me {
                 if state == MemberState::Suspect {

@@ -166,7 +166,8 @@ impl Node {
         match precedence(before, said) {
             Verdict::Ignore => before == said,
             Verdict::Confirm => {
-                if self.suspicions.confirm(claim.id, claim.accuser) {
+                // Testimony from across a partition that just healed is not independent.
+                if !self.is_revenant(claim.accuser) && self.suspicions.confirm(claim.id, claim.accuser) {
                     let item = Gossip::Suspect { id: claim.id, incarnation: claim.incarnation, accuser: claim.accuser };
                     self.dissemination.push(Key::Member(claim.id), &item);
                 }
@@ -187,16 +188,34 @@ impl Node {
     /// cross into the side that could reach the accused all along: there it is a suspicion,
     /// and the accused refutes it. After a crash, every member's own suspicion has run by
     /// the time the first verdict spreads, give or take the gossip's lag.
+    ///
+    /// Nor is it a verdict when its accuser is a revenant (see [`Node::is_revenant`]): a
+    /// member this one held failed was on the far side, and its verdicts are about members
+    /// it could not reach, not about members that are gone.
     fn weigh_verdict(&self, mut claim: Claim) -> Claim {
         if claim.state != MemberState::Failed || claim.accuser == self.id {
             return claim;
         }
         let (min, _) = self.config.suspicion_timeouts(self.view.live());
         let ripe = self.suspicions.get(claim.id).is_some_and(|s| s.started() + min <= self.now);
-        if !ripe || self.hears_directly(claim.id) {
+        if !ripe || self.hears_directly(claim.id) || self.is_revenant(claim.accuser) {
             claim.state = MemberState::Suspect;
         }
         claim
+    }
+
+    /// Whether `accuser` is one this member holds failed, or held failed until less than a
+    /// longest suspicion timeout ago: after a partition heals, what it says about the
+    /// members of this side is what it could not see while cut off. Its claims still start
+    /// suspicions here (a suspicion is a question, and the accused answers it), but neither
+    /// confirm them nor count as verdicts.
+    pub(super) fn is_revenant(&self, accuser: NodeId) -> bool {
+        let Some(peer) = self.view.get(accuser) else { return false };
+        if peer.member.state == MemberState::Failed {
+            return true;
+        }
+        let (_, max) = self.config.suspicion_timeouts(self.view.live());
+        peer.revived.is_some_and(|at| self.now < at + max)
     }
 
     /// Whether `id` is a ring neighbour that this member still hears from: anything from it
