@@ -575,3 +575,38 @@ fn a_verdict_is_a_verdict_here_only_after_a_suspicion_here_that_ran_its_minimum(
         .collect();
     assert_eq!(failed_ids, [NodeId(4)]);
 }
+
+#[test]
+fn a_member_held_failed_or_just_revived_neither_confirms_nor_convicts() {
+    // After a heal, the far side's claims about this side are what it could not see.
+    let config = Config::lan();
+    let (min, max) = config.suspicion_timeouts(10);
+    let mut cluster = Cluster::new(10, config, 33);
+    cluster.run_for(secs(15));
+    assert!(cluster.converged());
+    let t = cluster.now;
+    let node = cluster.node_mut(0);
+    let claim = |item: Gossip, by: u64| gossip(by, vec![item]);
+    let failed = |id: u64, by: u64| claim(Gossip::Failed { id: NodeId(id), incarnation: 0, accuser: NodeId(by) }, by);
+    let suspect = |id: u64, by: u64| claim(Gossip::Suspect { id: NodeId(id), incarnation: 0, accuser: NodeId(by) }, by);
+    let state = |node: &crate::Node, id: u64| node.member(NodeId(id)).expect("known").state;
+    // n0 comes to hold n4 failed (n6's verdict, after n0's own suspicion ran its minimum).
+    node.handle_datagram(t, addr(6), &suspect(4, 6)).expect("valid");
+    node.handle_datagram(t + min, addr(6), &failed(4, 6)).expect("valid");
+    assert_eq!(state(node, 4), MemberState::Failed);
+    // n4's verdict about n3, with n0's suspicion of n3 ripe: only a suspicion.
+    node.handle_datagram(t + min, addr(4), &suspect(3, 4)).expect("valid");
+    node.handle_datagram(t + min * 2, addr(4), &failed(3, 4)).expect("valid");
+    assert_eq!(state(node, 3), MemberState::Suspect, "a member held failed convicts nobody");
+    // n4 comes back (it refutes); for a longest suspicion it still convicts nobody.
+    let back = Gossip::Alive { id: NodeId(4), incarnation: 1, addr: addr(4), tags: Default::default() };
+    let revived_at = t + min * 2;
+    node.handle_datagram(revived_at, addr(4), &claim(back, 4)).expect("valid");
+    assert_eq!(state(node, 4), MemberState::Alive);
+    node.handle_datagram(revived_at, addr(4), &suspect(2, 4)).expect("valid");
+    node.handle_datagram(revived_at + min, addr(4), &failed(2, 4)).expect("valid");
+    assert_eq!(state(node, 2), MemberState::Suspect, "a member revived moments ago convicts nobody");
+    // Later its word counts again.
+    node.handle_datagram(revived_at + max, addr(4), &failed(2, 4)).expect("valid");
+    assert_eq!(state(node, 2), MemberState::Failed);
+}
