@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::timer::Timer;
 use super::MAX_INCARNATION;
 use crate::testkit::{addr, Cluster};
 use crate::wire::{self, Gossip, Header, MemberRecord, Message};
@@ -573,4 +574,214 @@ fn a_verdict_is_a_verdict_here_only_after_a_suspicion_here_that_ran_its_minimum(
         .filter_map(|o| if let Output::Event(Event::MemberFailed(m)) = o { Some(m.id) } else { None })
         .collect();
     assert_eq!(failed_ids, [NodeId(4)]);
+}
+
+/// Every datagram `node` sent, decoded with its destination, drained.
+fn sent(node: &mut crate::Node) -> Vec<(std::net::SocketAddr, Message)> {
+    std::iter::from_fn(|| node.poll_output())
+        .filter_map(|o| if let Output::Transmit(t) = o { Some(t) } else { None })
+        .map(|t| (t.to, wire::decode(&t.payload, 0, 1400).expect("a valid datagram").1))
+        .collect()
+}
+
+/// The `reply` flags of the state transfers among `sent` to `to`.
+fn state_transfers_to(sent: &[(std::net::SocketAddr, Message)], to: std::net::SocketAddr) -> Vec<bool> {
+    sent.iter()
+        .filter(|(at, _)| *at == to)
+        .filter_map(|(_, m)| if let Message::PushPull { reply, .. } = m { Some(*reply) } else { None })
+        .collect()
+}
+
+#[test]
+fn a_member_reports_its_health_whether_it_joined_and_the_phi_of_what_it_watches() {
+    let mut cluster = formed(5, 33);
+    let node = cluster.node(0);
+    assert_eq!(node.health(), 0, "a member of a healthy cluster is healthy");
+    assert!(node.is_joined());
+    let watched: Vec<NodeId> = node.watched().collect();
+    assert_eq!(node.phi(NodeId(0)), None, "no member watches itself");
+    let unwatched = (1..5).map(NodeId).find(|id| !watched.contains(id)).expect("5 members, 3 watched");
+    assert_eq!(node.phi(unwatched), None);
+    // Phi of a crashed watched member rises until it is suspected.
+    let target = watched[0];
+    cluster.crash(target.0 as usize);
+    let before = cluster.node(0).phi(target).expect("watched");
+    cluster.run_for(Duration::from_millis(600));
+    let after = cluster.node(0).phi(target).expect("still watched");
+    assert!(before >= 0.0 && after > before, "phi went from {before} to {after}");
+
+    // A member that asked to join is not joined until it hears from the cluster.
+    let config = crate::NodeConfig::new(NodeId(7), addr(7), Config::lan(), 7);
+    let mut lone = crate::Node::new(config, Instant::ZERO).expect("valid");
+    assert!(lone.is_joined(), "a member that never asked");
+    lone.handle_command(Instant::ZERO, Command::Join(vec![addr(0)])).expect("accepted");
+    assert!(!lone.is_joined(), "asked, heard nothing yet");
+}
+
+#[test]
+fn a_stranger_heard_gets_the_view_once_and_a_joiner_only_its_join_reply() {
+    let mut cluster = formed(3, 34);
+    let t = cluster.now;
+    let node = cluster.node_mut(0);
+    while node.poll_output().is_some() {}
+    let stranger = |id: u64| crate::Member {
+        id: NodeId(id),
+        addr: addr(id as usize),
+        incarnation: 0,
+        state: MemberState::Alive,
+        tags: Tags::new(),
+    };
+    // A joiner asks for the view: one state transfer, the join reply, and no other.
+    let join = datagram(8, &Message::Join { member: MemberRecord::from(&stranger(8)), send_state: true });
+    node.handle_datagram(t, addr(8), &join).expect("valid");
+    assert_eq!(state_transfers_to(&sent(node), addr(8)), [false]);
+    // A stranger's ping (a member that joined elsewhere): its ack, and the view, asking for
+    // the stranger's in return.
+    let t = t + secs(1);
+    let ping = datagram(9, &Message::Ping { seq: 1, target: NodeId(0), digest: None, gossip: vec![] });
+    node.handle_datagram(t, addr(9), &ping).expect("valid");
+    let out = sent(node);
+    assert_eq!(state_transfers_to(&out, addr(9)), [true]);
+    assert!(out.iter().any(|(to, m)| *to == addr(9) && matches!(m, Message::Ack { seq: 1, .. })));
+    // A state transfer from a stranger is answered as asked, not as a stranger's.
+    let t = t + secs(1);
+    let members = vec![MemberRecord::from(&stranger(10))];
+    let push = datagram(10, &Message::PushPull { reply: false, part: 0, parts: 1, members });
+    node.handle_datagram(t, addr(10), &push).expect("valid");
+    assert_eq!(state_transfers_to(&sent(node), addr(10)), [] as [bool; 0]);
+}
+
+#[test]
+fn a_state_transfer_is_answered_once_when_asked() {
+    let mut cluster = formed(3, 35);
+    let t = cluster.now;
+    let record = MemberRecord::from(cluster.node(1).member(NodeId(1)).expect("itself"));
+    let node = cluster.node_mut(0);
+    while node.poll_output().is_some() {}
+    // (reply, part, parts) -> whether n0 sends its view back.
+    for (reply, part, parts, answered) in [(true, 0, 1, true), (true, 1, 2, false), (false, 0, 1, false)] {
+        let members = vec![record.clone()];
+        let push = datagram(1, &Message::PushPull { reply, part, parts, members });
+        node.handle_datagram(t, addr(1), &push).expect("valid");
+        let expected: &[bool] = if answered { &[false] } else { &[] };
+        assert_eq!(state_transfers_to(&sent(node), addr(1)), expected, "reply {reply}, part {part} of {parts}");
+    }
+}
+
+#[test]
+fn tags_and_broadcasts_at_the_limit_are_accepted_and_reach_everyone() {
+    let mut cluster = formed(4, 36);
+    let t = cluster.now;
+    // Tags of exactly MAX_TAGS_BYTES encoded: a map of one entry, "k" and a value of
+    // `len - 5` bytes (the value's length takes two varint bytes).
+    let tags_of_len = |len: usize| Tags::from([("k".to_owned(), "v".repeat(len - 5))]);
+    assert_eq!(crate::member::tags_encoded_len(&tags_of_len(crate::MAX_TAGS_BYTES)), crate::MAX_TAGS_BYTES);
+    let node = cluster.node_mut(0);
+    let too_big = node.handle_command(t, Command::SetTags(tags_of_len(crate::MAX_TAGS_BYTES + 1)));
+    assert!(matches!(too_big, Err(crate::Error::TagsTooLarge { .. })), "{too_big:?}");
+    let Err(crate::Error::BroadcastTooLarge { max, .. }) = node.handle_command(t, Command::Broadcast(vec![0; 2000]))
+    else {
+        panic!("a 2000-byte broadcast is refused")
+    };
+    cluster.command(0, Command::SetTags(tags_of_len(crate::MAX_TAGS_BYTES)));
+    cluster.command(0, Command::Broadcast(vec![7; max]));
+    cluster.run_for(secs(5));
+    assert!(cluster.max_transmit <= Config::lan().max_datagram);
+    for i in 1..4 {
+        let tags = &cluster.node(i).member(NodeId(0)).expect("known").tags;
+        assert_eq!(tags, &tags_of_len(crate::MAX_TAGS_BYTES), "n{i} has n0's tags");
+        let got = cluster
+            .seen(|e| matches!(e, Event::Broadcast { origin, payload } if *origin == NodeId(0) && payload.len() == max))
+            .iter()
+            .filter(|s| s.observer == NodeId(i as u64))
+            .count();
+        assert_eq!(got, 1, "n{i} got the largest broadcast once");
+    }
+}
+
+#[test]
+fn broadcasts_made_at_one_instant_or_across_restarts_are_all_delivered() {
+    // Two broadcasts at time zero, before anything ran: distinct, so both are delivered.
+    let mut cluster = Cluster::new(3, Config::lan(), 37);
+    assert_eq!(cluster.now, Instant::ZERO);
+    cluster.command(0, Command::Broadcast(b"first".to_vec()));
+    cluster.command(0, Command::Broadcast(b"second".to_vec()));
+    cluster.run_for(secs(5));
+    for payload in [&b"first"[..], b"second"] {
+        let mut at: Vec<NodeId> = cluster
+            .seen(|e| matches!(e, Event::Broadcast { payload: p, .. } if p == payload))
+            .iter()
+            .map(|s| s.observer)
+            .collect();
+        at.sort();
+        assert_eq!(at, [NodeId(1), NodeId(2)], "{payload:?}");
+    }
+}
+
+#[test]
+fn a_member_reports_others_unreachable_but_never_itself_nor_after_leaving() {
+    let mut cluster = formed(5, 38);
+    let t = cluster.now;
+    let node = cluster.node_mut(0);
+    while node.poll_output().is_some() {}
+    node.handle_command(t, Command::ReportUnreachable(NodeId(0))).expect("accepted");
+    assert!(sent(node).is_empty(), "no probe of oneself");
+    node.handle_command(t, Command::ReportUnreachable(NodeId(2))).expect("accepted");
+    let out = sent(node);
+    assert!(out.iter().any(|(to, m)| *to == addr(2) && matches!(m, Message::Ping { target: NodeId(2), .. })));
+    let relayed = out.iter().filter(|(_, m)| matches!(m, Message::PingReq { target: NodeId(2), .. })).count();
+    assert_eq!(relayed, Config::lan().indirect_checks.min(3), "asks the others to ping it too");
+    node.handle_command(t, Command::Leave).expect("accepted");
+    while node.poll_output().is_some() {}
+    node.handle_command(t + secs(1), Command::ReportUnreachable(NodeId(3))).expect("accepted");
+    assert!(sent(node).is_empty(), "a member that left probes nobody");
+}
+
+#[test]
+fn a_quiet_member_sleeps_through_gossip_rounds_and_an_update_wakes_it_for_the_next() {
+    let mut cluster = formed(4, 39);
+    cluster.run_for(secs(5));
+    let t = cluster.now;
+    let node = cluster.node_mut(0);
+    let round = node.timers.get(Timer::GossipRound).expect("always kept");
+    assert!(!round.wakes, "nothing to send");
+    assert!(node.poll_timeout().is_some_and(|at| at != round.at), "woken for probes, not for gossip");
+    node.handle_command(t, Command::Broadcast(b"news".to_vec())).expect("accepted");
+    let round = node.timers.get(Timer::GossipRound).expect("always kept");
+    assert!(round.wakes, "an update to send");
+    assert!(round.at <= t + Config::lan().gossip_interval);
+    assert!(node.poll_timeout().is_some_and(|at| at <= round.at), "woken for the round");
+}
+
+/// The sequence number of the first broadcast a member started with `durable` makes at time
+/// zero, read from the gossip that carries it to its one peer.
+fn first_broadcast_seq(durable: Option<crate::Durable>) -> u64 {
+    let mut config = crate::NodeConfig::new(NodeId(0), addr(0), Config::lan(), 40);
+    config.durable = durable;
+    let mut node = crate::Node::new(config, Instant::ZERO).expect("valid");
+    let peer = Gossip::Alive { id: NodeId(1), incarnation: 0, addr: addr(1), tags: Tags::new() };
+    node.handle_datagram(Instant::ZERO, addr(1), &gossip(1, vec![peer])).expect("valid");
+    node.handle_command(Instant::ZERO, Command::Broadcast(b"x".to_vec())).expect("accepted");
+    for _ in 0..100 {
+        let seq = sent(&mut node).iter().find_map(|(_, m)| {
+            m.gossip().iter().find_map(|g| if let Gossip::UserBroadcast { seq, .. } = g { Some(*seq) } else { None })
+        });
+        if let Some(seq) = seq {
+            return seq;
+        }
+        let at = node.poll_timeout().expect("a member always has a next timer");
+        node.handle_timeout(at);
+    }
+    panic!("the broadcast never went out");
+}
+
+#[test]
+fn a_restarted_member_that_replays_its_seed_makes_broadcasts_of_new_sequence_numbers() {
+    // Restarted from its disk at incarnation k, a member comes back at k + 1 with the same
+    // seed, so the same random draws: only the incarnation tells its broadcasts apart.
+    let incarnations =
+        std::iter::once(None).chain((0..15).map(|k| Some(crate::Durable { incarnation: k, ..Default::default() })));
+    let seqs: Vec<u64> = incarnations.map(first_broadcast_seq).collect();
+    let distinct: std::collections::BTreeSet<u64> = seqs.iter().copied().collect();
+    assert_eq!(distinct.len(), seqs.len(), "{seqs:x?}");
 }
