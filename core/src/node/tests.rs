@@ -643,6 +643,10 @@ fn a_stranger_heard_gets_the_view_once_and_a_joiner_only_its_join_reply() {
     let out = sent(node);
     assert_eq!(state_transfers_to(&out, addr(9)), [true]);
     assert!(out.iter().any(|(to, m)| *to == addr(9) && matches!(m, Message::Ack { seq: 1, .. })));
+    // Another stranger at the same instant waits: at most one such exchange per gossip interval.
+    let ping = datagram(11, &Message::Ping { seq: 1, target: NodeId(0), digest: None, gossip: vec![] });
+    node.handle_datagram(t, addr(11), &ping).expect("valid");
+    assert_eq!(state_transfers_to(&sent(node), addr(11)), [] as [bool; 0]);
     // A state transfer from a stranger is answered as asked, not as a stranger's.
     let t = t + secs(1);
     let members = vec![MemberRecord::from(&stranger(10))];
@@ -731,6 +735,13 @@ fn a_member_reports_others_unreachable_but_never_itself_nor_after_leaving() {
     assert!(out.iter().any(|(to, m)| *to == addr(2) && matches!(m, Message::Ping { target: NodeId(2), .. })));
     let relayed = out.iter().filter(|(_, m)| matches!(m, Message::PingReq { target: NodeId(2), .. })).count();
     assert_eq!(relayed, Config::lan().indirect_checks.min(3), "asks the others to ping it too");
+    // A member known to have left is not probed.
+    let left = gossip(4, vec![Gossip::Leave { id: NodeId(4), incarnation: 0 }]);
+    node.handle_datagram(t, addr(4), &left).expect("valid");
+    assert_eq!(node.member(NodeId(4)).expect("a tombstone").state, MemberState::Left);
+    while node.poll_output().is_some() {}
+    node.handle_command(t, Command::ReportUnreachable(NodeId(4))).expect("accepted");
+    assert!(sent(node).is_empty(), "no probe of a departed member");
     node.handle_command(t, Command::Leave).expect("accepted");
     while node.poll_output().is_some() {}
     node.handle_command(t + secs(1), Command::ReportUnreachable(NodeId(3))).expect("accepted");
@@ -784,4 +795,102 @@ fn a_restarted_member_that_replays_its_seed_makes_broadcasts_of_new_sequence_num
     let seqs: Vec<u64> = incarnations.map(first_broadcast_seq).collect();
     let distinct: std::collections::BTreeSet<u64> = seqs.iter().copied().collect();
     assert_eq!(distinct.len(), seqs.len(), "{seqs:x?}");
+}
+
+#[test]
+fn a_strangers_view_digest_sets_off_no_exchange_of_its_own() {
+    let mut cluster = formed(3, 41);
+    cluster.run_for(secs(5));
+    let t = cluster.now;
+    let node = cluster.node_mut(0);
+    while node.poll_output().is_some() {}
+    // A stranger pings with a digest unlike n0's, twice, a probe period apart: each ping
+    // gets the stranger's view exchange, and the digests none on top.
+    let digest = Some(node.digest() ^ 1);
+    for (seq, at) in [(1, t), (2, t + secs(1))] {
+        let ping = datagram(9, &Message::Ping { seq, target: NodeId(0), digest, gossip: vec![] });
+        node.handle_datagram(at, addr(9), &ping).expect("valid");
+        assert_eq!(state_transfers_to(&sent(node), addr(9)), [true], "ping {seq}");
+    }
+}
+
+#[test]
+fn relays_bridge_a_cut_link_so_that_nobody_is_even_suspected() {
+    let mut cluster = formed(5, 4);
+    // As above: n2 watches n1; cut them off from each other entirely.
+    assert!(cluster.node(2).watched().any(|id| id == NodeId(1)));
+    cluster.link_loss.insert((1, 2), 1.0);
+    cluster.link_loss.insert((2, 1), 1.0);
+    let ping_reqs_before = cluster.node(2).stats().sent.get(wire::MessageKind::PingReq);
+    let run = secs(60);
+    cluster.run_for(run);
+    let suspected = cluster.seen(|e| matches!(e, Event::MemberSuspected(_)));
+    assert!(suspected.is_empty(), "the relays' acks reach n2 in time: {suspected:?}");
+    // n2 never hears n1 directly, so it probes it indirectly once per protocol period, no
+    // more often.
+    let config = Config::lan();
+    let ping_reqs = cluster.node(2).stats().sent.get(wire::MessageKind::PingReq) - ping_reqs_before;
+    let periods = (run.as_nanos() / config.probe_interval.as_nanos()) as u64 + 1;
+    assert!(ping_reqs > 0 && ping_reqs <= periods * config.indirect_checks as u64, "{ping_reqs} ping-reqs");
+}
+
+#[test]
+fn a_member_reported_unreachable_that_answers_is_not_suspected() {
+    let mut cluster = formed(5, 42);
+    cluster.command(0, Command::ReportUnreachable(NodeId(2)));
+    cluster.run_for(secs(3));
+    let suspected = cluster.seen(|e| matches!(e, Event::MemberSuspected(_)));
+    assert!(suspected.is_empty(), "{suspected:?}");
+}
+
+#[test]
+fn a_quiet_cluster_exchanges_no_whole_views() {
+    let mut cluster = formed(5, 43);
+    cluster.run_for(secs(10));
+    let push_pulls = |c: &Cluster| (0..5).map(|i| c.node(i).stats().sent.get(wire::MessageKind::PushPull)).sum::<u64>();
+    let before = push_pulls(&cluster);
+    cluster.run_for(secs(120));
+    assert_eq!(push_pulls(&cluster), before, "neighbours' digests agree: nothing to repair");
+}
+
+#[test]
+fn a_member_left_alone_reaches_for_its_seeds_and_one_without_seeds_waits() {
+    let config = Config::lan();
+    for seeds in [vec![addr(1)], vec![]] {
+        let mut node = crate::Node::new(crate::NodeConfig::new(NodeId(0), addr(0), config.clone(), 44), Instant::ZERO)
+            .expect("valid");
+        if !seeds.is_empty() {
+            node.handle_command(Instant::ZERO, Command::Join(seeds.clone())).expect("accepted");
+        }
+        let mut pushed = 0;
+        while node.poll_timeout().is_some_and(|at| at < Instant::ZERO + config.push_pull_interval * 10) {
+            let at = node.poll_timeout().expect("checked");
+            node.handle_timeout(at);
+            pushed += state_transfers_to(&sent(&mut node), addr(1)).len();
+        }
+        assert_eq!(pushed > 0, !seeds.is_empty(), "seeds {seeds:?}: {pushed} state transfers");
+    }
+}
+
+#[test]
+fn a_member_held_failed_that_speaks_gets_the_view_and_tombstones_are_reaped() {
+    let mut config = Config::lan();
+    config.tombstone_ttl = secs(60);
+    let mut cluster = Cluster::new(5, config, 45);
+    cluster.run_for(secs(5));
+    cluster.crash(3);
+    cluster.run_for(secs(10));
+    assert_eq!(cluster.node(0).member(NodeId(3)).expect("a tombstone").state, MemberState::Failed);
+    // n3 speaks again (a healed partition, say): n0 sends it the view, so it can refute.
+    let t = cluster.now;
+    let node = cluster.node_mut(0);
+    while node.poll_output().is_some() {}
+    let ping = datagram(3, &Message::Ping { seq: 1, target: NodeId(0), digest: None, gossip: vec![] });
+    node.handle_datagram(t, addr(3), &ping).expect("valid");
+    assert_eq!(state_transfers_to(&sent(node), addr(3)), [true]);
+    // Unheard of since, its tombstone goes after the ttl, at a push-pull.
+    cluster.run_for(secs(150));
+    for i in [0, 1, 2, 4] {
+        assert!(cluster.node(i).member(NodeId(3)).is_none(), "n{i} still holds n3");
+    }
 }
