@@ -888,9 +888,62 @@ fn a_member_held_failed_that_speaks_gets_the_view_and_tombstones_are_reaped() {
     let ping = datagram(3, &Message::Ping { seq: 1, target: NodeId(0), digest: None, gossip: vec![] });
     node.handle_datagram(t, addr(3), &ping).expect("valid");
     assert_eq!(state_transfers_to(&sent(node), addr(3)), [true]);
+    node.handle_datagram(t, addr(3), &ping).expect("valid");
+    assert_eq!(state_transfers_to(&sent(node), addr(3)), [] as [bool; 0], "at most one per gossip interval");
     // Unheard of since, its tombstone goes after the ttl, at a push-pull.
     cluster.run_for(secs(150));
     for i in [0, 1, 2, 4] {
         assert!(cluster.node(i).member(NodeId(3)).is_none(), "n{i} still holds n3");
     }
+}
+
+#[test]
+fn every_member_pings_one_it_holds_failed_once_per_probe_period() {
+    let mut cluster = formed(5, 46);
+    cluster.crash(3);
+    cluster.run_for(secs(15));
+    assert_eq!(cluster.failed_verdicts(NodeId(3)).len(), 4);
+    cluster.to_crashed.clear();
+    let window = secs(30);
+    cluster.run_for(window);
+    let period = Config::lan().probe_period();
+    let most = (window.as_nanos() / period.as_nanos()) as usize + 1;
+    for i in [0, 1, 2, 4] {
+        let pings = cluster
+            .to_crashed
+            .iter()
+            .filter(|(_, from, to, payload)| {
+                *from == i
+                    && *to == 3
+                    && matches!(wire::decode(payload, 0, 1400), Ok((_, Message::Ping { target: NodeId(3), .. })))
+            })
+            .count();
+        // Its probe periods are a little longer than `probe_period` (they start on a
+        // protocol period), never shorter.
+        assert!(pings <= most && pings >= most * 2 / 3, "n{i} pinged n3 {pings} times in {window:?}");
+    }
+}
+
+#[test]
+fn pings_and_acks_carry_the_view_digest_only_while_nothing_is_pending() {
+    let mut cluster = formed(4, 47);
+    cluster.run_for(secs(5));
+    let t = cluster.now;
+    let node = cluster.node_mut(0);
+    while node.poll_output().is_some() {}
+    let digest = node.digest();
+    let ack_digest = |node: &mut crate::Node, seq: u64| {
+        let ping = datagram(1, &Message::Ping { seq, target: NodeId(0), digest: None, gossip: vec![] });
+        node.handle_datagram(t, addr(1), &ping).expect("valid");
+        let out = sent(node);
+        let acks: Vec<Option<u64>> = out
+            .iter()
+            .filter_map(|(_, m)| if let Message::Ack { digest, .. } = m { Some(*digest) } else { None })
+            .collect();
+        assert_eq!(acks.len(), 1);
+        acks[0]
+    };
+    assert_eq!(ack_digest(node, 1), Some(digest), "quiet");
+    node.handle_command(t, Command::Broadcast(b"news".to_vec())).expect("accepted");
+    assert_eq!(ack_digest(node, 2), None, "an update pending");
 }
