@@ -996,3 +996,26 @@ fn digests_are_not_compared_while_updates_are_in_flight() {
         assert_eq!(state_transfers_to(&sent(node), addr(1)), [] as [bool; 0], "ping {seq}");
     }
 }
+
+#[test]
+fn the_largest_broadcast_accepted_fills_a_datagram_at_worst() {
+    // Datagrams as large as UDP allows: a payload length of three varint bytes, the most
+    // the limit leaves room for.
+    let mut config = Config::lan();
+    config.max_datagram = wire::MAX_MAX_DATAGRAM;
+    let mut node =
+        crate::Node::new(crate::NodeConfig::new(NodeId(0), addr(0), config.clone(), 51), Instant::ZERO).expect("valid");
+    let Err(crate::Error::BroadcastTooLarge { max, .. }) =
+        node.handle_command(Instant::ZERO, Command::Broadcast(vec![0; config.max_datagram]))
+    else {
+        panic!("a datagram-sized broadcast is refused")
+    };
+    // The worst case: every varint at its longest.
+    let alone = |len: usize| {
+        let item = Gossip::UserBroadcast { origin: NodeId(u64::MAX), seq: u64::MAX, payload: vec![0; len] };
+        let header = Header { cluster_id: config.cluster_id, sender: NodeId(u64::MAX) };
+        wire::encode(header, &Message::Gossip { gossip: vec![item] }, config.max_datagram)
+    };
+    assert_eq!(alone(max).expect("the largest fits").len(), config.max_datagram);
+    assert!(alone(max + 1).is_err(), "one byte more does not fit");
+}
