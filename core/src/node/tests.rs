@@ -1019,3 +1019,22 @@ fn the_largest_broadcast_accepted_fills_a_datagram_at_worst() {
     assert_eq!(alone(max).expect("the largest fits").len(), config.max_datagram);
     assert!(alone(max + 1).is_err(), "one byte more does not fit");
 }
+
+#[test]
+fn a_late_copy_of_an_earlier_broadcast_is_not_delivered_again() {
+    let mut cluster = formed(3, 52);
+    let t = cluster.now;
+    let node = cluster.node_mut(0);
+    while node.poll_output().is_some() {}
+    let broadcast = |origin: u64, seq: u64| {
+        gossip(origin, vec![Gossip::UserBroadcast { origin: NodeId(origin), seq, payload: vec![origin as u8] }])
+    };
+    let mut delivered = 0;
+    for (origin, seq) in [(1, 5), (2, 6), (1, 5), (2, 6)] {
+        node.handle_datagram(t, addr(origin as usize), &broadcast(origin, seq)).expect("valid");
+        delivered += std::iter::from_fn(|| node.poll_output())
+            .filter(|o| matches!(o, Output::Event(Event::Broadcast { .. })))
+            .count();
+    }
+    assert_eq!(delivered, 2);
+}
