@@ -1038,3 +1038,22 @@ fn a_late_copy_of_an_earlier_broadcast_is_not_delivered_again() {
     }
     assert_eq!(delivered, 2);
 }
+
+#[test]
+fn gossip_rounds_reach_a_member_just_declared_failed() {
+    let mut cluster = formed(5, 53);
+    cluster.crash(3);
+    cluster.run_for(secs(15));
+    assert_eq!(cluster.failed_verdicts(NodeId(3)).len(), 4);
+    // Within `gossip_to_the_dead_time` of the verdict, n0's news goes to n3 as well (so that
+    // a member declared failed by mistake hears it and refutes).
+    cluster.to_crashed.clear();
+    for i in 0..5u8 {
+        cluster.command(0, Command::Broadcast(vec![i]));
+        cluster.run_for(secs(1));
+    }
+    let gossip_to_n3 = cluster.to_crashed.iter().filter(|(_, from, to, payload)| {
+        (*from, *to) == (0, 3) && matches!(wire::decode(payload, 0, 1400), Ok((_, Message::Gossip { .. })))
+    });
+    assert!(gossip_to_n3.count() > 0);
+}
