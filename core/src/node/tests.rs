@@ -735,6 +735,24 @@ fn a_member_reports_others_unreachable_but_never_itself_nor_after_leaving() {
     assert!(out.iter().any(|(to, m)| *to == addr(2) && matches!(m, Message::Ping { target: NodeId(2), .. })));
     let relayed = out.iter().filter(|(_, m)| matches!(m, Message::PingReq { target: NodeId(2), .. })).count();
     assert_eq!(relayed, Config::lan().indirect_checks.min(3), "asks the others to ping it too");
+    // Another at the same instant is probed as well, under its own sequence numbers.
+    node.handle_command(t, Command::ReportUnreachable(NodeId(3))).expect("accepted");
+    let seqs = |out: &[(std::net::SocketAddr, Message)], of: NodeId| -> Vec<u64> {
+        out.iter()
+            .filter_map(|(_, m)| match m {
+                Message::Ping { seq, target, .. } | Message::PingReq { seq, target, .. } if *target == of => Some(*seq),
+                _ => None,
+            })
+            .collect()
+    };
+    let (of2, of3) = (seqs(&out, NodeId(2)), seqs(&sent(node), NodeId(3)));
+    assert!(!of3.is_empty(), "n3 is probed too");
+    assert!(of2.iter().all(|s| !of3.contains(s)), "{of2:?} and {of3:?}");
+    assert!(node.prober.is_probing(NodeId(2)) && node.prober.is_probing(NodeId(3)));
+    // n2's ack ends the probe of n2 only.
+    let ack = datagram(2, &Message::Ack { seq: of2[0], digest: None, gossip: vec![] });
+    node.handle_datagram(t, addr(2), &ack).expect("valid");
+    assert!(!node.prober.is_probing(NodeId(2)) && node.prober.is_probing(NodeId(3)));
     // A member known to have left is not probed.
     let left = gossip(4, vec![Gossip::Leave { id: NodeId(4), incarnation: 0 }]);
     node.handle_datagram(t, addr(4), &left).expect("valid");
@@ -1056,4 +1074,50 @@ fn gossip_rounds_reach_a_member_just_declared_failed() {
         (*from, *to) == (0, 3) && matches!(wire::decode(payload, 0, 1400), Ok((_, Message::Gossip { .. })))
     });
     assert!(gossip_to_n3.count() > 0);
+}
+
+#[test]
+fn a_suspect_that_spoke_since_the_suspicion_began_gets_its_maximum() {
+    let config = Config::lan();
+    let (min, _) = config.suspicion_timeouts(5);
+    // (when the accused last spoke, relative to the suspicion's start; held back?)
+    for (spoke, held) in [(Some(Duration::from_millis(10)), true), (Some(Duration::ZERO), false), (None, false)] {
+        let mut cluster = formed(5, 54);
+        let t = cluster.now;
+        let node = cluster.node_mut(0);
+        let target = node.watched().find(|id| ![NodeId(1), NodeId(4)].contains(id)).expect("n0 watches 3 of 4");
+        let from_target =
+            datagram(target.0, &Message::Ping { seq: 7, target: NodeId(0), digest: None, gossip: vec![] });
+        let accuse = |by: u64| gossip(by, vec![Gossip::Suspect { id: target, incarnation: 0, accuser: NodeId(by) }]);
+        if spoke == Some(Duration::ZERO) {
+            node.handle_datagram(t, addr(target.0 as usize), &from_target).expect("valid");
+        }
+        // Two independent accusers: the suspicion runs its minimum.
+        node.handle_datagram(t, addr(1), &accuse(1)).expect("valid");
+        node.handle_datagram(t, addr(4), &accuse(4)).expect("valid");
+        if let Some(after) = spoke.filter(|d| !d.is_zero()) {
+            node.handle_datagram(t + after, addr(target.0 as usize), &from_target).expect("valid");
+        }
+        node.handle_timeout(t + min + Duration::from_millis(1));
+        let state = node.member(target).expect("known").state;
+        let expected = if held { MemberState::Suspect } else { MemberState::Failed };
+        assert_eq!(state, expected, "the accused last spoke {spoke:?} after the suspicion began");
+    }
+}
+
+#[test]
+fn members_started_together_spread_their_probe_periods() {
+    let config = Config::lan();
+    let first_wakeups: std::collections::BTreeSet<Instant> = (0..5)
+        .map(|seed| {
+            let node = crate::Node::new(
+                crate::NodeConfig::new(NodeId(seed), addr(seed as usize), config.clone(), seed),
+                Instant::ZERO,
+            )
+            .expect("valid");
+            node.poll_timeout().expect("a first protocol period")
+        })
+        .collect();
+    assert_eq!(first_wakeups.len(), 5, "{first_wakeups:?}");
+    assert!(first_wakeups.iter().all(|&at| at < Instant::ZERO + config.probe_interval));
 }
