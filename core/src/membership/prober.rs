@@ -561,6 +561,20 @@ mod tests {
     }
 
     #[test]
+    fn each_watcher_keeps_when_it_was_last_heard_across_ring_changes() {
+        let (mut prober, mut view) = prober_in_ring_of(8);
+        assert_eq!(prober.watchers.iter().map(|w| w.id).collect::<Vec<_>>(), [2, 3, 4].map(NodeId));
+        prober.heard_from(NodeId(2), Instant::from_secs(1));
+        prober.heard_from(NodeId(3), Instant::from_secs(2));
+        view.insert(member(9), Instant::from_secs(3));
+        prober.refresh_ring(&view, Config::lan().monitors, true, Instant::from_secs(3));
+        assert!(!prober.heard_since(NodeId(2), Instant::from_millis(1500)));
+        assert!(prober.heard_since(NodeId(2), Instant::from_millis(500)));
+        assert!(prober.heard_since(NodeId(3), Instant::from_millis(1500)));
+        assert!(!prober.heard_since(NodeId(4), Instant::ZERO), "never heard");
+    }
+
+    #[test]
     fn a_probe_ends_with_an_ack_and_otherwise_expires_counting_missed_nacks() {
         let (mut prober, _) = prober_in_ring_of(4);
         let t = Instant::from_secs(1);

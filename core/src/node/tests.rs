@@ -1121,3 +1121,78 @@ fn members_started_together_spread_their_probe_periods() {
     assert_eq!(first_wakeups.len(), 5, "{first_wakeups:?}");
     assert!(first_wakeups.iter().all(|&at| at < Instant::ZERO + config.probe_interval));
 }
+
+#[test]
+fn a_relay_passes_on_a_late_ack_after_its_nack() {
+    let mut cluster = formed(5, 55);
+    let t = cluster.now;
+    let node = cluster.node_mut(0);
+    while node.poll_output().is_some() {}
+    let ping_req = |seq: u64, target: u64| {
+        datagram(
+            1,
+            &Message::PingReq { seq, target: NodeId(target), target_addr: addr(target as usize), gossip: vec![] },
+        )
+    };
+    let relayed_seq = |out: &[(std::net::SocketAddr, Message)], target: u64| {
+        out.iter()
+            .find_map(|(_, m)| match m {
+                Message::Ping { seq, target: of, .. } if *of == NodeId(target) => Some(*seq),
+                _ => None,
+            })
+            .expect("the relay pings the target")
+    };
+    // Two relayed pings, 50 ms apart; both targets stay silent past their nacks.
+    node.handle_datagram(t, addr(1), &ping_req(77, 2)).expect("valid");
+    let to_n2 = relayed_seq(&sent(node), 2);
+    node.handle_datagram(t + Duration::from_millis(50), addr(1), &ping_req(78, 3)).expect("valid");
+    let _ = relayed_seq(&sent(node), 3);
+    let mut nacks = Vec::new();
+    for ms in [110, 160] {
+        node.handle_timeout(t + Duration::from_millis(ms));
+        nacks.extend(
+            sent(node).into_iter().filter_map(|(_, m)| if let Message::Nack { seq } = m { Some(seq) } else { None }),
+        );
+    }
+    assert_eq!(nacks, [77, 78]);
+    // n2's ack comes late, still within a probe period: n1 gets it.
+    let ack = datagram(2, &Message::Ack { seq: to_n2, digest: None, gossip: vec![] });
+    node.handle_datagram(t + Duration::from_millis(200), addr(2), &ack).expect("valid");
+    assert!(sent(node).iter().any(|(to, m)| *to == addr(1) && matches!(m, Message::Ack { seq: 77, .. })));
+}
+
+#[test]
+fn a_member_that_left_accuses_nobody_of_what_its_probes_missed() {
+    let mut cluster = formed(5, 56);
+    let t = cluster.now;
+    let node = cluster.node_mut(0);
+    node.handle_command(t, Command::ReportUnreachable(NodeId(2))).expect("accepted");
+    node.handle_command(t, Command::Leave).expect("accepted");
+    while node.poll_output().is_some() {}
+    // No ack ever comes (nothing is delivered): the probe would have timed out by now.
+    node.handle_timeout(t + secs(1));
+    assert_eq!(node.member(NodeId(2)).expect("known").state, MemberState::Alive);
+}
+
+#[test]
+fn a_watched_member_that_moved_is_pinged_at_its_new_address() {
+    let mut cluster = formed(5, 57);
+    let t = cluster.now;
+    let node = cluster.node_mut(0);
+    let moved = node.watched().find(|&id| id != NodeId(1)).expect("n0 watches 3 of 4");
+    let incarnation = node.member(moved).expect("known").incarnation + 1;
+    let new_addr = addr(20);
+    let alive = Gossip::Alive { id: moved, incarnation, addr: new_addr, tags: Tags::new() };
+    node.handle_datagram(t, addr(1), &gossip(1, vec![alive])).expect("valid");
+    assert_eq!(node.member(moved).expect("known").addr, new_addr);
+    let mut pings = Vec::new();
+    while pings.is_empty() {
+        let at = node.poll_timeout().expect("a next timer");
+        assert!(at < t + secs(2), "n0 pings each watched peer every three periods");
+        node.handle_timeout(at);
+        pings.extend(
+            sent(node).into_iter().filter(|(_, m)| matches!(m, Message::Ping { target, .. } if *target == moved)),
+        );
+    }
+    assert!(pings.iter().all(|(to, _)| *to == new_addr), "{pings:?}");
+}
