@@ -1060,6 +1060,8 @@ fn a_late_copy_of_an_earlier_broadcast_is_not_delivered_again() {
 #[test]
 fn gossip_rounds_reach_a_member_just_declared_failed() {
     let mut cluster = formed(5, 53);
+    // Members joined longer than `gossip_to_the_dead_time` ago: it is the verdict that is recent.
+    cluster.run_for(Config::lan().gossip_to_the_dead_time + secs(10));
     cluster.crash(3);
     cluster.run_for(secs(15));
     assert_eq!(cluster.failed_verdicts(NodeId(3)).len(), 4);
