@@ -1198,3 +1198,86 @@ fn a_watched_member_that_moved_is_pinged_at_its_new_address() {
     }
     assert!(pings.iter().all(|(to, _)| *to == new_addr), "{pings:?}");
 }
+
+#[test]
+fn the_accuser_and_a_member_with_stale_news_hear_the_refutation() {
+    let mut cluster = formed(5, 58);
+    let t = cluster.now;
+    let node = cluster.node_mut(0);
+    while node.poll_output().is_some() {}
+    let accusation = gossip(1, vec![Gossip::Suspect { id: NodeId(0), incarnation: 0, accuser: NodeId(1) }]);
+    node.handle_datagram(t, addr(1), &accusation).expect("valid");
+    assert_eq!(node.incarnation(), 1);
+    let stale = gossip(2, vec![Gossip::Alive { id: NodeId(0), incarnation: 0, addr: addr(0), tags: Tags::new() }]);
+    node.handle_datagram(t, addr(2), &stale).expect("valid");
+    while node.poll_output().is_some() {}
+    for peer in [1u64, 2] {
+        let ping = datagram(peer, &Message::Ping { seq: peer, target: NodeId(0), digest: None, gossip: vec![] });
+        node.handle_datagram(t, addr(peer as usize), &ping).expect("valid");
+        let refuted = gossip_sent_to(node, addr(peer as usize))
+            .iter()
+            .flatten()
+            .any(|g| matches!(g, Gossip::Alive { id: NodeId(0), incarnation: 1, .. }));
+        assert!(refuted, "n{peer} hears n0 at incarnation 1");
+    }
+}
+
+#[test]
+fn a_state_transfer_admits_unknown_members_as_they_were_and_never_one_that_left() {
+    let mut cluster = formed(3, 59);
+    let t = cluster.now;
+    let (min, max) = Config::lan().suspicion_timeouts(5);
+    let node = cluster.node_mut(0);
+    let record = |id: u64, state: MemberState| MemberRecord {
+        id: NodeId(id),
+        addr: addr(id as usize),
+        incarnation: 0,
+        state,
+        tags: Tags::new(),
+    };
+    let members = vec![record(5, MemberState::Alive), record(6, MemberState::Failed), record(7, MemberState::Left)];
+    let push = datagram(1, &Message::PushPull { reply: false, part: 0, parts: 1, members });
+    node.handle_datagram(t, addr(1), &push).expect("valid");
+    let state = |node: &crate::Node, id: u64| node.member(NodeId(id)).map(|m| m.state);
+    assert_eq!(state(node, 5), Some(MemberState::Alive));
+    assert_eq!(state(node, 6), Some(MemberState::Suspect), "another's verdict is a suspicion here");
+    assert_eq!(state(node, 7), None, "a member that left is not admitted");
+    // n0 runs that suspicion itself: n6 never speaks, so it is failed here within the maximum.
+    assert!(min <= max);
+    node.handle_timeout(t + max + Duration::from_millis(1));
+    assert_eq!(state(node, 6), Some(MemberState::Failed));
+}
+
+#[test]
+fn a_suspicion_from_a_state_transfer_names_its_sender_as_accuser() {
+    let mut cluster = formed(4, 60);
+    let t = cluster.now;
+    let node = cluster.node_mut(0);
+    let record =
+        MemberRecord { id: NodeId(2), addr: addr(2), incarnation: 0, state: MemberState::Suspect, tags: Tags::new() };
+    let push = datagram(1, &Message::PushPull { reply: false, part: 0, parts: 1, members: vec![record] });
+    node.handle_datagram(t, addr(1), &push).expect("valid");
+    assert_eq!(node.member(NodeId(2)).expect("known").state, MemberState::Suspect);
+    while node.poll_output().is_some() {}
+    // The buddy system tells n2 who accuses it.
+    let ping = datagram(2, &Message::Ping { seq: 1, target: NodeId(0), digest: None, gossip: vec![] });
+    node.handle_datagram(t, addr(2), &ping).expect("valid");
+    let claims: Vec<NodeId> = gossip_sent_to(node, addr(2))
+        .iter()
+        .flatten()
+        .filter_map(|g| match g {
+            Gossip::Suspect { id: NodeId(2), accuser, .. } => Some(*accuser),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(claims, [NodeId(1)]);
+}
+
+#[test]
+fn in_a_cluster_of_two_a_leave_is_heard_as_a_leave() {
+    let mut cluster = formed(2, 61);
+    cluster.command(1, Command::Leave);
+    cluster.run_for(secs(10));
+    assert_eq!(cluster.seen(|e| matches!(e, Event::MemberLeft(m) if m.id == NodeId(1))).len(), 1);
+    assert!(cluster.failed_verdicts(NodeId(1)).is_empty());
+}
