@@ -1281,3 +1281,59 @@ fn in_a_cluster_of_two_a_leave_is_heard_as_a_leave() {
     assert_eq!(cluster.seen(|e| matches!(e, Event::MemberLeft(m) if m.id == NodeId(1))).len(), 1);
     assert!(cluster.failed_verdicts(NodeId(1)).is_empty());
 }
+
+#[test]
+fn a_member_with_stale_news_of_another_is_sent_the_newer() {
+    let mut cluster = formed(5, 62);
+    let t = cluster.now;
+    let node = cluster.node_mut(0);
+    let alive = |incarnation: u64| Gossip::Alive { id: NodeId(3), incarnation, addr: addr(3), tags: Tags::new() };
+    node.handle_datagram(t, addr(1), &gossip(1, vec![alive(1)])).expect("valid");
+    node.handle_datagram(t, addr(2), &gossip(2, vec![alive(0)])).expect("valid");
+    while node.poll_output().is_some() {}
+    let ping = datagram(2, &Message::Ping { seq: 1, target: NodeId(0), digest: None, gossip: vec![] });
+    node.handle_datagram(t, addr(2), &ping).expect("valid");
+    let sent = gossip_sent_to(node, addr(2));
+    assert!(sent.iter().flatten().any(|g| *g == alive(1)), "{sent:?}");
+}
+
+#[test]
+fn another_is_announced_updated_only_when_its_address_or_tags_change() {
+    let mut cluster = formed(4, 63);
+    let t = cluster.now;
+    let node = cluster.node_mut(0);
+    while node.poll_output().is_some() {}
+    let updates = |node: &mut crate::Node, item: Gossip| {
+        node.handle_datagram(t, addr(1), &gossip(1, vec![item])).expect("valid");
+        std::iter::from_fn(|| node.poll_output())
+            .filter(|o| matches!(o, Output::Event(Event::MemberUpdated(_))))
+            .count()
+    };
+    let alive =
+        |incarnation: u64, at: usize, tags: Tags| Gossip::Alive { id: NodeId(2), incarnation, addr: addr(at), tags };
+    assert_eq!(updates(node, alive(1, 2, Tags::new())), 0, "a new incarnation alone");
+    assert_eq!(updates(node, alive(2, 12, Tags::new())), 1, "moved");
+    assert_eq!(updates(node, alive(3, 12, Tags::from([("k".to_owned(), "v".to_owned())]))), 1, "retagged");
+}
+
+#[test]
+fn a_member_refutes_a_newer_incarnation_of_itself_and_one_at_another_address() {
+    let mut cluster = formed(3, 64);
+    let t = cluster.now;
+    let node = cluster.node_mut(0);
+    let about_me = |incarnation: u64, at: usize| {
+        gossip(1, vec![Gossip::Alive { id: NodeId(0), incarnation, addr: addr(at), tags: Tags::new() }])
+    };
+    node.handle_datagram(t, addr(1), &about_me(5, 0)).expect("valid");
+    assert_eq!(node.incarnation(), 6, "a newer incarnation of itself: a past life, or forged");
+    node.handle_datagram(t, addr(1), &about_me(6, 9)).expect("valid");
+    assert_eq!(node.incarnation(), 7, "its own incarnation at another address");
+    node.handle_datagram(t, addr(1), &about_me(7, 0)).expect("valid");
+    node.handle_datagram(t, addr(1), &about_me(3, 9)).expect("valid");
+    assert_eq!(node.incarnation(), 7, "itself as it is, or an older claim: nothing to refute");
+    // At the top of the range, the refutation stays where peers accept it.
+    let suspect =
+        gossip(1, vec![Gossip::Suspect { id: NodeId(0), incarnation: MAX_INCARNATION - 1, accuser: NodeId(1) }]);
+    node.handle_datagram(t, addr(1), &suspect).expect("valid");
+    assert_eq!(node.incarnation(), MAX_INCARNATION - 1);
+}
