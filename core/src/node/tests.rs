@@ -732,6 +732,8 @@ fn a_member_reports_others_unreachable_but_never_itself_nor_after_leaving() {
     assert!(sent(node).is_empty(), "no probe of oneself");
     node.handle_command(t, Command::ReportUnreachable(NodeId(2))).expect("accepted");
     let out = sent(node);
+    node.handle_command(t, Command::ReportUnreachable(NodeId(2))).expect("accepted");
+    assert!(sent(node).is_empty(), "one probe of n2 at a time");
     assert!(out.iter().any(|(to, m)| *to == addr(2) && matches!(m, Message::Ping { target: NodeId(2), .. })));
     let relayed = out.iter().filter(|(_, m)| matches!(m, Message::PingReq { target: NodeId(2), .. })).count();
     assert_eq!(relayed, Config::lan().indirect_checks.min(3), "asks the others to ping it too");
@@ -1149,14 +1151,16 @@ fn a_relay_passes_on_a_late_ack_after_its_nack() {
     let to_n2 = relayed_seq(&sent(node), 2);
     node.handle_datagram(t + Duration::from_millis(50), addr(1), &ping_req(78, 3)).expect("valid");
     let _ = relayed_seq(&sent(node), 3);
-    let mut nacks = Vec::new();
-    for ms in [110, 160] {
+    // Each nack goes out at 80 % of the probe timeout (100 ms), not before.
+    let mut nacks: Vec<Vec<u64>> = Vec::new();
+    for ms in [60, 110, 160] {
         node.handle_timeout(t + Duration::from_millis(ms));
-        nacks.extend(
-            sent(node).into_iter().filter_map(|(_, m)| if let Message::Nack { seq } = m { Some(seq) } else { None }),
+        let out = sent(node);
+        nacks.push(
+            out.into_iter().filter_map(|(_, m)| if let Message::Nack { seq } = m { Some(seq) } else { None }).collect(),
         );
     }
-    assert_eq!(nacks, [77, 78]);
+    assert_eq!(nacks, [vec![], vec![77], vec![78]]);
     // n2's ack comes late, still within a probe period: n1 gets it.
     let ack = datagram(2, &Message::Ack { seq: to_n2, digest: None, gossip: vec![] });
     node.handle_datagram(t + Duration::from_millis(200), addr(2), &ack).expect("valid");
