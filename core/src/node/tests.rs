@@ -1341,3 +1341,17 @@ fn a_member_refutes_a_newer_incarnation_of_itself_and_one_at_another_address() {
     node.handle_datagram(t, addr(1), &suspect).expect("valid");
     assert_eq!(node.incarnation(), MAX_INCARNATION - 1);
 }
+
+#[test]
+fn the_relays_of_an_indirect_probe_are_live_members_other_than_its_target() {
+    let mut cluster = formed(4, 65);
+    let t = cluster.now;
+    let node = cluster.node_mut(0);
+    while node.poll_output().is_some() {}
+    // Three relays wanted, two eligible: n1 and n3.
+    node.handle_command(t, Command::ReportUnreachable(NodeId(2))).expect("accepted");
+    let mut relays: Vec<std::net::SocketAddr> =
+        sent(node).into_iter().filter(|(_, m)| matches!(m, Message::PingReq { .. })).map(|(to, _)| to).collect();
+    relays.sort();
+    assert_eq!(relays, [addr(1), addr(3)]);
+}
