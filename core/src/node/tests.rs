@@ -1224,6 +1224,14 @@ fn the_accuser_and_a_member_with_stale_news_hear_the_refutation() {
             .any(|g| matches!(g, Gossip::Alive { id: NodeId(0), incarnation: 1, .. }));
         assert!(refuted, "n{peer} hears n0 at incarnation 1");
     }
+    // A member that says what n0 now holds of itself needs no copy.
+    let current = gossip(3, vec![Gossip::Alive { id: NodeId(0), incarnation: 1, addr: addr(0), tags: Tags::new() }]);
+    node.handle_datagram(t, addr(3), &current).expect("valid");
+    while node.poll_output().is_some() {}
+    let ping = datagram(3, &Message::Ping { seq: 3, target: NodeId(0), digest: None, gossip: vec![] });
+    node.handle_datagram(t, addr(3), &ping).expect("valid");
+    let sent = gossip_sent_to(node, addr(3));
+    assert!(!sent.iter().flatten().any(|g| matches!(g, Gossip::Alive { id: NodeId(0), .. })), "{sent:?}");
 }
 
 #[test]
