@@ -837,7 +837,7 @@ fn a_strangers_view_digest_sets_off_no_exchange_of_its_own() {
 #[test]
 fn relays_bridge_a_cut_link_so_that_nobody_is_even_suspected() {
     let mut cluster = formed(5, 4);
-    // As above: n2 watches n1; cut them off from each other entirely.
+    // As in `one_lossy_link_alone_never_causes_a_failure_verdict`: n2 watches n1; cut them off.
     assert!(cluster.node(2).watched().any(|id| id == NodeId(1)));
     cluster.link_loss.insert((1, 2), 1.0);
     cluster.link_loss.insert((2, 1), 1.0);
@@ -1009,7 +1009,8 @@ fn digests_are_not_compared_while_updates_are_in_flight() {
     while node.poll_output().is_some() {}
     let other = node.digest() ^ 1;
     // A neighbour's different digest on two pings a probe interval apart would set off an
-    // exchange if n0 were quiet (see above); with an update pending, views differ anyway.
+    // exchange if n0 were quiet (`a_neighbour_with_another_view_triggers_one_state_exchange`);
+    // with an update pending, views differ anyway.
     for (seq, at) in [(1, t), (2, t + Config::lan().probe_interval * 2)] {
         let ping = datagram(1, &Message::Ping { seq, target: NodeId(0), digest: Some(other), gossip: vec![] });
         node.handle_datagram(at, addr(1), &ping).expect("valid");
