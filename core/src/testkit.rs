@@ -66,6 +66,8 @@ pub(crate) struct Cluster {
     pub(crate) link_loss: BTreeMap<(usize, usize), f64>,
     pub(crate) events: Vec<Seen>,
     pub(crate) max_transmit: usize,
+    /// Datagrams sent to a crashed member: (when, from, to, payload).
+    pub(crate) to_crashed: Vec<(Instant, usize, usize, Vec<u8>)>,
     restarts: u64,
 }
 
@@ -87,6 +89,7 @@ impl Cluster {
             link_loss: BTreeMap::new(),
             events: Vec::new(),
             max_transmit: 0,
+            to_crashed: Vec::new(),
             restarts: 0,
         };
         for i in 0..n {
@@ -226,6 +229,9 @@ impl Cluster {
                 Output::Transmit(t) => {
                     self.max_transmit = self.max_transmit.max(t.payload.len());
                     let Some(&to) = self.by_addr.get(&t.to) else { continue };
+                    if self.nodes[to].is_none() {
+                        self.to_crashed.push((self.now, i, to, t.payload.clone()));
+                    }
                     let loss = self.link_loss.get(&(i, to)).copied().unwrap_or(self.loss);
                     if loss > 0.0 && self.rng.random_bool(loss.min(1.0)) {
                         continue;

@@ -334,6 +334,52 @@ mod tests {
     }
 
     #[test]
+    fn each_update_is_sent_once_before_any_is_sent_twice() {
+        let mut queue = BroadcastQueue::default();
+        queue.push(Key::Member(NodeId(1)), &leave(1, 1));
+        queue.push(Key::Member(NodeId(2)), &leave(2, 1));
+        // Datagrams with room for one item: the smallest that carries one.
+        let empty = crate::wire::encode(HEADER, &Message::Gossip { gossip: Vec::new() }, 1400).expect("fits").len();
+        let one = (empty..1400)
+            .find(|&max| {
+                let mut alone = BroadcastQueue::default();
+                alone.push(Key::Member(NodeId(1)), &leave(1, 1));
+                drain(&mut alone, max, 3).len() == 1
+            })
+            .expect("a leave fits 1400 bytes");
+        let sent: Vec<Vec<Gossip>> = (0..2).map(|_| drain(&mut queue, one, 3)).collect();
+        assert_eq!(sent, [vec![leave(2, 1)], vec![leave(1, 1)]]);
+    }
+
+    #[test]
+    fn a_member_that_tells_an_update_twice_counts_once_toward_everyone_having_it() {
+        let mut queue = BroadcastQueue::default();
+        let key = Key::Member(NodeId(1));
+        queue.push(key, &leave(1, 1));
+        for _ in 0..LOSE_INTEREST - 1 {
+            queue.mark_holder(key, NodeId(7), 3);
+        }
+        assert_eq!(queue.len(), 1, "only n7 of the three others has it");
+        queue.mark_holder(key, NodeId(7), 3);
+        assert!(queue.is_empty(), "told it {LOSE_INTEREST} times: everyone has it by now");
+    }
+
+    #[test]
+    fn updates_a_member_has_do_not_crowd_out_those_it_lacks() {
+        let mut queue = BroadcastQueue::default();
+        for i in 0..12 {
+            queue.push(Key::Member(NodeId(i)), &leave(i, 1));
+        }
+        // n7 has the ten newest: more than a datagram skips before it counts as full.
+        for i in 2..12 {
+            queue.mark_holder(Key::Member(NodeId(i)), NodeId(7), 100);
+        }
+        let message = Message::Gossip { gossip: Vec::new() };
+        let mut writer = DatagramWriter::new(HEADER, &message, 1400).expect("fits");
+        assert_eq!(queue.fill(&mut writer, Some(NodeId(7)), None, 3, 100), 2);
+    }
+
+    #[test]
     fn packs_within_the_datagram_and_keeps_the_rest() {
         let mut queue = BroadcastQueue::default();
         for i in 0..100 {

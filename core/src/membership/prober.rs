@@ -598,6 +598,47 @@ mod tests {
     }
 
     #[test]
+    fn the_silence_cap_allows_a_retransmission_timeout_for_the_third_ack() {
+        let (mut prober, _) = prober_in_ring_of(4);
+        // One ping to n4 answered after 100 ms: a round trip to allow for.
+        let mut now = Instant::ZERO;
+        let seq = loop {
+            let (id, _, seq) = prober.start_period(now).expect("watches someone");
+            if id == NodeId(4) {
+                break seq;
+            }
+            now = prober.next_period();
+        };
+        now += Duration::from_millis(100);
+        prober.heard_from(NodeId(4), now);
+        prober.on_ack(NodeId(4), seq, now);
+        // As above: gaps that vary widely, so that phi alone would wait long.
+        for i in 0..200 {
+            now += Duration::from_millis(if i % 2 == 0 { 500 } else { 1500 });
+            prober.heard_from(NodeId(4), now);
+        }
+        let rto = prober.watches.iter().find(|w| w.id == NodeId(4)).expect("watched").rtt.rto();
+        assert!(rto >= Duration::from_millis(100), "the round trip was measured: {rto:?}");
+        let silent = now + INTERVAL * 3 * 3 + rto;
+        assert!(!prober.due_indirect(silent - Duration::from_nanos(1)).contains(&NodeId(4)));
+        assert!(prober.due_indirect(silent).contains(&NodeId(4)));
+    }
+
+    #[test]
+    fn each_watcher_keeps_when_it_was_last_heard_across_ring_changes() {
+        let (mut prober, mut view) = prober_in_ring_of(8);
+        assert_eq!(prober.watchers.iter().map(|w| w.id).collect::<Vec<_>>(), [2, 3, 4].map(NodeId));
+        prober.heard_from(NodeId(2), Instant::from_secs(1));
+        prober.heard_from(NodeId(3), Instant::from_secs(2));
+        view.insert(member(9), Instant::from_secs(3));
+        prober.refresh_ring(&view, Config::lan().monitors, true, Instant::from_secs(3));
+        assert!(!prober.heard_since(NodeId(2), Instant::from_millis(1500)));
+        assert!(prober.heard_since(NodeId(2), Instant::from_millis(500)));
+        assert!(prober.heard_since(NodeId(3), Instant::from_millis(1500)));
+        assert!(!prober.heard_since(NodeId(4), Instant::ZERO), "never heard");
+    }
+
+    #[test]
     fn a_probe_ends_with_an_ack_and_otherwise_expires_counting_missed_nacks() {
         let (mut prober, _) = prober_in_ring_of(4);
         let t = Instant::from_secs(1);

@@ -222,6 +222,12 @@ mod tests {
         assert!(s.confirm(NodeId(3)));
         assert!(!s.confirm(NodeId(4)), "beyond k changes nothing");
         assert_eq!(s.deadline(), Instant::from_secs(4));
+        assert!(s.accused_by(NodeId(4)), "but is remembered");
+        // Up to a bound: a flood of forged accusers does not grow it without end.
+        for id in 5..1000 {
+            s.confirm(NodeId(id));
+        }
+        assert_eq!(s.accusers().count(), MAX_ACCUSERS);
     }
 
     #[test]

@@ -460,6 +460,48 @@ mod tests {
         assert_eq!(watchers, [NodeId(5), NodeId(6), NodeId(7)]);
     }
 
+    /// The digest travels on pings and acks: every version must compute the same terms.
+    /// SplitMix64's finalizer over `id * golden ratio ^ incarnation rotated by 32`; the
+    /// first is SplitMix64's first output from seed 0, as published.
+    #[test]
+    fn digest_terms_are_golden() {
+        let max = u64::MAX;
+        for ((id, incarnation), term) in [
+            ((1, 0), 0xe220_a839_7b1d_cdaf_u64),
+            ((2, 5), 0x6555_c706_62e2_5629),
+            ((max, max), 0xe4d9_7177_1b65_2c20),
+            ((1000, 1), 0x2010_5c39_4d2d_be70),
+        ] {
+            assert_eq!(digest_term(NodeId(id), incarnation), term, "n{id} at {incarnation}");
+        }
+    }
+
+    #[test]
+    fn a_tombstone_is_reaped_only_once_its_change_is_older_than_the_horizon() {
+        let mut view = view_of(3);
+        let at = Instant::from_secs(10);
+        view.transition(NodeId(2), (0, MemberState::Failed), None, None, at);
+        assert!(view.reap(at).is_empty(), "changed at the horizon itself");
+        assert_eq!(view.reap(at + std::time::Duration::from_nanos(1)), [NodeId(2)]);
+        assert!(!view.contains(NodeId(2)));
+    }
+
+    #[test]
+    fn random_members_come_in_the_number_asked_when_few_are_eligible() {
+        // Random draws mostly miss seven eligible among a hundred: the scan makes up the rest.
+        let view = view_of(100);
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        for _ in 0..100 {
+            let chosen = view.random_members(&mut rng, 6, |p| p.member.id.0 <= 8);
+            let distinct: BTreeSet<NodeId> = chosen.iter().copied().collect();
+            assert_eq!((chosen.len(), distinct.len()), (6, 6), "{chosen:?}");
+            assert!(chosen.iter().all(|id| (2..=8).contains(&id.0)));
+        }
+        // A view of two: the other one.
+        let two = view_of(2);
+        assert_eq!(two.random_members(&mut rng, 3, |_| true), [NodeId(2)]);
+    }
+
     #[test]
     fn random_members_are_distinct_others_that_pass_the_filter() {
         let mut view = view_of(10);

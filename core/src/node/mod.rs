@@ -880,7 +880,10 @@ impl Node {
     /// The largest user broadcast payload that fits a datagram on its own.
     fn max_broadcast(&self) -> usize {
         // Envelope, message tag, list length, item tag, origin and seq varints, payload length.
-        self.config.max_datagram - wire::envelope_len(self.out.header()) - 1 - 1 - 1 - 10 - 10 - 3
+        // The envelope of the largest sender id, not this member's: others pass it on under
+        // their own ids.
+        let widest = Header { cluster_id: self.config.cluster_id, sender: NodeId(u64::MAX) };
+        self.config.max_datagram - wire::envelope_len(widest) - 1 - 1 - 1 - 10 - 10 - 3
     }
 
     /// Checks the view's indexes and digest against its members, from scratch.
