@@ -274,6 +274,12 @@ impl Election {
             }
             return if self.hears_leader(now) { None } else { self.forget_leader(ctx) };
         }
+        // Its own stickiness: a voter that heard its leader within the minimum timeout acked
+        // it, and that ack is part of the leader's lease. (A timer not reset by heartbeats,
+        // as while it abstained, can come due that early.)
+        if !transfer && self.hears_leader(now) {
+            return None;
+        }
         let lost = self.forget_leader(ctx);
         if self.config.pre_vote && !transfer {
             // Yield to a lower id at most every other round (see `on_request_vote`).

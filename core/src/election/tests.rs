@@ -383,3 +383,39 @@ fn simultaneous_pre_candidates_yield_to_the_lowest_id_and_one_round_elects() {
         assert!(elected.is_some_and(|at| at.saturating_duration_since(crashed_at) < Duration::from_millis(250)));
     }
 }
+
+#[test]
+fn a_voter_that_just_heard_its_leader_never_stands_even_when_its_timer_comes_due() {
+    // A voter restarted without its disk keeps its timer running through heartbeats (it
+    // asks for terms with it). When its wait ends, that timer may come due moments after a
+    // heartbeat it acked, and the ack is part of the leader's lease: standing then would let
+    // a second leader in while the first holds its lease (a chaos seed found it).
+    let mut node = voter(None);
+    let _ = outputs(&mut node);
+    node.handle_timeout(Instant::from_millis(500));
+    let _ = outputs(&mut node);
+    assert!(node.is_abstaining());
+    let due = node.election_deadline().expect("its timer runs");
+    let heard = due - Duration::from_millis(20);
+    let beat = Message::Heartbeat { term: 1, seq: 1 };
+    node.handle_datagram(heard, addr(1), &datagram(NodeId(1), &beat)).expect("accepted");
+    for from in 2..5 {
+        let vote = Message::Vote { term: 1, pre_vote: true, granted: false };
+        node.handle_datagram(heard, addr(from), &datagram(NodeId(from as u64), &vote)).expect("accepted");
+    }
+    assert!(!node.is_abstaining(), "three of the four others reported: the wait is over");
+    assert_eq!(node.election_deadline(), Some(due), "the timer the wait left");
+    node.handle_timeout(due);
+    let stood: Vec<u64> = outputs(&mut node)
+        .iter()
+        .filter_map(|o| match o {
+            Output::Transmit(t) => match wire::decode(&t.payload, 0, 1400) {
+                Ok((_, Message::RequestVote { term, .. })) => Some(term),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert!(stood.is_empty(), "stood 20 ms after hearing its leader: {stood:?}");
+    assert_eq!(node.leader(), Some(NodeId(1)));
+}

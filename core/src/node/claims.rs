@@ -112,12 +112,6 @@ impl Node {
             MemberState::Failed => MemberState::Suspect,
             other => other,
         };
-        if !self.view.contains(record.id) && record.state == MemberState::Failed {
-            // A member failed elsewhere and unknown here (reaped here already, or gone
-            // before this member came): admitting it would only pass its tombstone back
-            // and forth, each side restarting its time to live, and it would never go.
-            return;
-        }
         if !self.view.contains(record.id) && state == MemberState::Suspect {
             // Learn it alive first, so that it can be suspected and time out here too.
             self.apply_claim(Claim {

@@ -892,6 +892,12 @@ impl Node {
         self.view.assert_consistent();
     }
 
+    /// When the election part acts next.
+    #[cfg(test)]
+    pub(crate) fn election_deadline(&self) -> Option<Instant> {
+        self.election.next_deadline()
+    }
+
     /// Whether this voter still waits out the loss of its disk.
     #[cfg(test)]
     pub(crate) fn is_abstaining(&self) -> bool {
