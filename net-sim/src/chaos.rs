@@ -4,7 +4,9 @@
 //! crash and partition, others only lose, corrupt and skew clocks — and draws a cluster
 //! size (mostly 3 to 12 members, one seed in eight 30 to 60), then a chaos phase of random
 //! faults of those kinds at random times, on random targets, with random strengths.
-//! The chaos phase ends with everything healed: the network (cuts and link behaviour),
+//! Disks are wiped (restarts on amnesia) on a minority of the voters at most: a majority
+//! that forgot its votes is outside what a quorum can survive. The chaos phase ends with
+//! everything healed: the network (cuts and link behaviour),
 //! crashed members restarted with their disks, drifting clocks set right. What follows is
 //! the healed phase, in which liveness must hold: the standard checkers judge that every
 //! view converges within the bound after the last step. Stale copies of datagrams sent
@@ -171,13 +173,29 @@ impl Chaos {
         // In time order, so that each clock offset knows the one before it.
         times.sort();
         let mut offsets = std::collections::BTreeMap::new();
+        // Voters whose disks were wiped: at most a minority of them. A majority that lost
+        // its disks has forgotten the terms it voted in, which no quorum can recover (the
+        // election then waits rather than risk a second leader in a term): outside the
+        // fault model a chaos run must pass.
+        let voters = VOTERS.min(members);
+        let mut wiped: BTreeSet<NodeId> = BTreeSet::new();
         for at in times {
             let kind = pick(&mut rng, &on);
             let node = pick(&mut rng, &ids);
             let fault = match kind {
                 Kind::Crash => Fault::Crash(node),
                 Kind::RestartKept => Fault::Restart { node, disk: Disk::Kept },
-                Kind::RestartAmnesia => Fault::Restart { node, disk: Disk::Amnesia },
+                Kind::RestartAmnesia => {
+                    let voter = ids.iter().position(|&id| id == node).is_some_and(|i| i < voters);
+                    if voter && !wiped.contains(&node) && wiped.len() >= (voters - 1) / 2 {
+                        Fault::Restart { node, disk: Disk::Kept }
+                    } else {
+                        if voter {
+                            wiped.insert(node);
+                        }
+                        Fault::Restart { node, disk: Disk::Amnesia }
+                    }
+                }
                 Kind::Partition => {
                     let sides = if members >= 6 && rng.below(3) == 0 { 3 } else { 2 };
                     let mut groups = vec![Vec::new(); sides];

@@ -49,6 +49,14 @@
 //! them, so step (2) learns a term at least as high. If it lost, a second vote in its term
 //! cannot make two leaders. A first start is the same case (nothing to forget): a new
 //! cluster elects about one `election_timeout_max` later than it could.
+//!
+//! The argument needs the reporting majority's disks intact. If a majority of the voters
+//! lose their disks together, nobody remembers the terms they voted in, and a start on an
+//! empty disk looks the same as a first start: as in Raft, whose safety rests on stable
+//! storage, a second leader in a forgotten term is then possible. Rebuild such a cluster
+//! (new voter ids) rather than restart it. The simulator's random chaos wipes the disks of
+//! a minority of the voters at most (chaos seed 13721, before that limit, wiped two of
+//! three and saw two leaders of term 3).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
