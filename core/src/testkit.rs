@@ -142,6 +142,19 @@ impl Cluster {
         self.command(i, Command::Join(vec![addr((i + 1) % self.len())]));
     }
 
+    /// Cuts the link between `a` and `b`, both ways.
+    pub(crate) fn cut(&mut self, a: usize, b: usize) {
+        self.link_loss.insert((a, b), 1.0);
+        self.link_loss.insert((b, a), 1.0);
+    }
+
+    /// Cuts member `i` off from every other.
+    pub(crate) fn isolate(&mut self, i: usize) {
+        for other in 0..self.len() {
+            self.cut(i, other);
+        }
+    }
+
     pub(crate) fn pause(&mut self, i: usize, duration: Duration) {
         self.paused_until[i] = self.now + duration;
     }

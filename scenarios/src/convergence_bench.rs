@@ -14,6 +14,8 @@ use conclave_core::{Config, Instant, NodeId};
 use conclave_sim::{sim_id, Converges, Fault, FaultPlan, SimBuilder, TraceMode};
 use hdrhistogram::Histogram;
 
+use crate::poll::poll_until;
+
 /// Flags of `conclave bench convergence`.
 #[derive(Debug, Parser)]
 pub(crate) struct Args {
@@ -95,17 +97,10 @@ fn measure(n: usize, length: Duration, shape: &str, first: u64, seeds: u64) -> R
             .build()
             .map_err(|e| e.to_string())?;
         sim.run_until(heal);
-        let converged = loop {
-            if Converges::differences(&sim.snapshot(), 1).is_empty() {
-                break Some(sim.now() - heal);
-            }
-            if sim.now() - heal >= LIMIT {
-                break None;
-            }
-            sim.run_for(POLL);
-        };
+        let converged =
+            poll_until(&mut sim, POLL, heal + LIMIT, |sim| Converges::differences(&sim.snapshot(), 1).is_empty());
         match converged {
-            Some(d) => hist.record(d.as_millis() as u64).map_err(|e| e.to_string())?,
+            Some(at) => hist.record((at - heal).as_millis() as u64).map_err(|e| e.to_string())?,
             None => late += 1,
         }
     }

@@ -20,6 +20,8 @@ use conclave_core::{Config, ElectionConfig, Instant, NodeId};
 use conclave_sim::{sim_id, Fault, FaultPlan, LinkParams, Sim, SimBuilder, TraceMode};
 use hdrhistogram::Histogram;
 
+use crate::poll::poll_until;
+
 /// Flags of `conclave bench election`.
 #[derive(Debug, Parser)]
 pub(crate) struct Args {
@@ -149,17 +151,8 @@ fn downtimes(config: Config, min: u64, first: u64, trials: u64) -> Result<(Histo
         sim.run_for(Duration::from_micros(offset));
         sim.apply(Fault::Crash(old));
         let crashed = sim.now();
-        let elected = loop {
-            if new_leader(&sim, term).is_some() {
-                break Some(sim.now() - crashed);
-            }
-            if sim.now() - crashed >= LIMIT {
-                break None;
-            }
-            sim.run_for(POLL);
-        };
-        match elected {
-            Some(d) => hist.record(d.as_millis() as u64).map_err(|e| e.to_string())?,
+        match poll_until(&mut sim, POLL, crashed + LIMIT, |sim| new_leader(sim, term).is_some()) {
+            Some(at) => hist.record((at - crashed).as_millis() as u64).map_err(|e| e.to_string())?,
             None => missing += 1,
         }
     }
@@ -193,52 +186,35 @@ fn partitions(args: &Args) -> Result<(), String> {
         let all = |sim: &Sim, f: &dyn Fn(&conclave_core::Node) -> bool| {
             sim.ids().iter().all(|&id| sim.node(id).is_some_and(f))
         };
-        match poll_until(&mut sim, heal, |sim| all(sim, &|n| n.partition().is_some())) {
+        match poll_until(&mut sim, POLL * 10, heal, |sim| all(sim, &|n| n.partition().is_some())) {
             Some(at) => detected.record((at - split).as_millis() as u64).map_err(|e| e.to_string())?,
             None => missing += 1,
         }
         sim.run_until(heal);
-        match poll_until(&mut sim, heal + LIMIT, |sim| all(sim, &|n| n.partition().is_none())) {
+        match poll_until(&mut sim, POLL * 10, heal + LIMIT, |sim| all(sim, &|n| n.partition().is_none())) {
             Some(at) => healed.record((at - heal).as_millis() as u64).map_err(|e| e.to_string())?,
             None => missing += 1,
         }
     }
-    let goal = max_suspicion + partition.stable_after;
-    let s = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     println!("{:>22} {:>8} {:>8} {:>8} {:>10}", "", "p50", "p99", "max", "goal");
-    println!(
-        "{:>22} {:>7.2}s {:>7.2}s {:>7.2}s {:>9.2}s",
-        "split -> all decided",
-        s(&detected, 0.5),
-        s(&detected, 0.99),
-        detected.max() as f64 / 1000.0,
-        goal.as_secs_f64()
-    );
-    println!(
-        "{:>22} {:>7.2}s {:>7.2}s {:>7.2}s {:>9.2}s",
-        "heal -> all healed",
-        s(&healed, 0.5),
-        s(&healed, 0.99),
-        healed.max() as f64 / 1000.0,
-        5.0
-    );
+    phase_row("split -> all decided", &detected, max_suspicion + partition.stable_after);
+    phase_row("heal -> all healed", &healed, Duration::from_secs(5));
     if missing > 0 {
         println!("{missing} phases did not finish within their limit");
     }
     Ok(())
 }
 
-/// Runs in [`POLL`] steps until `done` holds (returns when) or `limit` passes.
-fn poll_until(sim: &mut Sim, limit: Instant, done: impl Fn(&Sim) -> bool) -> Option<Instant> {
-    loop {
-        if done(sim) {
-            return Some(sim.now());
-        }
-        if sim.now() >= limit {
-            return None;
-        }
-        sim.run_for(POLL * 10);
-    }
+/// One row of the partition table: p50, p99 and max of `hist` (milliseconds), and `goal`.
+fn phase_row(label: &str, hist: &Histogram<u64>, goal: Duration) {
+    let s = |ms: u64| ms as f64 / 1000.0;
+    println!(
+        "{label:>22} {:>7.2}s {:>7.2}s {:>7.2}s {:>9.2}s",
+        s(hist.value_at_quantile(0.5)),
+        s(hist.value_at_quantile(0.99)),
+        s(hist.max()),
+        goal.as_secs_f64()
+    );
 }
 
 fn splitmix(seed: u64) -> u64 {

@@ -11,6 +11,7 @@ mod convergence_bench;
 mod election_bench;
 mod foca_peer;
 mod membership_bench;
+mod poll;
 mod run;
 mod sim_bench;
 

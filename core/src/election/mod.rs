@@ -156,6 +156,8 @@ pub(crate) struct Election {
     yielded: bool,
     /// Whether it may yield in the pre-candidacy under way.
     may_yield: bool,
+    /// Whether it became leader, or its announcement came due, since the node last asked.
+    announce: bool,
 }
 
 impl Election {
@@ -190,6 +192,7 @@ impl Election {
             forgotten: None,
             yielded: false,
             may_yield: false,
+            announce: false,
             config,
         };
         if is_voter {
@@ -218,6 +221,12 @@ impl Election {
         self.lease_until().is_some_and(|until| now < until)
     }
 
+    /// Whether this member, leading, should tell the non-voters (it was just elected, or
+    /// its announcement came due); asking clears it.
+    pub(crate) fn take_announcement(&mut self) -> bool {
+        std::mem::take(&mut self.announce) && matches!(self.role, Role::Leader(_))
+    }
+
     /// Whether it is still waiting out the loss of its disk.
     pub(crate) fn is_abstaining(&self) -> bool {
         self.abstention.is_some()
@@ -240,37 +249,35 @@ impl Election {
     // ----- time --------------------------------------------------------------------
 
     /// Acts on whatever is due at `now`: a heartbeat round, CheckQuorum, or standing.
-    pub(crate) fn on_timeout(&mut self, ctx: &mut Ctx<'_>) -> Option<LeaderNews> {
+    pub(crate) fn on_timeout(&mut self, ctx: &mut Ctx<'_>) {
         if self.retired {
-            return None;
+            return;
         }
         let now = ctx.now;
         if let Role::Leader(l) = &self.role {
             if self.config.check_quorum && now >= self.quorum_contact(l) + self.config.election_timeout_max {
                 trace_event!(warn, term = self.term, "steps down: no majority heard within an election timeout");
                 self.become_follower(ctx, self.term);
-                return Some(LeaderNews::Lost);
+                return;
             }
-            let mut news = None;
             if let Role::Leader(l) = &mut self.role {
                 if now >= l.next_announce {
                     l.next_announce = now + self.config.leader_announce_interval;
-                    news = Some(LeaderNews::Announce);
+                    self.announce = true;
                 }
             }
             if matches!(&self.role, Role::Leader(l) if now >= l.next_round) {
                 self.heartbeat_round(ctx);
             }
-            return news;
+            return;
         }
         if self.deadline.is_some_and(|d| now >= d) {
-            return self.stand(ctx, false);
+            self.stand(ctx, false);
         }
-        None
     }
 
     /// The election timeout ran out: ask for pre-votes, or votes.
-    fn stand(&mut self, ctx: &mut Ctx<'_>, transfer: bool) -> Option<LeaderNews> {
+    fn stand(&mut self, ctx: &mut Ctx<'_>, transfer: bool) {
         let now = ctx.now;
         self.deadline = Some(now + self.random_timeout(ctx.rng));
         if let Some(abstention) = &self.abstention {
@@ -280,25 +287,28 @@ impl Election {
                 // For its own term: nobody grants it, nobody mistakes it for a candidacy.
                 self.broadcast(ctx, &Message::RequestVote { term: self.term, pre_vote: true, transfer: false });
             }
-            return if self.hears_leader(now) { None } else { self.forget_leader(ctx) };
+            if !self.hears_leader(now) {
+                self.forget_leader(ctx);
+            }
+            return;
         }
         // Its own stickiness: a voter that heard its leader within the minimum timeout acked
         // it, and that ack is part of the leader's lease. (A timer not reset by heartbeats,
         // as while it abstained, can come due that early.)
         if !transfer && self.hears_leader(now) {
-            return None;
+            return;
         }
-        let lost = self.forget_leader(ctx);
+        self.forget_leader(ctx);
         if self.config.pre_vote && !transfer {
             // Yield to a lower id at most every other round (see `on_request_vote`).
             self.may_yield = !std::mem::take(&mut self.yielded);
             self.role = Role::PreCandidate { grants: BTreeSet::from([self.me]) };
             trace_event!(debug, term = self.term + 1, "asks for pre-votes");
             self.broadcast(ctx, &Message::RequestVote { term: self.term + 1, pre_vote: true, transfer: false });
-            return self.check_won(ctx).or(lost);
+        } else {
+            self.campaign(ctx, transfer);
         }
-        self.campaign(ctx, transfer);
-        self.check_won(ctx).or(lost)
+        self.check_won(ctx);
     }
 
     /// Raises the term, votes for itself (persisted first) and asks the others.
@@ -315,15 +325,9 @@ impl Election {
 
     /// Handles an election message from voter `from` at `addr`. Messages from non-voters,
     /// and any message while this member does not vote, are ignored.
-    pub(crate) fn on_message(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        from: NodeId,
-        addr: SocketAddr,
-        message: Message,
-    ) -> Option<LeaderNews> {
+    pub(crate) fn on_message(&mut self, ctx: &mut Ctx<'_>, from: NodeId, addr: SocketAddr, message: Message) {
         if !self.is_voter() || self.voters.binary_search(&from).is_err() {
-            return None;
+            return;
         }
         match message {
             Message::RequestVote { term, pre_vote, transfer } => {
@@ -332,15 +336,15 @@ impl Election {
             Message::Vote { term, pre_vote, granted } => self.on_vote(ctx, from, term, pre_vote, granted),
             Message::Heartbeat { term, seq } => self.on_heartbeat(ctx, from, addr, term, seq),
             Message::HeartbeatAck { term, seq } => self.on_heartbeat_ack(ctx, from, term, seq),
-            Message::TimeoutNow { term } => {
-                if term == self.term && self.leader == Some(from) && self.abstention.is_none() {
-                    trace_event!(info, term, from = %from, "leadership handed over: stands at once");
-                    self.leader_heard = None;
-                    return self.stand(ctx, true);
-                }
-                None
+            // Only from its own leader, in its own term: a stale copy does nothing.
+            Message::TimeoutNow { term }
+                if term == self.term && self.leader == Some(from) && self.abstention.is_none() =>
+            {
+                trace_event!(info, term, from = %from, "leadership handed over: stands at once");
+                self.leader_heard = None;
+                self.stand(ctx, true);
             }
-            _ => None,
+            _ => {}
         }
     }
 
@@ -352,15 +356,15 @@ impl Election {
         term: u64,
         pre_vote: bool,
         transfer: bool,
-    ) -> Option<LeaderNews> {
+    ) {
         // A pre-vote asks for the term after the asker's own.
         self.report(from, if pre_vote { term.saturating_sub(1) } else { term });
-        let mut news = self.end_abstention(ctx);
+        self.end_abstention(ctx);
         // Stickiness: while a leader is heard (or this member leads), refuse, and keep the
         // term: a member cut off from the leader must not depose it.
         if self.hears_leader(ctx.now) && !transfer {
             ctx.out.send(addr, &Message::Vote { term: self.term, pre_vote, granted: false });
-            return news;
+            return;
         }
         if pre_vote {
             // Pre-candidates that stood together (their timeouts fell within a round trip)
@@ -378,10 +382,10 @@ impl Election {
             }
             let granted = term > self.term && self.abstention.is_none();
             ctx.out.send(addr, &Message::Vote { term: self.term, pre_vote, granted });
-            return news;
+            return;
         }
-        if term > self.term && self.become_follower(ctx, term) {
-            news = Some(LeaderNews::Lost);
+        if term > self.term {
+            self.become_follower(ctx, term);
         }
         let granted = term == self.term
             && self.abstention.is_none()
@@ -396,23 +400,17 @@ impl Election {
             self.deadline = Some(ctx.now + self.random_timeout(ctx.rng));
         }
         ctx.out.send(addr, &Message::Vote { term: self.term, pre_vote: false, granted });
-        news
     }
 
-    fn on_vote(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        from: NodeId,
-        term: u64,
-        pre_vote: bool,
-        granted: bool,
-    ) -> Option<LeaderNews> {
+    fn on_vote(&mut self, ctx: &mut Ctx<'_>, from: NodeId, term: u64, pre_vote: bool, granted: bool) {
         self.report(from, term);
         if self.abstention.is_some() {
-            return self.end_abstention(ctx);
+            self.end_abstention(ctx);
+            return;
         }
         if term > self.term && !granted {
-            return self.become_follower(ctx, term).then_some(LeaderNews::Lost);
+            self.become_follower(ctx, term);
+            return;
         }
         match &mut self.role {
             Role::PreCandidate { grants } if pre_vote && granted => {
@@ -421,24 +419,21 @@ impl Election {
             Role::Candidate { grants } if !pre_vote && granted && term == self.term => {
                 grants.insert(from);
             }
-            _ => return None,
+            _ => return,
         }
-        self.check_won(ctx)
+        self.check_won(ctx);
     }
 
     /// A pre-candidate with a majority stands; a candidate with a majority leads.
-    fn check_won(&mut self, ctx: &mut Ctx<'_>) -> Option<LeaderNews> {
+    fn check_won(&mut self, ctx: &mut Ctx<'_>) {
         let quorum = self.quorum();
         match &self.role {
             Role::PreCandidate { grants } if grants.len() >= quorum => {
                 self.campaign(ctx, false);
-                self.check_won(ctx)
+                self.check_won(ctx);
             }
-            Role::Candidate { grants } if grants.len() >= quorum => {
-                self.become_leader(ctx);
-                Some(LeaderNews::Elected)
-            }
-            _ => None,
+            Role::Candidate { grants } if grants.len() >= quorum => self.become_leader(ctx),
+            _ => {}
         }
     }
 
@@ -457,6 +452,7 @@ impl Election {
         self.leader_heard = None;
         self.yielded = false;
         self.deadline = None;
+        self.announce = true;
         ctx.out.emit(Event::LeaderElected { term: self.term, leader: self.me });
         self.heartbeat_round(ctx);
     }
@@ -474,23 +470,15 @@ impl Election {
         self.broadcast(ctx, &message);
     }
 
-    fn on_heartbeat(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        from: NodeId,
-        addr: SocketAddr,
-        term: u64,
-        seq: u64,
-    ) -> Option<LeaderNews> {
+    fn on_heartbeat(&mut self, ctx: &mut Ctx<'_>, from: NodeId, addr: SocketAddr, term: u64, seq: u64) {
         self.report(from, term);
         if term < self.term {
             // A deposed leader: tell it the term, so it steps down.
             ctx.out.send(addr, &Message::HeartbeatAck { term: self.term, seq });
-            return None;
+            return;
         }
-        let mut news = None;
-        if (term > self.term || !matches!(self.role, Role::Follower)) && self.become_follower(ctx, term) {
-            news = Some(LeaderNews::Lost);
+        if term > self.term || !matches!(self.role, Role::Follower) {
+            self.become_follower(ctx, term);
         }
         if self.leader != Some(from) {
             self.leader = Some(from);
@@ -500,7 +488,6 @@ impl Election {
                 self.set_term(ctx, term, Some(from));
             }
             ctx.out.emit(Event::LeaderElected { term, leader: from });
-            news = Some(LeaderNews::Elected);
         }
         self.leader_heard = Some(ctx.now);
         // An election ended: the next one starts afresh, free to yield.
@@ -510,25 +497,22 @@ impl Election {
             self.deadline = Some(ctx.now + self.random_timeout(ctx.rng));
         }
         ctx.out.send(addr, &Message::HeartbeatAck { term, seq });
-        if self.abstention.is_some() {
-            return self.end_abstention(ctx).or(news);
-        }
-        news
+        self.end_abstention(ctx);
     }
 
-    fn on_heartbeat_ack(&mut self, ctx: &mut Ctx<'_>, from: NodeId, term: u64, seq: u64) -> Option<LeaderNews> {
+    fn on_heartbeat_ack(&mut self, ctx: &mut Ctx<'_>, from: NodeId, term: u64, seq: u64) {
         if term > self.term {
-            return self.become_follower(ctx, term).then_some(LeaderNews::Lost);
+            self.become_follower(ctx, term);
+            return;
         }
-        let Role::Leader(l) = &mut self.role else { return None };
+        let Role::Leader(l) = &mut self.role else { return };
         if term != self.term {
-            return None;
+            return;
         }
         if let Some(&(_, sent)) = l.rounds.iter().find(|(s, _)| *s == seq) {
             let acked = l.acked.entry(from).or_insert(sent);
             *acked = (*acked).max(sent);
         }
-        None
     }
 
     // ----- commands ----------------------------------------------------------------
@@ -552,12 +536,11 @@ impl Election {
     }
 
     /// This member leaves the cluster: a leader hands over first; then it takes no part.
-    pub(crate) fn retire(&mut self, ctx: &mut Ctx<'_>) -> Option<LeaderNews> {
-        let led = self.transfer(ctx, None);
+    pub(crate) fn retire(&mut self, ctx: &mut Ctx<'_>) {
+        self.transfer(ctx, None);
         self.retired = true;
         self.role = Role::Follower;
         self.deadline = None;
-        led.then_some(LeaderNews::Lost)
     }
 
     // ----- what non-voters hear ------------------------------------------------------
@@ -612,48 +595,48 @@ impl Election {
         self.voters.len() / 2 + 1
     }
 
-    /// When the leader last heard a majority (itself counted): the send time of the
-    /// newest round that a majority acked, or when it was elected.
-    fn quorum_contact(&self, l: &Leadership) -> Instant {
+    /// The send time of the newest heartbeat round a majority acked, the leader itself
+    /// counted (alone, its own latest round): what both CheckQuorum and the lease read.
+    fn majority_acked(&self, l: &Leadership) -> Option<Instant> {
+        // The leader is one of the majority; the others are its newest acks.
+        let others = self.quorum() - 1;
+        if others == 0 {
+            return l.rounds.back().map(|r| r.1);
+        }
         let mut acks: Vec<Instant> = l.acked.values().copied().collect();
         acks.sort_unstable_by(|a, b| b.cmp(a));
-        // The leader itself is one of the majority.
-        let needed = self.quorum() - 1;
-        let heard = if needed == 0 { l.rounds.back().map(|r| r.1) } else { acks.get(needed - 1).copied() };
-        heard.map_or(l.since, |h| h.max(l.since))
+        acks.get(others - 1).copied()
+    }
+
+    /// When the leader last heard a majority, or when it was elected.
+    fn quorum_contact(&self, l: &Leadership) -> Instant {
+        self.majority_acked(l).map_or(l.since, |h| h.max(l.since))
     }
 
     fn lease_until(&self) -> Option<Instant> {
         let Role::Leader(l) = &self.role else { return None };
-        let needed = self.quorum() - 1;
-        let start = if needed == 0 {
-            l.rounds.back().map(|r| r.1)?
-        } else {
-            let mut acks: Vec<Instant> = l.acked.values().copied().collect();
-            acks.sort_unstable_by(|a, b| b.cmp(a));
-            *acks.get(needed - 1)?
-        };
         let d = self.config.max_clock_drift;
-        Some(start + self.config.election_timeout_min.mul_f64((1.0 - d) / (1.0 + d)))
+        Some(self.majority_acked(l)? + self.config.election_timeout_min.mul_f64((1.0 - d) / (1.0 + d)))
     }
 
-    /// Steps down to follower in `term` (persisting a new term); returns whether it knew
-    /// a leader it now forgets.
-    fn become_follower(&mut self, ctx: &mut Ctx<'_>, term: u64) -> bool {
+    /// Steps down to follower in `term` (persisting a new term), forgetting its leader if
+    /// the term moves or it led.
+    fn become_follower(&mut self, ctx: &mut Ctx<'_>, term: u64) {
         let was_leader = matches!(self.role, Role::Leader(_));
         if was_leader {
             self.deadline = Some(ctx.now + self.random_timeout(ctx.rng));
         }
         self.role = Role::Follower;
         // Lost in the term it led, before the term moves.
-        let lost = if term > self.term || was_leader { self.forget_leader(ctx).is_some() } else { false };
+        if term > self.term || was_leader {
+            self.forget_leader(ctx);
+        }
         if term > self.term {
             self.set_term(ctx, term, None);
         }
         if self.deadline.is_none() && self.is_voter() {
             self.deadline = Some(ctx.now + self.random_timeout(ctx.rng));
         }
-        lost
     }
 
     /// Whether this member leads, or heard its leader within `election_timeout_min`.
@@ -664,11 +647,11 @@ impl Election {
         }
     }
 
-    fn forget_leader(&mut self, ctx: &mut Ctx<'_>) -> Option<LeaderNews> {
+    fn forget_leader(&mut self, ctx: &mut Ctx<'_>) {
         self.leader_heard = None;
-        self.leader.take()?;
-        ctx.out.emit(Event::LeaderLost { term: self.term });
-        Some(LeaderNews::Lost)
+        if self.leader.take().is_some() {
+            ctx.out.emit(Event::LeaderLost { term: self.term });
+        }
     }
 
     /// Moves to `term` with `voted_for`, and persists both before anything else leaves.
@@ -690,20 +673,21 @@ impl Election {
 
     /// Ends the abstention once it waited long enough and a majority of the other voters
     /// reported their terms: the highest becomes its own, closed to further votes.
-    fn end_abstention(&mut self, ctx: &mut Ctx<'_>) -> Option<LeaderNews> {
-        let abstention = self.abstention.as_ref()?;
+    fn end_abstention(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(abstention) = &self.abstention else { return };
         let others = self.voters.len() - 1;
         let needed = others / 2 + 1;
         if ctx.now < abstention.not_before || abstention.reports.len() < needed.min(others) {
-            return None;
+            return;
         }
         let highest = abstention.reports.values().copied().max().unwrap_or(0).max(self.term);
         trace_event!(info, term = highest, "votes again: a majority reported its terms");
         self.abstention = None;
         let voted_for = if highest == self.term { ctx.durable.voted_for.or(Some(self.me)) } else { Some(self.me) };
-        let lost = if highest > self.term { self.forget_leader(ctx) } else { None };
+        if highest > self.term {
+            self.forget_leader(ctx);
+        }
         self.set_term(ctx, highest, voted_for);
-        lost
     }
 
     /// Sends `message` to every other voter this member can reach.
@@ -725,18 +709,6 @@ impl Election {
         let span = crate::time::duration_nanos(max - min);
         min + Duration::from_nanos(rng.random_range(0..span))
     }
-}
-
-/// What changed about the leader, for the node to act on (gossip it, tell the partition
-/// part).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum LeaderNews {
-    /// This member learned of (or became) a new leader.
-    Elected,
-    /// It no longer knows a leader.
-    Lost,
-    /// This member leads and should tell the non-voters again.
-    Announce,
 }
 
 /// `d` stretched by the drift bound: at least `d` of real time on a clock that runs up to

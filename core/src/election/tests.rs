@@ -93,17 +93,21 @@ fn a_crashed_leader_is_replaced_within_the_election_timeouts() {
     }
 }
 
-#[test]
-fn a_cut_off_voter_does_not_raise_its_term_or_depose_the_leader() {
-    let mut c = Cluster::new(5, config(5), 3);
+/// A cluster of five voters that elected a leader, then one of its followers cut off:
+/// the cluster, the leader, its term and the follower.
+fn one_follower_cut_off(config: Config) -> (Cluster, NodeId, u64, usize) {
+    let mut c = Cluster::new(5, config, 3);
     run_checked(&mut c, Duration::from_secs(2));
     let leader = agreed_leader(&c).expect("a leader");
     let term = c.node(0).term();
     let cut = (0..5).find(|&i| NodeId(i as u64) != leader).expect("a follower");
-    for other in 0..5 {
-        c.link_loss.insert((cut, other), 1.0);
-        c.link_loss.insert((other, cut), 1.0);
-    }
+    c.isolate(cut);
+    (c, leader, term, cut)
+}
+
+#[test]
+fn a_cut_off_voter_does_not_raise_its_term_or_depose_the_leader() {
+    let (mut c, leader, term, cut) = one_follower_cut_off(config(5));
     run_checked(&mut c, Duration::from_secs(5));
     assert_eq!(c.node(cut).term(), term, "PreVote: asking moved no term");
     c.link_loss.clear();
@@ -117,15 +121,7 @@ fn without_prevote_the_cut_off_voter_deposes_the_leader_on_its_return() {
     // The contrast that shows PreVote's worth: the same cut, PreVote off.
     let mut config = config(5);
     config.election.pre_vote = false;
-    let mut c = Cluster::new(5, config, 3);
-    run_checked(&mut c, Duration::from_secs(2));
-    let leader = agreed_leader(&c).expect("a leader");
-    let term = c.node(0).term();
-    let cut = (0..5).find(|&i| NodeId(i as u64) != leader).expect("a follower");
-    for other in 0..5 {
-        c.link_loss.insert((cut, other), 1.0);
-        c.link_loss.insert((other, cut), 1.0);
-    }
+    let (mut c, _, term, cut) = one_follower_cut_off(config);
     run_checked(&mut c, Duration::from_secs(5));
     assert!(c.node(cut).term() > term + 5, "it kept standing: term {}", c.node(cut).term());
 }
@@ -135,10 +131,7 @@ fn check_quorum_steps_down_a_cut_off_leader_before_another_is_elected() {
     let mut c = Cluster::new(5, config(5), 4);
     run_checked(&mut c, Duration::from_secs(2));
     let old = agreed_leader(&c).expect("a leader").0 as usize;
-    for other in 0..5 {
-        c.link_loss.insert((old, other), 1.0);
-        c.link_loss.insert((other, old), 1.0);
-    }
+    c.isolate(old);
     let cut_at = c.now;
     // `run_checked` holds the lease exclusive at every step through it.
     run_checked(&mut c, Duration::from_secs(2));

@@ -67,7 +67,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::config::{Config, NodeConfig};
 use crate::durable::Durable;
-use crate::election::{Ctx, Election, LeaderNews};
+use crate::election::{Ctx, Election};
 use crate::error::Error;
 use crate::member::{tags_encoded_len, Member, MemberState, NodeId, MAX_TAGS_BYTES};
 use crate::membership::anti_entropy::{send_state, AntiEntropy};
@@ -354,8 +354,7 @@ impl Node {
             | Message::HeartbeatAck { .. }
             | Message::TimeoutNow { .. }) => {
                 if self.is_active() {
-                    let news = self.with_election(|e, ctx| e.on_message(ctx, sender, from, election));
-                    self.leader_news(news);
+                    self.with_election(|e, ctx| e.on_message(ctx, sender, from, election));
                 }
             }
         }
@@ -536,8 +535,7 @@ impl Node {
             }
             Timer::JoinRetry => self.join_attempt(now),
             Timer::Election => {
-                let news = self.with_election(|e, ctx| e.on_timeout(ctx));
-                self.leader_news(news);
+                self.with_election(|e, ctx| e.on_timeout(ctx));
             }
             Timer::Partition => {
                 let expected = self.expected_members();
@@ -550,7 +548,8 @@ impl Node {
     }
 
     /// After every input: the ring follows the view, the partition watch and a non-voter's
-    /// leader the members' states, and the timer table the parts.
+    /// leader the members' states, a new leader tells the others, and the timer table
+    /// follows the parts.
     fn settle(&mut self) {
         if self.view.take_ring_change() {
             self.prober.refresh_ring(&self.view, self.config.monitors, self.is_active(), self.now);
@@ -568,6 +567,7 @@ impl Node {
                 }
             }
         }
+        self.announce_leadership();
         self.sync_timers();
     }
 
@@ -612,8 +612,8 @@ impl Node {
     }
 
     /// A leader tells the members that do not vote (on election, and now and then after).
-    fn leader_news(&mut self, news: Option<LeaderNews>) {
-        if matches!(news, Some(LeaderNews::Elected | LeaderNews::Announce)) && self.election.leader() == Some(self.id) {
+    fn announce_leadership(&mut self) {
+        if self.election.take_announcement() {
             let term = self.election.term();
             let round = match self.leader_gossiped {
                 Some((t, r, _)) if t == term => r + 1,

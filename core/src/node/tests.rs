@@ -28,6 +28,21 @@ fn gossip(sender: u64, items: Vec<Gossip>) -> Vec<u8> {
     datagram(sender, &Message::Gossip { gossip: items })
 }
 
+/// `by`'s gossip that it declared `id` failed at incarnation 0.
+fn failed(id: u64, by: u64) -> Vec<u8> {
+    gossip(by, vec![Gossip::Failed { id: NodeId(id), incarnation: 0, accuser: NodeId(by) }])
+}
+
+/// `by`'s gossip that it suspects `id` at incarnation 0.
+fn suspect(id: u64, by: u64) -> Vec<u8> {
+    gossip(by, vec![Gossip::Suspect { id: NodeId(id), incarnation: 0, accuser: NodeId(by) }])
+}
+
+/// What `node` holds of member `id`.
+fn state(node: &crate::Node, id: u64) -> MemberState {
+    node.member(NodeId(id)).expect("known").state
+}
+
 #[test]
 fn members_join_through_one_seed_and_each_is_announced_once() {
     let cluster = formed(10, 1);
@@ -89,8 +104,7 @@ fn one_lossy_link_alone_never_causes_a_failure_verdict() {
     let mut cluster = formed(5, 4);
     // n2 watches n1 (its predecessor on the ring); cut them off from each other entirely.
     assert!(cluster.node(2).watched().any(|id| id == NodeId(1)));
-    cluster.link_loss.insert((1, 2), 1.0);
-    cluster.link_loss.insert((2, 1), 1.0);
+    cluster.cut(1, 2);
     let ping_reqs_before = cluster.node(2).stats().sent.get(wire::MessageKind::PingReq);
     cluster.run_for(secs(120));
     assert!(
@@ -201,8 +215,7 @@ fn a_healed_partition_merges_again() {
     let mut cluster = formed(6, 11);
     for a in 0..3 {
         for b in 3..6 {
-            cluster.link_loss.insert((a, b), 1.0);
-            cluster.link_loss.insert((b, a), 1.0);
+            cluster.cut(a, b);
         }
     }
     cluster.run_for(secs(60));
@@ -552,10 +565,6 @@ fn a_verdict_is_a_verdict_here_only_after_a_suspicion_here_that_ran_its_minimum(
     assert!(cluster.converged());
     let t = cluster.now;
     let node = cluster.node_mut(0);
-    let claim = |item: Gossip, by: u64| gossip(by, vec![item]);
-    let failed = |id: u64, by: u64| claim(Gossip::Failed { id: NodeId(id), incarnation: 0, accuser: NodeId(by) }, by);
-    let suspect = |id: u64, by: u64| claim(Gossip::Suspect { id: NodeId(id), incarnation: 0, accuser: NodeId(by) }, by);
-    let state = |node: &crate::Node, id: u64| node.member(NodeId(id)).expect("known").state;
     // A verdict about a member n0 held alive (the far side's, at a heal): a suspicion here.
     node.handle_datagram(t, addr(6), &failed(5, 6)).expect("valid");
     assert_eq!(state(node, 5), MemberState::Suspect);
@@ -587,10 +596,6 @@ fn a_member_held_failed_or_just_revived_neither_confirms_nor_convicts() {
     assert!(cluster.converged());
     let t = cluster.now;
     let node = cluster.node_mut(0);
-    let claim = |item: Gossip, by: u64| gossip(by, vec![item]);
-    let failed = |id: u64, by: u64| claim(Gossip::Failed { id: NodeId(id), incarnation: 0, accuser: NodeId(by) }, by);
-    let suspect = |id: u64, by: u64| claim(Gossip::Suspect { id: NodeId(id), incarnation: 0, accuser: NodeId(by) }, by);
-    let state = |node: &crate::Node, id: u64| node.member(NodeId(id)).expect("known").state;
     // n0 comes to hold n4 failed (n6's verdict, after n0's own suspicion ran its minimum).
     node.handle_datagram(t, addr(6), &suspect(4, 6)).expect("valid");
     node.handle_datagram(t + min, addr(6), &failed(4, 6)).expect("valid");
@@ -602,7 +607,7 @@ fn a_member_held_failed_or_just_revived_neither_confirms_nor_convicts() {
     // n4 comes back (it refutes); for a longest suspicion it still convicts nobody.
     let back = Gossip::Alive { id: NodeId(4), incarnation: 1, addr: addr(4), tags: Default::default() };
     let revived_at = t + min * 2;
-    node.handle_datagram(revived_at, addr(4), &claim(back, 4)).expect("valid");
+    node.handle_datagram(revived_at, addr(4), &gossip(4, vec![back])).expect("valid");
     assert_eq!(state(node, 4), MemberState::Alive);
     node.handle_datagram(revived_at, addr(4), &suspect(2, 4)).expect("valid");
     node.handle_datagram(revived_at + min, addr(4), &failed(2, 4)).expect("valid");
@@ -875,8 +880,7 @@ fn relays_bridge_a_cut_link_so_that_nobody_is_even_suspected() {
     let mut cluster = formed(5, 4);
     // As in `one_lossy_link_alone_never_causes_a_failure_verdict`: n2 watches n1; cut them off.
     assert!(cluster.node(2).watched().any(|id| id == NodeId(1)));
-    cluster.link_loss.insert((1, 2), 1.0);
-    cluster.link_loss.insert((2, 1), 1.0);
+    cluster.cut(1, 2);
     let ping_reqs_before = cluster.node(2).stats().sent.get(wire::MessageKind::PingReq);
     let run = secs(60);
     cluster.run_for(run);
