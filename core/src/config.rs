@@ -36,9 +36,12 @@ pub struct Config {
     pub suspicion_mult: u32,
     /// Lifeguard's K: how many independent confirmations shrink the suspicion timeout from
     /// its maximum to its minimum (logarithmically). memberlist ties it to
-    /// `suspicion_mult - 2`, as the presets do; it is its own setting because the trade is
-    /// measurable: with 2 in `lan()`, false downs at 30 % loss fell to 0 per member-hour,
-    /// but verdicts crossed healed partitions again (BENCHMARKS.md, issue 13).
+    /// `suspicion_mult - 2`; here it is its own setting: 2 in `lan()` (memberlist's LAN
+    /// value; `lan()`'s shorter `suspicion_mult` would give 1, with which 30 % loss made
+    /// 0.04 false downs per member-hour at 20 members, BENCHMARKS.md) and 4 in `wan()`.
+    /// Only a member's `monitors` watchers probe it, so with K = `monitors - 1` (as in
+    /// `lan()`) the timeout reaches its minimum once every watcher has accused; each
+    /// accusation is gossiped as its own update, so all of them reach every member.
     pub suspicion_confirmations: u32,
     /// Lifeguard: the maximum suspicion timeout is this times the minimum.
     pub suspicion_max_timeout_mult: u32,
@@ -64,7 +67,8 @@ pub struct Config {
     pub tombstone_ttl: Duration,
     /// The Phi Accrual detectors' parameters.
     pub phi: PhiParams,
-    /// Lifeguard's three mechanisms, each on by default and switchable for measurement.
+    /// Lifeguard's three mechanisms and one of conclave's, each on by default and switchable
+    /// for measurement.
     pub lifeguard: Lifeguard,
     /// Leader election among a static voter set; no voters (the default) elects nobody.
     pub election: ElectionConfig,
@@ -139,8 +143,9 @@ impl PartitionConfig {
     }
 }
 
-/// Lifeguard's mechanisms (Dadgar, Phillips, Currey, 2017). Each is on by default; turning
-/// one off is for measuring what it is worth (the paper's ablation), not for production.
+/// Lifeguard's mechanisms (Dadgar, Phillips, Currey, 2017), and one that extends them. Each
+/// is on by default; turning one off is for measuring what it is worth (the paper's
+/// ablation), not for production.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Lifeguard {
@@ -153,13 +158,22 @@ pub struct Lifeguard {
     /// The buddy system: a member that suspects a peer puts the claim on every probe to
     /// it, so the suspect hears it and can refute. Off: the claim travels as gossip only.
     pub buddy_system: bool,
+    /// Asking the accused (not in the paper; it extends the buddy system to every member):
+    /// a member that starts a suspicion on another's word pings the suspect once, with the
+    /// claim on board. A live suspect refutes in its ack, or, if it refuted already, answers
+    /// with the incarnation that did. So a member the refutation's gossip missed (a bounded
+    /// epidemic misses some, most after a partition heals, when every queue is full) still
+    /// hears it before its own timer runs out. Off: the refutation reaches it as gossip only.
+    pub ask_the_accused: bool,
 }
 
 impl Lifeguard {
-    /// All three mechanisms on.
-    pub const ALL: Self = Self { local_health: true, dynamic_suspicion: true, buddy_system: true };
+    /// Every mechanism on.
+    pub const ALL: Self =
+        Self { local_health: true, dynamic_suspicion: true, buddy_system: true, ask_the_accused: true };
     /// None of them: SWIM with nacks.
-    pub const NONE: Self = Self { local_health: false, dynamic_suspicion: false, buddy_system: false };
+    pub const NONE: Self =
+        Self { local_health: false, dynamic_suspicion: false, buddy_system: false, ask_the_accused: false };
 }
 
 impl Default for Lifeguard {
@@ -183,7 +197,7 @@ impl Config {
             monitors: 3,
             indirect_checks: 3,
             suspicion_mult: 3,
-            suspicion_confirmations: 1,
+            suspicion_confirmations: 2,
             suspicion_max_timeout_mult: 6,
             retransmit_mult: 4,
             gossip_interval: Duration::from_millis(100),

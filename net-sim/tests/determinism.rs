@@ -54,8 +54,10 @@ fn same_seed_same_trace_in_one_process() {
 /// by leader election among five of the six members, partition detection, wire version 2
 /// and durable state version 2; then by the leaner traffic of issue 13 (wire version 3's
 /// envelope, digests of four bytes, no ping to a watched peer that just pinged us) and by
-/// revenants' testimony no longer confirming suspicions or counting as verdicts.
-const GOLDEN_TRACE_23: u64 = 0x6c45_6dc3_72b7_2cad;
+/// revenants' testimony no longer confirming suspicions or counting as verdicts; then by
+/// Lifeguard's K of 2 in `Config::lan()`, each accusation gossiped as its own update, and
+/// asking the accused.
+const GOLDEN_TRACE_23: u64 = 0x1168_279c_dfe6_3fd7;
 
 #[test]
 fn the_trace_of_a_seed_is_golden() {

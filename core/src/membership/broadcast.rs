@@ -13,12 +13,28 @@ use crate::wire::{encode_gossip, DatagramWriter, Gossip};
 /// What an update is about: a newer update with the same key replaces the older.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum Key {
-    /// The state of a member.
+    /// The state of a member, unless it is suspected.
     Member(NodeId),
+    /// One accuser's suspicion of a member (the member, the accuser). Lifeguard's
+    /// confirmations are different updates about the same member: each must reach everyone,
+    /// so a confirmation does not replace the accusation it confirms.
+    Suspicion(NodeId, NodeId),
     /// One user broadcast.
     User(NodeId, u64),
     /// Who leads (only the leader gossips it).
     Leader,
+}
+
+impl Key {
+    /// The key a claim about a member goes under (none for other gossip).
+    pub(crate) fn of(item: &Gossip) -> Option<Self> {
+        match *item {
+            Gossip::Suspect { id, accuser, .. } => Some(Self::Suspicion(id, accuser)),
+            Gossip::Alive { id, .. } | Gossip::Failed { id, .. } | Gossip::Leave { id, .. } => Some(Self::Member(id)),
+            Gossip::UserBroadcast { origin, seq, .. } => Some(Self::User(origin, seq)),
+            Gossip::Leader { .. } => Some(Self::Leader),
+        }
+    }
 }
 
 /// The smallest encoded gossip item; below this much room a datagram is full.

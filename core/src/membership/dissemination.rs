@@ -55,6 +55,11 @@ impl Dissemination {
         self.queue.push(key, item);
     }
 
+    /// Drops the pending update under `key`, if any: it is out of date.
+    pub(crate) fn remove(&mut self, key: Key) {
+        self.queue.remove(key);
+    }
+
     /// Notes that `holder` told us the update under `key`.
     pub(crate) fn mark_holder(&mut self, key: Key, holder: NodeId, view: &View) {
         self.queue.mark_holder(key, holder, view.live().saturating_sub(1));
@@ -84,7 +89,7 @@ impl Dissemination {
         let mut skip = None;
         if let Some(claim) = claim {
             if writer.push_encoded(&encode_gossip(claim)) {
-                skip = peer.map(Key::Member);
+                skip = Key::of(claim);
             }
         }
         let limit = retransmit_limit(config.retransmit_mult, view.live());
@@ -224,7 +229,7 @@ mod tests {
     fn a_buddy_claim_rides_first_and_is_not_packed_twice() {
         let (mut d, view, mut out, config) = setup(10);
         let claim = Gossip::Suspect { id: NodeId(4), incarnation: 0, accuser: NodeId(1) };
-        d.push(Key::Member(NodeId(4)), &claim);
+        d.push(Key::Suspicion(NodeId(4), NodeId(1)), &claim);
         d.push(Key::Member(NodeId(6)), &Gossip::Leave { id: NodeId(6), incarnation: 0 });
         let ping = Message::Ping { seq: 1, target: NodeId(4), digest: None, gossip: Vec::new() };
         d.send_gossiping(&mut out, member(4).addr, Some(NodeId(4)), ping, Some(&claim), &view, &config);

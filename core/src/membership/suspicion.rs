@@ -133,9 +133,9 @@ impl Suspicions {
         self.running.get(&id).is_some_and(|s| !s.accused_by(accuser))
     }
 
-    /// Ends the suspicion of `id`, if one runs.
-    pub(crate) fn end(&mut self, id: NodeId) {
-        self.running.remove(&id);
+    /// Ends the suspicion of `id`, if one runs, and gives it back.
+    pub(crate) fn end(&mut self, id: NodeId) -> Option<Suspicion> {
+        self.running.remove(&id)
     }
 
     /// When the earliest suspicion expires.

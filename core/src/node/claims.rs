@@ -7,9 +7,10 @@ use std::net::SocketAddr;
 
 use crate::member::{Member, MemberState, NodeId, Tags};
 use crate::membership::broadcast::Key;
+use crate::membership::suspicion::Suspicion;
 use crate::membership::{precedence, Verdict};
 use crate::output::Event;
-use crate::wire::{Gossip, MemberRecord};
+use crate::wire::{Gossip, MemberRecord, Message};
 
 use super::Node;
 
@@ -84,12 +85,12 @@ impl Node {
                     self.dissemination.mark_holder(Key::Leader, sender, &self.view);
                 }
                 other => {
+                    let Some(key) = Key::of(&other) else { continue };
                     let Some(claim) = Claim::from_gossip(other) else { continue };
-                    let id = claim.id;
                     // A sender that told us exactly what we now hold needs no copy of it;
                     // one that told us something older still does.
                     if self.apply_claim(claim) {
-                        self.dissemination.mark_holder(Key::Member(id), sender, &self.view);
+                        self.dissemination.mark_holder(key, sender, &self.view);
                     }
                 }
             }
@@ -169,7 +170,7 @@ impl Node {
                 // Testimony from across a partition that just healed is not independent.
                 if !self.is_revenant(claim.accuser) && self.suspicions.confirm(claim.id, claim.accuser) {
                     let item = Gossip::Suspect { id: claim.id, incarnation: claim.incarnation, accuser: claim.accuser };
-                    self.dissemination.push(Key::Member(claim.id), &item);
+                    self.dissemination.push(Key::Suspicion(claim.id, claim.accuser), &item);
                 }
                 true
             }
@@ -250,8 +251,10 @@ impl Node {
             debug_assert!(false, "the caller looked the member up");
             return;
         };
-        if claim.state != MemberState::Suspect {
-            self.suspicions.end(claim.id);
+        // Whatever the new state, the suspicion that ran (if one did) is over: a new one
+        // starts below at a higher incarnation.
+        if let Some(ended) = self.suspicions.end(claim.id) {
+            self.forget_accusations(claim.id, &ended);
         }
         let member = change.member;
         let item = match claim.state {
@@ -264,7 +267,14 @@ impl Node {
             }
             MemberState::Left => Gossip::Leave { id: claim.id, incarnation: claim.incarnation },
         };
-        self.dissemination.push(Key::Member(claim.id), &item);
+        match claim.state {
+            MemberState::Suspect => {
+                // A pending update of its state (a refutation, say) is out of date now.
+                self.dissemination.remove(Key::Member(claim.id));
+                self.dissemination.push(Key::Suspicion(claim.id, claim.accuser), &item);
+            }
+            _ => self.dissemination.push(Key::Member(claim.id), &item),
+        }
         let event = match (change.old_state, claim.state) {
             (MemberState::Left, MemberState::Alive) => Event::MemberJoined(member),
             (MemberState::Suspect | MemberState::Failed, MemberState::Alive) => Event::MemberRecovered(member),
@@ -276,6 +286,9 @@ impl Node {
             }
             (old, MemberState::Suspect) => {
                 self.suspicions.start(claim.id, claim.accuser, self.now, self.view.live(), &self.config);
+                if claim.accuser != self.id {
+                    self.ask_the_accused(claim.id, member.addr);
+                }
                 trace_event!(
                     info,
                     suspect = %claim.id,
@@ -306,13 +319,41 @@ impl Node {
         self.out.emit(event);
     }
 
+    /// Drops the pending accusations of a suspicion that is over: what ended it is the
+    /// update to spread now.
+    pub(super) fn forget_accusations(&mut self, id: NodeId, ended: &Suspicion) {
+        for accuser in ended.accusers() {
+            self.dissemination.remove(Key::Suspicion(id, accuser));
+        }
+    }
+
+    /// A suspicion started here on another member's word: ping the accused once with the
+    /// claim, unless a probe of it is running already. Its ack brings the refutation, or the
+    /// incarnation that refuted it before. The ping carries nothing else: the accused may be
+    /// gone, and an update sent there is a send wasted (at five members, one in four).
+    fn ask_the_accused(&mut self, id: NodeId, addr: SocketAddr) {
+        if !self.config.lifeguard.ask_the_accused || !self.is_active() || self.prober.is_probing(id) {
+            return;
+        }
+        let Some(claim) = self.suspicion_claim(id) else { return };
+        let seq = self.prober.next_seq();
+        self.out.send(addr, &Message::Ping { seq, target: id, digest: None, gossip: vec![claim] });
+    }
+
     /// Claims about this member: refute whatever says it is not alive, and take any
-    /// incarnation someone remembers above its own.
+    /// incarnation someone remembers above its own. A claim it refuted already means that
+    /// the sender has not heard the refutation: it is gossiped afresh, so that this
+    /// member's next datagrams (the ack to an accuser's ping first) carry it.
     fn claim_about_me(&mut self, claim: &Claim) {
         if !self.is_active() {
             return;
         }
         let mine = self.durable.incarnation;
+        if claim.state != MemberState::Alive && claim.incarnation < mine {
+            let item = gossip_alive(self.view.me());
+            self.dissemination.push(Key::Member(self.id), &item);
+            return;
+        }
         let must_refute = match claim.state {
             MemberState::Alive => {
                 claim.incarnation > mine || (claim.incarnation == mine && claim.addr.is_some_and(|a| a != self.addr))

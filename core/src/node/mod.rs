@@ -509,6 +509,7 @@ impl Node {
                         accusers = ?suspicion.accusers().collect::<Vec<_>>(),
                         "declares failed: suspicion expired unrefuted"
                     );
+                    self.forget_accusations(id, &suspicion);
                     self.apply_claim(Claim::accusation(id, incarnation, MemberState::Failed, self.id));
                 }
             }

@@ -617,6 +617,95 @@ fn a_member_held_failed_or_just_revived_neither_confirms_nor_convicts() {
     assert_eq!(state(node, 2), MemberState::Failed);
 }
 
+/// The pings among `sent` to member `id`, with the gossip each carried.
+fn pings_to(sent: &[(std::net::SocketAddr, Message)], id: u64) -> Vec<Vec<Gossip>> {
+    sent.iter()
+        .filter_map(|(to, m)| match m {
+            Message::Ping { target, gossip, .. } if *to == addr(id as usize) && *target == NodeId(id) => {
+                Some(gossip.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_member_that_suspects_on_another_members_word_asks_the_accused_once() {
+    for ask in [true, false] {
+        let mut config = Config::lan();
+        config.lifeguard.ask_the_accused = ask;
+        let mut cluster = Cluster::new(5, config, 34);
+        cluster.run_for(secs(5));
+        let now = cluster.now;
+        let node = cluster.node_mut(0);
+        while node.poll_output().is_some() {}
+        node.handle_datagram(now, addr(1), &suspect(2, 1)).expect("valid");
+        let asked = pings_to(&sent(node), 2);
+        let claim = Gossip::Suspect { id: NodeId(2), incarnation: 0, accuser: NodeId(1) };
+        let expected = if ask { vec![vec![claim]] } else { vec![] };
+        assert_eq!(asked, expected, "one ping, carrying the claim and nothing else (asking: {ask})");
+        // A confirmation starts nothing new: the accused was asked.
+        node.handle_datagram(now, addr(3), &suspect(2, 3)).expect("valid");
+        assert!(pings_to(&sent(node), 2).is_empty());
+    }
+}
+
+#[test]
+fn a_member_told_of_a_suspicion_it_refuted_answers_with_the_incarnation_that_did() {
+    let mut cluster = formed(5, 35);
+    let t = cluster.now;
+    let node = cluster.node_mut(2);
+    node.handle_datagram(t, addr(1), &suspect(2, 1)).expect("valid");
+    assert_eq!(node.member(NodeId(2)).expect("itself").incarnation, 1, "refuted");
+    // Its refutation is sent to the end of its gossip budget.
+    for step in 1..=100 {
+        node.handle_timeout(t + Duration::from_millis(100 * step));
+    }
+    let later = t + secs(11);
+    let alive_again = |acks: &[Vec<Gossip>]| {
+        acks.iter().flatten().any(|g| matches!(g, Gossip::Alive { id, incarnation: 1, .. } if *id == NodeId(2)))
+    };
+    let ping = |seq, gossip| datagram(3, &Message::Ping { seq, target: NodeId(2), digest: None, gossip });
+    while node.poll_output().is_some() {}
+    node.handle_datagram(later, addr(3), &ping(1, vec![])).expect("valid");
+    assert!(!alive_again(&gossip_sent_to(node, addr(3))), "nothing pending about itself any more");
+    // n3 asks with the old claim: the ack carries the incarnation that refuted it.
+    let stale = Gossip::Suspect { id: NodeId(2), incarnation: 0, accuser: NodeId(1) };
+    node.handle_datagram(later, addr(3), &ping(2, vec![stale])).expect("valid");
+    assert!(alive_again(&gossip_sent_to(node, addr(3))));
+    assert_eq!(node.member(NodeId(2)).expect("itself").incarnation, 1, "no second refutation");
+}
+
+#[test]
+fn each_accusation_is_its_own_update_until_the_suspicion_ends() {
+    let mut cluster = formed(5, 36);
+    let t = cluster.now;
+    let node = cluster.node_mut(0);
+    // n1 accuses n2; n3 confirms. n3 has not heard n1's accusation: n0 still owes it that.
+    node.handle_datagram(t, addr(1), &suspect(2, 1)).expect("valid");
+    node.handle_datagram(t, addr(3), &suspect(2, 3)).expect("valid");
+    while node.poll_output().is_some() {}
+    let ping = |from: u64, seq| datagram(from, &Message::Ping { seq, target: NodeId(0), digest: None, gossip: vec![] });
+    node.handle_datagram(t, addr(3), &ping(3, 1)).expect("valid");
+    let accusers = |acks: Vec<Vec<Gossip>>| -> Vec<NodeId> {
+        acks.into_iter()
+            .flatten()
+            .filter_map(|g| match g {
+                Gossip::Suspect { id: NodeId(2), accuser, .. } => Some(accuser),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(accusers(gossip_sent_to(node, addr(3))), [NodeId(1)], "n1's accusation, not n3's own");
+    // n2 refutes: what n0 sends about it now is the refutation, no accusation.
+    let back = Gossip::Alive { id: NodeId(2), incarnation: 1, addr: addr(2), tags: Tags::default() };
+    node.handle_datagram(t, addr(2), &gossip(2, vec![back])).expect("valid");
+    node.handle_datagram(t, addr(4), &ping(4, 2)).expect("valid");
+    let acks = gossip_sent_to(node, addr(4));
+    assert!(accusers(acks.clone()).is_empty(), "the accusations were dropped");
+    assert!(acks.iter().flatten().any(|g| matches!(g, Gossip::Alive { id, incarnation: 1, .. } if *id == NodeId(2))));
+}
+
 /// Every datagram `node` sent, decoded with its destination, drained.
 fn sent(node: &mut crate::Node) -> Vec<(std::net::SocketAddr, Message)> {
     std::iter::from_fn(|| node.poll_output())
@@ -1140,9 +1229,12 @@ fn a_suspect_that_spoke_since_the_suspicion_began_gets_its_maximum() {
         if spoke == Some(Duration::ZERO) {
             node.handle_datagram(t, addr(target.0 as usize), &from_target).expect("valid");
         }
-        // Two independent accusers: the suspicion runs its minimum.
-        node.handle_datagram(t, addr(1), &accuse(1)).expect("valid");
-        node.handle_datagram(t, addr(4), &accuse(4)).expect("valid");
+        // Three independent accusers (`suspicion_confirmations` is 2): the suspicion runs
+        // its minimum.
+        assert_eq!(config.suspicion_confirmations, 2);
+        for by in (1..5).filter(|&by| by != target.0) {
+            node.handle_datagram(t, addr(by as usize), &accuse(by)).expect("valid");
+        }
         if let Some(after) = spoke.filter(|d| !d.is_zero()) {
             node.handle_datagram(t + after, addr(target.0 as usize), &from_target).expect("valid");
         }
