@@ -16,12 +16,17 @@
 //! - **Suspicions**: the same, counting an observer's change to holding a member suspect
 //!   (conclave `MemberSuspected`; foca has no such notification, so its member list is
 //!   scanned after every input for members newly `Suspect`).
+//! - **Healed partitions**: `--heal-runs` times, a cluster is split in two for a while and
+//!   healed, and a minute later the downs by an observer of a member on its own side are
+//!   counted (it could reach that member all along); conclave also without asking the
+//!   accused (`Lifeguard::ask_the_accused`).
 //! - **Load**: datagrams and bytes (payloads, lost ones included) each member sends per
 //!   second, quiet, loss-free LAN.
 //! - **Lifeguard ablation**: 20 members, 3 of them (`--stalled`) starved in one of three
 //!   ways, on LAN links with each loss of `--ablation-loss`; suspicions and downs about the
 //!   *healthy* members (every one is false) and about the stalled ones, per member-hour,
-//!   with all of Lifeguard's mechanisms on, each one off in turn, all off, and foca:
+//!   with all of Lifeguard's mechanisms (and asking the accused) on, each one off in turn,
+//!   all off, and foca:
 //!   - *slowed* (net-sim's `Fault::Slow`): each datagram handled `--slow-ms` late, one
 //!     after another, timers behind the backlog;
 //!   - *lagging*: every datagram to the member arrives `--lag-ms` late while its timers keep
@@ -86,6 +91,9 @@ pub(crate) struct Args {
     /// Skip the ablation.
     #[arg(long)]
     no_ablation: bool,
+    /// Partitions per healed-partition row (each a fresh cluster and seed).
+    #[arg(long, default_value_t = 100)]
+    heal_runs: u64,
     /// The first seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -113,6 +121,10 @@ trait Cluster {
     fn coverage(&self) -> f64;
     /// When the last running member reported crashed member `victim` down, if all have.
     fn down_at_all(&self, victim: usize) -> Option<u64>;
+    /// Cuts members `0..first` off from the others, both ways.
+    fn split(&mut self, first: usize);
+    /// Ends the cut; the sides stay known, for [`Counts::same_side_downs`].
+    fn heal(&mut self);
 }
 
 /// Counters so far, summed over the members.
@@ -126,6 +138,8 @@ struct Counts {
     downs: Vec<u64>,
     /// Downs about a member whose process runs.
     false_downs: u64,
+    /// Downs, since the last split, about a member on the observer's own side of it.
+    same_side_downs: u64,
 }
 
 /// Which implementation, and for conclave which configuration.
@@ -159,6 +173,9 @@ struct Heard {
     crashed: Vec<bool>,
     /// (observer, crashed target) -> when it first reported the target failed.
     crashed_failed_at: BTreeMap<(usize, usize), u64>,
+    /// The last split: members below this index on one side, the others on the other.
+    split: Option<usize>,
+    same_side_failed: u64,
 }
 
 /// A checker that only listens: net-sim hands every event and fault to its checkers.
@@ -190,6 +207,9 @@ impl Checker for Listener {
                     heard.crashed_failed_at.entry((index(node), t)).or_insert(at.as_nanos());
                 } else {
                     heard.false_failed += 1;
+                }
+                if heard.split.is_some_and(|first| (index(node) < first) == (t < first)) {
+                    heard.same_side_failed += 1;
                 }
             }
             _ => {}
@@ -284,6 +304,7 @@ impl Cluster for ConclaveCluster {
             suspected: heard.suspected.clone(),
             downs: heard.failed.clone(),
             false_downs: heard.false_failed,
+            same_side_downs: heard.same_side_failed,
         }
     }
 
@@ -317,6 +338,15 @@ impl Cluster for ConclaveCluster {
             last = last.max(*heard.crashed_failed_at.get(&(i, victim))?);
         }
         Some(last)
+    }
+
+    fn split(&mut self, first: usize) {
+        self.heard.borrow_mut().split = Some(first);
+        self.sim.apply(Fault::Partition(vec![(0..first).map(sim_id).collect()]));
+    }
+
+    fn heal(&mut self) {
+        self.sim.apply(Fault::Heal);
     }
 }
 
@@ -364,6 +394,7 @@ impl Cluster for FocaCluster {
             suspected: t.suspected.clone(),
             downs: t.downs.clone(),
             false_downs: t.false_downs,
+            same_side_downs: t.same_side_downs,
         }
     }
 
@@ -379,6 +410,14 @@ impl Cluster for FocaCluster {
             last = last.max(at);
         }
         Some(last)
+    }
+
+    fn split(&mut self, first: usize) {
+        Self::split(self, first);
+    }
+
+    fn heal(&mut self) {
+        Self::heal(self);
     }
 }
 
@@ -435,6 +474,30 @@ fn detection(side: &Side, n: usize, loss: f64, args: &Args) -> Result<Detection,
     }
     let secs = |q| times.value_at_quantile(q) as f64 / 1e6;
     Ok(Detection { p50: secs(0.5), p99: secs(0.99), misses })
+}
+
+/// Downs of a member on the observer's own side after `runs` partitions that heal: the
+/// total, and in how many runs any.
+struct Healed {
+    downs: u64,
+    runs_with_any: u64,
+}
+
+/// `cut` of `n` members cut off from the rest for `length`, then healed; a minute later the
+/// same-side downs are counted (from the split on).
+fn healed(side: &Side, n: usize, cut: usize, length: Duration, args: &Args) -> Result<Healed, String> {
+    let mut result = Healed { downs: 0, runs_with_any: 0 };
+    for s in 0..args.heal_runs {
+        let mut c = ready(side, n, args.seed + s, LAN, 0.0)?;
+        c.split(cut);
+        c.run_for(length);
+        c.heal();
+        c.run_for(Duration::from_secs(60));
+        let downs = c.counts().same_side_downs;
+        result.downs += downs;
+        result.runs_with_any += u64::from(downs > 0);
+    }
+    Ok(result)
 }
 
 /// A quiet run's figures.
@@ -551,11 +614,12 @@ fn print_ablation(title: &str, stall: Stall, loss_percent: f64, args: &Args) -> 
     println!("{:<28} {:>15} {:>15} {:>15} {:>15}", "", "healthy", "healthy", "stalled", "stalled");
     /// A row's name and how it changes `Lifeguard::ALL`.
     type Variant = (&'static str, fn(&mut Lifeguard));
-    let variants: [Variant; 5] = [
+    let variants: [Variant; 6] = [
         ("conclave, all on", |_| {}),
         ("conclave, no local health", |l| l.local_health = false),
         ("conclave, no dynamic susp.", |l| l.dynamic_suspicion = false),
         ("conclave, no buddy system", |l| l.buddy_system = false),
+        ("conclave, no asking", |l| l.ask_the_accused = false),
         ("conclave, all off", |l| *l = Lifeguard::NONE),
     ];
     let mut sides: Vec<(&str, Side)> = variants
@@ -645,6 +709,24 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
         let (a, b) = both(|side| quiet(side, 20, latency, 0.1, seconds, args.seed))?;
         let cell = |q: &Quiet| format!("{:.1} / {:.3}", q.suspicions_per_member_hour, q.downs_per_member_hour);
         row(name, &cell(&a), &cell(&b), goal);
+    }
+
+    println!(
+        "after a partition heals: downs of a member on the observer's own side ({} partitions each, loss-free LAN; in brackets: partitions with any)",
+        args.heal_runs
+    );
+    let mut no_asking = Config::lan();
+    no_asking.lifeguard.ask_the_accused = false;
+    let no_asking = Side::Conclave(Box::new(no_asking));
+    let cell = |h: &Healed| format!("{} ({})", h.downs, h.runs_with_any);
+    for (n, cut, length, label) in [
+        (100, 50, Duration::from_secs(20), "100 members, 50 cut off for 20 s"),
+        (5, 2, Duration::from_secs(300), "5 members, 2 cut off for 5 min"),
+    ] {
+        let (a, b) = both(|side| healed(side, n, cut, length, args))?;
+        row(label, &cell(&a), &cell(&b), "0");
+        let without = healed(&no_asking, n, cut, length, args)?;
+        row("  the same, conclave not asking", &cell(&without), "", "");
     }
 
     println!("sent per member-second, quiet loss-free LAN ({} s): datagrams / bytes", args.load_seconds);

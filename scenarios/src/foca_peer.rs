@@ -123,6 +123,9 @@ pub(crate) struct Tally {
     pub(crate) errors: u64,
     /// `Idle` and `Rejoin` notifications: a member stopped its timers to wait for a message.
     pub(crate) disconnects: u64,
+    /// `MemberDown` notifications, since the last split, about a member on the observer's
+    /// own side of it.
+    pub(crate) same_side_downs: u64,
 }
 
 /// The outputs of one call into a `Foca`: foca's `Runtime`, drained after each call.
@@ -254,6 +257,10 @@ pub(crate) struct FocaCluster {
     scratch: Vec<bool>,
     track_suspicions: bool,
     tally: Tally,
+    /// The last split: members below this index on one side, the others on the other.
+    split: Option<usize>,
+    /// Whether the split still cuts the links between the sides.
+    cut: bool,
 }
 
 /// splitmix64 of the run's seed and a member's index: each member's own generator.
@@ -295,6 +302,8 @@ impl FocaCluster {
             effects: Effects::default(),
             scratch: vec![false; n],
             track_suspicions: false,
+            split: None,
+            cut: false,
             tally: Tally {
                 suspected: vec![0; n],
                 downs: vec![0; n],
@@ -369,6 +378,22 @@ impl FocaCluster {
         let m = &mut self.members[i];
         m.up = false;
         m.life += 1;
+    }
+
+    /// Cuts members `0..first` off from the others, both ways (net-sim's `Fault::Partition`).
+    pub(crate) fn split(&mut self, first: usize) {
+        self.split = Some(first);
+        self.cut = true;
+    }
+
+    /// Ends the cut (net-sim's `Fault::Heal`).
+    pub(crate) fn heal(&mut self) {
+        self.cut = false;
+    }
+
+    /// Whether `a` and `b` are on the same side of the last split (if there was one).
+    fn same_side(&self, a: usize, b: usize) -> Option<bool> {
+        self.split.map(|first| (a < first) == (b < first))
     }
 
     /// Member `i` handles each datagram `per_message` late, one after another.
@@ -468,8 +493,11 @@ impl FocaCluster {
         for (to, data) in fx.sends.drain(..) {
             self.tally.sent += 1;
             self.tally.bytes += data.len() as u64;
+            let to = to.index();
+            if self.cut && self.same_side(i, to) == Some(false) {
+                continue;
+            }
             if let Some(delay) = self.link.carry(&mut self.rng) {
-                let to = to.index();
                 let at = self.now + delay + self.members[to].lag;
                 self.push(at, What::Arrive { to, data });
             }
@@ -482,6 +510,9 @@ impl FocaCluster {
         for peer in fx.downs.drain(..) {
             let t = peer.index();
             self.tally.downs[t] += 1;
+            if self.same_side(i, t) == Some(true) {
+                self.tally.same_side_downs += 1;
+            }
             if self.members[t].up {
                 self.tally.false_downs += 1;
             } else if !self.tally.crashed_down_at[i].iter().any(|&(c, _)| c == t) {

@@ -13,10 +13,14 @@
 //!    `Nack` when they heard nothing. Any ack ends the probe.
 //! 3. **Suspicion.** A probe without an ack makes the peer Suspect, gossiped with the
 //!    watcher as accuser. Every member that hears it starts a Lifeguard suspicion timer
-//!    that independent accusers shorten (every watcher probes and accuses on its own); the
-//!    first to expire declares the peer Failed.
+//!    that independent accusers shorten (every watcher probes and accuses on its own, and
+//!    each accusation is gossiped as its own update); the first to expire declares the
+//!    peer Failed. A member that starts a suspicion on another's word asks the accused
+//!    once: a ping carrying the claim.
 //! 4. **Refutation.** A member that hears itself suspected, failed or departed at or above
-//!    its incarnation bumps its incarnation past the claim, persists it, and gossips Alive.
+//!    its incarnation bumps its incarnation past the claim, persists it, and gossips Alive;
+//!    told of a claim below its incarnation, it gossips that incarnation again, so that
+//!    its ack to whoever asked carries the answer.
 //! 5. **Local health.** Missed nacks and refutations raise the member's own awareness
 //!    score, which stretches its probe timeouts.
 //! 6. **Dissemination.** Updates ride on pings, acks and ping-reqs, and on gossip rounds

@@ -651,6 +651,57 @@ fn a_member_that_suspects_on_another_members_word_asks_the_accused_once() {
 }
 
 #[test]
+fn a_member_probing_the_accused_asks_nothing_more() {
+    let mut cluster = formed(5, 37);
+    let t = cluster.now;
+    let node = cluster.node_mut(0);
+    node.handle_command(t, Command::ReportUnreachable(NodeId(2))).expect("valid");
+    assert_eq!(pings_to(&sent(node), 2).len(), 1, "the probe's own ping");
+    node.handle_datagram(t, addr(1), &suspect(2, 1)).expect("valid");
+    assert!(pings_to(&sent(node), 2).is_empty(), "the running probe asks already");
+}
+
+#[test]
+fn a_leader_announcement_is_passed_on_once_per_round() {
+    let mut cluster = formed(5, 38);
+    let announce = |round| gossip(1, vec![Gossip::Leader { term: 7, leader: NodeId(1), round }]);
+    let ping = |seq| datagram(3, &Message::Ping { seq, target: NodeId(0), digest: None, gossip: vec![] });
+    let carried = |node: &mut crate::Node| {
+        gossip_sent_to(node, addr(3)).iter().flatten().any(|g| matches!(g, Gossip::Leader { term: 7, .. }))
+    };
+    let t = cluster.now;
+    let node = cluster.node_mut(0);
+    node.handle_datagram(t, addr(1), &announce(1)).expect("valid");
+    node.handle_datagram(t, addr(3), &ping(1)).expect("valid");
+    assert!(carried(node), "a new announcement is passed on");
+    // The cluster runs on: the announcement is spread and done with.
+    cluster.run_for(secs(10));
+    let later = cluster.now;
+    let node = cluster.node_mut(0);
+    node.handle_datagram(later, addr(1), &announce(1)).expect("valid");
+    node.handle_datagram(later, addr(3), &ping(2)).expect("valid");
+    assert!(!carried(node), "the same round again is not");
+    node.handle_datagram(later, addr(1), &announce(2)).expect("valid");
+    node.handle_datagram(later, addr(3), &ping(3)).expect("valid");
+    assert!(carried(node), "the next round is");
+    // Terms up to the bound are taken; a forged one above it is not passed on.
+    let at_term = |term| gossip(1, vec![Gossip::Leader { term, leader: NodeId(1), round: 0 }]);
+    let terms = |node: &mut crate::Node| -> Vec<u64> {
+        let acks = gossip_sent_to(node, addr(3));
+        acks.into_iter()
+            .flatten()
+            .filter_map(|g| if let Gossip::Leader { term, .. } = g { Some(term) } else { None })
+            .collect()
+    };
+    node.handle_datagram(later, addr(1), &at_term(super::MAX_TERM)).expect("valid");
+    node.handle_datagram(later, addr(3), &ping(4)).expect("valid");
+    assert_eq!(terms(node), [super::MAX_TERM]);
+    node.handle_datagram(later, addr(1), &at_term(super::MAX_TERM + 1)).expect("valid");
+    node.handle_datagram(later, addr(3), &ping(5)).expect("valid");
+    assert!(terms(node).iter().all(|&t| t <= super::MAX_TERM), "a forged term is refused");
+}
+
+#[test]
 fn a_member_told_of_a_suspicion_it_refuted_answers_with_the_incarnation_that_did() {
     let mut cluster = formed(5, 35);
     let t = cluster.now;
