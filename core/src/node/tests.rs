@@ -13,7 +13,12 @@ fn secs(s: u64) -> Duration {
 }
 
 fn formed(n: usize, seed: u64) -> Cluster {
-    let mut cluster = Cluster::new(n, Config::lan(), seed);
+    formed_with(n, Config::lan(), seed)
+}
+
+/// `n` members running `config`, 5 s after they started: every view whole.
+fn formed_with(n: usize, config: Config, seed: u64) -> Cluster {
+    let mut cluster = Cluster::new(n, config, seed);
     cluster.run_for(secs(5));
     assert!(cluster.converged(), "{n} members did not converge in 5 s");
     cluster
@@ -531,8 +536,7 @@ fn a_suspect_hears_the_claim_on_every_ack_while_the_buddy_system_is_on() {
     for buddy in [true, false] {
         let mut config = Config::lan();
         config.lifeguard.buddy_system = buddy;
-        let mut cluster = Cluster::new(5, config, 31);
-        cluster.run_for(secs(5));
+        let mut cluster = formed_with(5, config, 31);
         let now = cluster.now;
         let node = cluster.node_mut(0);
         let accusation = gossip(1, vec![Gossip::Suspect { id: NodeId(2), incarnation: 0, accuser: NodeId(1) }]);
@@ -634,8 +638,7 @@ fn a_member_that_suspects_on_another_members_word_asks_the_accused_once() {
     for ask in [true, false] {
         let mut config = Config::lan();
         config.lifeguard.ask_the_accused = ask;
-        let mut cluster = Cluster::new(5, config, 34);
-        cluster.run_for(secs(5));
+        let mut cluster = formed_with(5, config, 34);
         let now = cluster.now;
         let node = cluster.node_mut(0);
         while node.poll_output().is_some() {}
