@@ -8,8 +8,9 @@
 //! [`View::reap`], and each keeps all of them true: nothing outside this module can let
 //! them drift.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use indexmap::IndexMap;
 use rand::Rng;
@@ -66,6 +67,11 @@ pub(crate) struct View {
     suspects: BTreeSet<NodeId>,
     /// Counts changes of membership and of members' states (not of incarnations alone).
     version: u64,
+    /// Tombstones reaped within the last tombstone ttl: id, incarnation and when. A member
+    /// that has not reaped one yet (each reaps at its own push-pull ticks) still passes it
+    /// on in state transfers, and taking it back would give it a fresh time to live: it
+    /// would bounce between the two for ever.
+    reaped: BTreeMap<NodeId, (u64, Instant)>,
 }
 
 impl View {
@@ -85,6 +91,7 @@ impl View {
             ring_changed: false,
             suspects: BTreeSet::new(),
             version: 0,
+            reaped: BTreeMap::new(),
         }
     }
 
@@ -166,6 +173,7 @@ impl View {
         self.ring_changed = true;
         self.version += 1;
         self.sorted.insert(member.id);
+        self.reaped.remove(&member.id);
         self.peers.insert(member.id, Peer { member, since: now, revived: None });
     }
 
@@ -245,12 +253,18 @@ impl View {
         self.peers.get_mut(&self.me).expect("a view always holds its own member").member.tags = tags;
     }
 
-    /// Forgets the tombstones whose state changed before `horizon`, and returns their ids.
-    pub(crate) fn reap(&mut self, horizon: Instant) -> Vec<NodeId> {
+    /// Forgets the tombstones whose state changed more than `ttl` before `now`, and
+    /// returns their ids. Each is remembered as reaped for another `ttl` (see
+    /// [`View::was_reaped`]).
+    pub(crate) fn reap(&mut self, now: Instant, ttl: Duration) -> Vec<NodeId> {
+        let horizon = now.saturating_sub(ttl);
+        self.reaped.retain(|_, &mut (_, at)| at >= horizon);
         let gone: Vec<NodeId> =
             self.down.iter().copied().filter(|id| self.peers.get(id).is_some_and(|p| p.since < horizon)).collect();
         for id in &gone {
-            self.peers.swap_remove(id);
+            if let Some(peer) = self.peers.swap_remove(id) {
+                self.reaped.insert(*id, (peer.member.incarnation, now));
+            }
             self.sorted.remove(id);
             self.down.remove(id);
         }
@@ -258,6 +272,13 @@ impl View {
             self.version += 1;
         }
         gone
+    }
+
+    /// Whether this view reaped the tombstone of `id` at `incarnation` or above within the
+    /// last tombstone ttl: a claim that it is not alive, at that incarnation, is one this
+    /// member is done with.
+    pub(crate) fn was_reaped(&self, id: NodeId, incarnation: u64) -> bool {
+        self.reaped.get(&id).is_some_and(|&(reaped, _)| incarnation <= reaped)
     }
 
     /// Up to `count` distinct random other members that pass `eligible`.
@@ -414,7 +435,7 @@ mod tests {
         assert_eq!(view.live(), 4);
         view.set_incarnation(9);
         view.assert_consistent();
-        assert_eq!(view.reap(Instant::from_secs(2)), vec![NodeId(5), NodeId(6)]);
+        assert_eq!(view.reap(Instant::from_secs(2), Duration::ZERO), vec![NodeId(5), NodeId(6)]);
         view.assert_consistent();
         assert_eq!(view.len(), 4);
         assert!(view.transition(NodeId(5), (3, MemberState::Alive), None, None, t).is_none(), "reaped");
@@ -481,9 +502,23 @@ mod tests {
         let mut view = view_of(3);
         let at = Instant::from_secs(10);
         view.transition(NodeId(2), (0, MemberState::Failed), None, None, at);
-        assert!(view.reap(at).is_empty(), "changed at the horizon itself");
-        assert_eq!(view.reap(at + std::time::Duration::from_nanos(1)), [NodeId(2)]);
+        let ttl = Duration::from_secs(60);
+        assert!(view.reap(at + ttl, ttl).is_empty(), "changed at the horizon itself");
+        let reaped_at = at + ttl + Duration::from_nanos(1);
+        assert_eq!(view.reap(reaped_at, ttl), [NodeId(2)]);
         assert!(!view.contains(NodeId(2)));
+        // Remembered for a ttl, at its incarnation and below.
+        assert!(view.was_reaped(NodeId(2), 0) && !view.was_reaped(NodeId(2), 1) && !view.was_reaped(NodeId(3), 0));
+        view.reap(reaped_at + ttl, ttl);
+        assert!(view.was_reaped(NodeId(2), 0));
+        view.reap(reaped_at + ttl + Duration::from_nanos(1), ttl);
+        assert!(!view.was_reaped(NodeId(2), 0), "forgotten a ttl later");
+        // Back alive, it is no longer reaped.
+        view.transition(NodeId(3), (0, MemberState::Failed), None, None, at);
+        view.reap(reaped_at, ttl);
+        assert!(view.was_reaped(NodeId(3), 0));
+        view.insert(member(3), reaped_at);
+        assert!(!view.was_reaped(NodeId(3), 0));
     }
 
     #[test]

@@ -114,6 +114,10 @@ impl Node {
             other => other,
         };
         if !self.view.contains(record.id) && state == MemberState::Suspect {
+            if self.view.was_reaped(record.id, record.incarnation) {
+                // A tombstone this member reaped and the sender has not yet.
+                return;
+            }
             // Learn it alive first, so that it can be suspected and time out here too.
             self.apply_claim(Claim {
                 id: record.id,

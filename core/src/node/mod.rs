@@ -707,7 +707,7 @@ impl Node {
 
     fn push_pull(&mut self, now: Instant) {
         let exchange = self.anti_entropy.start_push_pull(now, self.config.push_pull_interval, self.view.live());
-        for id in self.view.reap(now.saturating_sub(self.config.tombstone_ttl)) {
+        for id in self.view.reap(now, self.config.tombstone_ttl) {
             self.anti_entropy.forget(id);
         }
         self.dissemination.forget_old(now);
