@@ -503,9 +503,12 @@ mod tests {
         let at = Instant::from_secs(10);
         view.transition(NodeId(2), (0, MemberState::Failed), None, None, at);
         let ttl = Duration::from_secs(60);
+        let version = view.version();
         assert!(view.reap(at + ttl, ttl).is_empty(), "changed at the horizon itself");
+        assert_eq!(view.version(), version, "nothing reaped, nothing changed");
         let reaped_at = at + ttl + Duration::from_nanos(1);
         assert_eq!(view.reap(reaped_at, ttl), [NodeId(2)]);
+        assert_eq!(view.version(), version + 1);
         assert!(!view.contains(NodeId(2)));
         // Remembered for a ttl, at its incarnation and below.
         assert!(view.was_reaped(NodeId(2), 0) && !view.was_reaped(NodeId(2), 1) && !view.was_reaped(NodeId(3), 0));
@@ -517,8 +520,10 @@ mod tests {
         view.transition(NodeId(3), (0, MemberState::Failed), None, None, at);
         view.reap(reaped_at, ttl);
         assert!(view.was_reaped(NodeId(3), 0));
+        let version = view.version();
         view.insert(member(3), reaped_at);
         assert!(!view.was_reaped(NodeId(3), 0));
+        assert_eq!(view.version(), version + 1);
     }
 
     #[test]
