@@ -12,12 +12,16 @@
 //! **Partitions**: five members split 3/2; the time from the split until every member has
 //! decided its side (`PartitionDetected`), and from the heal until every member says it
 //! healed (`PartitionHealed`), over many seeds.
+//!
+//! **Big partitions**: 20, 50 and 100 members cut in half along their ids; in how many runs
+//! some member decided on part of the picture, and when the last member decided.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use clap::Parser;
-use conclave_core::{Config, ElectionConfig, Instant, NodeId};
-use conclave_sim::{sim_id, Fault, FaultPlan, LinkParams, Sim, SimBuilder, TraceMode};
+use conclave_core::{Config, ElectionConfig, Event, Instant, NodeId};
+use conclave_sim::{sim_id, Fault, FaultPlan, LinkParams, Sim, SimBuilder, TraceMode, TraceRecord};
 use hdrhistogram::Histogram;
 
 use crate::poll::poll_until;
@@ -31,6 +35,9 @@ pub(crate) struct Args {
     /// Seeds for the partition figures.
     #[arg(long, default_value_t = 100)]
     partition_seeds: u64,
+    /// Seeds per size for the big partitions (20, 50 and 100 members cut in half).
+    #[arg(long, default_value_t = 12)]
+    big_partition_seeds: u64,
     /// The first seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -92,7 +99,8 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
         );
     }
     println!();
-    partitions(args)
+    partitions(args)?;
+    big_partitions(args)
 }
 
 /// The election settings of one range.
@@ -201,6 +209,67 @@ fn partitions(args: &Args) -> Result<(), String> {
     phase_row("heal -> all healed", &healed, Duration::from_secs(5));
     if missing > 0 {
         println!("{missing} phases did not finish within their limit");
+    }
+    Ok(())
+}
+
+/// Clusters of 20, 50 and 100 members cut in half along their ids for 120 s: the monitoring
+/// ring (sorted by id) crosses the cut at two places only, so the far side is found a few
+/// members at a time. Counts the runs in which some member's first `PartitionDetected` did
+/// not name the cut (it decided on part of the picture), and when the last member decided.
+fn big_partitions(args: &Args) -> Result<(), String> {
+    println!(
+        "big partitions: half the members (ids 1 to n/2) cut off for 120 s, Config::lan(), 500 us links, {} seeds per size",
+        args.big_partition_seeds
+    );
+    println!("{:>22} {:>22} {:>24}", "", "decided on part", "last member decided");
+    let split = Instant::from_secs(30);
+    for n in [20, 50, 100] {
+        let cut: BTreeSet<NodeId> = (0..n / 2).map(sim_id).collect();
+        let mut partial = 0;
+        let mut last_decided = Histogram::<u64>::new(3).map_err(|e| e.to_string())?;
+        for seed in args.seed..args.seed + args.big_partition_seeds {
+            let plan = FaultPlan::new()
+                .at(split, Fault::Partition(vec![cut.iter().copied().collect()]))
+                .at(split + Duration::from_secs(120), Fault::Heal);
+            let mut sim = SimBuilder::new()
+                .seed(seed)
+                .members(n)
+                .plan(plan)
+                .trace(TraceMode::Record)
+                .default_checkers(false)
+                .build()
+                .map_err(|e| e.to_string())?;
+            sim.run_until(split + Duration::from_secs(120));
+            let mut first: BTreeMap<NodeId, (Instant, bool)> = BTreeMap::new();
+            for record in sim.finish().records() {
+                if let TraceRecord::Event { at, node, event: Event::PartitionDetected { majority, minority, .. } } =
+                    record
+                {
+                    let names_the_cut =
+                        |side: &[NodeId]| side.iter().all(|m| cut.contains(m)) || side.iter().all(|m| !cut.contains(m));
+                    let whole = majority.len() + minority.len() == n
+                        && names_the_cut(majority)
+                        && names_the_cut(minority)
+                        && majority.len() == n / 2;
+                    first.entry(*node).or_insert((*at, whole));
+                }
+            }
+            partial += u64::from(first.values().any(|&(_, whole)| !whole));
+            match first.values().map(|&(at, _)| at).max().filter(|_| first.len() == n) {
+                Some(at) => last_decided.record((at - split).as_millis() as u64).map_err(|e| e.to_string())?,
+                None => println!("seed {seed}: not every member of {n} decided within 120 s"),
+            }
+        }
+        let s = |ms: u64| ms as f64 / 1000.0;
+        println!(
+            "{:>22} {:>15} of {:>3} {:>10.1}s p50 {:>6.1}s max",
+            format!("{n} members"),
+            partial,
+            args.big_partition_seeds,
+            s(last_decided.value_at_quantile(0.5)),
+            s(last_decided.max())
+        );
     }
     Ok(())
 }

@@ -165,7 +165,9 @@ impl Node {
         let header = Header { cluster_id: cluster.cluster_id, sender: config.id };
         let election = Election::new(config.id, cluster.election.clone(), &durable, !restarted, now, &mut rng);
         durable.abstaining = election.is_abstaining();
-        let partition = cluster.partition.clone().map(|p| PartitionWatch::new(p, config.id, now));
+        // A new watcher probes a silent peer within three probe periods (the silence cap).
+        let settle = cluster.probe_period().saturating_mul(3);
+        let partition = cluster.partition.clone().map(|p| PartitionWatch::new(p, config.id, now, settle));
         let mut node = Self {
             id: config.id,
             addr: config.addr,

@@ -5,10 +5,18 @@
 //! them it cannot reach (held Failed) and which are in dispute (held Suspect: accused, not
 //! yet confirmed or cleared). When the set of members in either state has stayed the same
 //! for `stable_after` (a suspect confirmed failed does not reset it; a member accused,
-//! cleared or coming back does), it decides with [`decide`] which side keeps running and
+//! cleared or coming back does), and no member was confirmed failed within the last three
+//! probe periods, it decides with [`decide`] which side keeps running and
 //! says so once: `PartitionDetected`. The side that stops enters `Mode::ReadOnly`
 //! (`QuorumLost`) and leaves it when the decision changes or the sides merge
 //! (`QuorumRegained`). When every expected member is reachable again: `PartitionHealed`.
+//!
+//! The wait after a confirmation is for the monitoring ring: it moves when a member is
+//! confirmed failed, and the members that one watched get new watchers, who probe a silent
+//! peer within three probe periods. Without it a big partition could be decided on part of
+//! its picture: at 100 members cut 50/50 along the ring, the far side is found a few members
+//! at a time as the ring moves, and one member decided after 6.8 s that only three were
+//! gone (BENCHMARKS.md, partition detection).
 //!
 //! A member that reaches only part of the cluster keeps the picture from settling rather
 //! than splitting it: the members it bridges to are probed through it (SWIM's indirect
@@ -69,6 +77,11 @@ pub(crate) struct PartitionWatch {
     picture: Picture,
     /// Since when the picture is what it is.
     since: Instant,
+    /// When a suspect was last confirmed failed: the monitoring ring moved, and the members
+    /// that the confirmed one watched have new watchers, who need `settle` to judge them.
+    ring_moved: Instant,
+    /// How long a new watcher needs to find a member unreachable.
+    settle: Duration,
     /// Since when it keeps changing without settling (from its first change after it was
     /// whole or decided).
     unsettled_since: Option<Instant>,
@@ -78,12 +91,14 @@ pub(crate) struct PartitionWatch {
 }
 
 impl PartitionWatch {
-    pub(crate) fn new(config: PartitionConfig, me: NodeId, now: Instant) -> Self {
+    pub(crate) fn new(config: PartitionConfig, me: NodeId, now: Instant, settle: Duration) -> Self {
         Self {
             config,
             me,
             picture: Picture::default(),
             since: now,
+            ring_moved: now,
+            settle,
             unsettled_since: None,
             decided: None,
             mode: Mode::Normal,
@@ -106,6 +121,9 @@ impl PartitionWatch {
             return;
         }
         let same_members = picture.same_members(&self.picture);
+        if picture.unreachable.len() > self.picture.unreachable.len() {
+            self.ring_moved = now;
+        }
         self.picture = picture;
         if same_members {
             return;
@@ -126,7 +144,7 @@ impl PartitionWatch {
     /// When the picture will have been stable long enough (or unsettled too long) to decide.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         let unsettled = self.unsettled_since?;
-        let stable = self.since + self.config.stable_after;
+        let stable = self.stable_at();
         Some(match self.config.strategy {
             Strategy::DownAllWhenUnstable => stable.min(unsettled + self.unstable_after()),
             _ => stable,
@@ -138,7 +156,7 @@ impl PartitionWatch {
     /// that does not vote) is on the side of the expected members it reaches.
     pub(crate) fn on_timeout(&mut self, now: Instant, expected: &[NodeId], emit: &mut impl FnMut(Event)) {
         let Some(unsettled) = self.unsettled_since else { return };
-        let stable = now >= self.since + self.config.stable_after;
+        let stable = now >= self.stable_at();
         let unstable = !stable && now >= unsettled + self.unstable_after();
         let judge = stable || (unstable && self.config.strategy == Strategy::DownAllWhenUnstable);
         if !judge {
@@ -171,6 +189,12 @@ impl PartitionWatch {
         let mode = if decision.local_side == Side::Majority { Mode::Normal } else { Mode::ReadOnly };
         self.decided = Some(decision);
         self.set_mode(mode, emit);
+    }
+
+    /// When the picture counts as stable: `stable_after` from its last change, and no
+    /// sooner than `settle` after the ring last moved.
+    fn stable_at(&self) -> Instant {
+        (self.since + self.config.stable_after).max(self.ring_moved + self.settle)
     }
 
     fn set_mode(&mut self, mode: Mode, emit: &mut impl FnMut(Event)) {
@@ -208,11 +232,32 @@ mod tests {
             PartitionConfig { strategy, stable_after: Duration::from_secs(5) },
             NodeId(4),
             Instant::ZERO,
+            Duration::from_secs(3),
         )
     }
 
     fn at(s: u64) -> Instant {
         Instant::from_secs(s)
+    }
+
+    #[test]
+    fn a_suspect_confirmed_failed_leaves_its_new_watchers_time_to_look() {
+        // `watch` settles for 3 s.
+        let mut w = watch(Strategy::KeepMajority);
+        let mut events = Vec::new();
+        w.update(at(1), picture(&[], &[1, 2]), &mut |e| events.push(e));
+        assert_eq!(w.deadline(), Some(at(6)));
+        // Confirmed failed at 5: the ring moved, and the members n1 and n2 watched have new
+        // watchers, who have not looked at them yet.
+        w.update(at(5), picture(&[1, 2], &[]), &mut |e| events.push(e));
+        assert_eq!(w.deadline(), Some(at(8)));
+        w.on_timeout(at(6), &FIVE, &mut |e| events.push(e));
+        assert!(events.is_empty(), "not on the picture before they looked");
+        // They find n3 unreachable: a new picture, stable `stable_after` later.
+        w.update(at(7), picture(&[1, 2], &[3]), &mut |e| events.push(e));
+        assert_eq!(w.deadline(), Some(at(12)));
+        w.on_timeout(at(12), &FIVE, &mut |e| events.push(e));
+        assert!(matches!(events.first(), Some(Event::PartitionDetected { .. })), "decided on the whole picture");
     }
 
     #[test]
