@@ -26,13 +26,13 @@ pub(crate) enum Key {
 }
 
 impl Key {
-    /// The key a claim about a member goes under (none for other gossip).
-    pub(crate) fn of(item: &Gossip) -> Option<Self> {
+    /// The key `item` goes under in the queue.
+    pub(crate) fn of(item: &Gossip) -> Self {
         match *item {
-            Gossip::Suspect { id, accuser, .. } => Some(Self::Suspicion(id, accuser)),
-            Gossip::Alive { id, .. } | Gossip::Failed { id, .. } | Gossip::Leave { id, .. } => Some(Self::Member(id)),
-            Gossip::UserBroadcast { origin, seq, .. } => Some(Self::User(origin, seq)),
-            Gossip::Leader { .. } => Some(Self::Leader),
+            Gossip::Suspect { id, accuser, .. } => Self::Suspicion(id, accuser),
+            Gossip::Alive { id, .. } | Gossip::Failed { id, .. } | Gossip::Leave { id, .. } => Self::Member(id),
+            Gossip::UserBroadcast { origin, seq, .. } => Self::User(origin, seq),
+            Gossip::Leader { .. } => Self::Leader,
         }
     }
 }

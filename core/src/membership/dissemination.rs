@@ -89,7 +89,7 @@ impl Dissemination {
         let mut skip = None;
         if let Some(claim) = claim {
             if writer.push_encoded(&encode_gossip(claim)) {
-                skip = Key::of(claim);
+                skip = Some(Key::of(claim));
             }
         }
         let limit = retransmit_limit(config.retransmit_mult, view.live());

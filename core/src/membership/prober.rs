@@ -25,6 +25,11 @@ use crate::time::Instant;
 /// Ring neighbours are few (the default `monitors` is 3): kept inline up to this many.
 const RING_INLINE: usize = 4;
 
+/// The silence cap: a watched peer that missed this many of its probe periods in a row is
+/// probed indirectly, whatever phi says. A member that starts watching a peer has looked at
+/// it within this many periods.
+pub(crate) const SILENT_PERIODS: u32 = 3;
+
 type Ring<T> = SmallVec<[T; RING_INLINE]>;
 
 /// A peer this member watches.
@@ -284,12 +289,13 @@ impl Prober {
             return None;
         }
         // Phi says when the peer is late; under loss it learns long gaps and says it late.
-        // A peer that missed three of its probes in a row is late whatever phi says.
+        // A peer that missed `SILENT_PERIODS` of its probes in a row is late whatever phi
+        // says.
         let period = self.period();
         // (Counted from the last heartbeat, which is an ack a round trip after its ping: the
         // third ping's ack is due a round trip after three periods, give or take its
         // variation.)
-        let silent = watch.detector.last_heartbeat().map(|at| at + period * 3 + watch.rtt.rto());
+        let silent = watch.detector.last_heartbeat().map(|at| at + period * SILENT_PERIODS + watch.rtt.rto());
         let late = match (watch.detector.deadline(), silent) {
             (Some(phi), Some(silent)) => phi.min(silent),
             (phi, silent) => phi.or(silent)?,

@@ -65,9 +65,10 @@ impl Claim {
 impl Node {
     pub(super) fn merge_gossip(&mut self, sender: NodeId, gossip: Vec<Gossip>) {
         for item in gossip {
+            let key = Key::of(&item);
             match item {
                 Gossip::UserBroadcast { origin, seq, payload } => {
-                    self.dissemination.mark_holder(Key::User(origin, seq), sender, &self.view);
+                    self.dissemination.mark_holder(key, sender, &self.view);
                     self.deliver_broadcast(origin, seq, payload);
                 }
                 Gossip::Leader { term, leader, round } => {
@@ -82,10 +83,9 @@ impl Node {
                         self.leader_gossiped = Some((term, round, leader));
                         self.dissemination.push(Key::Leader, &Gossip::Leader { term, leader, round });
                     }
-                    self.dissemination.mark_holder(Key::Leader, sender, &self.view);
+                    self.dissemination.mark_holder(key, sender, &self.view);
                 }
                 other => {
-                    let Some(key) = Key::of(&other) else { continue };
                     let Some(claim) = Claim::from_gossip(other) else { continue };
                     // A sender that told us exactly what we now hold needs no copy of it;
                     // one that told us something older still does.

@@ -78,7 +78,7 @@ use crate::membership::anti_entropy::{send_state, AntiEntropy};
 use crate::membership::broadcast::Key;
 use crate::membership::dissemination::Dissemination;
 use crate::membership::joiner::{jitter, Joiner};
-use crate::membership::prober::{AckOutcome, Prober};
+use crate::membership::prober::{AckOutcome, Prober, SILENT_PERIODS};
 use crate::membership::suspicion::Suspicions;
 use crate::membership::view::{Peer, View};
 use crate::outbox::Outbox;
@@ -165,8 +165,8 @@ impl Node {
         let header = Header { cluster_id: cluster.cluster_id, sender: config.id };
         let election = Election::new(config.id, cluster.election.clone(), &durable, !restarted, now, &mut rng);
         durable.abstaining = election.is_abstaining();
-        // A new watcher probes a silent peer within three probe periods (the silence cap).
-        let settle = cluster.probe_period().saturating_mul(3);
+        // A new watcher has looked at a silent peer within the silence cap.
+        let settle = cluster.probe_period().saturating_mul(SILENT_PERIODS);
         let partition = cluster.partition.clone().map(|p| PartitionWatch::new(p, config.id, now, settle));
         let mut node = Self {
             id: config.id,
