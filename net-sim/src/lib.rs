@@ -24,10 +24,13 @@
 //!
 //! # Map of the code
 //!
-//! - [`sim`]: the fast engine. [`SimBuilder`] (seed, members, config, network, plan),
-//!   [`Sim`] (the event loop: one queue of (time, sequence) events, one [`SimRng`]),
-//!   [`Report`], [`verify_determinism`]. The queue (`queue`, private) is a calendar queue
-//!   of small keys over a slab.
+//! - [`sim`]: the fast engine, one role to a file. `sim.rs`: [`Sim`], the run loop (one
+//!   queue of (time, sequence) events, one [`SimRng`]) and the checkers' plumbing;
+//!   `sim/builder.rs`: [`SimBuilder`] (seed, members, config, network, plan) and
+//!   [`verify_determinism`]; `sim/host.rs`: a member's host (its `Node`, timers, clock,
+//!   disk, outputs); `sim/world.rs`: the network between the hosts and the plan's faults
+//!   applied; `sim/report.rs`: [`Report`], [`SimStats`]. The queue (`queue`, private) is a
+//!   calendar queue of small keys over a slab.
 //! - [`network`]: [`LinkParams`] and [`Latency`] distributions, [`LinkSelector`], the
 //!   seeded [`SimRng`].
 //! - [`fault`]: [`Fault`], [`FaultPlan`] (serde), [`Disk`].
@@ -35,10 +38,13 @@
 //!   monotonic; timers are converted from local to global time.
 //! - [`trace`]: [`TraceRecord`], [`TraceMode`], the FNV-1a trace hash over a canonical
 //!   encoding.
-//! - [`check`]: the [`Checker`] trait, what a checker concluded ([`Status`], [`Outcome`]),
-//!   and the standard checkers ([`OneLeaderPerTerm`], [`LeaseExclusive`],
-//!   [`NoFalseVerdicts`], [`Converges`]); panics are caught by the engine and reported as
-//!   `no-panic` [`Violation`]s.
+//! - [`check`]: the [`Checker`] trait and what it is fed (`check/mod.rs`), what a checker
+//!   concluded ([`Status`], [`Outcome`], [`Violation`]: `check/outcome.rs`), and the
+//!   standard checkers, a family to a file: `election.rs` ([`OneLeaderPerTerm`],
+//!   [`LeaseExclusive`], [`ElectsAfterHeal`]), `verdicts.rs` ([`NoFalseVerdicts`]),
+//!   `convergence.rs` ([`Converges`]), `promises.rs` ([`IncarnationsNeverReused`],
+//!   [`SuspicionWithinBounds`], [`RefutesClaims`]). Panics are caught by the engine and
+//!   reported as `no-panic` [`Violation`]s.
 //! - [`seeded`]: the entry point of seeded tests ([`seeded_test!`], [`run_seeded`]):
 //!   `CONCLAVE_SEED`, `CONCLAVE_SEEDS`, `CONCLAVE_CHECK_DETERMINISM`, and the replay line.
 //! - [`chaos`]: random fault plans in the swarm-testing style ([`chaos::Chaos`]).
