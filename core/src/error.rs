@@ -1,6 +1,7 @@
 //! conclave-core's error type.
 
 use crate::config::ConfigError;
+use crate::resilience::PolicyError;
 use crate::wire::WireError;
 
 /// Everything that can go wrong in core. Each variant says what happened to the state.
@@ -10,6 +11,9 @@ pub enum Error {
     /// The configuration is impossible; no node was built.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A resilience policy is impossible; nothing was built from it.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
     /// A datagram was rejected; it changed nothing but the drop counters in `stats()`.
     #[error(transparent)]
     Wire(#[from] WireError),

@@ -60,6 +60,11 @@
 //!   codec is the format's one definition, pinned by golden bytes.
 //! - [`durable`]: [`Durable`], what survives a crash.
 //! - [`output`]: [`Output`], [`Event`], [`Command`], [`Stats`].
+//! - [`resilience`]: retries done right, for the services that run on a cluster: the
+//!   sans-IO [`resilience::Client`] that drives each call's attempts over a
+//!   [`resilience::WorkerRegistry`] built from membership, with backoff, a retry budget,
+//!   circuit breakers, hedging, load shedding, deadlines and an idempotency window, all
+//!   set by one [`resilience::Policy`]. Its names stay under `resilience::`.
 //!
 //! # Features
 //!
@@ -92,6 +97,7 @@ pub mod node;
 mod outbox;
 pub mod output;
 pub mod partition;
+pub mod resilience;
 pub mod time;
 pub mod wire;
 
