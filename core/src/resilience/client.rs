@@ -533,7 +533,9 @@ impl Client {
             return;
         }
         if let Some(throttle) = &mut self.throttle {
-            if !throttle.try_send(now, &mut self.rng) {
+            // Attempts under way have no outcome yet: the throttle counts them neither way.
+            let in_flight = self.registry.workers().map(|w| u64::from(w.outstanding())).sum();
+            if !throttle.try_send_with(now, in_flight, &mut self.rng) {
                 self.metrics.throttled += 1;
                 if !hedge {
                     self.fail(now, id, CallError::Throttled);

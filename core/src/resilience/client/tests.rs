@@ -552,6 +552,21 @@ fn a_failed_attempt_waits_for_its_hedge_and_hedges_stop_at_the_attempt_limit() {
 }
 
 #[test]
+fn a_new_client_never_throttles_calls_to_healthy_workers_while_they_are_in_flight() {
+    let mut policy = retrying();
+    policy.retry.max_attempts = 1;
+    policy.throttle = Some(ThrottleConfig::default());
+    let mut h = Harness::new(policy, &[(1, Answer(MS(50))), (2, Answer(MS(50)))]);
+    // 50 calls at one instant, before any answer: each is sent.
+    let calls: Vec<CallId> = (0..50).map(|_| h.call(MS(500))).collect();
+    h.run_for(MS(100));
+    for call in calls {
+        assert_eq!(h.completed_by(call).1, 1, "{call:?}");
+    }
+    assert_eq!(h.client.metrics().throttled, 0);
+}
+
+#[test]
 fn adaptive_throttling_rejects_locally_when_workers_shed_everything() {
     let mut policy = retrying();
     policy.retry.max_attempts = 1;
