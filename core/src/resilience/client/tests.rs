@@ -497,6 +497,32 @@ fn hedging_starts_once_enough_latencies_are_known_and_the_faster_answer_wins() {
 }
 
 #[test]
+fn hedging_learns_the_slow_answers_it_cuts_short_and_keeps_to_its_quantile() {
+    // Ten workers answering in 1 to 9 ms and 100 ms, chosen at random: a quarter of the
+    // first attempts take longer than 8 ms, the 75th percentile.
+    let mut policy = hedging();
+    policy.selection = Selection::Random;
+    policy.hedging =
+        Some(HedgeConfig { quantile: 0.75, min_samples: 100, window: Duration::from_secs(600), max_hedges: 1 });
+    let workers: Vec<(u64, Behaviour)> =
+        (1..=10).map(|id| (id, Answer(if id == 10 { MS(100) } else { MS(id) }))).collect();
+    let mut h = Harness::new(policy, &workers);
+    let mut hedged = 0;
+    for n in 0..2000 {
+        let call = h.call(MS(1000));
+        h.run_for(MS(200));
+        if n >= 500 && h.sends(call).len() == 2 {
+            hedged += 1;
+        }
+    }
+    // About 20 %: the calls to the 9 ms and 100 ms workers (hedged at 8 ms, the quantile of
+    // what the first attempts took). Were only the winners' own latencies learned, the
+    // hedges' fast answers would replace the slow ones, the quantile fall, and hedges
+    // spread to most calls.
+    assert!((250..350).contains(&hedged), "{hedged} of 1500 calls hedged");
+}
+
+#[test]
 fn a_hedge_needs_budget_and_an_untried_worker() {
     let mut policy = hedging();
     policy.budget = Some(BudgetConfig { ratio: 0.0, min_per_sec: 0, ttl: Duration::from_secs(60) });
