@@ -27,4 +27,10 @@ pub enum Error {
     /// The member refused a command; its state is as the core's error says.
     #[error(transparent)]
     Core(conclave_core::Error),
+    /// The workload's resilience policy is impossible; nothing was built.
+    #[error("the workload's {0}")]
+    Policy(conclave_core::resilience::PolicyError),
+    /// The workload's settings are impossible; nothing was built.
+    #[error("workload: {0}")]
+    Workload(String),
 }
