@@ -12,6 +12,7 @@ mod election_bench;
 mod foca_peer;
 mod membership_bench;
 mod poll;
+mod resilience_bench;
 mod run;
 mod sim_bench;
 
@@ -58,6 +59,9 @@ enum Bench {
     /// Leader election against the Raft paper's section 9.3 (downtime after a leader
     /// crash, per range of election timeouts), and partition detection and heal times.
     Election(election_bench::Args),
+    /// The resilience policies on a service workload: retry amplification in an outage,
+    /// hedging against a slow worker, a cascade after a crash, and jitter under contention.
+    Resilience(resilience_bench::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -72,6 +76,7 @@ fn main() -> std::process::ExitCode {
         Some(Top::Bench(Bench::Convergence(args))) => convergence_bench::run(&args),
         Some(Top::Bench(Bench::Compare(args))) => compare::run(&args),
         Some(Top::Bench(Bench::Election(args))) => election_bench::run(&args),
+        Some(Top::Bench(Bench::Resilience(args))) => resilience_bench::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
