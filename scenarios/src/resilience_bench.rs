@@ -139,13 +139,13 @@ fn outage(args: &Args) -> Result<(), String> {
         ("every default (breakers too)", Policy::default(), 100.0, ""),
     ];
     println!(
-        "{:<30} {:>10} {:>10} {:>11} {:>10} {:>15} {:>10}",
+        "{:<30} {:>10} {:>10} {:>11} {:>10} {:>15}  {:<10}",
         "policy", "calls/s", "calls", "attempts", "per call", "runs (min-max)", "SRE book"
     );
     for (name, policy, per_sec, sre) in rows {
         let totals = Totals::of(&measure_all(&service::full_outage(policy, per_sec), args)?)?;
         println!(
-            "{:<30} {:>10} {:>10} {:>11} {:>9.3}x {:>15} {:>10}",
+            "{:<30} {:>10} {:>10} {:>11} {:>9.3}x {:>15}  {:<10}",
             name,
             format!("{per_sec} x 10"),
             totals.calls,
@@ -186,8 +186,8 @@ fn slow(args: &Args) -> Result<(), String> {
         ("hedging at p90", at_p90),
     ];
     println!(
-        "{:<28} {:>9} {:>9} {:>9} {:>9} {:>15} {:>9} {:>20}",
-        "policy", "p50", "p90", "p99", "p99.9", "extra requests", "hedges", "run by the slow one"
+        "{:<28} {:>9} {:>9} {:>9} {:>9} {:>9} {:>15} {:>9} {:>20}",
+        "policy", "p50", "p90", "p95", "p99", "p99.9", "extra requests", "hedges", "run by the slow one"
     );
     let mut p99s = Vec::new();
     for (name, policy) in rows {
@@ -198,10 +198,11 @@ fn slow(args: &Args) -> Result<(), String> {
         let by_slow: u64 = runs.iter().map(|r| r.executed.get(&slow_one).copied().unwrap_or(0)).sum();
         let run: u64 = runs.iter().map(WorkloadReport::executed_total).sum();
         println!(
-            "{:<28} {:>6.1} ms {:>6.1} ms {:>6.1} ms {:>6.1} ms {:>14.2}% {:>8.2}% {:>19.2}%",
+            "{:<28} {:>6.1} ms {:>6.1} ms {:>6.1} ms {:>6.1} ms {:>6.1} ms {:>14.2}% {:>8.2}% {:>19.2}%",
             name,
             totals.ms(0.5),
             totals.ms(0.9),
+            totals.ms(0.95),
             totals.ms(0.99),
             totals.ms(0.999),
             100.0 * (totals.attempts as f64 / totals.calls.max(1) as f64 - 1.0),
