@@ -225,6 +225,32 @@ pub(crate) fn note_plan(seed: u64, plan: &str) {
 /// runs differ.
 #[track_caller]
 pub fn run_seeded(id: TestId, default_seeds: u64, body: impl Fn(u64) -> Report) {
+    run_seeded_with(id, default_seeds, &Replay::default(), body);
+}
+
+/// What a failing seed prints beyond the test, the seed, the plan and the `cargo test`
+/// line: what runs (a scenario's name, say) and another command that replays the seed.
+#[derive(Default)]
+pub struct Replay<'a> {
+    /// What the test runs, in a few words.
+    pub what: Option<&'a str>,
+    /// Another command that replays a seed (such as the `conclave` command's).
+    pub also: Option<&'a dyn Fn(u64) -> String>,
+}
+
+impl fmt::Debug for Replay<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Replay").field("what", &self.what).field("also", &self.also.map(|also| also(0))).finish()
+    }
+}
+
+/// [`run_seeded`], printing `replay`'s lines too when a seed fails.
+///
+/// # Panics
+///
+/// As [`run_seeded`].
+#[track_caller]
+pub fn run_seeded_with(id: TestId, default_seeds: u64, replay: &Replay<'_>, body: impl Fn(u64) -> Report) {
     let seeds = Seeds::from_env(default_seeds).unwrap_or_else(|e| panic!("{e}"));
     for &seed in &seeds.seeds {
         CURRENT.with(|c| *c.borrow_mut() = Some(Current { id, seed, plan: None }));
@@ -243,7 +269,12 @@ pub fn run_seeded(id: TestId, default_seeds: u64, body: impl Fn(u64) -> Report) 
         let current = CURRENT.with(|c| c.borrow_mut().take());
         if let Err(panic) = result {
             let plan = current.and_then(|c| c.plan).unwrap_or_else(|| "(no simulation was built)".to_string());
-            eprintln!("\nseeded test {id} failed with seed {seed}\n  plan: {plan}\n  replay: {}\n", id.replay(seed));
+            let what = replay.what.map_or_else(String::new, |w| format!(": {w}"));
+            let also = replay.also.map_or_else(String::new, |also| format!("\n      or: {}", also(seed)));
+            eprintln!(
+                "\nseeded test {id} failed with seed {seed}{what}\n  plan: {plan}\n  replay: {}{also}\n",
+                id.replay(seed)
+            );
             resume_unwind(panic);
         }
     }

@@ -400,7 +400,7 @@ pub struct Report {
     pub checks: Vec<Outcome>,
     /// The checker names the test opted out of.
     pub opt_outs: Vec<&'static str>,
-    /// The plan, as JSON.
+    /// The plan, in its text form (it parses back: `report.plan.parse::<FaultPlan>()`).
     pub plan: String,
     /// The command that replays the run.
     pub replay: String,
@@ -650,7 +650,7 @@ impl Sim {
                 return Err(Error::UnknownMember(id));
             }
         }
-        let plan_json = b.plan.to_json();
+        let plan_json = b.plan.to_string();
         crate::seeded::note_plan(b.seed, &plan_json);
         let slots = configs
             .iter()

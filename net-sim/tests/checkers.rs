@@ -125,7 +125,7 @@ fn a_violation_names_seed_time_plan_and_replay_command() {
             assert_eq!(v.seed, seed);
             assert!(v.at > Instant::from_secs(3));
             assert!(v.message.contains("suspects n2"), "{}", v.message);
-            assert_eq!(FaultPlan::from_json(&v.plan).unwrap(), plan);
+            assert_eq!(v.plan.parse::<FaultPlan>().expect("the text form parses back"), plan);
             let shown = v.to_string();
             assert!(shown.contains(&format!("seed {seed}")) && shown.contains("replay: "), "{shown}");
             assert_eq!(
