@@ -10,15 +10,20 @@
 //! 2. **fewer members**: the cluster cut down to the members the plan names, the named
 //!    members renumbered from n1, and members taken out of partitions, cuts and one-way
 //!    lists one at a time;
-//! 3. **earlier**: the whole plan moved earlier, then each step towards the one before it;
+//! 3. **earlier**: each step moved towards the one before it (the first no earlier than
+//!    the original's first);
 //! 4. **shorter and milder**: pauses, clock steps and drifts halved, slow members faster,
 //!    link troubles dropped one by one (loss, duplication, reordering, corruption, stale
 //!    copies, latency).
 //!
 //! Every candidate is a full run with the same seed, judged by the same checkers: what is
-//! kept fails for real, and replays exactly from its plan file.
+//! kept fails for real, and replays exactly from its plan file. A candidate must also leave
+//! no more in force after its last step than the original did (no cut left unhealed, no
+//! member left down or slow, no link left lossy that the original healed): the checks of
+//! liveness count from the last step and expect what the plan healed to be healed, so a
+//! plan that merely stopped healing would fail them for nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use conclave_core::{Instant, NodeId};
@@ -47,6 +52,10 @@ pub type Progress<'a> = &'a mut dyn FnMut(&Trial, usize);
 
 struct Shrinker<'a> {
     check: &'static str,
+    /// What the original plan leaves in force after its last step.
+    lingering: Lingering,
+    /// The original plan's first step: no step moves before it.
+    floor: Instant,
     best: Trial,
     runs: usize,
     budget: usize,
@@ -56,7 +65,10 @@ struct Shrinker<'a> {
 impl Shrinker<'_> {
     /// Whether `candidate` still fails the check (and becomes the best if so).
     fn try_keep(&mut self, candidate: Trial) -> bool {
-        if self.runs >= self.budget || candidate.validate().is_err() {
+        if self.runs >= self.budget
+            || candidate.validate().is_err()
+            || !lingering(&candidate.plan).within(&self.lingering)
+        {
             return false;
         }
         let fails = fails(&candidate, self.check);
@@ -153,22 +165,16 @@ impl Shrinker<'_> {
         (self.best.members, list_sizes(&self.best.plan)) < start
     }
 
-    /// Earlier: the whole plan, then each step towards the one before.
+    /// Earlier: each step towards the one before it, the first no earlier than the
+    /// original plan's first step (before it the cluster may not have formed: a plan moved
+    /// there would test the join rather than what failed).
     fn earlier(&mut self) -> bool {
         let start: Vec<Instant> = self.best.plan.steps.iter().map(|s| s.at).collect();
-        let Some(first) = start.iter().min().copied() else { return false };
-        // The whole plan: the largest shift (to 1 ms steps) that still fails.
-        let shift = self.search(first.as_nanos() / 1_000_000, |trial, ms| {
-            let d = Duration::from_millis(ms);
-            let steps = trial.plan.steps.iter().map(|s| Step { at: s.at - d, fault: s.fault.clone() }).collect();
-            Trial { plan: FaultPlan { steps }, ..trial.clone() }
-        });
-        let _ = shift;
         for i in 0..self.best.plan.steps.len() {
             let at = self.best.plan.steps[i].at;
             let before =
-                self.best.plan.steps[..i].iter().map(|s| s.at).filter(|&t| t <= at).max().unwrap_or(Instant::ZERO);
-            let room = (at - before).as_millis() as u64;
+                self.best.plan.steps[..i].iter().map(|s| s.at).filter(|&t| t <= at).max().unwrap_or(self.floor);
+            let room = at.saturating_duration_since(before).as_millis() as u64;
             self.search(room, |trial, ms| {
                 let mut steps = trial.plan.steps.clone();
                 steps[i].at = steps[i].at - Duration::from_millis(ms);
@@ -240,7 +246,9 @@ pub fn fails(trial: &Trial, check: &str) -> bool {
 pub fn shrink(trial: &Trial, check: &'static str, budget: usize, progress: Progress<'_>) -> Result<Shrunk, Error> {
     trial.validate()?;
     let before = (trial.plan.steps.len(), trial.members);
-    let mut s = Shrinker { check, best: trial.clone(), runs: 0, budget, progress };
+    let floor = trial.plan.steps.iter().map(|s| s.at).min().unwrap_or(Instant::ZERO);
+    let mut s =
+        Shrinker { check, lingering: lingering(&trial.plan), floor, best: trial.clone(), runs: 0, budget, progress };
     loop {
         let mut progress = s.fewer_faults();
         progress |= s.fewer_members();
@@ -251,6 +259,80 @@ pub fn shrink(trial: &Trial, check: &'static str, budget: usize, progress: Progr
         }
     }
     Ok(Shrunk { budget_spent: s.runs >= s.budget, trial: s.best, check, before, runs: s.runs })
+}
+
+/// What a plan leaves in force after its last step.
+#[derive(Debug, Default, PartialEq)]
+struct Lingering {
+    /// A partition, one-way cut or cut link not healed.
+    cut: bool,
+    /// Members down.
+    down: BTreeSet<NodeId>,
+    /// Members slowed.
+    slow: BTreeSet<NodeId>,
+    /// Links whose behaviour is not the default.
+    links: BTreeSet<String>,
+    /// Members whose clocks drift.
+    drift: BTreeSet<NodeId>,
+}
+
+impl Lingering {
+    /// Whether this leaves nothing in force that `other` does not.
+    fn within(&self, other: &Self) -> bool {
+        (!self.cut || other.cut)
+            && self.down.is_subset(&other.down)
+            && self.slow.is_subset(&other.slow)
+            && self.links.is_subset(&other.links)
+            && self.drift.is_subset(&other.drift)
+    }
+}
+
+fn lingering(plan: &FaultPlan) -> Lingering {
+    let mut steps: Vec<&Step> = plan.steps.iter().collect();
+    // By time; steps at the same time in the plan's order, as the engine applies them.
+    steps.sort_by_key(|s| s.at);
+    let mut state = Lingering::default();
+    for step in steps {
+        match &step.fault {
+            Fault::Crash(n) => {
+                state.down.insert(*n);
+            }
+            Fault::Restart { node, .. } => {
+                state.down.remove(node);
+            }
+            Fault::Slow { node, per_message } => {
+                if per_message.is_zero() {
+                    state.slow.remove(node);
+                } else {
+                    state.slow.insert(*node);
+                }
+            }
+            Fault::Partition(groups) => state.cut = groups.iter().any(|g| !g.is_empty()),
+            Fault::OneWay { from, to } => state.cut |= !from.is_empty() && !to.is_empty(),
+            Fault::CutLinks(links) => state.cut |= !links.is_empty(),
+            Fault::Heal => state.cut = false,
+            Fault::SetLinks { links, params } => {
+                if *links == conclave_sim::LinkSelector::All {
+                    state.links.clear();
+                }
+                let key = format!("{links:?}");
+                if *params == LinkParams::default() {
+                    state.links.remove(&key);
+                } else {
+                    state.links.insert(key);
+                }
+            }
+            Fault::ClockDrift { node, ppm } => {
+                if *ppm == 0.0 {
+                    state.drift.remove(node);
+                } else {
+                    state.drift.insert(*node);
+                }
+            }
+            _ => {}
+        }
+    }
+    state
 }
 
 /// `steps` in `n` chunks of nearly equal size.
@@ -484,5 +566,29 @@ mod tests {
         let cut: Fault = "partition n1,n2 | n3".parse().expect("a fault");
         let fewer: Vec<String> = without_one_member(&cut).iter().map(ToString::to_string).collect();
         assert_eq!(fewer, ["partition n2 | n3", "partition n1 | n3", "partition n1,n2"]);
+    }
+
+    #[test]
+    fn a_smaller_plan_may_not_leave_in_force_what_the_original_healed() {
+        let original: FaultPlan =
+            "at 5s partition n1; at 10s crash n2; at 20s links all loss 10%; at 65s heal; at 65s restart n2 with disk; at 65s links all latency 500us"
+                .parse()
+                .expect("a plan");
+        let healed = lingering(&original);
+        assert_eq!(healed, Lingering::default());
+        for (candidate, ok) in [
+            ("at 5s partition n1; at 65s heal", true),
+            ("at 5s partition n1", false),
+            ("at 65s heal; at 65s partition n1", false),
+            ("at 10s crash n2", false),
+            ("at 20s links all loss 10%", false),
+            ("at 20s links all loss 10%; at 65s links all latency 500us", true),
+            ("at 1s clock n3 drift 100ppm", false),
+        ] {
+            let plan: FaultPlan = candidate.parse().expect("a plan");
+            assert_eq!(lingering(&plan).within(&healed), ok, "{candidate}");
+        }
+        let crashed: FaultPlan = "at 10s crash n2".parse().expect("a plan");
+        assert!(lingering(&crashed).within(&lingering(&crashed)), "what the original leaves, a candidate may");
     }
 }

@@ -150,7 +150,7 @@ pub(crate) fn run(args: &Args, output: Output) -> Result<Verdict, Error> {
                         }
                     }
                 }
-                print!("{}", summary(trial, &outcome, wall, replay));
+                print!("{}", summary(trial, &outcome, wall, replay, output == Output::Verbose));
                 for (what, path) in [("trace", &args.trace), ("timeline", &args.timeline)] {
                     if let Some(path) = path {
                         println!("  {what}: {}", path.display());
@@ -200,7 +200,7 @@ fn seconds(ms: &[u64]) -> String {
 }
 
 /// The terminal summary of one run.
-fn summary(trial: &Trial, outcome: &Outcome, wall: Duration, replay: &str) -> String {
+fn summary(trial: &Trial, outcome: &Outcome, wall: Duration, replay: &str, verbose: bool) -> String {
     let report = &outcome.report;
     let m = &outcome.metrics;
     let mut out = String::new();
@@ -270,10 +270,20 @@ fn summary(trial: &Trial, outcome: &Outcome, wall: Duration, replay: &str) -> St
     }
     out += "\n";
     for check in &bad {
-        out += &format!("  {check}\n");
-    }
-    for v in &report.violations {
-        out += &format!("  {} violated at {}: {}\n", v.checker, v.at, v.message);
+        let violations: Vec<_> = report.violations.iter().filter(|v| v.checker == check.checker).collect();
+        match violations.iter().min_by_key(|v| v.at) {
+            Some(first) => {
+                let times =
+                    if violations.len() == 1 { "once".to_string() } else { format!("{} times", violations.len()) };
+                out += &format!("  {} violated {times}, first at {}: {}\n", check.checker, first.at, first.message);
+                if verbose {
+                    for v in violations.iter().filter(|v| v.at != first.at || v.message != first.message) {
+                        out += &format!("    then at {}: {}\n", v.at, v.message);
+                    }
+                }
+            }
+            None => out += &format!("  {check}\n"),
+        }
     }
     out += &format!(
         "  trace hash {:#018x}; {} virtual in {:.2}s wall\n",
