@@ -297,9 +297,12 @@ const TEMPLATE: &str = r##"<!DOCTYPE html>
   const n = D.members.length;
   const laneH = Math.max(3, Math.min(18, Math.floor(900 / Math.max(1, n))));
   const labelEvery = laneH >= 10 ? 1 : Math.ceil(10 / laneH);
-  const left = 48, top = 40, right = 12;
+  const left = 48, top = 44, right = 12;
   const kinds = ["down", "paused", "slow", "partition", "cut", "links", "drift", "read-only",
                  "restart", "clock", "suspected", "failed", "recovered", "decided", "healed"];
+  const colours = {down: "#555", paused: "#9c6ade", slow: "#c8a2f0", partition: "#f2994a", cut: "#eb5757",
+                   links: "#f2c94c", drift: "#6fcf97", "read-only": "#bdbdbd", restart: "#219653", clock: "#2f80ed",
+                   suspected: "#f2c94c", failed: "#d32f2f", recovered: "#27ae60", decided: "#8e44ad", healed: "#2d9cdb"};
   const shown = new Set(kinds);
   let view = [0, D.end];
   document.getElementById("subtitle").textContent = D.subtitle;
@@ -324,7 +327,11 @@ const TEMPLATE: &str = r##"<!DOCTYPE html>
     box.type = "checkbox"; box.checked = true; box.dataset.kind = k;
     box.addEventListener("change", () => { if (box.checked) shown.add(k); else shown.delete(k); draw(); });
     label.appendChild(box);
-    label.appendChild(document.createTextNode(" " + k));
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.background = colours[k];
+    label.appendChild(swatch);
+    label.appendChild(document.createTextNode(k));
     controls.appendChild(label);
   }
   const reset = document.createElement("button");
@@ -355,8 +362,8 @@ const TEMPLATE: &str = r##"<!DOCTYPE html>
     const step = Math.pow(10, Math.floor(Math.log10(span / 8)));
     const tickStep = span / step > 40 ? step * 5 : span / step > 16 ? step * 2 : step;
     for (let t = Math.ceil(view[0] / tickStep) * tickStep; t <= view[1]; t += tickStep) {
-      el("line", {x1: x(t), x2: x(t), y1: top - 4, y2: top + n * laneH}, axis);
-      el("text", {x: x(t) + 2, y: top + n * laneH + 12}, axis, secs(t));
+      el("line", {x1: x(t), x2: x(t), y1: top - 12, y2: top + n * laneH}, axis);
+      el("text", {x: x(t) + 2, y: top - 4}, axis, secs(t));
     }
     const terms = el("g", {class: "terms"}, svg);
     D.terms.forEach((t, i) => {
@@ -402,7 +409,9 @@ const TEMPLATE: &str = r##"<!DOCTYPE html>
       const g = el("g", {class: "violation-marker", "data-check": v.check}, violations);
       el("line", {x1: x(v.at), x2: x(v.at), y1: 16, y2: top + n * laneH}, g);
       el("polygon", {points: (x(v.at) - 5) + ",16 " + (x(v.at) + 5) + ",16 " + x(v.at) + ",26"}, g);
-      el("text", {x: Math.min(x(v.at) + 7, width - 300), y: 34}, g, v.message.length > 90 ? v.message.slice(0, 90) + "..." : v.message);
+      const right = x(v.at) > width / 2;
+      el("text", {x: right ? x(v.at) - 7 : x(v.at) + 7, y: 26, "text-anchor": right ? "end" : "start"}, g,
+         v.message.length > 90 ? v.message.slice(0, 90) + "..." : v.message);
       tip(g, v.message);
     }
   }
