@@ -169,6 +169,8 @@ pub struct TestId {
     pub krate: &'static str,
     /// The test's path inside its crate, as `cargo test -- --exact` takes it.
     pub test: &'static str,
+    /// The Cargo features the test needs, as `--features` takes them (empty: none).
+    pub features: &'static str,
 }
 
 impl TestId {
@@ -179,7 +181,8 @@ impl TestId {
         } else {
             format!("--test {}", self.krate)
         };
-        format!("CONCLAVE_SEED={seed} cargo test -p {} {target} -- --exact {}", self.package, self.test)
+        let features = if self.features.is_empty() { String::new() } else { format!(" --features {}", self.features) };
+        format!("CONCLAVE_SEED={seed} cargo test -p {}{features} {target} -- --exact {}", self.package, self.test)
     }
 }
 
@@ -303,6 +306,7 @@ macro_rules! seeded_test {
                 package: env!("CARGO_PKG_NAME"),
                 krate: env!("CARGO_CRATE_NAME"),
                 test: $crate::seeded::test_path(module_path!(), stringify!($name)),
+                features: "",
             };
             $crate::seeded::run_seeded(id, $count, |$seed: u64| -> $crate::Report { $body });
         }
@@ -350,10 +354,15 @@ mod tests {
 
     #[test]
     fn replay_names_the_target_the_test_lives_in() {
-        let lib = TestId { package: "conclave-sim", krate: "conclave_sim", test: "seeded::tests::x" };
+        let lib = TestId { package: "conclave-sim", krate: "conclave_sim", test: "seeded::tests::x", features: "" };
         assert_eq!(lib.replay(5), "CONCLAVE_SEED=5 cargo test -p conclave-sim --lib -- --exact seeded::tests::x");
-        let it = TestId { package: "conclave", krate: "chaos", test: "random_chaos" };
+        let it = TestId { package: "conclave", krate: "chaos", test: "random_chaos", features: "" };
         assert_eq!(it.replay(9), "CONCLAVE_SEED=9 cargo test -p conclave --test chaos -- --exact random_chaos");
+        let featured = TestId { features: "a,b", ..it };
+        assert_eq!(
+            featured.replay(9),
+            "CONCLAVE_SEED=9 cargo test -p conclave --features a,b --test chaos -- --exact random_chaos"
+        );
         assert_eq!(test_path("chaos", "t"), "t");
         assert_eq!(test_path("conclave_sim::seeded::tests", "t"), "seeded::tests::t");
     }

@@ -113,6 +113,7 @@ fn a_violation_names_seed_time_plan_and_replay_command() {
         package: env!("CARGO_PKG_NAME"),
         krate: env!("CARGO_CRATE_NAME"),
         test: "a_violation_names_seed_time_plan_and_replay_command",
+        features: "",
     };
     let result = std::panic::catch_unwind(|| {
         conclave_sim::run_seeded(id, 1, |seed| {

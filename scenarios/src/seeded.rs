@@ -18,7 +18,7 @@ pub use conclave_sim::seeded::{test_path, TestId};
 use conclave_sim::TraceMode;
 
 use crate::catalog;
-use crate::trial::{Trial, CARGO_RUN};
+use crate::trial::{cargo_run, Trial};
 
 /// Runs scenario `name`'s seeds as the test `id` (see the [module docs](self)).
 ///
@@ -30,7 +30,7 @@ pub fn test_scenario(id: TestId, name: &str) {
     let scenario =
         catalog::find(name).unwrap_or_else(|| panic!("no scenario `{name}` (there are: {})", catalog::names()));
     let what = format!("scenario {name}");
-    let also = |seed: u64| format!("{CARGO_RUN} run {name} --seed {seed}");
+    let also = |seed: u64| format!("{} run {name} --seed {seed}", cargo_run());
     let replay = Replay { what: Some(&what), also: Some(&also) };
     run_seeded_with(id, scenario.default_seeds, &replay, |seed| {
         let trial = Trial::of(scenario, seed, None).unwrap_or_else(|e| panic!("{name} seed {seed}: {e}"));
@@ -50,6 +50,7 @@ macro_rules! scenario_test {
                 package: env!("CARGO_PKG_NAME"),
                 krate: env!("CARGO_CRATE_NAME"),
                 test: $crate::seeded::test_path(module_path!(), stringify!($test)),
+                features: $crate::trial::FEATURES,
             };
             $crate::seeded::test_scenario(id, $name);
         }

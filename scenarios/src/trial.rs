@@ -220,9 +220,16 @@ impl Trial {
     }
 }
 
-/// How the `conclave` command is run from a checkout of the project: what a printed
-/// replay line starts with when no installed command is known.
-pub const CARGO_RUN: &str = "cargo run --release -p conclave-scenarios --";
+/// The Cargo features this build has that a replay needs (the test-only broken protocol):
+/// a replay line built without them would run another protocol.
+pub const FEATURES: &str = if cfg!(feature = "__broken_refutation") { "__broken_refutation" } else { "" };
+
+/// How the `conclave` command is run from a checkout of the project, with this build's
+/// [`FEATURES`]: what a printed replay line starts with when no installed command is known.
+pub fn cargo_run() -> String {
+    let features = if FEATURES.is_empty() { String::new() } else { format!(" --features {FEATURES}") };
+    format!("cargo run --release -p conclave-scenarios{features} --")
+}
 
 #[cfg(test)]
 mod tests {

@@ -33,3 +33,34 @@ fn every_scenario_of_the_catalog_has_its_test() {
         assert!(source.contains(&line), "no test for {}: add `{line}`", scenario.name);
     }
 }
+
+/// A failing seed's lines replay exactly that test with that seed, with the features the
+/// build had: the failing seed of the broken protocol (`__broken_refutation`) prints them
+/// both; a build without it runs the same line and passes.
+#[test]
+fn the_printed_replay_line_selects_one_scenario_test_and_its_seed() {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let out = std::process::Command::new(exe)
+        .args(["--exact", "random_chaos", "--test-threads=1"])
+        .env("CONCLAVE_SEED", "2")
+        .env_remove("CONCLAVE_SEEDS")
+        .env_remove("CONCLAVE_CHECK_DETERMINISM")
+        .output()
+        .expect("the test binary runs");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("running 1 test"), "{stdout}");
+    if cfg!(feature = "__broken_refutation") {
+        assert!(!out.status.success(), "seed 2 of random-chaos fails with the broken protocol");
+        let all = format!("{stdout}{stderr}");
+        for line in [
+            "failed with seed 2: scenario random-chaos",
+            "converges-after-heal violated at 84.500s (seed 2)",
+            "replay: CONCLAVE_SEED=2 cargo test -p conclave-scenarios --features __broken_refutation --test catalog -- --exact random_chaos",
+            "or: cargo run --release -p conclave-scenarios --features __broken_refutation -- run random-chaos --seed 2",
+        ] {
+            assert!(all.contains(line), "{line}\n{all}");
+        }
+    } else {
+        assert!(out.status.success() && stdout.contains("1 passed"), "{stdout}{stderr}");
+    }
+}

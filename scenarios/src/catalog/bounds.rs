@@ -959,7 +959,7 @@ mod tests {
         let node = |id: u64, up: bool| NodeSnapshot {
             id: NodeId(id),
             up,
-            view: up.then(|| (1..=5).map(|i| (NodeId(i), MemberState::Alive)).collect()).unwrap_or_default(),
+            view: if up { (1..=5).map(|i| (NodeId(i), MemberState::Alive)).collect() } else { BTreeMap::new() },
             term: 0,
             leader: None,
         };

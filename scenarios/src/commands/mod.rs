@@ -51,7 +51,9 @@ pub(crate) fn program() -> String {
     let arg0 = std::env::args().next().unwrap_or_else(|| "conclave".to_string());
     if std::env::var("CARGO_PKG_NAME").is_ok_and(|p| p == "conclave-scenarios") && arg0.contains("target") {
         let release = if arg0.contains("release") { " --release" } else { "" };
-        return format!("cargo run{release} -p conclave-scenarios --");
+        let features = conclave_scenarios::trial::FEATURES;
+        let features = if features.is_empty() { String::new() } else { format!(" --features {features}") };
+        return format!("cargo run{release} -p conclave-scenarios{features} --");
     }
     if !arg0.contains('/') && !arg0.contains('\\') {
         return "conclave".to_string();
