@@ -14,6 +14,11 @@ use std::time::Duration;
 use conclave_core::{Event, Instant, MemberState, NodeId, Side};
 use conclave_sim::{Checker, ClusterSnapshot, Converges, Fault, Finding, RunInfo};
 
+/// Members as `n1 n2 n3`.
+fn ids(members: &[NodeId]) -> String {
+    members.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
+}
+
 /// When each member's process last started, and who is down, as the faults tell it.
 #[derive(Debug, Default)]
 struct Liveness {
@@ -275,12 +280,16 @@ struct Split {
 /// What [`DecidesPartitions`] judges at a deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    Decide,
+    /// The decisions; `complete` when the bound has run out (a heal before it only asks
+    /// that the decisions made agree).
+    Decide {
+        complete: bool,
+    },
     Heal,
 }
 
 /// A two-sided partition is decided and healed within bounds: within `decide_within` of
-/// the split (or by the heal, if sooner) every running member has decided, all name the
+/// the split every running member has decided (if it lasts that long), all name the
 /// same sides, each side lies within one side of the cut, and the members of the side
 /// that stops went read-only (`QuorumLost`) and hold no leader lease; within `heal_within` of the heal every member
 /// that decided says it healed, and those that went read-only regained quorum. With
@@ -337,7 +346,9 @@ impl DecidesPartitions {
             majorities.insert(majority.clone());
             if !one_side(majority) || !one_side(minority) {
                 problems.push(format!(
-                    "{member} decided on sides that cross the cut: keeps {majority:?}, stops {minority:?}"
+                    "{member} decided on sides that cross the cut: keeps [{}], stops [{}]",
+                    ids(majority),
+                    ids(minority)
                 ));
             }
             if self.whole_picture {
@@ -362,7 +373,8 @@ impl DecidesPartitions {
             }
         }
         if majorities.len() > 1 {
-            problems.push(format!("members disagree on the side that keeps running: {majorities:?}"));
+            let named: Vec<String> = majorities.iter().map(|m| format!("[{}]", ids(m))).collect();
+            problems.push(format!("members disagree on the side that keeps running: {}", named.join(" or ")));
         }
         if !problems.is_empty() {
             let shown: Vec<String> = problems.iter().take(4).cloned().collect();
@@ -412,16 +424,18 @@ impl Checker for DecidesPartitions {
                     quorum_regained: BTreeSet::new(),
                 });
                 if self.split.is_some() {
-                    self.pending.add(at + self.decide_within, Phase::Decide);
+                    self.pending.add(at + self.decide_within, Phase::Decide { complete: true });
                 }
             }
             Fault::Heal => {
                 if let Some(split) = self.split.as_mut().filter(|s| s.healed.is_none()) {
                     split.healed = Some(at);
-                    // Decisions are judged at the heal at the latest.
+                    // Decisions are judged at the heal at the latest; before their bound ran
+                    // out, a member may not have decided yet.
                     for (deadline, phase) in &mut self.pending.0 {
-                        if *phase == Phase::Decide && *deadline > at {
+                        if matches!(phase, Phase::Decide { .. }) && *deadline > at {
                             *deadline = at;
+                            *phase = Phase::Decide { complete: false };
                         }
                     }
                     self.pending.add(at + self.heal_within, Phase::Heal);
@@ -466,7 +480,10 @@ impl Checker for DecidesPartitions {
         for (deadline, phase) in due {
             self.judged += 1;
             match phase {
-                Phase::Decide => self.judge_decisions(split, deadline, &up, findings),
+                Phase::Decide { complete } => {
+                    let must_decide: &[NodeId] = if complete { &up } else { &[] };
+                    self.judge_decisions(split, deadline, must_decide, findings);
+                }
                 Phase::Heal => {
                     let silent: Vec<String> = split
                         .decided
@@ -931,7 +948,10 @@ impl Checker for FormsWithin {
     }
 
     fn not_judged(&self) -> Option<String> {
-        (!self.judged).then(|| format!("the run ended at {:?}, before {:?}", self.ended, self.within))
+        (!self.judged).then(|| {
+            let ended = self.ended.map_or_else(|| "?".to_string(), |e| e.to_string());
+            format!("the run ended at {ended}, before {:?} from the start", self.within)
+        })
     }
 }
 
@@ -1043,6 +1063,22 @@ mod tests {
         assert!(run(true, &part).pop().expect("part of the picture").message.contains("part of the picture"));
         let no_read_only: Vec<_> = good.iter().filter(|(_, e)| *e != Event::QuorumLost).cloned().collect();
         assert!(run(true, &no_read_only).pop().expect("not read-only").message.contains("read-only"));
+        // Healed before the bound: nobody had to decide, but those who did must agree.
+        let short = |decisions: &[(u64, Event)]| {
+            let mut c = DecidesPartitions::new(Duration::from_secs(10), Duration::from_secs(5), false, Vec::new());
+            let mut findings = Vec::new();
+            c.start(&info(5));
+            c.fault(secs(10), &Fault::Partition(vec![vec![NodeId(4), NodeId(5)]]), &mut findings);
+            for (node, event) in decisions {
+                c.event(secs(13), NodeId(*node), event, &mut findings);
+            }
+            c.fault(secs(15), &Fault::Heal, &mut findings);
+            assert_eq!(c.pending(), Some(secs(15)));
+            c.snapshot(&snapshot(secs(15), &[1, 2, 3, 4, 5], &[]), &mut findings);
+            findings
+        };
+        assert!(short(&[]).is_empty());
+        assert_eq!(short(&partial[..1]).len(), 1, "a decision across the cut");
     }
 
     #[test]
