@@ -91,6 +91,9 @@ fn a_held_run_exits_zero_and_quiet_prints_the_verdict_alone() {
     let (code, stdout, _) = conclave(&dir, &["run", "crash-detection", "--seed", "2", "--members", "4", "--verbose"]);
     assert_eq!(code, 0);
     assert!(stdout.contains(" fault crash n") && stdout.contains(" failed n"), "every fault and event:\n{stdout}");
+    // How `bench chaos --verbose` names a failing seed's replay.
+    let (code, stdout, _) = conclave(&dir, &["run", "--chaos", "--seed", "3", "--quiet"]);
+    assert_eq!((code, stdout.as_str()), (0, "held: random-chaos seed 3\n"));
     let (code, stdout, _) = conclave(&dir, &["list"]);
     assert_eq!(code, 0);
     assert!(stdout.contains("random-chaos") && stdout.contains("big-partition"), "{stdout}");

@@ -17,8 +17,11 @@ use super::{program, read, write, Output, Verdict};
 #[derive(Debug, Default, Parser)]
 pub(crate) struct Args {
     /// The scenario (`conclave list` shows them); or give `--plan FILE`.
-    #[arg(required_unless_present = "plan")]
+    #[arg(required_unless_present_any = ["plan", "chaos"])]
     pub(crate) scenario: Option<String>,
+    /// `random-chaos`: how `bench chaos` names a failing seed's replay.
+    #[arg(long, hide = true, conflicts_with_all = ["scenario", "plan"])]
+    pub(crate) chaos: bool,
     /// The seed (the first of `--seeds`); default 1, or the plan file's.
     #[arg(long)]
     pub(crate) seed: Option<u64>,
@@ -76,6 +79,7 @@ pub(crate) fn replay(args: &ReplayArgs, output: Output) -> Result<Verdict, Error
     let run_args = Args {
         scenario: (!is_file).then(|| args.target.clone()),
         plan: is_file.then(|| PathBuf::from(&args.target)),
+        chaos: false,
         seed: args.seed,
         seeds: None,
         members: args.members,
@@ -108,7 +112,7 @@ fn trials(args: &Args) -> Result<Vec<(Trial, String)>, Error> {
         }
         return Ok(out);
     }
-    let name = args.scenario.as_deref().unwrap_or_default();
+    let name = if args.chaos { "random-chaos" } else { args.scenario.as_deref().unwrap_or_default() };
     let scenario = catalog::find(name).ok_or_else(|| Error::UnknownScenario(name.to_string()))?;
     let first = args.seed.unwrap_or(1);
     for seed in first..first.saturating_add(args.seeds.unwrap_or(1)) {

@@ -119,10 +119,11 @@ pub(crate) fn run(args: &Args, output: Output) -> Result<Verdict, Error> {
         report(&summary, &records, output);
         if output != Output::Quiet {
             let virtual_secs: f64 = records.iter().map(|r| r.virtual_secs).sum();
+            let kinds =
+                if scenarios.len() == 1 { "1 scenario".to_string() } else { format!("{} scenarios", scenarios.len()) };
             println!(
-                "{} runs of {} scenarios in {:.1}s wall on {threads} threads ({:.0} virtual seconds, {:.0}x real time)",
+                "{} runs of {kinds} in {:.1}s wall on {threads} threads ({:.0} virtual seconds, {:.0}x real time)",
                 records.len(),
-                scenarios.len(),
                 wall.as_secs_f64(),
                 virtual_secs,
                 virtual_secs / wall.as_secs_f64().max(1e-9)
