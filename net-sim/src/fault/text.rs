@@ -343,7 +343,7 @@ impl<'a> Reader<'a> {
         self.words.get(self.at).copied()
     }
 
-    fn expect(&mut self, word: &str) -> Result<(), String> {
+    fn keyword(&mut self, word: &str) -> Result<(), String> {
         match self.next(&format!("`{word}`"))? {
             w if w == word => Ok(()),
             other => Err(format!("expected `{word}`, found `{other}`")),
@@ -392,17 +392,17 @@ fn parse_latency(r: &mut Reader<'_>) -> Result<Latency, String> {
     Ok(match word {
         "normal" => {
             let mean = r.duration()?;
-            r.expect("sd")?;
+            r.keyword("sd")?;
             Latency::Normal { mean, std_dev: r.duration()? }
         }
         "lognormal" => {
             let median = r.duration()?;
-            r.expect("sigma")?;
+            r.keyword("sigma")?;
             Latency::LogNormal { median, sigma: parse_number(r.next("sigma")?, "sigma")? }
         }
         "pareto" => {
             let scale = r.duration()?;
-            r.expect("shape")?;
+            r.keyword("shape")?;
             Latency::Pareto { scale, shape: parse_number(r.next("shape")?, "shape")? }
         }
         range => match range.split_once("..") {
@@ -437,12 +437,12 @@ fn parse_links(r: &mut Reader<'_>) -> Result<Fault, String> {
             "corrupt" => params.corrupt = probability(r)?,
             "reorder" => {
                 params.reorder = probability(r)?;
-                r.expect("within")?;
+                r.keyword("within")?;
                 params.reorder_delay = r.duration()?;
             }
             "stale" => {
                 params.stale = probability(r)?;
-                r.expect("within")?;
+                r.keyword("within")?;
                 params.stale_delay = r.duration()?;
             }
             other => {
@@ -466,19 +466,19 @@ fn parse_fault(text: &str) -> Result<Fault, String> {
                 "without" => Disk::Amnesia,
                 other => return Err(format!("expected `with disk` or `without disk`, found `{other}`")),
             };
-            r.expect("disk")?;
+            r.keyword("disk")?;
             Fault::Restart { node, disk }
         }
         "pause" => {
             let node = r.node()?;
-            r.expect("for")?;
+            r.keyword("for")?;
             Fault::Pause { node, duration: r.duration()? }
         }
         "slow" => {
             let node = r.node()?;
             let per_message = r.duration()?;
-            r.expect("per")?;
-            r.expect("message")?;
+            r.keyword("per")?;
+            r.keyword("message")?;
             Fault::Slow { node, per_message }
         }
         "partition" => {
@@ -494,17 +494,17 @@ fn parse_fault(text: &str) -> Result<Fault, String> {
         }
         "one-way" => {
             let from = r.nodes()?;
-            r.expect("->")?;
+            r.keyword("->")?;
             Fault::OneWay { from, to: r.nodes()? }
         }
         "cut" => {
             let mut links = Vec::new();
             while r.peek().is_some() {
                 if !links.is_empty() {
-                    r.expect(",")?;
+                    r.keyword(",")?;
                 }
                 let a = r.node()?;
-                r.expect("<->")?;
+                r.keyword("<->")?;
                 links.push((a, r.node()?));
             }
             Fault::CutLinks(links)
