@@ -73,7 +73,8 @@ impl FromStr for PlanFile {
         for (i, raw) in text.lines().enumerate() {
             let line = raw.trim();
             let number = i + 1;
-            if line.is_empty() || line.starts_with('#') {
+            // `(no faults)` is how an empty plan prints on one line.
+            if line.is_empty() || line.starts_with('#') || line == "(no faults)" {
                 continue;
             }
             let (key, value) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
@@ -167,6 +168,8 @@ mod tests {
     #[test]
     fn a_bare_plan_takes_the_defaults_and_a_scenario_lends_its_own() {
         let bare: PlanFile = "at 1s crash n4; at 2s heal".parse().expect("steps alone");
+        let empty: PlanFile = "seed 2\n(no faults)\n".parse().expect("an empty plan, as a report prints it");
+        assert!(empty.plan.is_empty());
         assert_eq!((bare.scenario, bare.seed, bare.members, bare.voters, bare.preset), (None, 1, 4, 4, Preset::Lan));
         let crash: PlanFile = "scenario crash-detection\nseed 3\nat 1s crash n4".parse().expect("a header");
         assert_eq!((crash.members, crash.voters), (10, 5));
