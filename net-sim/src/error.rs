@@ -27,4 +27,12 @@ pub enum Error {
     /// The member refused a command; its state is as the core's error says.
     #[error(transparent)]
     Core(conclave_core::Error),
+    /// A fault plan's text does not read (see [`fault`](crate::fault) for its form).
+    #[error("cannot read `{text}`: {message}")]
+    Plan {
+        /// The step, or fault, as written.
+        text: String,
+        /// What is wrong with it.
+        message: String,
+    },
 }
