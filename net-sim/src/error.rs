@@ -33,4 +33,12 @@ pub enum Error {
     /// The workload's settings are impossible; nothing was built.
     #[error("workload: {0}")]
     Workload(String),
+    /// A fault plan's text does not read (see [`fault`](crate::fault) for its form).
+    #[error("cannot read `{text}`: {message}")]
+    Plan {
+        /// The step, or fault, as written.
+        text: String,
+        /// What is wrong with it.
+        message: String,
+    },
 }

@@ -1,4 +1,9 @@
 //! Fault plans: what goes wrong, and when.
+//!
+//! A plan is data ([`FaultPlan`], serde for machines) with a text form for people:
+//! `at 10s crash n5; at 40s partition n1,n2 | n3-n5; at 60s heal` (see [`text`] for the
+//! whole grammar). What a run prints, a test reports and a plan file holds is that text,
+//! and it parses back to the very same plan.
 
 use std::time::Duration;
 
@@ -6,6 +11,10 @@ use conclave_core::{Instant, NodeId};
 use serde::{Deserialize, Serialize};
 
 use crate::network::{LinkParams, LinkSelector};
+
+pub mod text;
+
+pub use text::{format_duration, parse_duration};
 
 /// What a restarted member finds on its disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +137,18 @@ impl Fault {
         }
     }
 
+    /// Every member the fault names (a partition's groups, a link selector's ends; a
+    /// network-wide change names none).
+    pub fn named(&self) -> Vec<NodeId> {
+        match self {
+            Self::Partition(groups) => groups.iter().flatten().copied().collect(),
+            other => match other.touched() {
+                Touched::Members(members) => members,
+                Touched::All => Vec::new(),
+            },
+        }
+    }
+
     /// A short name for traces and reports.
     pub fn name(&self) -> &'static str {
         match self {
@@ -156,20 +177,22 @@ pub struct Step {
     pub fault: Fault,
 }
 
-/// A list of faults at virtual times: the same plan runs on both engines, and its JSON
-/// form is what a failing run prints and a replay reads.
+/// A list of faults at virtual times: the same plan runs on both engines. Its text form
+/// (`Display`, `FromStr`; see [`text`]) is what a failing run prints and a plan file
+/// holds; its JSON form is for machines.
 ///
 /// ```
-/// use std::time::Duration;
 /// use conclave_core::{Instant, NodeId};
 /// use conclave_sim::{Disk, Fault, FaultPlan};
 ///
 /// let plan = FaultPlan::new()
 ///     .at(Instant::from_secs(10), Fault::Crash(NodeId(2)))
 ///     .at(Instant::from_secs(20), Fault::Restart { node: NodeId(2), disk: Disk::Kept });
-/// let json = plan.to_json();
-/// assert_eq!(FaultPlan::from_json(&json).unwrap(), plan);
+/// assert_eq!(plan.to_string(), "at 10s crash n2; at 20s restart n2 with disk");
+/// assert_eq!("at 10s crash n2\nat 20s restart n2 with disk".parse::<FaultPlan>().unwrap(), plan);
+/// assert_eq!(FaultPlan::from_json(&plan.to_json()).unwrap(), plan);
 /// assert_eq!(plan.last_at(), Some(Instant::from_secs(20)));
+/// assert_eq!(plan.highest_member(), Some(NodeId(2)));
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct FaultPlan {
@@ -204,6 +227,12 @@ impl FaultPlan {
     /// Whether the plan has no steps.
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
+    }
+
+    /// The highest member id any step names, if any: a cluster running the plan needs at
+    /// least that many members.
+    pub fn highest_member(&self) -> Option<NodeId> {
+        self.steps.iter().flat_map(|s| s.fault.named()).max()
     }
 
     /// The plan as one line of JSON.

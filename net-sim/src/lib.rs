@@ -70,7 +70,7 @@
 //!
 //! # Replaying a failure
 //!
-//! A [`Violation`] prints the seed, the plan (JSON) and a command. From a test written with
+//! A [`Violation`] prints the seed, the plan (its text form) and a command. From a test written with
 //! [`seeded_test!`], the command is
 //! `CONCLAVE_SEED=<seed> cargo test -p <package> --test <target> -- --exact <test>`, and any
 //! panic in the test prints it too; elsewhere, the builder's

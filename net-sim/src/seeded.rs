@@ -169,6 +169,8 @@ pub struct TestId {
     pub krate: &'static str,
     /// The test's path inside its crate, as `cargo test -- --exact` takes it.
     pub test: &'static str,
+    /// The Cargo features the test needs, as `--features` takes them (empty: none).
+    pub features: &'static str,
 }
 
 impl TestId {
@@ -179,7 +181,8 @@ impl TestId {
         } else {
             format!("--test {}", self.krate)
         };
-        format!("CONCLAVE_SEED={seed} cargo test -p {} {target} -- --exact {}", self.package, self.test)
+        let features = if self.features.is_empty() { String::new() } else { format!(" --features {}", self.features) };
+        format!("CONCLAVE_SEED={seed} cargo test -p {}{features} {target} -- --exact {}", self.package, self.test)
     }
 }
 
@@ -225,6 +228,32 @@ pub(crate) fn note_plan(seed: u64, plan: &str) {
 /// runs differ.
 #[track_caller]
 pub fn run_seeded(id: TestId, default_seeds: u64, body: impl Fn(u64) -> Report) {
+    run_seeded_with(id, default_seeds, &Replay::default(), body);
+}
+
+/// What a failing seed prints beyond the test, the seed, the plan and the `cargo test`
+/// line: what runs (a scenario's name, say) and another command that replays the seed.
+#[derive(Default)]
+pub struct Replay<'a> {
+    /// What the test runs, in a few words.
+    pub what: Option<&'a str>,
+    /// Another command that replays a seed (such as the `conclave` command's).
+    pub also: Option<&'a dyn Fn(u64) -> String>,
+}
+
+impl fmt::Debug for Replay<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Replay").field("what", &self.what).field("also", &self.also.map(|also| also(0))).finish()
+    }
+}
+
+/// [`run_seeded`], printing `replay`'s lines too when a seed fails.
+///
+/// # Panics
+///
+/// As [`run_seeded`].
+#[track_caller]
+pub fn run_seeded_with(id: TestId, default_seeds: u64, replay: &Replay<'_>, body: impl Fn(u64) -> Report) {
     let seeds = Seeds::from_env(default_seeds).unwrap_or_else(|e| panic!("{e}"));
     for &seed in &seeds.seeds {
         CURRENT.with(|c| *c.borrow_mut() = Some(Current { id, seed, plan: None }));
@@ -243,7 +272,12 @@ pub fn run_seeded(id: TestId, default_seeds: u64, body: impl Fn(u64) -> Report) 
         let current = CURRENT.with(|c| c.borrow_mut().take());
         if let Err(panic) = result {
             let plan = current.and_then(|c| c.plan).unwrap_or_else(|| "(no simulation was built)".to_string());
-            eprintln!("\nseeded test {id} failed with seed {seed}\n  plan: {plan}\n  replay: {}\n", id.replay(seed));
+            let what = replay.what.map_or_else(String::new, |w| format!(": {w}"));
+            let also = replay.also.map_or_else(String::new, |also| format!("\n      or: {}", also(seed)));
+            eprintln!(
+                "\nseeded test {id} failed with seed {seed}{what}\n  plan: {plan}\n  replay: {}{also}\n",
+                id.replay(seed)
+            );
             resume_unwind(panic);
         }
     }
@@ -272,6 +306,7 @@ macro_rules! seeded_test {
                 package: env!("CARGO_PKG_NAME"),
                 krate: env!("CARGO_CRATE_NAME"),
                 test: $crate::seeded::test_path(module_path!(), stringify!($name)),
+                features: "",
             };
             $crate::seeded::run_seeded(id, $count, |$seed: u64| -> $crate::Report { $body });
         }
@@ -319,10 +354,15 @@ mod tests {
 
     #[test]
     fn replay_names_the_target_the_test_lives_in() {
-        let lib = TestId { package: "conclave-sim", krate: "conclave_sim", test: "seeded::tests::x" };
+        let lib = TestId { package: "conclave-sim", krate: "conclave_sim", test: "seeded::tests::x", features: "" };
         assert_eq!(lib.replay(5), "CONCLAVE_SEED=5 cargo test -p conclave-sim --lib -- --exact seeded::tests::x");
-        let it = TestId { package: "conclave", krate: "chaos", test: "random_chaos" };
+        let it = TestId { package: "conclave", krate: "chaos", test: "random_chaos", features: "" };
         assert_eq!(it.replay(9), "CONCLAVE_SEED=9 cargo test -p conclave --test chaos -- --exact random_chaos");
+        let featured = TestId { features: "a,b", ..it };
+        assert_eq!(
+            featured.replay(9),
+            "CONCLAVE_SEED=9 cargo test -p conclave --features a,b --test chaos -- --exact random_chaos"
+        );
         assert_eq!(test_path("chaos", "t"), "t");
         assert_eq!(test_path("conclave_sim::seeded::tests", "t"), "seeded::tests::t");
     }

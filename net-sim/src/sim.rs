@@ -81,7 +81,7 @@ pub struct Sim {
     seed_slots: Vec<u32>,
     net: Network,
     plan: FaultPlan,
-    plan_json: String,
+    plan_text: String,
     mode: TraceMode,
     hasher: TraceHasher,
     records: Vec<TraceRecord>,
@@ -394,7 +394,7 @@ impl Sim {
             seed: self.seed,
             at: finding.at,
             message: finding.message,
-            plan: self.plan_json.clone(),
+            plan: self.plan_text.clone(),
             replay: self.replay.clone(),
         });
     }

@@ -336,7 +336,7 @@ impl std::fmt::Display for TraceRecord {
                 Some(to) => write!(f, "{at} {from} -> {to} {} dropped ({})", kind(k), reason.name()),
                 None => write!(f, "{at} {from} -> ? {} dropped ({})", kind(k), reason.name()),
             },
-            Self::Fault { at, fault } => write!(f, "{at} fault {fault:?}"),
+            Self::Fault { at, fault } => write!(f, "{at} fault {fault}"),
             Self::Event { at, node, event } => write!(f, "{at} {node} {}", event_label(event)),
             Self::Persist { at, node, durable } => write!(f, "{at} {node} persist {durable:?}"),
             Self::Started { at, node, durable } => write!(f, "{at} {node} started with {durable:?}"),

@@ -113,6 +113,7 @@ fn a_violation_names_seed_time_plan_and_replay_command() {
         package: env!("CARGO_PKG_NAME"),
         krate: env!("CARGO_CRATE_NAME"),
         test: "a_violation_names_seed_time_plan_and_replay_command",
+        features: "",
     };
     let result = std::panic::catch_unwind(|| {
         conclave_sim::run_seeded(id, 1, |seed| {
@@ -125,7 +126,7 @@ fn a_violation_names_seed_time_plan_and_replay_command() {
             assert_eq!(v.seed, seed);
             assert!(v.at > Instant::from_secs(3));
             assert!(v.message.contains("suspects n2"), "{}", v.message);
-            assert_eq!(FaultPlan::from_json(&v.plan).unwrap(), plan);
+            assert_eq!(v.plan.parse::<FaultPlan>().expect("the text form parses back"), plan);
             let shown = v.to_string();
             assert!(shown.contains(&format!("seed {seed}")) && shown.contains("replay: "), "{shown}");
             assert_eq!(

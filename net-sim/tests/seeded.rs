@@ -44,7 +44,7 @@ fn a_failing_seed_prints_seed_plan_and_replay() {
     let all = format!("{stdout}\n{stderr}");
     assert!(all.contains("the test's own assertion fails on seed 3"), "{all}");
     assert!(all.contains("failed with seed 3"), "{all}");
-    assert!(all.contains(r#"plan: {"steps":[{"at":1000000000,"fault":{"Crash":2}}]}"#), "{all}");
+    assert!(all.contains("plan: at 1s crash n2\n"), "{all}");
     let replay = "CONCLAVE_SEED=3 cargo test -p conclave-sim --test seeded -- --exact child_fails_on_seed_three";
     assert!(all.contains(&format!("replay: {replay}")), "{all}");
     // The replay line's filter selects exactly this test in this target (the binary is the

@@ -24,6 +24,8 @@ use conclave_core::{Config, ElectionConfig, Event, Instant, NodeId};
 use conclave_sim::{sim_id, Fault, FaultPlan, LinkParams, Sim, SimBuilder, TraceMode, TraceRecord};
 use hdrhistogram::Histogram;
 
+use conclave_scenarios::catalog::{big_partition_plan, BIG_CUT, BIG_SPLIT};
+
 use crate::poll::poll_until;
 
 /// Flags of `conclave bench election`.
@@ -213,9 +215,6 @@ fn partitions(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// How long the big partitions last.
-const BIG_CUT_FOR: Duration = Duration::from_secs(120);
-
 /// Clusters of 20, 50 and 100 members cut in half along their ids for 120 s: the monitoring
 /// ring (sorted by id) crosses the cut at two places only, so the far side is found a few
 /// members at a time. Counts the runs in which some member's first `PartitionDetected` did
@@ -250,14 +249,13 @@ fn big_partitions(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// Members 1 to n/2 of `n` cut off from the rest for [`BIG_CUT_FOR`]: each member's first
-/// `PartitionDetected`, how long after the cut, and whether it named the cut.
+/// The catalog's `big-partition` plan on `n` members (1 to n/2 cut off from the rest for
+/// 120 s): each member's first `PartitionDetected`, how long after the cut, and whether it
+/// named the cut. (The catalog's scenario judges the same property at 100 members.)
 fn first_decisions(n: usize, seed: u64) -> Result<BTreeMap<NodeId, (Duration, bool)>, String> {
     let cut: BTreeSet<NodeId> = (0..n / 2).map(sim_id).collect();
-    let split = Instant::from_secs(30);
-    let plan = FaultPlan::new()
-        .at(split, Fault::Partition(vec![cut.iter().copied().collect()]))
-        .at(split + BIG_CUT_FOR, Fault::Heal);
+    let split = BIG_SPLIT;
+    let plan = big_partition_plan(n);
     let mut sim = SimBuilder::new()
         .seed(seed)
         .members(n)
@@ -266,7 +264,7 @@ fn first_decisions(n: usize, seed: u64) -> Result<BTreeMap<NodeId, (Duration, bo
         .default_checkers(false)
         .build()
         .map_err(|e| e.to_string())?;
-    sim.run_until(split + BIG_CUT_FOR);
+    sim.run_until(split + BIG_CUT);
     let names_the_cut = |side: &[NodeId]| side.iter().all(|m| cut.contains(m)) || side.iter().all(|m| !cut.contains(m));
     let mut first = BTreeMap::new();
     for record in sim.finish().records() {
@@ -298,30 +296,4 @@ fn splitmix(seed: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A big partition is decided on its whole picture: every member's first
-    /// `PartitionDetected` names the cut, never the few members its side found first.
-    #[test]
-    fn a_hundred_members_cut_along_their_ids_decide_on_the_whole_picture() {
-        // Along the ids, the monitoring ring crosses the cut at two places only, so the far
-        // side is found a few members at a time; before the partition watch waited for new
-        // watchers after each confirmation, seed 1 had a member decide after 6.8 s that only
-        // three members were gone (and 5 seeds of 40 some member).
-        let first = conclave_sim::seed_from_env(1);
-        for seed in first..first + 2 {
-            let decisions = first_decisions(100, seed).expect("valid settings");
-            assert_eq!(decisions.len(), 100, "seed {seed}: every member decides within 120 s");
-            let partial: Vec<String> = decisions
-                .iter()
-                .filter(|(_, &(_, whole))| !whole)
-                .map(|(node, (after, _))| format!("{node} {after:?} after the cut"))
-                .collect();
-            assert!(partial.is_empty(), "seed {seed}: decided on part of the picture: {}", partial.join(", "));
-        }
-    }
 }

@@ -362,6 +362,9 @@ impl Node {
             MemberState::Alive => {
                 claim.incarnation > mine || (claim.incarnation == mine && claim.addr.is_some_and(|a| a != self.addr))
             }
+            // Test only: the broken protocol that the scenario catalog must catch.
+            #[cfg(feature = "__broken_refutation")]
+            MemberState::Suspect => false,
             _ => claim.incarnation >= mine,
         };
         if must_refute {

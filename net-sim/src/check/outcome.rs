@@ -49,7 +49,7 @@ pub struct Violation {
     pub at: Instant,
     /// What is wrong.
     pub message: String,
-    /// The run's fault plan, as JSON.
+    /// The run's fault plan, in its text form.
     pub plan: String,
     /// The one-line command that replays the run.
     pub replay: String,

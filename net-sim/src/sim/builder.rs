@@ -371,8 +371,8 @@ impl Sim {
                 return Err(Error::UnknownMember(id));
             }
         }
-        let plan_json = b.plan.to_json();
-        crate::seeded::note_plan(b.seed, &plan_json);
+        let plan_text = b.plan.to_string();
+        crate::seeded::note_plan(b.seed, &plan_text);
         let slots = configs
             .iter()
             .map(|config| Slot {
@@ -413,7 +413,7 @@ impl Sim {
             seed_slots: (0..b.seeds.min(n) as u32).collect(),
             net,
             plan: b.plan,
-            plan_json,
+            plan_text,
             mode: b.trace,
             hasher: TraceHasher::default(),
             records: Vec::new(),

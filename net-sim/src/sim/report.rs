@@ -63,7 +63,7 @@ pub struct Report {
     pub checks: Vec<Outcome>,
     /// The checker names the test opted out of.
     pub opt_outs: Vec<&'static str>,
-    /// The plan, as JSON.
+    /// The plan, in its text form (it parses back: `report.plan.parse::<FaultPlan>()`).
     pub plan: String,
     /// The command that replays the run.
     pub replay: String,
@@ -220,7 +220,7 @@ impl Sim {
             violations: self.violations,
             checks,
             opt_outs: self.opt_outs,
-            plan: self.plan_json,
+            plan: self.plan_text,
             replay: self.replay,
             workload,
             mode: self.mode,
