@@ -44,14 +44,21 @@ impl Service {
     }
 }
 
-fn members(clients: usize, workers: usize) -> (Vec<NodeId>, Vec<NodeId>) {
+fn clients_then_workers(clients: usize, workers: usize) -> (Vec<NodeId>, Vec<NodeId>) {
     ((0..clients).map(sim_id).collect(), (clients..clients + workers).map(sim_id).collect())
+}
+
+/// The clients and workers of a cluster of `members` (at least 2): the first half calls,
+/// the rest serve.
+pub fn split(members: usize) -> (Vec<NodeId>, Vec<NodeId>) {
+    let clients = (members / 2).max(1);
+    clients_then_workers(clients, members.saturating_sub(clients).max(1))
 }
 
 /// A full outage of errors: ten clients calling at `per_sec` a second each for 60 s, ten
 /// workers that answer every request with an error at once.
 pub fn full_outage(policy: Policy, per_sec: f64) -> Service {
-    let (clients, workers) = members(10, 10);
+    let (clients, workers) = clients_then_workers(10, 10);
     let mut workload = Workload::new(clients, workers.clone())
         .policy(policy)
         .poisson(per_sec)
@@ -70,7 +77,7 @@ pub fn full_outage(policy: Policy, per_sec: f64) -> Service {
 /// worker's own. Call figures count from 20 s (hedging learns its quantile from 100
 /// latencies first).
 pub fn slow_worker(policy: Policy) -> Service {
-    let (clients, workers) = members(10, 10);
+    let (clients, workers) = clients_then_workers(10, 10);
     let workload = Workload::new(clients, workers.clone())
         .policy(policy)
         .poisson(100.0)
@@ -88,17 +95,36 @@ pub fn slow_worker(policy: Policy) -> Service {
 /// serve; at 20 s the first worker crashes, and the other four are asked 106 % of what
 /// they can serve. Calls stop at 70 s.
 pub fn cascade(policy: Policy) -> Service {
-    let (clients, workers) = members(5, 5);
-    let first = workers[0];
-    let workload = Workload::new(clients, workers)
+    let workload = cascade_workload(10, policy);
+    let plan = FaultPlan::new().at(Instant::from_secs(20), Fault::Crash(workload.workers[0]));
+    Service { members: 10, workload, plan, end: START + Duration::from_secs(62) }
+}
+
+/// The workload of [`cascade`] on a cluster of `members` ([`split`]): the clients share
+/// 85 % of what the workers can serve (75 calls a second per client with as many clients
+/// as workers).
+pub fn cascade_workload(members: usize, policy: Policy) -> Workload {
+    let (clients, workers) = split(members);
+    let per_sec = 75.0 * workers.len() as f64 / clients.len() as f64;
+    Workload::new(clients, workers)
         .policy(policy)
-        .poisson(75.0)
+        .poisson(per_sec)
         .service(Latency::LogNormal { median: Duration::from_millis(20), sigma: 0.5 }, 2)
         .crash_backlog(100)
         .start_at(START)
-        .stop_at(START + Duration::from_secs(60));
-    let plan = FaultPlan::new().at(Instant::from_secs(20), Fault::Crash(first));
-    Service { members: 10, workload, plan, end: START + Duration::from_secs(62) }
+        .stop_at(START + Duration::from_secs(60))
+}
+
+/// Calls for a retry storm on a cluster of `members` ([`split`]): each client at 100 calls a
+/// second from 10 s to 70 s, workers with the default service (8 servers, median 5 ms),
+/// far from overloaded: what goes wrong is the workers' going away, not their load.
+pub fn storm_workload(members: usize, policy: Policy) -> Workload {
+    let (clients, workers) = split(members);
+    Workload::new(clients, workers)
+        .policy(policy)
+        .poisson(100.0)
+        .start_at(START)
+        .stop_at(START + Duration::from_secs(60))
 }
 
 /// Three attempts a call and nothing else: no budget, breaker, hedging, throttle, limit or
