@@ -136,16 +136,16 @@ fn outage(args: &Args) -> Result<(), String> {
         ("3 attempts, no budget", service::retries_only(), 100.0, "about 3x"),
         ("3 attempts, default budget", with_budget.clone(), 100.0, "about 1.1x"),
         ("3 attempts, default budget", with_budget, 1000.0, "about 1.1x"),
-        ("every default (breakers too)", Policy::default(), 100.0, ""),
+        ("every default (breakers too)", Policy::default(), 100.0, "-"),
     ];
     println!(
-        "{:<30} {:>10} {:>10} {:>11} {:>10} {:>15}  {:<10}",
+        "{:<30} {:>10} {:>10} {:>11} {:>10} {:>15}  {}",
         "policy", "calls/s", "calls", "attempts", "per call", "runs (min-max)", "SRE book"
     );
     for (name, policy, per_sec, sre) in rows {
         let totals = Totals::of(&measure_all(&service::full_outage(policy, per_sec), args)?)?;
         println!(
-            "{:<30} {:>10} {:>10} {:>11} {:>9.3}x {:>15}  {:<10}",
+            "{:<30} {:>10} {:>10} {:>11} {:>9.3}x {:>15}  {}",
             name,
             format!("{per_sec} x 10"),
             totals.calls,

@@ -224,27 +224,23 @@ impl Checker for ServesAgain {
 
     fn workload(&mut self, at: Instant, event: &WorkloadEvent, findings: &mut Vec<Finding>) {
         match *event {
-            WorkloadEvent::CallStarted { client, call, .. } => {
-                if self.back.is_some_and(|back| at >= back + self.within) {
-                    self.watched.insert((client, call));
-                }
+            WorkloadEvent::CallStarted { client, call, .. }
+                if self.back.is_some_and(|back| at >= back + self.within) =>
+            {
+                self.watched.insert((client, call));
             }
-            WorkloadEvent::CallCompleted { client, call, .. } => {
-                if self.watched.remove(&(client, call)) {
-                    self.completed += 1;
-                }
+            WorkloadEvent::CallCompleted { client, call, .. } if self.watched.remove(&(client, call)) => {
+                self.completed += 1;
             }
-            WorkloadEvent::CallFailed { client, call, error, .. } => {
-                if self.watched.remove(&(client, call)) {
-                    let back = self.back.unwrap_or(Instant::ZERO);
-                    findings.push(Finding {
-                        at,
-                        message: format!(
-                            "{client}'s call {call}, started {:?} after the workers came back at {back}, failed: {error}",
-                            at.saturating_duration_since(back)
-                        ),
-                    });
-                }
+            WorkloadEvent::CallFailed { client, call, error, .. } if self.watched.remove(&(client, call)) => {
+                let back = self.back.unwrap_or(Instant::ZERO);
+                findings.push(Finding {
+                    at,
+                    message: format!(
+                        "{client}'s call {call}, started {:?} after the workers came back at {back}, failed: {error}",
+                        at.saturating_duration_since(back)
+                    ),
+                });
             }
             _ => {}
         }
