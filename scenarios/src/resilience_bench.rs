@@ -139,8 +139,8 @@ fn outage(args: &Args) -> Result<(), String> {
         ("every default (breakers too)", Policy::default(), 100.0, "-"),
     ];
     println!(
-        "{:<30} {:>10} {:>10} {:>11} {:>10} {:>15}  {}",
-        "policy", "calls/s", "calls", "attempts", "per call", "runs (min-max)", "SRE book"
+        "{:<30} {:>10} {:>10} {:>11} {:>10} {:>15}  SRE book",
+        "policy", "calls/s", "calls", "attempts", "per call", "runs (min-max)"
     );
     for (name, policy, per_sec, sre) in rows {
         let totals = Totals::of(&measure_all(&service::full_outage(policy, per_sec), args)?)?;
