@@ -27,6 +27,12 @@ pub enum Error {
     /// The member refused a command; its state is as the core's error says.
     #[error(transparent)]
     Core(conclave_core::Error),
+    /// The workload's resilience policy is impossible; nothing was built.
+    #[error("the workload's {0}")]
+    Policy(conclave_core::resilience::PolicyError),
+    /// The workload's settings are impossible; nothing was built.
+    #[error("workload: {0}")]
+    Workload(String),
     /// A fault plan's text does not read (see [`fault`](crate::fault) for its form).
     #[error("cannot read `{text}`: {message}")]
     Plan {

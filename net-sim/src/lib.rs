@@ -43,8 +43,14 @@
 //!   standard checkers, a family to a file: `election.rs` ([`OneLeaderPerTerm`],
 //!   [`LeaseExclusive`], [`ElectsAfterHeal`]), `verdicts.rs` ([`NoFalseVerdicts`]),
 //!   `convergence.rs` ([`Converges`]), `promises.rs` ([`IncarnationsNeverReused`],
-//!   [`SuspicionWithinBounds`], [`RefutesClaims`]). Panics are caught by the engine and
-//!   reported as `no-panic` [`Violation`]s.
+//!   [`SuspicionWithinBounds`], [`RefutesClaims`]), `workload.rs` ([`CallsEnd`],
+//!   [`NoDuplicateExecution`], [`AttemptsWithinBudget`]). Panics are caught by the engine
+//!   and reported as `no-panic` [`Violation`]s.
+//! - [`workload`]: a service workload ([`Workload`]): clients calling workers through
+//!   `conclave_core::resilience`'s `Client` over the simulated links, workers with
+//!   servers, a queue, a concurrency limit, an idempotency window and a crash point;
+//!   [`WorkloadEvent`]s in the trace, [`WorkloadReport`] in the report. The engine's side
+//!   is `sim/workload.rs`.
 //! - [`seeded`]: the entry point of seeded tests ([`seeded_test!`], [`run_seeded`]):
 //!   `CONCLAVE_SEED`, `CONCLAVE_SEEDS`, `CONCLAVE_CHECK_DETERMINISM`, and the replay line.
 //! - [`chaos`]: random fault plans in the swarm-testing style ([`chaos::Chaos`]).
@@ -85,11 +91,12 @@ pub mod sim;
 pub mod trace;
 #[cfg(feature = "turmoil")]
 pub mod turmoil_engine;
+pub mod workload;
 
 pub use check::{
-    Checker, ClusterSnapshot, Converges, ElectsAfterHeal, Finding, IncarnationChange, IncarnationsNeverReused,
-    LeaseExclusive, NoFalseVerdicts, NodeSnapshot, Observation, OneLeaderPerTerm, Outcome, RefutesClaims, RunInfo,
-    Status, SuspicionWithinBounds, Violation,
+    AttemptsWithinBudget, CallsEnd, Checker, ClusterSnapshot, Converges, ElectsAfterHeal, Finding, IncarnationChange,
+    IncarnationsNeverReused, LeaseExclusive, NoDuplicateExecution, NoFalseVerdicts, NodeSnapshot, Observation,
+    OneLeaderPerTerm, Outcome, RefutesClaims, RunInfo, Status, SuspicionWithinBounds, Violation,
 };
 pub use error::Error;
 pub use fault::{Disk, Fault, FaultPlan, Step, Touched};
@@ -97,3 +104,4 @@ pub use network::{Latency, LinkParams, LinkSelector, SimRng};
 pub use seeded::{run_seeded, seed_from_env, Seeds, TestId};
 pub use sim::{sim_addr, sim_id, verify_determinism, Nondeterminism, Report, Sim, SimBuilder, SimStats, SIM_PORT};
 pub use trace::{DropReason, TraceHasher, TraceMode, TraceRecord};
+pub use workload::{Arrivals, Defects, WorkerKnobs, Workload, WorkloadEvent, WorkloadReport};

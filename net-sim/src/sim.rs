@@ -16,7 +16,9 @@
 //! - `world`: what lies between the hosts: the network that carries their datagrams
 //!   (cuts, loss, latency, duplication, corruption), and the plan's faults applied to it
 //!   and to the hosts;
-//! - `report`: [`Report`] and [`SimStats`], what a finished run hands back.
+//! - `report`: [`Report`] and [`SimStats`], what a finished run hands back;
+//! - `workload`: the service workload's driver (clients and workers, see
+//!   [`crate::workload`]), reached through a few hooks.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -34,6 +36,7 @@ use crate::trace::{DropReason, TraceHasher, TraceMode, TraceRecord};
 mod builder;
 mod host;
 mod report;
+mod workload;
 mod world;
 
 pub use builder::{verify_determinism, Nondeterminism, SimBuilder};
@@ -58,6 +61,8 @@ enum What {
     Join { node: u32, life: u32 },
     /// A checker's snapshot.
     Snapshot { checker: u32 },
+    /// The workload's (boxed: the queue's entries stay small).
+    Work(Box<workload::Due>),
 }
 
 /// The deterministic simulator. See the [crate docs](crate) for the map.
@@ -94,6 +99,8 @@ pub struct Sim {
     violations: Vec<Violation>,
     replay: String,
     outputs: Vec<Output>,
+    /// The service workload, if the run has one.
+    workload: Option<Box<workload::Driver>>,
 }
 
 impl std::fmt::Debug for Sim {
@@ -338,6 +345,7 @@ impl Sim {
                 self.report(c, &mut findings);
                 self.findings = findings;
             }
+            What::Work(due) => self.work(at, due),
         }
     }
 

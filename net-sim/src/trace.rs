@@ -11,6 +11,7 @@
 use conclave_core::{Durable, Event, Instant, Member, MessageKind, NodeId, Side};
 
 use crate::fault::Fault;
+use crate::workload::WorkloadEvent;
 
 /// Which of the trace's records the simulator keeps (the hash covers them all, always).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -129,6 +130,13 @@ pub enum TraceRecord {
         /// What it found on its disk.
         durable: Option<Durable>,
     },
+    /// The service workload did something (see [`crate::workload`]).
+    Workload {
+        /// Global virtual time.
+        at: Instant,
+        /// What.
+        event: WorkloadEvent,
+    },
     /// A node panicked (a bug in the core): the simulator stopped its process.
     Panicked {
         /// Global virtual time.
@@ -193,6 +201,7 @@ pub(crate) mod tag {
     pub(crate) const PERSIST: u64 = 6;
     pub(crate) const STARTED: u64 = 7;
     pub(crate) const PANICKED: u64 = 8;
+    pub(crate) const WORKLOAD: u64 = 9;
 }
 
 /// The fingerprint of a datagram's content: its CRC field, which covers every byte.
@@ -332,6 +341,7 @@ impl std::fmt::Display for TraceRecord {
             Self::Persist { at, node, durable } => write!(f, "{at} {node} persist {durable:?}"),
             Self::Started { at, node, durable } => write!(f, "{at} {node} started with {durable:?}"),
             Self::Panicked { at, node, message } => write!(f, "{at} {node} PANICKED: {message}"),
+            Self::Workload { at, event } => write!(f, "{at} {event}"),
         }
     }
 }

@@ -18,6 +18,8 @@
 //!   while it still fails the same check.
 //! - [`timeline`]: a run as a self-contained HTML page, one lane per member.
 //! - [`seeded`]: one `#[test]` per scenario ([`scenario_test!`]).
+//! - [`service`]: the service workloads (clients calling workers through the resilience
+//!   policies) of `conclave bench resilience` and of the catalog's service scenarios.
 //!
 //! # Example
 //!
@@ -40,6 +42,7 @@ pub mod error;
 pub mod metrics;
 pub mod plan_file;
 pub mod seeded;
+pub mod service;
 pub mod shrink;
 pub mod sweep;
 pub mod timeline;

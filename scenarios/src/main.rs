@@ -18,6 +18,7 @@ mod election_bench;
 mod foca_peer;
 mod membership_bench;
 mod poll;
+mod resilience_bench;
 mod sim_bench;
 
 use commands::{Output, Verdict};
@@ -89,6 +90,9 @@ enum Bench {
     /// Leader election against the Raft paper's section 9.3 (downtime after a leader
     /// crash, per range of election timeouts), and partition detection and heal times.
     Election(election_bench::Args),
+    /// The resilience policies on a service workload: retry amplification in an outage,
+    /// hedging against a slow worker, a cascade after a crash, and jitter under contention.
+    Resilience(resilience_bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -138,6 +142,7 @@ fn run_bench(bench: Bench) -> Result<(), String> {
         Bench::Convergence(args) => convergence_bench::run(&args),
         Bench::Compare(args) => compare::run(&args),
         Bench::Election(args) => election_bench::run(&args),
+        Bench::Resilience(args) => resilience_bench::run(&args),
     }
 }
 

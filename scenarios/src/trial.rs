@@ -147,6 +147,9 @@ impl Trial {
             .plan(self.plan.clone())
             .trace(trace);
         builder = if self.voters == 0 { builder.opt_out_of(NO_ELECTION) } else { builder.voters(self.voters) };
+        if let Some(service) = self.scenario.and_then(|s| s.service) {
+            builder = builder.workload(service(self.members));
+        }
         builder
     }
 

@@ -22,6 +22,8 @@ scenario_test!(crash_recovery, "crash-recovery");
 scenario_test!(churn, "churn");
 scenario_test!(large_cluster, "large-cluster");
 scenario_test!(big_partition, "big-partition");
+scenario_test!(cascading_failure, "cascading-failure");
+scenario_test!(retry_storm, "retry-storm");
 scenario_test!(random_chaos, "random-chaos");
 
 /// The list above names every scenario: a new entry of the catalog gets its test.

@@ -402,7 +402,15 @@ impl Client {
         let Some(c) = self.calls.get_mut(&call) else { return };
         let Some(a) = c.attempts.get_mut(attempt.0 as usize) else { return };
         let Some(ticket) = a.ticket.take() else { return };
-        let sent = a.sent;
+        let (sent, kind) = (a.sent, a.kind);
+        // A hedge that answered stands, in the latencies hedging learns from, for the
+        // attempt it hedged, which had been waiting since it was sent and is now cancelled
+        // unanswered. The hedge's own latency alone would leave out exactly the slow
+        // answers hedging cuts short: the quantile would fall, and ever more calls be hedged.
+        let waited = match kind {
+            AttemptKind::Hedge => c.attempts.iter().rev().find(|h| h.kind != AttemptKind::Hedge).map(|h| sent - h.sent),
+            AttemptKind::First | AttemptKind::Retry => None,
+        };
         match outcome {
             Ok(latency) => {
                 self.registry.end_call(now, ticket, Outcome::Success { latency });
@@ -410,7 +418,7 @@ impl Client {
                     throttle.record_accept(now);
                 }
                 if let Some(hedging) = &mut self.hedging {
-                    hedging.record(now, latency);
+                    hedging.record(now, latency + waited.unwrap_or_default());
                 }
                 self.complete(now, call, attempt);
             }
@@ -533,7 +541,9 @@ impl Client {
             return;
         }
         if let Some(throttle) = &mut self.throttle {
-            if !throttle.try_send(now, &mut self.rng) {
+            // Attempts under way have no outcome yet: the throttle counts them neither way.
+            let in_flight = self.registry.workers().map(|w| u64::from(w.outstanding())).sum();
+            if !throttle.try_send_with(now, in_flight, &mut self.rng) {
                 self.metrics.throttled += 1;
                 if !hedge {
                     self.fail(now, id, CallError::Throttled);

@@ -1,7 +1,7 @@
 //! Resilience policies: retries done right, as pure state machines.
 //!
 //! One implementation for every driver: the QUIC runtime's client feeds it real time
-//! converted to [`Instant`]s, the simulator's workloads feed it virtual time. Like the rest
+//! converted to [`Instant`](crate::Instant)s, the simulator's workloads feed it virtual time. Like the rest
 //! of core it reads no clock, starts no thread and draws every random number from a ChaCha
 //! RNG seeded by its caller, so the same seed and the same inputs give the same attempts.
 //!

@@ -127,8 +127,17 @@ impl AdaptiveThrottle {
 
     /// The probability that a request at `now` is rejected locally.
     pub fn reject_probability(&self, now: Instant) -> f64 {
+        self.reject_probability_with(now, 0)
+    }
+
+    /// The probability that a request at `now` is rejected locally while `in_flight` of the
+    /// requests counted are still unanswered. Those have no outcome yet, so they count
+    /// neither as requests nor as accepts: otherwise a client that has just started (or
+    /// has been quiet for a window) would reject its own second request with probability
+    /// 1/2 while its first is on its way, its workers healthy.
+    pub fn reject_probability_with(&self, now: Instant, in_flight: u64) -> f64 {
         let Counts { requests, accepts } = self.counts.sum(now);
-        reject_probability(requests, accepts, self.config.k)
+        reject_probability(requests.saturating_sub(in_flight), accepts, self.config.k)
     }
 
     /// Counts a request at `now` and says whether to send it (`false`: reject it locally).
@@ -136,7 +145,14 @@ impl AdaptiveThrottle {
     /// workers refuse.
     #[must_use = "a request the throttle rejects must not be sent"]
     pub fn try_send(&mut self, now: Instant, rng: &mut impl Rng) -> bool {
-        let p = self.reject_probability(now);
+        self.try_send_with(now, 0, rng)
+    }
+
+    /// [`AdaptiveThrottle::try_send`] while `in_flight` of the requests counted are still
+    /// unanswered (see [`AdaptiveThrottle::reject_probability_with`]).
+    #[must_use = "a request the throttle rejects must not be sent"]
+    pub fn try_send_with(&mut self, now: Instant, in_flight: u64, rng: &mut impl Rng) -> bool {
+        let p = self.reject_probability_with(now, in_flight);
         self.counts.at(now).requests += 1;
         // p is in [0, 1): random_bool accepts it.
         !(p > 0.0 && rng.random_bool(p))
@@ -222,6 +238,27 @@ mod tests {
         // Two minutes later the history is gone.
         assert_eq!(throttle.reject_probability(now + Duration::from_secs(120)), 0.0);
         assert_eq!(throttle.config(), &ThrottleConfig::default());
+    }
+
+    #[test]
+    fn requests_in_flight_count_neither_way() {
+        let mut throttle = AdaptiveThrottle::new(ThrottleConfig::default());
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let now = Instant::from_secs(1);
+        // A client that has just started sends 100 requests before any answer comes.
+        for in_flight in 0..100 {
+            assert_eq!(throttle.reject_probability_with(now, in_flight), 0.0);
+            assert!(throttle.try_send_with(now, in_flight, &mut rng), "request {in_flight} rejected");
+        }
+        // Counted without them, the same history rejects nearly everything.
+        assert!((throttle.reject_probability(now) - 100.0 / 101.0).abs() < 1e-12);
+        // Answered, refused or not, they count again: 100 requests, 30 accepted.
+        for _ in 0..30 {
+            throttle.record_accept(now);
+        }
+        assert!((throttle.reject_probability_with(now, 0) - 40.0 / 101.0).abs() < 1e-12);
+        // More in flight than counted (sent before the window) changes nothing below zero.
+        assert_eq!(throttle.reject_probability_with(now, 1000), 0.0);
     }
 
     #[test]

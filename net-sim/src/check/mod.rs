@@ -12,8 +12,10 @@
 //! The trait and what it is fed live here, what a checker concluded in `outcome`
 //! ([`Status`], [`Outcome`], [`Violation`]), and the standard checkers one family to a
 //! file: `election` ([`OneLeaderPerTerm`], [`ElectsAfterHeal`], [`LeaseExclusive`]),
-//! `verdicts` ([`NoFalseVerdicts`]), `convergence` ([`Converges`]) and `promises`
-//! ([`IncarnationsNeverReused`], [`SuspicionWithinBounds`], [`RefutesClaims`]).
+//! `verdicts` ([`NoFalseVerdicts`]), `convergence` ([`Converges`]), `promises`
+//! ([`IncarnationsNeverReused`], [`SuspicionWithinBounds`], [`RefutesClaims`]) and, for runs
+//! with a service workload, `workload` ([`CallsEnd`], [`NoDuplicateExecution`],
+//! [`AttemptsWithinBudget`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,18 +24,21 @@ use conclave_core::{Config, Event, Instant, MemberState, NodeId};
 
 use crate::fault::{Disk, Fault, FaultPlan};
 use crate::network::{Latency, LinkParams};
+use crate::workload::WorkloadEvent;
 
 mod convergence;
 mod election;
 mod outcome;
 mod promises;
 mod verdicts;
+mod workload;
 
 pub use convergence::Converges;
 pub use election::{ElectsAfterHeal, LeaseExclusive, OneLeaderPerTerm};
 pub use outcome::{Outcome, Status, Violation};
 pub use promises::{IncarnationsNeverReused, RefutesClaims, SuspicionWithinBounds};
 pub use verdicts::NoFalseVerdicts;
+pub use workload::{AttemptsWithinBudget, CallsEnd, NoDuplicateExecution};
 
 /// One member's election state, as the simulator read it after the member handled an input.
 #[derive(Clone, Debug, PartialEq)]
@@ -150,6 +155,18 @@ pub trait Checker {
     /// Whether the simulator should read every member's own incarnation after each input
     /// and report it through [`Checker::incarnation`] (it costs a lookup per input).
     fn wants_incarnations(&self) -> bool {
+        false
+    }
+
+    /// The service workload did something. Called only for checkers that ask for it with
+    /// [`Checker::wants_workload`].
+    fn workload(&mut self, at: Instant, event: &WorkloadEvent, findings: &mut Vec<Finding>) {
+        let _ = (at, event, findings);
+    }
+
+    /// Whether the simulator should hand this checker every [`WorkloadEvent`] (a run with
+    /// a workload has several per call).
+    fn wants_workload(&self) -> bool {
         false
     }
 

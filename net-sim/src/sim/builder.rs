@@ -8,8 +8,8 @@ use conclave_core::{Config, Durable, Instant, NodeConfig, NodeId};
 use super::host::{node_seed, sim_addr, sim_id, Host, Slot, NONE};
 use super::{Report, Sim, SimStats, What};
 use crate::check::{
-    Converges, ElectsAfterHeal, IncarnationChange, IncarnationsNeverReused, LeaseExclusive, NoFalseVerdicts,
-    OneLeaderPerTerm, RefutesClaims, SuspicionWithinBounds,
+    AttemptsWithinBudget, CallsEnd, Converges, ElectsAfterHeal, IncarnationChange, IncarnationsNeverReused,
+    LeaseExclusive, NoDuplicateExecution, NoFalseVerdicts, OneLeaderPerTerm, RefutesClaims, SuspicionWithinBounds,
 };
 use crate::clock::Clock;
 use crate::error::Error;
@@ -17,6 +17,7 @@ use crate::fault::{Fault, FaultPlan};
 use crate::network::{nanos, LinkParams, LinkSelector, Network, SimRng};
 use crate::queue::EventQueue;
 use crate::trace::{TraceHasher, TraceMode};
+use crate::workload::Workload;
 
 #[derive(Clone, Debug)]
 enum Members {
@@ -63,6 +64,7 @@ pub struct SimBuilder {
     replay: Option<String>,
     opt_outs: Vec<&'static str>,
     voters: Option<usize>,
+    workload: Option<Workload>,
 }
 
 impl Default for SimBuilder {
@@ -92,6 +94,7 @@ impl SimBuilder {
             replay: None,
             opt_outs: Vec::new(),
             voters: None,
+            workload: None,
         }
     }
 
@@ -99,6 +102,14 @@ impl SimBuilder {
     /// whatever config is set: they elect a leader, and the leader checkers judge it.
     pub fn voters(mut self, count: usize) -> Self {
         self.voters = Some(count);
+        self
+    }
+
+    /// A service workload: clients calling workers through the resilience policies (see
+    /// [`crate::workload`]). With the standard checkers on, the workload's checkers run
+    /// too ([`CallsEnd`], [`NoDuplicateExecution`], [`AttemptsWithinBudget`]).
+    pub fn workload(mut self, workload: Workload) -> Self {
+        self.workload = Some(workload);
         self
     }
 
@@ -333,6 +344,10 @@ impl Sim {
                 c.cluster.election.voters.clone_from(&voters);
             }
         }
+        if let Some(workload) = &b.workload {
+            workload.validate(&configs.iter().map(|c| c.id).collect::<Vec<_>>())?;
+            workload.tag_workers(&mut configs);
+        }
         let elects = configs.iter().any(|c| !c.cluster.election.voters.is_empty());
         let n = configs.len();
         let mut by_addr = BTreeMap::new();
@@ -412,6 +427,7 @@ impl Sim {
             violations: Vec::new(),
             replay: b.replay.unwrap_or_else(|| default_replay(b.seed)),
             outputs: Vec::with_capacity(64),
+            workload: None,
         };
         if b.default_checkers {
             let config = sim.hosts.first().map_or_else(Config::lan, |h| h.config.cluster.clone());
@@ -428,6 +444,14 @@ impl Sim {
             sim.add_checker(Box::new(IncarnationsNeverReused::default()));
             sim.add_checker(Box::new(SuspicionWithinBounds::new(config.clone())));
             sim.add_checker(Box::new(RefutesClaims::new(bound)));
+            if let Some(workload) = &b.workload {
+                sim.add_checker(Box::new(CallsEnd::new()));
+                sim.add_checker(Box::new(NoDuplicateExecution::new(workload.policy.idempotency.clone())));
+                sim.add_checker(Box::new(AttemptsWithinBudget::for_policy(&workload.policy)));
+            }
+        }
+        if let Some(workload) = b.workload {
+            sim.workload = Some(Box::new(super::workload::Driver::new(workload, &sim.ids())));
         }
         for i in 0..n {
             let durable = sim.hosts[i].config.durable.clone();

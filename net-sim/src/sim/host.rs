@@ -266,6 +266,9 @@ impl Sim {
                     self.report(c, &mut findings);
                 }
                 self.findings = findings;
+                if self.workload.is_some() {
+                    self.workload_event(i, &event);
+                }
                 if self.mode != TraceMode::HashOnly {
                     self.records.push(TraceRecord::Event { at: self.now(), node: id, event });
                 }
@@ -329,12 +332,14 @@ impl Sim {
             self.hosts[i as usize].incarnation = incarnation;
             self.tell_incarnation(i, incarnation, change);
         }
+        self.workload_started(i);
         self.interact(i, |_, _| ());
         Ok(())
     }
 
     /// Stops member `i`'s process: its node, timers and input backlog are gone.
     pub(super) fn stop(&mut self, i: u32) {
+        self.workload_stopped(i);
         self.hosts[i as usize].election = None;
         let slot = &mut self.slots[i as usize];
         slot.node = None;

@@ -5,6 +5,7 @@ use conclave_core::{Event, Instant, NodeId};
 use super::Sim;
 use crate::check::{Outcome, Status, Violation};
 use crate::trace::{TraceMode, TraceRecord};
+use crate::workload::{WorkloadEvent, WorkloadReport};
 
 /// Counters of one run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -66,6 +67,8 @@ pub struct Report {
     pub plan: String,
     /// The command that replays the run.
     pub replay: String,
+    /// The service workload's figures, if the run had one.
+    pub workload: Option<WorkloadReport>,
     mode: TraceMode,
     records: Vec<TraceRecord>,
 }
@@ -137,6 +140,20 @@ impl Report {
     pub fn events(&self) -> impl Iterator<Item = (Instant, NodeId, &Event)> + '_ {
         events_of(self.mode, &self.records)
     }
+
+    /// Everything the service workload did: `(time, event)`, in order.
+    ///
+    /// # Panics
+    ///
+    /// If the run kept no records (`TraceMode::HashOnly`).
+    #[track_caller]
+    pub fn workload_events(&self) -> impl Iterator<Item = (Instant, &WorkloadEvent)> + '_ {
+        assert!(self.mode != TraceMode::HashOnly, "the run kept none of its trace's records (TraceMode::HashOnly)");
+        self.records.iter().filter_map(|r| match r {
+            TraceRecord::Workload { at, event } => Some((*at, event)),
+            _ => None,
+        })
+    }
 }
 
 /// Every record, for a run that kept them all.
@@ -168,6 +185,7 @@ pub(super) fn events_of(
 impl Sim {
     /// Ends the run: final checks on a snapshot of every view, and the report.
     pub fn finish(mut self) -> Report {
+        let workload = self.finish_workload();
         let snapshot = self.snapshot();
         let mut findings = std::mem::take(&mut self.findings);
         for c in 0..self.checkers.len() {
@@ -204,6 +222,7 @@ impl Sim {
             opt_outs: self.opt_outs,
             plan: self.plan_text,
             replay: self.replay,
+            workload,
             mode: self.mode,
             records: self.records,
         }

@@ -23,4 +23,5 @@ pub(crate) const RANDOM_CHAOS: Scenario = Scenario {
     default_seeds: 150,
     plan: |seed, n| Chaos::generate_sized(seed, Some(n)).plan,
     bounds: |_| Vec::new(),
+    service: None,
 };

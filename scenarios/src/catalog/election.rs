@@ -61,4 +61,5 @@ pub(crate) const LEADER_CRASH: Scenario = Scenario {
             .at(at + Duration::from_secs(20), Fault::Restart { node: leader, disk: Disk::Kept })
     },
     bounds: |s| vec![Box::new(ReplacesCrashedLeader::new(election_bound(&s.config)))],
+    service: None,
 };

@@ -43,6 +43,7 @@ pub(crate) const CRASH_DETECTION: Scenario = Scenario {
     default_seeds: 4,
     plan: crash_detection_plan,
     bounds: |s| vec![Box::new(DetectsCrashes::new(detection_bound(&s.config, s.members)))],
+    service: None,
 };
 
 fn crash_detection_plan(seed: u64, n: usize) -> FaultPlan {
@@ -76,6 +77,7 @@ pub(crate) const SLOW_MEMBER: Scenario = Scenario {
             .at(Instant::from_secs(65), Fault::Slow { node, per_message: Duration::ZERO })
     },
     bounds: |_| vec![Box::new(SlowNotFailed::default())],
+    service: None,
 };
 
 /// One link flaps: SWIM's indirect probes route around it.
@@ -106,6 +108,7 @@ pub(crate) const FLAPPING_LINK: Scenario = Scenario {
         plan
     },
     bounds: |_| vec![Box::new(NoFailureVerdicts::default()), Box::new(OneSideRuns::default())],
+    service: None,
 };
 
 /// Heavy uniform loss for ten minutes.
@@ -130,6 +133,7 @@ pub(crate) const HEAVY_PACKET_LOSS: Scenario = Scenario {
             .at(Instant::from_secs(605), Fault::SetLinks { links: LinkSelector::All, params: LinkParams::default() })
     },
     bounds: |_| vec![Box::new(NoFailureVerdicts::default())],
+    service: None,
 };
 
 /// Clocks that drift, sit an hour off and step.
@@ -162,6 +166,7 @@ pub(crate) const CLOCK_SKEW: Scenario = Scenario {
             .at(Instant::from_secs(60), Fault::ClockJump { node: who[4], nanos: -2_000_000_000 })
     },
     bounds: |_| vec![Box::new(NoFailureVerdicts::default())],
+    service: None,
 };
 
 /// Every member's process is killed and restarted with `disk`, staggered over three
@@ -197,6 +202,7 @@ pub(crate) const MASS_RESTART: Scenario = Scenario {
     default_seeds: 3,
     plan: |seed, n| mass_restart(seed, n, Disk::Kept, "mass-restart"),
     bounds: |s| vec![Box::new(RejoinsWithin::new(rejoin_bound(&s.config, s.members)))],
+    service: None,
 };
 
 /// Everyone down at once, back on wiped disks.
@@ -216,6 +222,7 @@ pub(crate) const MASS_RESTART_AMNESIA: Scenario = Scenario {
     default_seeds: 3,
     plan: |seed, n| mass_restart(seed, n, Disk::Amnesia, "mass-restart-amnesia"),
     bounds: |s| vec![Box::new(RejoinsWithin::new(rejoin_bound(&s.config, s.members)))],
+    service: None,
 };
 
 /// Members crash and come back, again and again.
@@ -260,6 +267,7 @@ pub(crate) const CRASH_RECOVERY: Scenario = Scenario {
             Box::new(RejoinsWithin::new(rejoin_bound(&s.config, s.members))),
         ]
     },
+    service: None,
 };
 
 /// Members replaced one after another.
@@ -305,6 +313,7 @@ pub(crate) const CHURN: Scenario = Scenario {
         plan
     },
     bounds: |s| vec![Box::new(RejoinsWithin::new(rejoin_bound(&s.config, s.members)))],
+    service: None,
 };
 
 /// A hundred members.
@@ -340,4 +349,5 @@ pub(crate) const LARGE_CLUSTER: Scenario = Scenario {
             Box::new(RejoinsWithin::new(rejoin_bound(&s.config, s.members))),
         ]
     },
+    service: None,
 };

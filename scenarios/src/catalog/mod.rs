@@ -25,11 +25,14 @@
 //! | `churn` | 12 | members replaced one after another for two minutes |
 //! | `large-cluster` | 100 | a hundred members form, lose three, take them back |
 //! | `big-partition` | 100 | cut in half along the ids: every member decides on the whole picture |
+//! | `cascading-failure` | 10 | a worker crashes under 85 % load: no other crashes overloaded, most calls complete |
+//! | `retry-storm` | 10 | every worker down for 10 s under load: retries within the budget, service back within 5 s |
 //! | `random-chaos` | drawn | [`conclave_sim::chaos`]: each seed its own fault kinds, cluster and plan |
 //!
-//! The cascading-failure and retry-storm scenarios come with the service workload (clients,
-//! workers and the resilience policies between them); each will be one more entry in
-//! [`CATALOG`].
+//! The service scenarios run a workload ([`Scenario::service`], from
+//! [`crate::service`]): clients calling workers through `conclave_core::resilience`, judged
+//! by the simulator's workload checkers (every call ends once in time, no request runs
+//! twice in its idempotency window, retries within the budget) beside their own bounds.
 //!
 //! Adding a scenario is one [`Scenario`] value in [`CATALOG`]: its plan as a function of
 //! (seed, members), its bounds as checkers; `cargo test` then runs it (one test per
@@ -41,13 +44,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use conclave_core::{Config, NodeId};
-use conclave_sim::{sim_id, Checker, FaultPlan};
+use conclave_sim::{sim_id, Checker, FaultPlan, Workload};
 
 pub mod bounds;
 mod chaos;
 mod election;
 mod membership;
 mod partitions;
+mod service;
 
 pub use partitions::{big_partition_plan, BIG_CUT, BIG_SPLIT};
 
@@ -164,6 +168,9 @@ pub struct Scenario {
     pub plan: fn(seed: u64, members: usize) -> FaultPlan,
     /// Its own bounds, as checkers, for a cluster.
     pub bounds: fn(&Setup) -> Vec<Box<dyn Checker>>,
+    /// The service workload it runs on a cluster of this many members (clients calling
+    /// workers through the resilience policies, with the workload checkers), if any.
+    pub service: Option<fn(members: usize) -> Workload>,
 }
 
 impl fmt::Debug for Scenario {
@@ -216,6 +223,8 @@ pub static CATALOG: &[Scenario] = &[
     membership::CHURN,
     membership::LARGE_CLUSTER,
     partitions::BIG_PARTITION,
+    service::CASCADING_FAILURE,
+    service::RETRY_STORM,
     chaos::RANDOM_CHAOS,
 ];
 

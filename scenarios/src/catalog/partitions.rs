@@ -62,6 +62,7 @@ pub(crate) const PARTITION_HEAL: Scenario = Scenario {
             Box::new(OneSideRuns::default()),
         ]
     },
+    service: None,
 };
 
 /// The Cloudflare topology.
@@ -99,6 +100,7 @@ pub(crate) const PARTIAL_CONNECTIVITY: Scenario = Scenario {
             Box::new(OneSideRuns::default()),
         ]
     },
+    service: None,
 };
 
 /// A hundred members cut in half along their ids.
@@ -126,6 +128,7 @@ pub(crate) const BIG_PARTITION: Scenario = Scenario {
             Box::new(OneSideRuns::default()),
         ]
     },
+    service: None,
 };
 
 /// How long the big partition lasts.

@@ -254,6 +254,19 @@ fn summary(trial: &Trial, outcome: &Outcome, wall: Duration, replay: &str, verbo
         m.bytes_per_member_second()
     ));
     out += &format!("  {}\n", figures.join("; "));
+    if let Some(w) = &report.workload {
+        let ms = |q: f64| w.latency_at(q).as_secs_f64() * 1e3;
+        out += &format!(
+            "  service: {} calls, {} completed, {} failed; {:.3} attempts per call; p50 {:.1} ms, p99 {:.1} ms; {} workers crashed overloaded\n",
+            w.calls,
+            w.completed,
+            w.failed_total(),
+            w.amplification(),
+            ms(0.5),
+            ms(0.99),
+            w.overload_crashes.len()
+        );
+    }
     let judged: Vec<_> = report.checks.iter().filter(|c| c.status == Status::Held).collect();
     let opted: Vec<_> =
         report.checks.iter().filter(|c| c.opted_out && matches!(c.status, Status::NotJudged(_))).collect();

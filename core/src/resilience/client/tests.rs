@@ -497,6 +497,32 @@ fn hedging_starts_once_enough_latencies_are_known_and_the_faster_answer_wins() {
 }
 
 #[test]
+fn hedging_learns_the_slow_answers_it_cuts_short_and_keeps_to_its_quantile() {
+    // Ten workers answering in 1 to 9 ms and 100 ms, chosen at random: a quarter of the
+    // first attempts take longer than 8 ms, the 75th percentile.
+    let mut policy = hedging();
+    policy.selection = Selection::Random;
+    policy.hedging =
+        Some(HedgeConfig { quantile: 0.75, min_samples: 100, window: Duration::from_secs(600), max_hedges: 1 });
+    let workers: Vec<(u64, Behaviour)> =
+        (1..=10).map(|id| (id, Answer(if id == 10 { MS(100) } else { MS(id) }))).collect();
+    let mut h = Harness::new(policy, &workers);
+    let mut hedged = 0;
+    for n in 0..2000 {
+        let call = h.call(MS(1000));
+        h.run_for(MS(200));
+        if n >= 500 && h.sends(call).len() == 2 {
+            hedged += 1;
+        }
+    }
+    // About 20 %: the calls to the 9 ms and 100 ms workers (hedged at 8 ms, the quantile of
+    // what the first attempts took). Were only the winners' own latencies learned, the
+    // hedges' fast answers would replace the slow ones, the quantile fall, and hedges
+    // spread to most calls.
+    assert!((250..350).contains(&hedged), "{hedged} of 1500 calls hedged");
+}
+
+#[test]
 fn a_hedge_needs_budget_and_an_untried_worker() {
     let mut policy = hedging();
     policy.budget = Some(BudgetConfig { ratio: 0.0, min_per_sec: 0, ttl: Duration::from_secs(60) });
@@ -549,6 +575,21 @@ fn a_failed_attempt_waits_for_its_hedge_and_hedges_stop_at_the_attempt_limit() {
     // The first fails at 30 ms while the hedge runs; the hedge fails at 40 ms and ends it.
     assert_eq!(h.failure(call), (CallError::AttemptsExhausted, 2, Some(AttemptError::Failed)));
     assert!(h.end(call).0 >= start + MS(40) && h.end(call).0 <= start + MS(41));
+}
+
+#[test]
+fn a_new_client_never_throttles_calls_to_healthy_workers_while_they_are_in_flight() {
+    let mut policy = retrying();
+    policy.retry.max_attempts = 1;
+    policy.throttle = Some(ThrottleConfig::default());
+    let mut h = Harness::new(policy, &[(1, Answer(MS(50))), (2, Answer(MS(50)))]);
+    // 50 calls at one instant, before any answer: each is sent.
+    let calls: Vec<CallId> = (0..50).map(|_| h.call(MS(500))).collect();
+    h.run_for(MS(100));
+    for call in calls {
+        assert_eq!(h.completed_by(call).1, 1, "{call:?}");
+    }
+    assert_eq!(h.client.metrics().throttled, 0);
 }
 
 #[test]
