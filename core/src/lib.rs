@@ -95,7 +95,7 @@ pub mod partition;
 pub mod time;
 pub mod wire;
 
-#[cfg(fuzzing)]
+#[cfg(any(fuzzing, feature = "__fuzzing"))]
 pub mod fuzzing;
 #[cfg(test)]
 mod testkit;

@@ -411,17 +411,38 @@ fn adopt(shared: &Arc<Shared>, conn: quinn::Connection, id: NodeId) {
 async fn read_datagrams(shared: Arc<Shared>, conn: quinn::Connection, id: NodeId) {
     let from = conn.remote_address();
     while let Ok(bytes) = conn.read_datagram().await {
-        match conclave_core::wire::decode_header(&bytes, shared.max_datagram) {
-            Ok(header) if header.sender == id => match shared.inputs.try_send(Input::Datagram { from, bytes }) {
+        match intake(&bytes, id, shared.max_datagram) {
+            Intake::Accept => match shared.inputs.try_send(Input::Datagram { from, bytes }) {
                 Ok(()) => bump(&shared.counters.datagrams_received),
                 Err(mpsc::error::TrySendError::Full(_)) => bump(&shared.counters.datagrams_overflow),
                 Err(mpsc::error::TrySendError::Closed(_)) => break,
             },
-            Ok(_) => bump(&shared.counters.datagrams_spoofed),
-            Err(_) => bump(&shared.counters.datagrams_malformed),
+            Intake::Spoofed => bump(&shared.counters.datagrams_spoofed),
+            Intake::Malformed => bump(&shared.counters.datagrams_malformed),
         }
     }
     lock(&shared.pool).remove(from, &conn);
+}
+
+/// What becomes of a datagram that arrived on a connection from member `peer`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Intake {
+    /// Its envelope reads and names `peer`: it goes to the core.
+    Accept,
+    /// Its envelope names another member than the connection's certificate.
+    Spoofed,
+    /// No readable envelope: truncated, larger than `max_datagram`, foreign.
+    Malformed,
+}
+
+/// Sorts one datagram from a connection whose certificate names `peer`: only its envelope
+/// is read (the core reads the rest, and refuses what it must).
+pub(crate) fn intake(bytes: &[u8], peer: NodeId, max_datagram: usize) -> Intake {
+    match conclave_core::wire::decode_header(bytes, max_datagram) {
+        Ok(header) if header.sender == peer => Intake::Accept,
+        Ok(_) => Intake::Spoofed,
+        Err(_) => Intake::Malformed,
+    }
 }
 
 /// Serves `conn`'s requests, one stream each.

@@ -54,6 +54,8 @@ pub mod clock;
 pub mod cluster;
 mod driver;
 mod error;
+#[cfg(any(fuzzing, feature = "__fuzzing"))]
+pub mod fuzzing;
 pub mod metrics;
 pub mod rpc;
 mod state;
