@@ -9,8 +9,11 @@ pub mod node_datagram;
 pub mod quic_frames;
 pub mod sim_plan;
 
+/// A target's body: arbitrary bytes in, a panic only on a bug.
+pub type Body = fn(&[u8]);
+
 /// Every target: its name (its corpus is `corpus/<name>/`) and its body.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Body)] = &[
     ("decode", decode::run),
     ("durable", durable::run),
     ("node_datagram", node_datagram::run),
