@@ -97,8 +97,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         builder = builder.advertise(advertise);
     }
     let started = tokio::time::Instant::now();
-    let node = builder.state_dir(state_dir).handler("ping", |request| async move { Ok(request.body) }).start().await?;
     let ms = move || started.elapsed().as_millis();
+    let node =
+        match builder.state_dir(state_dir).handler("ping", |request| async move { Ok(request.body) }).start().await {
+            Ok(node) => node,
+            Err(e) => {
+                // A state directory another process holds, a corrupt state file, a socket in use.
+                println!("{} refused: {e}", ms());
+                std::process::exit(1);
+            }
+        };
     // Subscribed first: the joins seen while waiting are printed after `ready`.
     let mut events = node.events();
     if let Err(e) = node.joined(Duration::from_secs(args.join_timeout)).await {

@@ -260,7 +260,7 @@ impl ClusterBuilder {
         }
         let storage: Box<dyn Storage> = match (self.storage, self.state_dir) {
             (Some(storage), None) => storage,
-            (None, Some(dir)) => Box::new(StateDir::open(dir)?),
+            (None, Some(dir)) => Box::new(open_exclusive(&dir).await?),
             (None, None) => return Err(Error::Config("no state directory: call .state_dir(..)".into())),
             (Some(_), Some(_)) => return Err(Error::Config("both a state directory and a storage were given".into())),
         };
@@ -327,6 +327,22 @@ impl ClusterBuilder {
         driver::publish(&node, &shared);
         let driver = tokio::spawn(driver::drive(node, shared.clone(), clock, storage, inputs_rx));
         Ok(Cluster { shared, driver: Mutex::new(Some(driver)) })
+    }
+}
+
+/// The state directory, held for as long as the member runs. A previous run in this
+/// process (an aborted handle whose task is still being dropped) may take a moment to let
+/// go of it: waited for up to two seconds.
+async fn open_exclusive(dir: &std::path::Path) -> Result<StateDir, crate::StateError> {
+    let mut waits = 100;
+    loop {
+        match StateDir::open_exclusive(dir) {
+            Err(crate::StateError::InUse { .. }) if waits > 0 => {
+                waits -= 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => return other,
+        }
     }
 }
 

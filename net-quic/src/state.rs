@@ -40,6 +40,13 @@ pub enum StateError {
         /// The underlying error.
         source: io::Error,
     },
+    /// Another process holds the state directory: a member with this id runs from it (a
+    /// copied configuration?). Nothing was read or written.
+    #[error("state directory {path} is in use by another process (does a member with this id run from it?)")]
+    InUse {
+        /// The directory.
+        path: PathBuf,
+    },
     /// The state file exists but is not valid durable state (torn, foreign, damaged). The
     /// member does not start on it: starting afresh would forget its term and vote.
     #[error("state file {path} is corrupt: {source}; the member does not start on it (move it away only if this member's votes may be forgotten)")]
@@ -119,12 +126,34 @@ impl FsFile for File {
     }
 }
 
+/// Takes an exclusive lock on `file` without waiting: `false` if another holds it.
+#[cfg(unix)]
+fn try_lock(file: &File) -> io::Result<bool> {
+    match rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(true),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Where there is no `flock`, the directory is not locked.
+#[cfg(not(unix))]
+fn try_lock(_file: &File) -> io::Result<bool> {
+    Ok(true)
+}
+
 /// A directory holding one member's [`Durable`] state.
 #[derive(Clone, Debug)]
 pub struct StateDir {
     dir: PathBuf,
     fs: Arc<dyn Fs>,
+    /// The lock file, held (locked) for as long as this handle or a clone lives, when
+    /// opened with [`StateDir::open_exclusive`].
+    lock: Option<Arc<File>>,
 }
+
+/// The file, inside the state directory, that a running member holds locked.
+const LOCK: &str = "lock";
 
 impl StateDir {
     /// Opens (creating if needed) the state directory at `dir`.
@@ -136,7 +165,30 @@ impl StateDir {
     pub(crate) fn open_on(fs: Arc<dyn Fs>, dir: &Path) -> Result<Self, StateError> {
         let dir = dir.to_path_buf();
         fs.create_dir_all(&dir).map_err(|source| StateError::Io { path: dir.clone(), source })?;
-        Ok(Self { dir, fs })
+        Ok(Self { dir, fs, lock: None })
+    }
+
+    /// Opens the state directory at `dir` for a member that runs from it: as
+    /// [`StateDir::open`], and holds it locked (`flock` on a `lock` file inside) while the
+    /// handle or a clone lives, so that a second process with the same directory (a copied
+    /// configuration) is refused at once, not left to overwrite the first one's term and
+    /// vote ([`StateError::InUse`]).
+    pub fn open_exclusive(dir: impl AsRef<Path>) -> Result<Self, StateError> {
+        let mut state = Self::open(dir)?;
+        let path = state.dir.join(LOCK);
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|source| StateError::Io { path: path.clone(), source })?;
+        match try_lock(&file) {
+            Ok(true) => {}
+            Ok(false) => return Err(StateError::InUse { path: state.dir.clone() }),
+            Err(source) => return Err(StateError::Io { path, source }),
+        }
+        state.lock = Some(Arc::new(file));
+        Ok(state)
     }
 
     /// The stored state, or `None` if nothing was ever stored. A leftover temporary file
@@ -259,6 +311,24 @@ mod tests {
         let reopened = StateDir::open(&dir).unwrap();
         assert_eq!(reopened.load().unwrap(), Some(Durable::new(5, 2, Some(conclave_core::NodeId(4)))));
         assert!(!dir.join(TEMP).exists(), "no temporary file is left behind");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_running_member_holds_its_directory() {
+        let dir = temp_dir("lock");
+        let first = StateDir::open_exclusive(&dir).unwrap();
+        let second = StateDir::open_exclusive(&dir);
+        let message = second.unwrap_err().to_string();
+        assert!(message.contains("is in use by another process"), "{message}");
+        // Reading it meanwhile is fine (an operator's look).
+        first.store(&Durable::new(1, 2, None)).unwrap();
+        assert_eq!(StateDir::open(&dir).unwrap().load().unwrap(), Some(Durable::new(1, 2, None)));
+        let clone = first.clone();
+        drop(first);
+        assert!(StateDir::open_exclusive(&dir).is_err(), "a clone still holds it");
+        drop(clone);
+        assert!(StateDir::open_exclusive(&dir).is_ok(), "released with the last handle");
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -113,6 +113,22 @@ fn a_second_process_with_a_running_id_refuses_to_start() {
         marks[0],
         within,
     );
+    // The same copy with n2's own state directory: refused before it sends anything.
+    let mut command = Command::new(&bin);
+    command.args([
+        "--id",
+        "2",
+        "--listen",
+        &free_addr().to_string(),
+        "--config",
+        "local",
+        "--seed",
+        &addrs[0].to_string(),
+    ]);
+    command.arg("--certs").arg(dir.join("certs")).arg("--state-dir").arg(dir.join("state-2"));
+    let mut shared = Member::spawn(command);
+    shared.expect("is in use by another process (does a member with this id run from it?)", 0, within);
+    assert_eq!(shared.child.wait().unwrap().code(), Some(1), "{:?}", shared.seen);
     // Some time for anything wrong to show, then nothing about n2 but the conflict.
     std::thread::sleep(Duration::from_secs(2));
     for (member, &mark) in members.iter_mut().zip(&marks) {
@@ -146,7 +162,14 @@ fn a_member_with_another_cas_certificates_says_why_it_cannot_join() {
     command.args(["--join-timeout", "3"]);
     let mut stranger = Member::spawn(command);
     let status = stranger.child.wait().unwrap();
-    stranger.drain();
+    // The line may still be on its way through the reader thread.
+    for _ in 0..500 {
+        stranger.drain();
+        if stranger.seen.iter().any(|l| l.contains("refused:")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(status.code(), Some(1), "{:?}", stranger.seen);
     let line = stranger.seen.iter().find(|l| l.contains("refused:")).unwrap_or_else(|| panic!("{:?}", stranger.seen));
     assert!(line.contains(&seed.to_string()) && line.contains("certificate"), "{line}");
