@@ -16,8 +16,10 @@
 //! - a member slowed (`Fault::Slow`) to more than 2 ms a datagram is slower than its load
 //!   (a `local` member handles a few hundred datagrams a second): its backlog grows for as
 //!   long as it is slow and outlasts its cure, so nothing is promised about when it
-//!   catches up: liveness (below) is not promised for such a plan. Slowed less, it keeps
-//!   up, and everything must hold;
+//!   catches up: neither liveness (below) nor the absence of false verdicts (the checker
+//!   excuses verdicts about a slow member until its speed is restored, and the backlog
+//!   runs on past that) is promised for such a plan. Slowed less, it keeps up, and
+//!   everything must hold;
 //! - liveness (`converges-after-heal`, `elects-after-heal`, `live-member-refutes-claims`) holds only
 //!   after everything is healed (and no member was slower than its load): a plan that leaves a partition, a one-way cut or cut
 //!   links, bad link behaviour, a member down or slow, or a clock drifting or standing
@@ -339,6 +341,7 @@ impl Promises {
             unhealed.push(format!("{drifting:?} keep drifting"));
         }
         if let Some(why) = overloaded {
+            promises.verdicts.get_or_insert_with(|| why.clone());
             unhealed.push(why);
         }
         if still_until > last {
