@@ -101,7 +101,7 @@ pub mod resilience;
 pub mod time;
 pub mod wire;
 
-#[cfg(fuzzing)]
+#[cfg(any(fuzzing, feature = "__fuzzing"))]
 pub mod fuzzing;
 #[cfg(test)]
 mod testkit;

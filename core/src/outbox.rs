@@ -81,6 +81,11 @@ impl Outbox {
         self.stats.dropped.count(error);
     }
 
+    /// Counts a claim that put a live member at another address.
+    pub(crate) fn conflict(&mut self) {
+        self.stats.conflicts += 1;
+    }
+
     /// Counts a claim refused as invalid (a forged incarnation, a member at our address).
     pub(crate) fn refused_claim(&mut self) {
         self.stats.dropped.invalid += 1;

@@ -49,6 +49,25 @@ pub enum Event {
     MemberRecovered(Member),
     /// A member left gracefully.
     MemberLeft(Member),
+    /// Someone claims that `existing`, live here, is at another address, `other`: another
+    /// process runs with its id (a copied configuration), or it moved without leaving. The
+    /// claim was ignored: the member keeps its place and its address until it is held
+    /// failed or has left (memberlist's conflict notification). Reported once per
+    /// address claimed.
+    AddressConflict {
+        /// The member as this member holds it.
+        existing: Member,
+        /// The address the claim gives it.
+        other: SocketAddr,
+    },
+    /// This member's id is taken: while it was joining, the cluster told it that a live
+    /// member with its id runs at `holder.addr`. It takes no further part (it probes,
+    /// gossips and refutes nothing more, and does not leave on the other's behalf); the
+    /// driver should stop it and say why.
+    IdInUse {
+        /// The member running with this id, as the cluster holds it.
+        holder: Member,
+    },
     /// A user broadcast from `origin`, delivered once.
     Broadcast {
         /// The member that broadcast it.
@@ -199,4 +218,7 @@ pub struct Stats {
     pub received: KindCounts,
     /// Datagrams rejected, per reason.
     pub dropped: DropCounts,
+    /// Claims refused because they put a live member at another address
+    /// ([`Event::AddressConflict`]), each counted.
+    pub conflicts: u64,
 }

@@ -68,6 +68,9 @@ pub(crate) struct Cluster {
     pub(crate) max_transmit: usize,
     /// Datagrams sent to a crashed member: (when, from, to, payload).
     pub(crate) to_crashed: Vec<(Instant, usize, usize, Vec<u8>)>,
+    /// Datagrams sent to an address outside the cluster (a process a test drives by
+    /// hand): (from, to, payload).
+    outside: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
     restarts: u64,
 }
 
@@ -81,6 +84,7 @@ impl Cluster {
             durable: vec![None; n],
             paused_until: vec![Instant::ZERO; n],
             by_addr: (0..n).map(|i| (addr(i), i)).collect(),
+            outside: Vec::new(),
             in_flight: BinaryHeap::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
             seq: 0,
@@ -157,6 +161,14 @@ impl Cluster {
 
     pub(crate) fn pause(&mut self, i: usize, duration: Duration) {
         self.paused_until[i] = self.now + duration;
+    }
+
+    /// The datagrams sent to `to`, an address outside the cluster, since the last call:
+    /// (sender's address, payload).
+    pub(crate) fn take_sent_to(&mut self, to: SocketAddr) -> Vec<(SocketAddr, Vec<u8>)> {
+        let (taken, kept) = std::mem::take(&mut self.outside).into_iter().partition(|(_, t, _)| *t == to);
+        self.outside = kept;
+        taken.into_iter().map(|(from, _, payload)| (from, payload)).collect()
     }
 
     /// Injects a raw datagram to member `to`, as if from `from`.
@@ -241,7 +253,10 @@ impl Cluster {
                 Output::Event(event) => self.events.push(Seen { at: self.now, observer, event }),
                 Output::Transmit(t) => {
                     self.max_transmit = self.max_transmit.max(t.payload.len());
-                    let Some(&to) = self.by_addr.get(&t.to) else { continue };
+                    let Some(&to) = self.by_addr.get(&t.to) else {
+                        self.outside.push((addr(i), t.to, t.payload));
+                        continue;
+                    };
                     if self.nodes[to].is_none() {
                         self.to_crashed.push((self.now, i, to, t.payload.clone()));
                     }

@@ -1,20 +1,4 @@
-//! Any bytes into the wire decoder: it must return a `WireError` or a message that
-//! round-trips, and never panic. Half the inputs are wrapped in a valid envelope first, so
-//! the fuzzer spends its time in the body decoder rather than on the checksum.
+//! libFuzzer's entry to the `decode` target; its body is `conclave_fuzz::decode::run`.
 #![no_main]
 
-use conclave_core::fuzzing;
-use conclave_core::wire::{MAX_MAX_DATAGRAM, MIN_MAX_DATAGRAM};
-use conclave_core::{Config, NodeId};
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else { return };
-    let cluster = Config::lan().cluster_id;
-    let max = if mode & 2 == 0 { MIN_MAX_DATAGRAM } else { MAX_MAX_DATAGRAM };
-    if mode & 1 == 0 {
-        let _ = fuzzing::decode(rest, cluster, max);
-    } else {
-        let _ = fuzzing::decode(&fuzzing::seal(cluster, NodeId(7), rest), cluster, max);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| conclave_fuzz::decode::run(data));

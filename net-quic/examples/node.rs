@@ -11,8 +11,13 @@
 //! ```
 //!
 //! Each line it prints is `<elapsed ms> <what>`: `ready`, `joined n<id>`, `suspected`,
-//! `failed`, `recovered`, `left`, `updated`. It leaves gracefully on SIGINT or SIGTERM.
-//! (Leader changes will be printed once the core elects leaders.)
+//! `failed`, `recovered`, `left`, `updated`, `conflict`, leader changes. It leaves
+//! gracefully on SIGINT or SIGTERM.
+//!
+//! With seeds it prints `ready` only once a seed answered; if none does within
+//! `--join-timeout`, or the cluster says its id already runs elsewhere, it prints
+//! `refused: <why>` (one line: a certificate the seed refused, a member id in use) and
+//! exits with status 1.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -55,6 +60,9 @@ struct Args {
     /// The voters that elect a leader (the same on every member), e.g. 1,2,3; none by default.
     #[arg(long, value_delimiter = ',')]
     voters: Vec<u64>,
+    /// How long to wait for a seed to answer before giving up, in seconds.
+    #[arg(long, default_value_t = 10)]
+    join_timeout: u64,
 }
 
 fn name(id: NodeId) -> String {
@@ -89,10 +97,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         builder = builder.advertise(advertise);
     }
     let started = tokio::time::Instant::now();
-    let node = builder.state_dir(state_dir).handler("ping", |request| async move { Ok(request.body) }).start().await?;
     let ms = move || started.elapsed().as_millis();
-    println!("{} ready {} at {}", ms(), name(id), node.addr());
+    let node =
+        match builder.state_dir(state_dir).handler("ping", |request| async move { Ok(request.body) }).start().await {
+            Ok(node) => node,
+            Err(e) => {
+                // A state directory another process holds, a corrupt state file, a socket in use.
+                println!("{} refused: {e}", ms());
+                std::process::exit(1);
+            }
+        };
+    // Subscribed first: the joins seen while waiting are printed after `ready`.
     let mut events = node.events();
+    if let Err(e) = node.joined(Duration::from_secs(args.join_timeout)).await {
+        println!("{} refused: {e}", ms());
+        // No Leave: a member whose id runs elsewhere must not speak for it.
+        node.abort();
+        std::process::exit(1);
+    }
+    println!("{} ready {} at {}", ms(), name(id), node.addr());
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
@@ -105,6 +128,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         Event::MemberFailed(m) => format!("failed {}", name(m.id)),
                         Event::MemberRecovered(m) => format!("recovered {}", name(m.id)),
                         Event::MemberLeft(m) => format!("left {}", name(m.id)),
+                        Event::AddressConflict { existing, other } => format!(
+                            "conflict: {} runs at {}, another process claims it at {other}",
+                            name(existing.id),
+                            existing.addr
+                        ),
                         Event::Broadcast { origin, payload } => format!("broadcast from {} ({} B)", name(origin), payload.len()),
                         Event::LeaderElected { term, leader } => format!("leader {} in term {term}", name(leader)),
                         Event::LeaderLost { term } => format!("lost the leader of term {term}"),

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -47,6 +48,13 @@ pub(crate) struct Limits {
     pub(crate) idle_timeout: Duration,
     pub(crate) events: usize,
     pub(crate) inputs: usize,
+    /// How long a request's frame may take to arrive whole.
+    pub(crate) request_timeout: Duration,
+    /// Requests (bidirectional streams) a peer may have open on one connection at once.
+    pub(crate) max_streams: u32,
+    /// Membership datagrams a connection may deliver per second, on average (a burst of
+    /// as many is allowed).
+    pub(crate) datagram_rate: u32,
 }
 
 impl std::fmt::Debug for ClusterBuilder {
@@ -86,6 +94,9 @@ impl ClusterBuilder {
                 idle_timeout: Duration::from_secs(10),
                 events: 1024,
                 inputs: 4096,
+                request_timeout: Duration::from_secs(10),
+                max_streams: 64,
+                datagram_rate: 1000,
             },
         }
     }
@@ -185,6 +196,30 @@ impl ClusterBuilder {
         self
     }
 
+    /// How long a request may take to arrive whole (default 10 s): a stream whose request
+    /// frame is not complete by then is reset and counted (`rpc_timed_out`), so a peer that
+    /// opens streams and never writes holds them no longer.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.request_timeout = timeout;
+        self
+    }
+
+    /// How many requests a peer may have in flight on one connection (default 64): QUIC
+    /// grants it no more streams until one ends.
+    pub fn max_streams(mut self, n: u32) -> Self {
+        self.limits.max_streams = n;
+        self
+    }
+
+    /// How many membership datagrams one connection may deliver per second, with a burst
+    /// of as many (default 1000; a member sends a few per probe period). Beyond it they are
+    /// dropped and counted (`datagrams_flooded`), so one peer's flood cannot crowd out the
+    /// others' probes.
+    pub fn datagram_rate(mut self, per_second: u32) -> Self {
+        self.limits.datagram_rate = per_second;
+        self
+    }
+
     /// How many events a subscriber may fall behind before it is told it lagged (default 1024).
     pub fn event_capacity(mut self, n: usize) -> Self {
         self.limits.events = n;
@@ -209,14 +244,23 @@ impl ClusterBuilder {
         }
         self.config.validate().map_err(conclave_core::Error::from)?;
         let limits = self.limits;
-        if limits.max_connections == 0 || limits.events == 0 || limits.max_frame < 16 || limits.idle_timeout.is_zero() {
+        if limits.max_connections == 0
+            || limits.events == 0
+            || limits.max_frame < 16
+            || limits.idle_timeout.is_zero()
+            || limits.request_timeout.is_zero()
+            || limits.max_streams == 0
+            || limits.datagram_rate == 0
+        {
             return Err(Error::Config(
-                "max_connections, event_capacity and idle_timeout must be positive, max_frame at least 16 B".into(),
+                "max_connections, event_capacity, idle_timeout, request_timeout, max_streams and datagram_rate \
+                 must be positive, max_frame at least 16 B"
+                    .into(),
             ));
         }
         let storage: Box<dyn Storage> = match (self.storage, self.state_dir) {
             (Some(storage), None) => storage,
-            (None, Some(dir)) => Box::new(StateDir::open(dir)?),
+            (None, Some(dir)) => Box::new(open_exclusive(&dir).await?),
             (None, None) => return Err(Error::Config("no state directory: call .state_dir(..)".into())),
             (Some(_), Some(_)) => return Err(Error::Config("both a state directory and a storage were given".into())),
         };
@@ -267,15 +311,38 @@ impl ClusterBuilder {
             handlers: RwLock::new(self.handlers),
             inputs: inputs_tx,
             stopped: Mutex::new(None),
+            joined: AtomicBool::new(false),
+            last_refusal: Mutex::new(None),
+            id_taken: Mutex::new(None),
         });
         let mut node = node;
         let mut storage = storage;
+        tokio::spawn(driver::accept(shared.clone()));
+        if !self.seeds.is_empty() {
+            // Joining queues datagrams only: nothing to refuse.
+            let _ = node.handle_command(clock.now(), Command::Join(self.seeds));
+        }
         // A restarted member's new incarnation is durable before `start` returns.
         driver::act(&mut node, &shared, storage.as_mut())?;
         driver::publish(&node, &shared);
-        tokio::spawn(driver::accept(shared.clone()));
-        let driver = tokio::spawn(driver::drive(node, shared.clone(), clock, storage, inputs_rx, self.seeds));
+        let driver = tokio::spawn(driver::drive(node, shared.clone(), clock, storage, inputs_rx));
         Ok(Cluster { shared, driver: Mutex::new(Some(driver)) })
+    }
+}
+
+/// The state directory, held for as long as the member runs. A previous run in this
+/// process (an aborted handle whose task is still being dropped) may take a moment to let
+/// go of it: waited for up to two seconds.
+async fn open_exclusive(dir: &std::path::Path) -> Result<StateDir, crate::StateError> {
+    let mut waits = 100;
+    loop {
+        match StateDir::open_exclusive(dir) {
+            Err(crate::StateError::InUse { .. }) if waits > 0 => {
+                waits -= 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => return other,
+        }
     }
 }
 
@@ -409,9 +476,43 @@ impl Cluster {
         Error::Stopped(lock(&self.shared.stopped).clone().unwrap_or_else(|| "shut down".into()))
     }
 
-    /// Why the driver stopped, if it did (a failed state write stops it).
+    /// Why the driver stopped, if it did (a failed state write stops it, and so does
+    /// finding this member's id taken).
     pub fn stopped_reason(&self) -> Option<String> {
         lock(&self.shared.stopped).clone()
+    }
+
+    /// Waits until this member is in the cluster: a seed answered (at once for a member
+    /// started without seeds). An error if its id is taken ([`Error::IdInUse`]: the
+    /// member stopped), if it stopped otherwise, or if no seed answered within `within`
+    /// ([`Error::JoinTimeout`], saying what went wrong on the way: a refused certificate,
+    /// no answer); it keeps trying after a timeout. A service that must not run outside
+    /// its cluster calls this after [`ClusterBuilder::start`].
+    pub async fn joined(&self, within: Duration) -> Result<(), Error> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(holder) = *lock(&self.shared.id_taken) {
+                return Err(Error::IdInUse { id: self.shared.id, holder });
+            }
+            if let Some(why) = lock(&self.shared.stopped).clone() {
+                return Err(Error::Stopped(why));
+            }
+            if self.shared.joined.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let why = self.last_refusal().unwrap_or_else(|| "no answer (is a seed running there?)".into());
+                return Err(Error::JoinTimeout { within, why });
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The last reason a connection of this member's failed: a dial refused (the peer's
+    /// certificate is not from this member's CA, say) or a connection the peer closed with
+    /// an error (it refused this member's certificate). In one line, naming the address.
+    pub fn last_refusal(&self) -> Option<String> {
+        lock(&self.shared.last_refusal).clone()
     }
 
     /// Leaves gracefully (the others see `MemberLeft`), then closes every connection and

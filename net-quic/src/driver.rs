@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -60,6 +60,13 @@ pub(crate) struct Shared {
     pub(crate) handlers: RwLock<BTreeMap<String, rpc::Handler>>,
     pub(crate) inputs: mpsc::Sender<Input>,
     pub(crate) stopped: Mutex<Option<String>>,
+    /// Whether the core has joined (a seed answered), as of the last publish.
+    pub(crate) joined: AtomicBool,
+    /// The last reason a dial or a connection of this member's failed, in a line.
+    pub(crate) last_refusal: Mutex<Option<String>>,
+    /// Where the member that holds this member's id runs, once the core said the id is
+    /// taken (`Event::IdInUse`).
+    pub(crate) id_taken: Mutex<Option<SocketAddr>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -89,6 +96,16 @@ pub(crate) fn transport_config(config: &Config, limits: Limits) -> quinn::Transp
         transport.max_idle_timeout(Some(idle));
     }
     transport.keep_alive_interval(Some(limits.idle_timeout / 3));
+    // What one peer may make this member hold: a few requests' worth of unread bytes per
+    // connection, `max_streams` requests at once (one frame each way per stream), no
+    // unidirectional streams (conclave opens none).
+    let window = u32::try_from(limits.max_frame.saturating_mul(2).saturating_add(64 * 1024)).unwrap_or(u32::MAX);
+    transport.receive_window(quinn::VarInt::from_u32(window));
+    transport.stream_receive_window(quinn::VarInt::from_u32(
+        u32::try_from(limits.max_frame.saturating_add(4)).unwrap_or(u32::MAX),
+    ));
+    transport.max_concurrent_bidi_streams(quinn::VarInt::from_u32(limits.max_streams));
+    transport.max_concurrent_uni_streams(quinn::VarInt::from_u32(0));
     transport
 }
 
@@ -140,12 +157,7 @@ pub(crate) async fn drive(
     clock: Arc<dyn Clock>,
     mut storage: Box<dyn Storage>,
     mut inputs: mpsc::Receiver<Input>,
-    seeds: Vec<SocketAddr>,
 ) {
-    if !seeds.is_empty() {
-        // Joining queues datagrams only: nothing to refuse.
-        let _ = node.handle_command(clock.now(), Command::Join(seeds));
-    }
     let mut shutdown: Option<oneshot::Sender<()>> = None;
     let mut published = clock.now();
     loop {
@@ -165,6 +177,12 @@ pub(crate) async fn drive(
         if let Some(done) = shutdown.take() {
             let _ = done.send(());
             *lock(&shared.stopped) = Some("shut down".into());
+            return;
+        }
+        if lock(&shared.id_taken).is_some() {
+            // The core stopped: its id runs elsewhere. Close without a Leave (it would
+            // speak for the member that runs).
+            shared.endpoint.close(3u32.into(), b"member id in use");
             return;
         }
         let now = clock.now();
@@ -207,6 +225,13 @@ pub(crate) fn act(node: &mut Node, shared: &Arc<Shared>, storage: &mut dyn Stora
             Output::Transmit(t) => transmit(shared, t.to, Bytes::from(t.payload)),
             Output::Event(event) => {
                 changed = true;
+                if let Event::IdInUse { holder } = &event {
+                    *lock(&shared.id_taken) = Some(holder.addr);
+                    *lock(&shared.stopped) = Some(format!(
+                        "member id {:?} is already running at {}: this process stopped without joining",
+                        shared.id, holder.addr
+                    ));
+                }
                 // No subscriber is not an error.
                 let _ = shared.events.send(event);
             }
@@ -220,6 +245,7 @@ pub(crate) fn publish(node: &Node, shared: &Shared) {
     *shared.members.write().unwrap_or_else(std::sync::PoisonError::into_inner) = node.members().cloned().collect();
     *lock(&shared.leadership) = (node.term(), node.leader(), node.mode());
     *lock(&shared.stats) = node.stats();
+    shared.joined.store(node.is_joined(), Ordering::Release);
 }
 
 /// The view is published on every event, and at least this often (incarnations and
@@ -336,13 +362,20 @@ fn transmit(shared: &Arc<Shared>, to: SocketAddr, payload: Bytes) {
 async fn dial(shared: Arc<Shared>, addr: SocketAddr) {
     match connect(&shared, addr).await {
         Ok((conn, id)) => adopt(&shared, conn, id),
-        Err(_) => {
+        Err(why) => {
+            refused(&shared, format!("connecting to {addr}: {why}"));
             let mut pool = lock(&shared.pool);
             if let Some(Slot::Dialing(pending)) = pool.slots.remove(&addr) {
                 shared.counters.datagrams_unsent.fetch_add(pending.len() as u64, Ordering::Relaxed);
             }
         }
     }
+}
+
+/// Notes why a connection of this member's failed (for `Cluster::last_refusal`).
+fn refused(shared: &Shared, why: String) {
+    bump(&shared.counters.connections_refused);
+    *lock(&shared.last_refusal) = Some(why);
 }
 
 /// Opens an authenticated connection to `addr` and reads its peer's id.
@@ -410,18 +443,94 @@ fn adopt(shared: &Arc<Shared>, conn: quinn::Connection, id: NodeId) {
 /// the member the certificate names.
 async fn read_datagrams(shared: Arc<Shared>, conn: quinn::Connection, id: NodeId) {
     let from = conn.remote_address();
-    while let Ok(bytes) = conn.read_datagram().await {
-        match conclave_core::wire::decode_header(&bytes, shared.max_datagram) {
-            Ok(header) if header.sender == id => match shared.inputs.try_send(Input::Datagram { from, bytes }) {
+    let mut bucket = TokenBucket::new(shared.limits.datagram_rate, tokio::time::Instant::now());
+    loop {
+        let bytes = match conn.read_datagram().await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                if let Some(why) = peer_refusal(&e) {
+                    refused(&shared, format!("{from} ({id:?}) closed the connection: {why}"));
+                }
+                break;
+            }
+        };
+        if !bucket.take(tokio::time::Instant::now()) {
+            bump(&shared.counters.datagrams_flooded);
+            continue;
+        }
+        match intake(&bytes, id, shared.max_datagram) {
+            Intake::Accept => match shared.inputs.try_send(Input::Datagram { from, bytes }) {
                 Ok(()) => bump(&shared.counters.datagrams_received),
                 Err(mpsc::error::TrySendError::Full(_)) => bump(&shared.counters.datagrams_overflow),
                 Err(mpsc::error::TrySendError::Closed(_)) => break,
             },
-            Ok(_) => bump(&shared.counters.datagrams_spoofed),
-            Err(_) => bump(&shared.counters.datagrams_malformed),
+            Intake::Spoofed => bump(&shared.counters.datagrams_spoofed),
+            Intake::Malformed => bump(&shared.counters.datagrams_malformed),
         }
     }
     lock(&shared.pool).remove(from, &conn);
+}
+
+/// Why the peer closed a connection, when it closed it with an error (a refused
+/// certificate, a protocol violation): not when it closed it normally, timed out or the
+/// connection was closed here.
+fn peer_refusal(e: &quinn::ConnectionError) -> Option<String> {
+    match e {
+        quinn::ConnectionError::TransportError(t) => Some(t.to_string()),
+        quinn::ConnectionError::ConnectionClosed(c) if c.error_code != quinn::TransportErrorCode::NO_ERROR => {
+            Some(c.to_string())
+        }
+        quinn::ConnectionError::ApplicationClosed(c) if c.error_code != quinn::VarInt::from_u32(0) => {
+            Some(format!("{c}"))
+        }
+        _ => None,
+    }
+}
+
+/// A token bucket: `rate` tokens a second, at most `rate` kept.
+struct TokenBucket {
+    rate: f64,
+    tokens: f64,
+    at: tokio::time::Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32, now: tokio::time::Instant) -> Self {
+        Self { rate: f64::from(rate), tokens: f64::from(rate), at: now }
+    }
+
+    /// Takes a token if one is left.
+    fn take(&mut self, now: tokio::time::Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
+}
+
+/// What becomes of a datagram that arrived on a connection from member `peer`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Intake {
+    /// Its envelope reads and names `peer`: it goes to the core.
+    Accept,
+    /// Its envelope names another member than the connection's certificate.
+    Spoofed,
+    /// No readable envelope: truncated, larger than `max_datagram`, foreign.
+    Malformed,
+}
+
+/// Sorts one datagram from a connection whose certificate names `peer`: only its envelope
+/// is read (the core reads the rest, and refuses what it must).
+pub(crate) fn intake(bytes: &[u8], peer: NodeId, max_datagram: usize) -> Intake {
+    match conclave_core::wire::decode_header(bytes, max_datagram) {
+        Ok(header) if header.sender == peer => Intake::Accept,
+        Ok(_) => Intake::Spoofed,
+        Err(_) => Intake::Malformed,
+    }
 }
 
 /// Serves `conn`'s requests, one stream each.
@@ -433,12 +542,18 @@ async fn accept_streams(shared: Arc<Shared>, conn: quinn::Connection, id: NodeId
 
 async fn serve(shared: Arc<Shared>, peer: NodeId, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
     let limits = shared.limits;
-    // No timer per request: a request that never completes holds one of the
-    // connection's streams (quinn bounds them, 100 by default) until its peer, an
-    // authenticated member, finishes it or the connection idles out.
-    let frame = match rpc::read_frame(&mut recv, limits.max_frame).await {
-        Ok(frame) => frame,
-        Err(e) => return refuse(&shared, &mut send, &mut recv, &e.to_string()).await,
+    // A request that does not arrive whole in time gives its stream back: a peer that
+    // opens streams and never writes holds each for the request timeout at most, and
+    // `max_streams` of them per connection at once.
+    let frame = match tokio::time::timeout(limits.request_timeout, rpc::read_frame(&mut recv, limits.max_frame)).await {
+        Ok(Ok(frame)) => frame,
+        Ok(Err(e)) => return refuse(&shared, &mut send, &mut recv, &e.to_string()).await,
+        Err(_) => {
+            bump(&shared.counters.rpc_timed_out);
+            let _ = recv.stop(4u32.into());
+            let _ = send.reset(4u32.into());
+            return;
+        }
     };
     let (sender, method, body) = match rpc::decode_request(&frame) {
         Ok(request) => request,

@@ -90,4 +90,21 @@ pub enum Error {
     /// The node was shut down, or its driver stopped after a failure (the message says which).
     #[error("the node is stopped: {0}")]
     Stopped(String),
+    /// Another process runs with this member's id: the cluster holds it live at `holder`.
+    /// This one stopped while joining, without a word on the other's behalf.
+    #[error("member id {id:?} is already running at {holder}: this process stopped without joining (a copied configuration?)")]
+    IdInUse {
+        /// The id.
+        id: NodeId,
+        /// Where the cluster holds the member that runs with it.
+        holder: std::net::SocketAddr,
+    },
+    /// No seed answered within the wait; the member keeps trying in the background.
+    #[error("no seed answered within {within:?}: {why}")]
+    JoinTimeout {
+        /// How long it waited.
+        within: Duration,
+        /// The last thing that went wrong on the way to a seed, in a line.
+        why: String,
+    },
 }

@@ -40,12 +40,30 @@
 //! - [`clock`]: [`Clock`], [`TokioClock`], [`SkewedClock`].
 //! - [`metrics`]: [`Metrics`], [`Counters`].
 //! - [`StateDir`], [`MemoryStorage`]: where [`Durable`] state is kept, written atomically
-//!   (temporary file, fsync, rename, fsync of the directory).
+//!   (temporary file, fsync, rename, fsync of the directory); a test cuts a store after
+//!   every system call and at every byte, on an in-memory file system that forgets what
+//!   was not synced, and the member always restarts on the old state or the new one.
+//! - `fuzzing` (with `--cfg fuzzing` or the test-only feature `__fuzzing`): the bodies of
+//!   the `durable` and `quic_frames` fuzz targets.
 //!
 //! Membership datagrams travel as QUIC datagrams (unreliable, like the UDP the core was
 //! designed for) on pooled connections; RPC as one request and one response frame on a
 //! bidirectional stream. A datagram whose envelope names another sender than the
 //! connection's certificate, or a request that claims one, is dropped and counted.
+//!
+//! # What one peer can make a member hold
+//!
+//! Everything a peer sends is bounded and counted in [`Cluster::metrics`]: handshakes
+//! without a certificate of the cluster CA fail (`handshakes_failed`); a connection may
+//! deliver [`ClusterBuilder::datagram_rate`] membership datagrams a second
+//! (`datagrams_flooded` beyond), each at most `max_datagram` (`datagrams_malformed`), into
+//! a bounded queue (`datagrams_overflow`); it may have [`ClusterBuilder::max_streams`]
+//! requests open, each a frame of at most [`ClusterBuilder::max_frame`] that must arrive
+//! within [`ClusterBuilder::request_timeout`] (`rpc_refused`, `rpc_timed_out`), with a
+//! receive window of two frames per connection; the pool keeps
+//! [`ClusterBuilder::max_connections`]. A member that cannot join says why
+//! ([`Cluster::joined`], [`Cluster::last_refusal`]); one whose id already runs elsewhere
+//! stops ([`Error::IdInUse`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
@@ -54,6 +72,8 @@ pub mod clock;
 pub mod cluster;
 mod driver;
 mod error;
+#[cfg(any(fuzzing, feature = "__fuzzing"))]
+pub mod fuzzing;
 pub mod metrics;
 pub mod rpc;
 mod state;

@@ -41,6 +41,9 @@ counters! {
     datagrams_unsent,
     /// Datagrams dropped because the driver's input queue was full.
     datagrams_overflow,
+    /// Datagrams dropped because their connection sent more than its rate allows
+    /// (a flood from one peer).
+    datagrams_flooded,
     /// Calls made.
     rpc_calls,
     /// Of those, answered successfully.
@@ -53,6 +56,9 @@ counters! {
     rpc_refused,
     /// Requests refused because the claimed sender is not the certificate's member.
     rpc_spoofed,
+    /// Requests whose frame did not arrive whole within the request timeout (a peer that
+    /// opens streams and never writes): the stream was reset.
+    rpc_timed_out,
     /// Connections established (dialled or accepted).
     connections_opened,
     /// Connections evicted from the pool (least recently used beyond its bound).
@@ -61,6 +67,9 @@ counters! {
     handshakes_failed,
     /// Authenticated connections refused because the certificate names no member.
     connections_without_id,
+    /// Dials that failed, or connections of this member's that the peer closed with an
+    /// error (a refused certificate, say); the last reason is in `Cluster::last_refusal`.
+    connections_refused,
 }
 
 /// A snapshot of a member's metrics.

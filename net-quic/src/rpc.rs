@@ -141,21 +141,90 @@ pub(crate) async fn write_frame(send: &mut quinn::SendStream, mut frame: Vec<u8>
 /// Reads one frame of at most `max` bytes; a larger announced length is refused before
 /// anything more is read.
 pub(crate) async fn read_frame(recv: &mut quinn::RecvStream, max: usize) -> Result<Vec<u8>, FrameError> {
-    let mut len = [0u8; 4];
-    recv.read_exact(&mut len).await.map_err(|_| FrameError::Truncated)?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > max {
-        return Err(FrameError::TooLarge { len, max });
-    }
-    // Room grows as bytes arrive: an announced length reserves nothing by itself.
-    let mut frame = Vec::with_capacity(len.min(64 * 1024));
-    while frame.len() < len {
-        match recv.read_chunk(len - frame.len(), true).await {
-            Ok(Some(chunk)) => frame.extend_from_slice(&chunk.bytes),
+    let mut reader = FrameReader::new(max);
+    loop {
+        let want = reader.wanted();
+        match recv.read_chunk(want, true).await {
+            Ok(Some(chunk)) => {
+                if let Some(frame) = reader.push(&chunk.bytes)? {
+                    return Ok(frame);
+                }
+            }
             Ok(None) | Err(_) => return Err(FrameError::Truncated),
         }
     }
-    Ok(frame)
+}
+
+/// One frame, read from chunks as they arrive (no IO: [`read_frame`] feeds it a stream,
+/// the `quic_frames` fuzz target arbitrary bytes). It holds at most the 4-byte prefix and
+/// `max` bytes of body, and reserves room only as bytes arrive, so an announced length
+/// costs nothing by itself.
+#[derive(Debug)]
+pub(crate) struct FrameReader {
+    max: usize,
+    prefix: [u8; 4],
+    prefix_len: usize,
+    /// The announced length, once the prefix is complete.
+    len: Option<usize>,
+    body: Vec<u8>,
+}
+
+impl FrameReader {
+    /// A reader of one frame of at most `max` bytes.
+    pub(crate) fn new(max: usize) -> Self {
+        Self { max, prefix: [0; 4], prefix_len: 0, len: None, body: Vec::new() }
+    }
+
+    /// How many bytes the frame still needs (at least 1 until it is complete).
+    pub(crate) fn wanted(&self) -> usize {
+        match self.len {
+            None => 4 - self.prefix_len,
+            Some(len) => (len - self.body.len()).max(1),
+        }
+    }
+
+    /// Takes the next bytes of the stream: the frame once it is complete, a refusal as soon
+    /// as the prefix announces too much. Bytes beyond the frame are refused as well (one
+    /// frame per stream direction).
+    pub(crate) fn push(&mut self, mut bytes: &[u8]) -> Result<Option<Vec<u8>>, FrameError> {
+        if self.len.is_none() {
+            let take = bytes.len().min(4 - self.prefix_len);
+            self.prefix[self.prefix_len..self.prefix_len + take].copy_from_slice(&bytes[..take]);
+            self.prefix_len += take;
+            bytes = &bytes[take..];
+            if self.prefix_len < 4 {
+                return Ok(None);
+            }
+            let len = u32::from_be_bytes(self.prefix) as usize;
+            if len > self.max {
+                return Err(FrameError::TooLarge { len, max: self.max });
+            }
+            self.len = Some(len);
+            // Room grows as bytes arrive, 64 KiB at a time at most.
+            self.body.reserve(len.min(64 * 1024));
+        }
+        let len = self.len.unwrap_or_default();
+        if bytes.len() > len - self.body.len() {
+            return Err(FrameError::Malformed("bytes after the frame"));
+        }
+        let need = self.body.len() + bytes.len();
+        if need > self.body.capacity() {
+            // Doubling, but never past the announced length: the body holds at most `max`.
+            let room = need.max(self.body.capacity().saturating_mul(2)).min(len);
+            self.body.reserve_exact(room - self.body.len());
+        }
+        self.body.extend_from_slice(bytes);
+        if self.body.len() == len {
+            return Ok(Some(std::mem::take(&mut self.body)));
+        }
+        Ok(None)
+    }
+
+    /// The bytes held now (prefix and body), for the fuzz target's bound on memory.
+    #[cfg(any(fuzzing, feature = "__fuzzing"))]
+    pub(crate) fn held(&self) -> usize {
+        self.prefix_len + self.body.capacity()
+    }
 }
 
 #[cfg(test)]
@@ -179,5 +248,28 @@ mod tests {
         assert_eq!(decode_response(&response[4..]), Ok((Status::HandlerError, &b"x"[..])));
         assert!(decode_response(&[]).is_err());
         assert!(decode_response(&[9]).is_err());
+    }
+
+    #[test]
+    fn a_frame_reader_takes_chunks_of_any_size_and_refuses_at_the_prefix() {
+        let frame = encode_request(NodeId(7), "echo", b"hello");
+        let mut bytes = frame.clone();
+        bytes[..4].copy_from_slice(&((frame.len() - 4) as u32).to_be_bytes());
+        for chunk in 1..bytes.len() {
+            let mut reader = FrameReader::new(64);
+            let mut out = None;
+            for piece in bytes.chunks(chunk) {
+                assert!(out.is_none(), "a frame came before its last byte");
+                out = reader.push(piece).unwrap();
+            }
+            assert_eq!(out.as_deref(), Some(&bytes[4..]), "chunks of {chunk}");
+        }
+        let mut reader = FrameReader::new(16);
+        assert_eq!(reader.push(&[0, 0]), Ok(None));
+        assert_eq!(reader.push(&[1, 0, 9]), Err(FrameError::TooLarge { len: 256, max: 16 }));
+        let mut reader = FrameReader::new(16);
+        assert_eq!(reader.push(&[0, 0, 0, 1, 5, 6]), Err(FrameError::Malformed("bytes after the frame")));
+        let mut reader = FrameReader::new(16);
+        assert_eq!(reader.push(&[0, 0, 0, 0]), Ok(Some(Vec::new())), "an empty frame");
     }
 }

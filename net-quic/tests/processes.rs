@@ -59,3 +59,121 @@ fn a_killed_process_is_seen_failed_and_then_recovered() {
     drop(members);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A copy of n2's configuration (its certificate, another address, a fresh state
+/// directory) started while n2 runs: the newcomer says in one line that the id is taken
+/// and exits with status 1; the seed reports the conflict; nobody announces n2 updated or
+/// gone, before or after the newcomer stops.
+#[test]
+fn a_second_process_with_a_running_id_refuses_to_start() {
+    let bin = example_node();
+    let dir = std::env::temp_dir().join(format!("conclave-processes-dup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    DevCa::new("processes").unwrap().write_files(dir.join("certs"), &[NodeId(1), NodeId(2), NodeId(3)]).unwrap();
+    let addrs = [free_addr(), free_addr(), free_addr()];
+    let spawn = |i: usize| {
+        let mut command = Command::new(&bin);
+        let seeds: Vec<String> = addrs[..i.min(1)].iter().map(ToString::to_string).collect();
+        Member::args(&mut command, i as u64 + 1, &addrs[i].to_string(), &seeds, "local", &dir);
+        Member::spawn(command)
+    };
+    let mut members: Vec<Member> = (0..3).map(spawn).collect();
+    let within = Duration::from_secs(20);
+    for (i, member) in members.iter_mut().enumerate() {
+        for other in (1..=3).filter(|&o| o != i + 1) {
+            member.expect(&format!("joined n{other} at {}", addrs[other - 1]), 0, within);
+        }
+    }
+    let marks: Vec<usize> = members.iter().map(|m| m.seen.len()).collect();
+    let copy_addr = free_addr();
+    // n2's configuration, copied: its certificate, another address, its own state directory.
+    let mut command = Command::new(&bin);
+    command.args([
+        "--id",
+        "2",
+        "--listen",
+        &copy_addr.to_string(),
+        "--config",
+        "local",
+        "--seed",
+        &addrs[0].to_string(),
+    ]);
+    command.arg("--certs").arg(dir.join("certs")).arg("--state-dir").arg(dir.join("state-2-copy"));
+    let mut copy = Member::spawn(command);
+    copy.expect(
+        &format!("is already running at {}: this process stopped without joining (a copied configuration?)", addrs[1]),
+        0,
+        within,
+    );
+    let status = copy.child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{:?}", copy.seen);
+    assert!(!copy.seen.iter().any(|l| l.contains(" ready ")), "it never said ready: {:?}", copy.seen);
+    members[0].expect(
+        &format!("conflict: n2 runs at {}, another process claims it at {copy_addr}", addrs[1]),
+        marks[0],
+        within,
+    );
+    // The same copy with n2's own state directory: refused before it sends anything.
+    let mut command = Command::new(&bin);
+    command.args([
+        "--id",
+        "2",
+        "--listen",
+        &free_addr().to_string(),
+        "--config",
+        "local",
+        "--seed",
+        &addrs[0].to_string(),
+    ]);
+    command.arg("--certs").arg(dir.join("certs")).arg("--state-dir").arg(dir.join("state-2"));
+    let mut shared = Member::spawn(command);
+    shared.expect("is in use by another process (does a member with this id run from it?)", 0, within);
+    assert_eq!(shared.child.wait().unwrap().code(), Some(1), "{:?}", shared.seen);
+    // Some time for anything wrong to show, then nothing about n2 but the conflict.
+    std::thread::sleep(Duration::from_secs(2));
+    for (member, &mark) in members.iter_mut().zip(&marks) {
+        member.drain();
+        let about_n2: Vec<&String> = member.seen[mark..]
+            .iter()
+            .filter(|l| (l.contains("n2") || l.contains(&addrs[1].to_string())) && !l.contains("conflict:"))
+            .collect();
+        assert!(about_n2.is_empty(), "{about_n2:?}");
+    }
+    drop(members);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A member given another CA's certificates: it says in one line that the seed refused
+/// its handshake, and exits with status 1, instead of printing `ready` and then nothing.
+#[test]
+fn a_member_with_another_cas_certificates_says_why_it_cannot_join() {
+    let bin = example_node();
+    let dir = std::env::temp_dir().join(format!("conclave-processes-ca-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    DevCa::new("the cluster").unwrap().write_files(dir.join("certs"), &[NodeId(1)]).unwrap();
+    DevCa::new("another").unwrap().write_files(dir.join("other").join("certs"), &[NodeId(4)]).unwrap();
+    let seed = free_addr();
+    let mut command = Command::new(&bin);
+    Member::args(&mut command, 1, &seed.to_string(), &[], "local", &dir);
+    let mut first = Member::spawn(command);
+    first.expect(&format!("ready n1 at {seed}"), 0, Duration::from_secs(20));
+    let mut command = Command::new(&bin);
+    Member::args(&mut command, 4, &free_addr().to_string(), &[seed.to_string()], "local", &dir.join("other"));
+    command.args(["--join-timeout", "3"]);
+    let mut stranger = Member::spawn(command);
+    let status = stranger.child.wait().unwrap();
+    // The line may still be on its way through the reader thread.
+    for _ in 0..500 {
+        stranger.drain();
+        if stranger.seen.iter().any(|l| l.contains("refused:")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(status.code(), Some(1), "{:?}", stranger.seen);
+    let line = stranger.seen.iter().find(|l| l.contains("refused:")).unwrap_or_else(|| panic!("{:?}", stranger.seen));
+    assert!(line.contains(&seed.to_string()) && line.contains("certificate"), "{line}");
+    assert!(!stranger.seen.iter().any(|l| l.contains(" ready ")), "{:?}", stranger.seen);
+    drop(first);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -280,6 +280,9 @@ impl Election {
     fn stand(&mut self, ctx: &mut Ctx<'_>, transfer: bool) {
         let now = ctx.now;
         self.deadline = Some(now + self.random_timeout(ctx.rng));
+        // The abstention ends on the reports that votes bring, or here, once its wait is
+        // over, when there is nobody to report: a lone voter (without this, it never led).
+        self.end_abstention(ctx);
         if let Some(abstention) = &self.abstention {
             // Not yet a voter again: ask the others their terms (a pre-vote moves nobody's),
             // every election timeout, and wait.

@@ -55,6 +55,11 @@ impl Dissemination {
         self.queue.push(key, item);
     }
 
+    /// Drops every pending update (the member stops speaking).
+    pub(crate) fn clear(&mut self) {
+        self.queue = BroadcastQueue::default();
+    }
+
     /// Drops the pending update under `key`, if any: it is out of date.
     pub(crate) fn remove(&mut self, key: Key) {
         self.queue.remove(key);

@@ -165,6 +165,19 @@ impl Node {
         let Some(current) = self.view.member(claim.id) else {
             return self.introduce(claim);
         };
+        let conflicting = |addr: &SocketAddr| *addr != current.addr && current.state.is_live();
+        if let Some(other) = claim.addr.filter(conflicting).filter(|_| claim.incarnation >= current.incarnation) {
+            // A live member is where it is until it is held failed or has left: a claim
+            // that puts it elsewhere is another process with its id (or a move that did not
+            // wait), and taking it would hand the id back and forth (memberlist's conflict).
+            let existing = current.clone();
+            self.address_conflict(existing, other);
+            return false;
+        }
+        if claim.addr.is_some_and(|addr| conflicting(&addr)) {
+            // An older claim of it elsewhere (a past life's address): nothing to take.
+            return false;
+        }
         let claim = self.weigh_verdict(claim);
         let before = (current.incarnation, current.state);
         let said = (claim.incarnation, claim.state);
@@ -227,6 +240,20 @@ impl Node {
     /// within two of its probe periods (one lost ack or ping is no silence).
     fn hears_directly(&self, id: NodeId) -> bool {
         self.prober.hears(id, self.now, self.config.probe_period() * 2)
+    }
+
+    /// Reports that `existing`, live here, was claimed at `other` (once per address).
+    pub(super) fn address_conflict(&mut self, existing: Member, other: SocketAddr) {
+        self.out.conflict();
+        if self.conflicts.get(&existing.id) == Some(&other) {
+            return;
+        }
+        if self.conflicts.len() >= super::MAX_CONFLICTS_KEPT {
+            self.conflicts.clear();
+        }
+        self.conflicts.insert(existing.id, other);
+        trace_event!(warn, member = %existing.id, at = %existing.addr, claimed = %other, "address conflict");
+        self.out.emit(Event::AddressConflict { existing, other });
     }
 
     /// A claim about a member not in the view: only an Alive one brings it in (the others
@@ -353,6 +380,16 @@ impl Node {
             return;
         }
         let mine = self.durable.incarnation;
+        if let Some(addr) = claim.addr.filter(|&addr| {
+            addr != self.addr && claim.state == MemberState::Alive && self.awaiting_view && claim.incarnation >= mine
+        }) {
+            // Joining, this member hears that a member with its id runs elsewhere, at an
+            // incarnation it never had (a past life of its own, restarted at a new address,
+            // is below the one it restarted at): the id is taken. The member that runs keeps
+            // its place; this one stops.
+            self.id_in_use(Member { addr, ..self.view.me().clone() }, claim.incarnation);
+            return;
+        }
         if claim.state != MemberState::Alive && claim.incarnation < mine {
             let item = gossip_alive(self.view.me());
             self.dissemination.push(Key::Member(self.id), &item);
@@ -379,6 +416,19 @@ impl Node {
             self.prober.note_health(1);
             self.bump_incarnation(claim.incarnation.max(mine));
         }
+    }
+
+    /// Stops this member: its id is taken by `holder` (at `incarnation`). Nothing more is
+    /// sent, not even a Leave, which would speak for the member that runs.
+    fn id_in_use(&mut self, holder: Member, incarnation: u64) {
+        trace_event!(error, holder = %holder.addr, incarnation, "id in use: stops");
+        self.left = true;
+        self.id_taken = true;
+        self.awaiting_view = false;
+        self.joiner.stop();
+        self.prober.stop_probing();
+        self.dissemination.clear();
+        self.out.emit(Event::IdInUse { holder: Member { incarnation, ..holder } });
     }
 
     /// Moves this member's incarnation above `above`, persists it, then gossips it.

@@ -64,6 +64,7 @@
 //! Then sleep until [`Node::poll_timeout`] and call [`Node::handle_timeout`]; calling it
 //! early or twice is harmless.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use rand::{Rng, RngCore, SeedableRng};
@@ -97,6 +98,9 @@ use claims::{Claim, MAX_INCARNATION};
 const MAX_TERM: u64 = 1 << 62;
 use timer::{Deadline, Timer, TimerTable};
 
+/// The most members whose conflicting addresses are remembered (see `Node::conflicts`).
+pub(crate) const MAX_CONFLICTS_KEPT: usize = 256;
+
 /// The most room for view entries a state transfer's announced size makes a member
 /// reserve ahead (a view grows past it one member at a time).
 const MAX_VIEW_RESERVE: usize = 1 << 14;
@@ -115,8 +119,18 @@ pub struct Node {
     rng: ChaCha8Rng,
     /// What survives a crash (written out through `Output::Persist` when it changes).
     durable: Durable,
-    /// Whether this member has left the cluster.
+    /// Whether this member has left the cluster, or stopped because its id is taken.
     left: bool,
+    /// Whether this member asked to join and has not yet merged a view from the cluster:
+    /// a live member with its id at another address then means the id is taken.
+    awaiting_view: bool,
+    /// Whether this member stopped because its id is taken ([`Event::IdInUse`]): it
+    /// handles nothing more.
+    id_taken: bool,
+    /// The address each member was last reported at in an [`Event::AddressConflict`], so
+    /// that a claim repeated is reported once (bounded: cleared when it grows past
+    /// [`MAX_CONFLICTS_KEPT`]).
+    conflicts: BTreeMap<NodeId, SocketAddr>,
     // ----- the parts -----
     view: View,
     prober: Prober,
@@ -174,6 +188,9 @@ impl Node {
             now,
             rng,
             left: false,
+            awaiting_view: false,
+            id_taken: false,
+            conflicts: BTreeMap::new(),
             view: View::new(me, now),
             prober: Prober::new(cluster.phi.clone(), awareness_max(&cluster), cluster.probe_interval, first_period),
             suspicions: Suspicions::default(),
@@ -292,6 +309,10 @@ impl Node {
     #[cfg_attr(feature = "tracing", tracing::instrument(name = "datagram", level = "info", skip_all, fields(member = %self.id, now = %now, from = %from)))]
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) -> Result<(), WireError> {
         self.now = now;
+        if self.id_taken {
+            // Stopped: its id belongs to another member (`Event::IdInUse`).
+            return Ok(());
+        }
         let decoded = wire::decode(bytes, self.config.cluster_id, self.config.max_datagram)
             .and_then(|(header, message)| self.check(header, &message).map(|()| (header, message)));
         let (header, message) = match decoded {
@@ -303,7 +324,14 @@ impl Node {
         };
         self.out.received(message.kind(), bytes.len(), message.gossip().len());
         let sender = header.sender;
-        self.prober.heard_from(sender, now);
+        // A member is heard at the address it is known by: datagrams under its id from
+        // elsewhere (another process with its id, or its restart at a new address) neither
+        // keep it alive here nor end a probe of it, so the member at the known address is
+        // judged on its own answers.
+        let at_its_address = self.view.member(sender).is_none_or(|m| m.addr == from || !m.state.is_live());
+        if at_its_address {
+            self.prober.heard_from(sender, now);
+        }
         if !matches!(message, Message::Join { .. } | Message::PushPull { .. }) && !self.prober.is_neighbour(sender) {
             match self.view.member(sender).map(|m| m.state) {
                 None => self.sync_with_stranger(from),
@@ -313,7 +341,9 @@ impl Node {
         }
         match message {
             Message::Ping { seq, digest, gossip, .. } => {
-                self.prober.pinged_by(sender, now);
+                if at_its_address {
+                    self.prober.pinged_by(sender, now);
+                }
                 self.merge_gossip(sender, gossip);
                 // Our digest goes back only when it tells the pinger something: not when
                 // the ping carried the same one (views agree, the usual case).
@@ -344,12 +374,22 @@ impl Node {
                 for record in members {
                     self.merge_record(sender, record, false);
                 }
+                self.awaiting_view = false;
                 if reply && part == 0 {
                     self.send_view(from, false, "push-pull reply");
                 }
             }
             Message::Join { member, send_state: wants_state } => {
-                self.merge_record(sender, member, true);
+                // A process joining under a live member's id from another address is
+                // reported even when the member here is at a newer incarnation (a claim
+                // relayed by others is only when it would otherwise win).
+                match self.view.member(member.id) {
+                    Some(current) if current.state.is_live() && current.addr != member.addr => {
+                        let existing = current.clone();
+                        self.address_conflict(existing, member.addr);
+                    }
+                    _ => self.merge_record(sender, member, true),
+                }
                 if wants_state {
                     self.send_view(from, false, "join reply");
                 }
@@ -373,6 +413,10 @@ impl Node {
     #[cfg_attr(feature = "tracing", tracing::instrument(name = "timeout", level = "info", skip_all, fields(member = %self.id, now = %now)))]
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
+        if self.id_taken {
+            self.sync_timers();
+            return;
+        }
         for timer in Timer::ALL {
             // Each is judged after the ones before it ran: an expired probe may make an
             // indirect probe due, a suspicion may give gossip something to send.
@@ -392,6 +436,7 @@ impl Node {
         match command {
             Command::Join(seeds) => {
                 self.joiner.start(seeds, self.addr, &mut self.rng, now);
+                self.awaiting_view = self.is_active() && !self.joiner.is_joined();
                 self.join_attempt(now);
             }
             Command::Leave => self.leave(),
@@ -447,6 +492,9 @@ impl Node {
 
     /// When `timer` is next due, from the part that keeps it.
     fn deadline(&self, timer: Timer) -> Option<Deadline> {
+        if self.id_taken {
+            return None;
+        }
         let active = self.is_active();
         let at = match timer {
             Timer::RelayNack => self.prober.relay_deadline(),

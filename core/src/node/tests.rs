@@ -1380,8 +1380,10 @@ fn a_watched_member_that_moved_is_pinged_at_its_new_address() {
     let moved = node.watched().find(|&id| id != NodeId(1)).expect("n0 watches 3 of 4");
     let incarnation = node.member(moved).expect("known").incarnation + 1;
     let new_addr = addr(20);
-    let alive = Gossip::Alive { id: moved, incarnation, addr: new_addr, tags: Tags::new() };
-    node.handle_datagram(t, addr(1), &gossip(1, vec![alive])).expect("valid");
+    // It left, and came back elsewhere (while it is live, another address is a conflict).
+    let left = Gossip::Leave { id: moved, incarnation };
+    let alive = Gossip::Alive { id: moved, incarnation: incarnation + 1, addr: new_addr, tags: Tags::new() };
+    node.handle_datagram(t, addr(1), &gossip(1, vec![left, alive])).expect("valid");
     assert_eq!(node.member(moved).expect("known").addr, new_addr);
     let mut pings = Vec::new();
     while pings.is_empty() {
@@ -1516,8 +1518,123 @@ fn another_is_announced_updated_only_when_its_address_or_tags_change() {
     let alive =
         |incarnation: u64, at: usize, tags: Tags| Gossip::Alive { id: NodeId(2), incarnation, addr: addr(at), tags };
     assert_eq!(updates(node, alive(1, 2, Tags::new())), 0, "a new incarnation alone");
-    assert_eq!(updates(node, alive(2, 12, Tags::new())), 1, "moved");
-    assert_eq!(updates(node, alive(3, 12, Tags::from([("k".to_owned(), "v".to_owned())]))), 1, "retagged");
+    assert_eq!(updates(node, alive(2, 12, Tags::new())), 0, "a live member claimed elsewhere: a conflict");
+    assert_eq!(node.member(NodeId(2)).expect("known").addr, addr(2));
+    assert_eq!(updates(node, alive(3, 2, Tags::from([("k".to_owned(), "v".to_owned())]))), 1, "retagged");
+    node.handle_datagram(t, addr(1), &gossip(1, vec![Gossip::Leave { id: NodeId(2), incarnation: 3 }])).expect("valid");
+    assert_eq!(updates(node, alive(4, 12, Tags::new())), 0, "a member that left comes back: joined, not updated");
+    assert_eq!(node.member(NodeId(2)).expect("known").addr, addr(12), "moved once it had left");
+}
+
+/// Two processes with one id (a copied configuration): the one that runs keeps its place
+/// everywhere, every member that hears of the other reports the conflict once per
+/// address, and the newcomer, told while it joins that its id runs elsewhere, stops
+/// without a word on the other's behalf.
+#[test]
+fn a_second_process_with_a_running_id_is_a_conflict_and_the_newcomer_stops() {
+    let mut cluster = formed(4, 66);
+    let t = cluster.now;
+    let before: Vec<_> = (0..4).map(|i| cluster.node(i).members().cloned().collect::<Vec<_>>()).collect();
+    // The newcomer: n2's id, a fresh disk, another address, joining through n0.
+    let config = crate::NodeConfig::new(NodeId(2), addr(22), Config::lan(), 99);
+    let mut newcomer = crate::Node::new(config, t).expect("valid");
+    newcomer.handle_command(t, Command::Join(vec![addr(0)])).expect("joins");
+    let joins: Vec<Vec<u8>> = std::iter::from_fn(|| newcomer.poll_output())
+        .filter_map(|o| match o {
+            Output::Transmit(tx) if tx.to == addr(0) => Some(tx.payload),
+            _ => None,
+        })
+        .collect();
+    assert!(!joins.is_empty());
+    let seed = cluster.node_mut(0);
+    while seed.poll_output().is_some() {}
+    let mut replies = Vec::new();
+    for join in joins.iter().chain(&joins) {
+        seed.handle_datagram(t, addr(22), join).expect("a valid join");
+        for output in std::iter::from_fn(|| seed.poll_output()) {
+            match output {
+                Output::Transmit(tx) if tx.to == addr(22) => replies.push(tx.payload),
+                Output::Event(Event::AddressConflict { existing, other }) => {
+                    assert_eq!((existing.id, existing.addr, other), (NodeId(2), addr(2), addr(22)));
+                    replies.push(Vec::new());
+                }
+                Output::Event(e) => panic!("the seed reported {e:?}"),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(replies.iter().filter(|r| r.is_empty()).count(), 1, "one report for the same address");
+    assert_eq!(seed.stats().conflicts, 2, "each claim counted");
+    assert_eq!(seed.member(NodeId(2)).expect("known").addr, addr(2), "the running member keeps its place");
+    // The newcomer hears the seed's view: its id runs at addr(2). It stops.
+    for reply in replies.iter().filter(|r| !r.is_empty()) {
+        let _ = newcomer.handle_datagram(t, addr(0), reply);
+    }
+    let outputs: Vec<Output> = std::iter::from_fn(|| newcomer.poll_output()).collect();
+    let holder = outputs.iter().find_map(|o| match o {
+        Output::Event(Event::IdInUse { holder }) => Some(holder.clone()),
+        _ => None,
+    });
+    assert_eq!(holder.map(|h| (h.id, h.addr)), Some((NodeId(2), addr(2))), "{outputs:?}");
+    assert!(!outputs.iter().any(|o| matches!(o, Output::Transmit(_))), "it says nothing more: {outputs:?}");
+    assert_eq!(newcomer.poll_timeout(), None, "and wakes for nothing");
+    let later = t + secs(30);
+    newcomer.handle_timeout(later);
+    assert!(newcomer.poll_output().is_none());
+    // Nobody else noticed anything: the views are as they were.
+    cluster.run_for(secs(5));
+    for (i, view) in before.iter().enumerate() {
+        let now: Vec<_> = cluster.node(i).members().map(|m| (m.id, m.addr, m.state)).collect();
+        let then: Vec<_> = view.iter().map(|m| (m.id, m.addr, m.state)).collect();
+        assert_eq!(now, then, "n{i}'s view changed");
+    }
+}
+
+/// A member restarted with its disk at a new address is no newcomer: what it hears of
+/// its past life is below the incarnation it restarted at. Once the others hold the old
+/// address failed, they take the new one.
+#[test]
+fn a_member_restarted_elsewhere_with_its_disk_is_taken_once_its_old_address_fails() {
+    let mut cluster = formed(4, 67);
+    let t = cluster.now;
+    let durable = cluster.durable(2).cloned().expect("n2 stored its state");
+    // n2's old process is gone (its address silent); a new one starts at addr(22) with its disk.
+    cluster.crash(2);
+    let mut config = crate::NodeConfig::new(NodeId(2), addr(22), Config::lan(), 98);
+    config.durable = Some(durable.clone());
+    let mut moved = crate::Node::new(config, t).expect("valid");
+    moved.handle_command(t, Command::Join(vec![addr(0)])).expect("joins");
+    let mut now = t;
+    let mut taken = false;
+    for _ in 0..4000 {
+        // Deliver between the moved member and the cluster by hand, in both directions.
+        let outs: Vec<Output> = std::iter::from_fn(|| moved.poll_output()).collect();
+        for o in outs {
+            match o {
+                Output::Event(Event::IdInUse { .. }) => panic!("a restart at a new address was taken for a newcomer"),
+                Output::Transmit(tx) => {
+                    if let Some(i) = (0..4).find(|&i| addr(i) == tx.to) {
+                        cluster.inject(i, addr(22), tx.payload);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (to, payload) in cluster.take_sent_to(addr(22)) {
+            let _ = moved.handle_datagram(now, to, &payload);
+        }
+        now += Duration::from_millis(10);
+        cluster.run_until(now);
+        moved.handle_timeout(now);
+        taken = (0..4).filter(|&i| i != 2).all(|i| {
+            cluster.node(i).member(NodeId(2)).is_some_and(|m| m.addr == addr(22) && m.state == MemberState::Alive)
+        });
+        if taken {
+            break;
+        }
+    }
+    assert!(taken, "the others never took n2's new address");
+    assert!(moved.incarnation() > durable.incarnation);
 }
 
 #[test]
