@@ -68,6 +68,7 @@
 #![deny(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+mod client;
 pub mod clock;
 pub mod cluster;
 mod driver;
@@ -76,9 +77,11 @@ mod error;
 pub mod fuzzing;
 pub mod metrics;
 pub mod rpc;
+mod server;
 mod state;
 pub mod tls;
 
+pub use client::ServiceClient;
 pub use clock::{Clock, SkewedClock, TokioClock};
 pub use cluster::{Cluster, ClusterBuilder};
 pub use error::Error;
