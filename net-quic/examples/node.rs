@@ -26,8 +26,9 @@
 //! after `--work-ms`). `--client work --rate 200` calls `work` on the members tagged
 //! `worker=work`, 200 calls a second (each with `--deadline-ms`), through a
 //! [`ServiceClient`](conclave_quic::ServiceClient) with the default policy and a timeout
-//! per attempt of `--attempt-timeout-ms` (`--bare`: one attempt and no policy, to compare),
-//! once `--min-workers` are known, and prints a line a second:
+//! per attempt of `--attempt-timeout-ms` (`--no-hedging`: without hedging; `--bare`: one
+//! attempt and no policy, to compare), once `--min-workers` are known, and prints a line a
+//! second:
 //!
 //! ```text
 //! 5012 calls 200 ok 200 failed 0 retried 1 hedged 9 shed 0 p50 0.61ms p99 2.10ms workers 3
@@ -118,6 +119,9 @@ struct Args {
     /// Start calling once this many workers are known, with --client.
     #[arg(long, default_value_t = 1)]
     min_workers: usize,
+    /// No hedging: a call tries another worker only after a timeout or an error, with --client.
+    #[arg(long)]
+    no_hedging: bool,
     /// One attempt per call and no other policy (to compare with the defaults), with --client.
     #[arg(long)]
     bare: bool,
@@ -193,6 +197,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             policy.workers = TagFilter::any().with("worker", service.clone());
             if !args.bare && args.attempt_timeout_ms > 0 {
                 policy.retry.attempt_timeout = Some(Duration::from_millis(args.attempt_timeout_ms));
+            }
+            if args.no_hedging {
+                policy.hedging = None;
             }
             let service = node.service(policy)?;
             let calls = Calls {

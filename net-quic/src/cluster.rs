@@ -244,8 +244,8 @@ impl ClusterBuilder {
     ///
     /// - past its `concurrency_limit` of requests running at once, a request is shed
     ///   unserved (counted in `rpc_shed`); its caller hears "overloaded", and a
-    ///   [`ServiceClient`](crate::ServiceClient) retries elsewhere. `None`: no limit.
-    /// - within its `idempotency` window, a request a [`ServiceClient`](crate::ServiceClient)
+    ///   [`ServiceClient`] retries elsewhere. `None`: no limit.
+    /// - within its `idempotency` window, a request a [`ServiceClient`]
     ///   sends again (a retry, a hedge, under the same request number) runs once: a copy of
     ///   a request in progress waits for its answer, a later copy gets the answer kept
     ///   (`rpc_duplicates`). `None`: no window.
