@@ -175,7 +175,11 @@ fn read_reply(target: NodeId, method: &str, response: Bytes) -> Reply {
         Status::Refused => (Error::Frame(format!("refused by {target:?}: {}", text(body))), AttemptError::Fatal),
         Status::Overloaded => (Error::Overloaded { target, method: method() }, AttemptError::Overloaded),
         Status::Expired => (
-            Error::Remote { target, method: method(), message: "its budget ran out there".into() },
+            Error::Remote {
+                target,
+                method: method(),
+                message: "dropped unanswered: the time the call gave it ran out".into(),
+            },
             AttemptError::Timeout,
         ),
         Status::AnswerNotKept => (
