@@ -97,7 +97,9 @@ async fn exchange(
             body: request.body,
         });
         let broken = |why: String| Error::Connection { target, why };
-        match tokio::select! { opened = open(shared, target, addr) => opened, () = &mut cancel => return None } {
+        // `biased`: the exchange first, the cancel switch only while it waits.
+        match tokio::select! { biased; opened = open(shared, target, addr) => opened, () = &mut cancel => return None }
+        {
             Err(e) => Err(e),
             Ok((mut send, mut recv)) => {
                 let outcome = {
@@ -109,7 +111,7 @@ async fn exchange(
                             e => Error::Frame(e.to_string()),
                         })
                     };
-                    tokio::select! { read = exchange => Some(read), () = &mut cancel => None }
+                    tokio::select! { biased; read = exchange => Some(read), () = &mut cancel => None }
                 };
                 match outcome {
                     Some(read) => read.map(Bytes::from),

@@ -232,6 +232,9 @@ pub(crate) async fn respond(
             }
             Step::Wait(first) => {
                 tokio::select! {
+                    // `biased`, the answer first: the timer and the stream are looked at
+                    // only while it is not there.
+                    biased;
                     answer = first => match answer {
                         Ok(answer) => {
                             bump(&counters.rpc_duplicates);
@@ -260,6 +263,9 @@ pub(crate) async fn respond(
     let mut caller_gone = false;
     let answer = loop {
         tokio::select! {
+            // `biased`, the work first: a handler that answers at once never arms the
+            // deadline's timer nor looks at the stream.
+            biased;
             answer = &mut work => break answer,
             () = tokio::time::sleep_until(deadline) => {
                 // `running` goes: the request is forgotten, its copies run it.
