@@ -14,9 +14,13 @@ fn write(target: &str, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     fs::write(format!("corpus/{target}/seed-{name}"), bytes)
 }
 
-/// A request frame as the runtime sends it: length, sender, method length, method, body.
-fn request(sender: u64, method: &str, body: &[u8]) -> Vec<u8> {
-    let mut frame = sender.to_le_bytes().to_vec();
+/// A request frame as the runtime sends it (`conclave_quic::rpc`'s format, version 1):
+/// length, version, sender, request number, budget in µs, method length, method, body.
+fn request(sender: u64, number: u64, budget_micros: u32, method: &str, body: &[u8]) -> Vec<u8> {
+    let mut frame = vec![1u8];
+    frame.extend_from_slice(&sender.to_le_bytes());
+    frame.extend_from_slice(&number.to_le_bytes());
+    frame.extend_from_slice(&budget_micros.to_le_bytes());
     frame.push(method.len() as u8);
     frame.extend_from_slice(method.as_bytes());
     frame.extend_from_slice(body);
@@ -66,12 +70,17 @@ fn main() -> std::io::Result<()> {
         write("durable", &format!("store-cut-{i}"), &store)?;
     }
 
-    // quic_frames: a request, a response, an oversized prefix, a frame cut short.
+    // quic_frames: requests (a plain call's, a service call's with a request number), a
+    // response, an oversized prefix, a frame cut short, responses of the newer statuses
+    // (shed, expired, not kept).
     let frames = [
-        request(7, "echo", b"hello"),
+        request(7, 0, 500_000, "echo", b"hello"),
         [3u32.to_be_bytes().to_vec(), vec![0, b'o', b'k']].concat(),
         (1u32 << 24).to_be_bytes().to_vec(),
         [100u32.to_be_bytes().to_vec(), vec![1, 2, 3]].concat(),
+        request(2, u64::MAX - 3, 250_000, "work", b"job"),
+        [1u32.to_be_bytes().to_vec(), vec![4], 1u32.to_be_bytes().to_vec(), vec![5]].concat(),
+        [1u32.to_be_bytes().to_vec(), vec![6]].concat(),
     ];
     for (i, frame) in frames.iter().enumerate() {
         write("quic_frames", &format!("frame-{i}"), &[&[3u8, 0x13][..], frame].concat())?;

@@ -9,16 +9,22 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use conclave_core::resilience::Policy;
 use conclave_core::{Command, Config, Event, Member, Mode, Node, NodeConfig, NodeId, Tags};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::client::{self, ServiceClient, ServiceFigures};
 use crate::clock::{Clock, TokioClock};
 use crate::driver::{self, Input, Shared};
 use crate::error::Error;
 use crate::metrics::{latency_histogram, AtomicCounters, Metrics};
 use crate::rpc::{self, HandlerResult, Request, DEFAULT_MAX_FRAME};
+use crate::server::Server;
 use crate::state::{StateDir, Storage};
 use crate::tls::TlsConfig;
+
+/// The most bytes of answers a member's idempotency window keeps, by default.
+pub const DEFAULT_KEPT_ANSWERS: usize = 64 << 20;
 
 /// Settings of a member; [`ClusterBuilder::start`] starts it. Made by [`Cluster::builder`].
 pub struct ClusterBuilder {
@@ -37,6 +43,11 @@ pub struct ClusterBuilder {
     clock: Option<Arc<dyn Clock>>,
     handlers: BTreeMap<String, rpc::Handler>,
     limits: Limits,
+    /// The worker side of a resilience policy: the concurrency limit and the idempotency
+    /// window requests are served under.
+    serving: Policy,
+    /// The most bytes of answers the idempotency window keeps.
+    kept_answers: usize,
 }
 
 /// Bounds on what the runtime holds and accepts.
@@ -98,6 +109,8 @@ impl ClusterBuilder {
                 max_streams: 64,
                 datagram_rate: 1000,
             },
+            serving: Policy::default(),
+            kept_answers: DEFAULT_KEPT_ANSWERS,
         }
     }
 
@@ -226,6 +239,34 @@ impl ClusterBuilder {
         self
     }
 
+    /// Serves requests under the worker side of `policy` (default: [`Policy::default`]'s,
+    /// 64 requests at once and a window of 10,000 requests for 60 s):
+    ///
+    /// - past its `concurrency_limit` of requests running at once, a request is shed
+    ///   unserved (counted in `rpc_shed`); its caller hears "overloaded", and a
+    ///   [`ServiceClient`] retries elsewhere. `None`: no limit.
+    /// - within its `idempotency` window, a request a [`ServiceClient`]
+    ///   sends again (a retry, a hedge, under the same request number) runs once: a copy of
+    ///   a request in progress waits for its answer, a later copy gets the answer kept
+    ///   (`rpc_duplicates`). `None`: no window.
+    ///
+    /// Every request carries the time its caller gives it; a request whose time runs out
+    /// is dropped, its handler stopped (`rpc_expired`). The client side of `policy` is not
+    /// read here: it is [`Cluster::service`]'s.
+    pub fn serving(mut self, policy: &Policy) -> Self {
+        self.serving.concurrency_limit = policy.concurrency_limit;
+        self.serving.idempotency.clone_from(&policy.idempotency);
+        self
+    }
+
+    /// The most bytes of answers the idempotency window keeps (default 64 MiB). An answer
+    /// past it is not kept: a later copy of its request hears that it ran and its answer is
+    /// gone, and is not run again.
+    pub fn kept_answers(mut self, bytes: usize) -> Self {
+        self.kept_answers = bytes;
+        self
+    }
+
     /// Serves `method` with `f`.
     pub fn handler<F, Fut>(mut self, method: &str, f: F) -> Self
     where
@@ -258,6 +299,7 @@ impl ClusterBuilder {
                     .into(),
             ));
         }
+        self.serving.validate()?;
         let storage: Box<dyn Storage> = match (self.storage, self.state_dir) {
             (Some(storage), None) => storage,
             (None, Some(dir)) => Box::new(open_exclusive(&dir).await?),
@@ -314,6 +356,10 @@ impl ClusterBuilder {
             joined: AtomicBool::new(false),
             last_refusal: Mutex::new(None),
             id_taken: Mutex::new(None),
+            partition: Mutex::new(node.partition().cloned()),
+            server: Server::new(self.serving.concurrency_limit, self.serving.idempotency, self.kept_answers),
+            resilience: Mutex::new(ServiceFigures::default()),
+            clock: clock.clone(),
         });
         let mut node = node;
         let mut storage = storage;
@@ -346,8 +392,9 @@ async fn open_exclusive(dir: &std::path::Path) -> Result<StateDir, crate::StateE
     }
 }
 
-/// A fresh seed for the core's RNG (the default when none is given).
-fn random_seed() -> u64 {
+/// A fresh random number: the core's RNG seed when none is given, a service client's
+/// seed and the start of its request numbers.
+pub(crate) fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     // std's per-process random hash keys, without a dependency for one number.
     #[allow(clippy::disallowed_types, reason = "used for its random keys, not for iteration")]
@@ -425,7 +472,9 @@ impl Cluster {
         handlers.insert(method.to_string(), rpc::handler(f));
     }
 
-    /// Calls `method` on member `target` with `body`, waiting at most `deadline` for the answer.
+    /// Calls `method` on member `target` with `body`, waiting at most `deadline` for the
+    /// answer: one attempt, no retry (a [`ServiceClient`] retries, fails over and hedges).
+    /// The target is told the deadline, and drops the work when it passes.
     pub async fn call(
         &self,
         target: NodeId,
@@ -433,7 +482,15 @@ impl Cluster {
         body: impl Into<Bytes>,
         deadline: Duration,
     ) -> Result<Bytes, Error> {
-        driver::call(&self.shared, target, method, body.into(), deadline).await
+        client::call(&self.shared, target, method, body.into(), deadline).await
+    }
+
+    /// A client of the service `policy` names (its workers: the members its
+    /// [`TagFilter`](conclave_core::resilience::TagFilter) matches), calling them through
+    /// every resilience policy `policy` turns on; see [`ServiceClient`]. An error if the
+    /// policy is impossible. Must run inside a tokio runtime (the client is a task).
+    pub fn service(&self, policy: Policy) -> Result<ServiceClient, Error> {
+        client::service(&self.shared, policy)
     }
 
     /// A snapshot of the metrics.
@@ -442,6 +499,7 @@ impl Cluster {
             rpc_latency_us: lock(&self.shared.latency).clone(),
             counters: self.shared.counters.snapshot(),
             core: *lock(&self.shared.stats),
+            resilience: lock(&self.shared.resilience).total(),
         }
     }
 

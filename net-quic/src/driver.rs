@@ -19,15 +19,17 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use conclave_core::partition::Decision;
 use conclave_core::{Command, Config, Event, Member, Mode, Node, NodeId, Output, Stats};
 use hdrhistogram::Histogram;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::client::ServiceFigures;
 use crate::clock::Clock;
-use crate::cluster::{lock, read, Limits};
-use crate::error::Error;
+use crate::cluster::{lock, Limits};
 use crate::metrics::AtomicCounters;
-use crate::rpc::{self, FrameError, Request, Status};
+use crate::rpc;
+use crate::server::{self, Server};
 use crate::state::Storage;
 use crate::tls::{peer_id, TlsConfig, SERVER_NAME};
 
@@ -56,6 +58,8 @@ pub(crate) struct Shared {
     /// The election term, the leader this member knows, and its side's mode.
     pub(crate) leadership: Mutex<(u64, Option<NodeId>, Mode)>,
     pub(crate) stats: Mutex<Stats>,
+    /// The partition this member decided, if any (service clients skip the minority).
+    pub(crate) partition: Mutex<Option<Decision>>,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) handlers: RwLock<BTreeMap<String, rpc::Handler>>,
     pub(crate) inputs: mpsc::Sender<Input>,
@@ -67,6 +71,12 @@ pub(crate) struct Shared {
     /// Where the member that holds this member's id runs, once the core said the id is
     /// taken (`Event::IdInUse`).
     pub(crate) id_taken: Mutex<Option<SocketAddr>>,
+    /// The clock the driver reads (service clients and the server read it too).
+    pub(crate) clock: Arc<dyn Clock>,
+    /// The concurrency limit and idempotency window requests are served under.
+    pub(crate) server: Server,
+    /// What the service clients made from this member did.
+    pub(crate) resilience: Mutex<ServiceFigures>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -75,7 +85,7 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-fn bump(counter: &AtomicU64) {
+pub(crate) fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
@@ -245,6 +255,7 @@ pub(crate) fn publish(node: &Node, shared: &Shared) {
     *shared.members.write().unwrap_or_else(std::sync::PoisonError::into_inner) = node.members().cloned().collect();
     *lock(&shared.leadership) = (node.term(), node.leader(), node.mode());
     *lock(&shared.stats) = node.stats();
+    *lock(&shared.partition) = node.partition().cloned();
     shared.joined.store(node.is_joined(), Ordering::Release);
 }
 
@@ -312,7 +323,7 @@ impl Pool {
     }
 
     /// The pooled connection to `addr` and its peer's id.
-    fn ready(&mut self, addr: SocketAddr) -> Option<(quinn::Connection, NodeId)> {
+    pub(crate) fn ready(&mut self, addr: SocketAddr) -> Option<(quinn::Connection, NodeId)> {
         self.tick += 1;
         match self.slots.get_mut(&addr) {
             Some(Slot::Ready { conn, id, used }) => {
@@ -379,7 +390,7 @@ fn refused(shared: &Shared, why: String) {
 }
 
 /// Opens an authenticated connection to `addr` and reads its peer's id.
-async fn connect(shared: &Shared, addr: SocketAddr) -> Result<(quinn::Connection, NodeId), String> {
+pub(crate) async fn connect(shared: &Shared, addr: SocketAddr) -> Result<(quinn::Connection, NodeId), String> {
     let connecting =
         shared.endpoint.connect_with(shared.client_config.clone(), addr, SERVER_NAME).map_err(|e| e.to_string())?;
     let conn = match connecting.await {
@@ -421,7 +432,7 @@ pub(crate) async fn accept(shared: Arc<Shared>) {
 }
 
 /// Pools an authenticated connection and starts its reader tasks.
-fn adopt(shared: &Arc<Shared>, conn: quinn::Connection, id: NodeId) {
+pub(crate) fn adopt(shared: &Arc<Shared>, conn: quinn::Connection, id: NodeId) {
     bump(&shared.counters.connections_opened);
     let addr = conn.remote_address();
     let (pending, evicted) = lock(&shared.pool).insert(addr, conn.clone(), id, shared.limits.max_connections);
@@ -536,147 +547,6 @@ pub(crate) fn intake(bytes: &[u8], peer: NodeId, max_datagram: usize) -> Intake 
 /// Serves `conn`'s requests, one stream each.
 async fn accept_streams(shared: Arc<Shared>, conn: quinn::Connection, id: NodeId) {
     while let Ok((send, recv)) = conn.accept_bi().await {
-        tokio::spawn(serve(shared.clone(), id, send, recv));
+        tokio::spawn(server::serve(shared.clone(), id, send, recv));
     }
-}
-
-async fn serve(shared: Arc<Shared>, peer: NodeId, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
-    let limits = shared.limits;
-    // A request that does not arrive whole in time gives its stream back: a peer that
-    // opens streams and never writes holds each for the request timeout at most, and
-    // `max_streams` of them per connection at once.
-    let frame = match tokio::time::timeout(limits.request_timeout, rpc::read_frame(&mut recv, limits.max_frame)).await {
-        Ok(Ok(frame)) => frame,
-        Ok(Err(e)) => return refuse(&shared, &mut send, &mut recv, &e.to_string()).await,
-        Err(_) => {
-            bump(&shared.counters.rpc_timed_out);
-            let _ = recv.stop(4u32.into());
-            let _ = send.reset(4u32.into());
-            return;
-        }
-    };
-    let (sender, method, body) = match rpc::decode_request(&frame) {
-        Ok(request) => request,
-        Err(e) => return refuse(&shared, &mut send, &mut recv, &e.to_string()).await,
-    };
-    if sender != peer {
-        bump(&shared.counters.rpc_spoofed);
-        let _ = send.reset(2u32.into());
-        let _ = recv.stop(2u32.into());
-        return;
-    }
-    let handler = read(&shared.handlers).get(method).cloned();
-    let response = match handler {
-        None => {
-            bump(&shared.counters.rpc_refused);
-            rpc::encode_response(Status::NoSuchMethod, b"")
-        }
-        Some(handler) => {
-            let request = Request { from: peer, method: method.to_string(), body: Bytes::copy_from_slice(body) };
-            bump(&shared.counters.rpc_served);
-            match handler(request).await {
-                Ok(body) if body.len() < limits.max_frame => rpc::encode_response(Status::Ok, &body),
-                Ok(body) => rpc::encode_response(
-                    Status::HandlerError,
-                    format!("response of {} B exceeds the frame limit", body.len()).as_bytes(),
-                ),
-                Err(message) => rpc::encode_response(Status::HandlerError, message.as_bytes()),
-            }
-        }
-    };
-    if rpc::write_frame(&mut send, response).await.is_ok() {
-        let _ = send.finish();
-    }
-}
-
-async fn refuse(shared: &Shared, send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, why: &str) {
-    bump(&shared.counters.rpc_refused);
-    let _ = recv.stop(1u32.into());
-    let response = rpc::encode_response(Status::Refused, why.as_bytes());
-    if rpc::write_frame(send, response).await.is_ok() {
-        let _ = send.finish();
-    }
-}
-
-// ----- calls ------------------------------------------------------------------------------
-
-/// Calls `method` on `target`.
-pub(crate) async fn call(
-    shared: &Arc<Shared>,
-    target: NodeId,
-    method: &str,
-    body: Bytes,
-    deadline: Duration,
-) -> Result<Bytes, Error> {
-    if method.len() > rpc::MAX_METHOD_LEN {
-        return Err(Error::Frame(format!("method name of {} B exceeds {} B", method.len(), rpc::MAX_METHOD_LEN)));
-    }
-    let frame = rpc::encode_request(shared.id, method, &body);
-    if frame.len() - 4 > shared.limits.max_frame {
-        return Err(Error::Frame(format!(
-            "request of {} B exceeds the limit of {} B",
-            frame.len() - 4,
-            shared.limits.max_frame
-        )));
-    }
-    let addr = read(&shared.members)
-        .iter()
-        .find(|m| m.id == target && m.state.is_live())
-        .map(|m| m.addr)
-        .ok_or(Error::UnknownMember(target))?;
-    bump(&shared.counters.rpc_calls);
-    let start = tokio::time::Instant::now();
-    let result = match tokio::time::timeout(deadline, exchange(shared, target, addr, frame)).await {
-        Ok(result) => result,
-        Err(_) => Err(Error::DeadlineExceeded { target, method: method.to_string(), deadline }),
-    };
-    let response = match result {
-        Ok(response) => response,
-        Err(e) => {
-            bump(&shared.counters.rpc_failed);
-            return Err(e);
-        }
-    };
-    let outcome = match rpc::decode_response(&response) {
-        Ok((Status::Ok, body)) => Ok(Bytes::copy_from_slice(body)),
-        Ok((Status::NoSuchMethod, _)) => Err(Error::NoSuchMethod { target, method: method.to_string() }),
-        Ok((Status::HandlerError, message)) => {
-            Err(Error::Remote { target, method: method.to_string(), message: String::from_utf8_lossy(message).into() })
-        }
-        Ok((Status::Refused, why)) => {
-            Err(Error::Frame(format!("refused by {target:?}: {}", String::from_utf8_lossy(why))))
-        }
-        Err(e) => Err(Error::Frame(e.to_string())),
-    };
-    if outcome.is_ok() {
-        bump(&shared.counters.rpc_ok);
-        let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
-        lock(&shared.latency).saturating_record(micros);
-    } else {
-        bump(&shared.counters.rpc_failed);
-    }
-    outcome
-}
-
-async fn exchange(shared: &Arc<Shared>, target: NodeId, addr: SocketAddr, frame: Vec<u8>) -> Result<Vec<u8>, Error> {
-    let broken = |why: String| Error::Connection { target, why };
-    let pooled = lock(&shared.pool).ready(addr);
-    let (conn, id) = match pooled {
-        Some(pooled) => pooled,
-        None => {
-            let (conn, id) = connect(shared, addr).await.map_err(broken)?;
-            adopt(shared, conn.clone(), id);
-            (conn, id)
-        }
-    };
-    if id != target {
-        return Err(broken(format!("the member at {addr} is not {target:?}")));
-    }
-    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| broken(e.to_string()))?;
-    rpc::write_frame(&mut send, frame).await.map_err(|e| broken(e.to_string()))?;
-    let _ = send.finish();
-    rpc::read_frame(&mut recv, shared.limits.max_frame).await.map_err(|e| match e {
-        FrameError::Truncated => broken("the stream ended before a response".into()),
-        e => Error::Frame(e.to_string()),
-    })
 }

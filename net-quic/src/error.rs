@@ -4,6 +4,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use conclave_core::resilience::{CallError, PolicyError};
 use conclave_core::NodeId;
 
 use crate::state::StateError;
@@ -84,6 +85,33 @@ pub enum Error {
         /// The handler's message.
         message: String,
     },
+    /// The target shed the call unserved: it was serving as many requests at once as its
+    /// concurrency limit allows. Nothing ran; a call elsewhere, or later, may succeed.
+    #[error("{target:?} is overloaded: it shed call {method:?} unserved")]
+    Overloaded {
+        /// The target.
+        target: NodeId,
+        /// The method.
+        method: String,
+    },
+    /// A call through a [`crate::ServiceClient`] failed. `reason` is the resilience
+    /// policy's: no worker, every breaker open, throttled, the retry budget spent, every
+    /// attempt failed, the deadline passed, or the request rejected; `last` says how the
+    /// last attempt that ended failed, if one did. Attempts may have run on workers.
+    #[error("call {method:?} failed: {reason} ({attempts} attempts{})", last_attempt(.last))]
+    Call {
+        /// The method.
+        method: String,
+        /// Why, as the policy decided.
+        reason: CallError,
+        /// The attempts made.
+        attempts: u32,
+        /// How the last attempt that ended failed, in a line.
+        last: Option<String>,
+    },
+    /// The resilience policy is impossible; no service client was made.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
     /// A request or response frame exceeds the size limit, or is malformed.
     #[error("frame refused: {0}")]
     Frame(String),
@@ -107,4 +135,9 @@ pub enum Error {
         /// The last thing that went wrong on the way to a seed, in a line.
         why: String,
     },
+}
+
+/// The end of [`Error::Call`]'s message: how the last attempt failed, if one did.
+fn last_attempt(last: &Option<String>) -> String {
+    last.as_ref().map(|why| format!("; the last: {why}")).unwrap_or_default()
 }

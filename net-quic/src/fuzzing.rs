@@ -7,6 +7,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use conclave_core::{Durable, NodeId};
 
@@ -120,8 +121,8 @@ pub fn durable(data: &[u8]) {
 ///
 /// - as RPC frames, chunk after chunk, as a stream delivers them: the reader holds no
 ///   more than the limit, refuses an oversized prefix at once, gives a frame only when
-///   complete, and what it gives decodes as a request and a response that re-encode to
-///   the same bytes, or is refused;
+///   complete, and what it gives decodes as a request (of this build's version) and as a
+///   response that re-encode to the same bytes, or is refused;
 /// - as membership datagrams (length-prefixed, some sealed in a valid envelope from the
 ///   connection's member or another one): the intake passes on only what is at most
 ///   `max_datagram` and names the certificate's member.
@@ -201,13 +202,15 @@ pub fn quic_frames(data: &[u8]) {
 /// A complete frame, read as a request and as a response: whatever decodes re-encodes to
 /// the same bytes.
 fn check_frame(frame: &[u8]) {
-    if let Ok((sender, method, body)) = rpc::decode_request(frame) {
-        let again = rpc::encode_request(sender, method, body);
+    if let Ok(request) = rpc::decode_request(frame) {
+        let again = rpc::encode_request(&request);
         assert_eq!(&again[4..], frame, "a request round-trips");
+        assert_eq!(frame.first(), Some(&rpc::REQUEST_VERSION), "a request of another version was read");
+        assert!(request.budget <= Duration::from_micros(u32::MAX.into()), "a budget past the wire's range");
     }
     if let Ok((status, body)) = rpc::decode_response(frame) {
         let again = rpc::encode_response(status, body);
         assert_eq!(&again[4..], frame, "a response round-trips");
-        assert!(matches!(status, Status::Ok | Status::NoSuchMethod | Status::HandlerError | Status::Refused));
+        assert_eq!(Status::from_byte(status as u8), Some(status));
     }
 }

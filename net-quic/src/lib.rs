@@ -22,6 +22,11 @@
 //!     println!("{event:?}");
 //! }
 //! let answer = node.call(NodeId(2), "echo", &b"hello"[..], Duration::from_millis(500)).await?;
+//! // A service: the members tagged worker=echo, called through the resilience policies.
+//! let mut policy = conclave_core::resilience::Policy::default();
+//! policy.workers = conclave_core::resilience::TagFilter::any().with("worker", "echo");
+//! let echo = node.service(policy)?;
+//! let answer = echo.call("echo", &b"hello"[..], Duration::from_millis(500)).await?;
 //! node.shutdown().await;
 //! # Ok(()) }
 //! ```
@@ -29,14 +34,21 @@
 //! # Map of the code
 //!
 //! - [`cluster`]: [`Cluster::builder`], [`ClusterBuilder`] and the handle, [`Cluster`]:
-//!   events, members, calls, handlers, metrics, shutdown.
+//!   events, members, calls, service clients, handlers, metrics, shutdown.
+//! - `client` (private; its public type is [`ServiceClient`]): [`Cluster::call`]'s one
+//!   request, and [`ServiceClient`], a task that drives one
+//!   `conclave_core::resilience::Client` (every policy is the core's) and runs each of its
+//!   attempts as an RPC, hedges concurrently, cancelling the losers with a stream reset.
+//! - `server` (private): how a member answers a request: handler, budget, idempotency
+//!   window, concurrency limit ([`ClusterBuilder::serving`]).
 //! - `driver` (private): the task that owns the core's `Node` and acts on its outputs in
 //!   order, the connection pool, and the connection tasks. Generic over the socket
 //!   ([`ClusterBuilder::socket`]) and the clock ([`ClusterBuilder::clock`]): the turmoil
 //!   engine of conclave-sim runs the same code.
 //! - [`tls`]: [`TlsConfig`] from PEM files, [`DevCa`]; how an id is bound to a
 //!   certificate (a `conclave://node/<id>` URI).
-//! - [`rpc`]: the request/response framing on bidirectional streams, [`Request`].
+//! - [`rpc`]: the request/response framing on bidirectional streams (its format, version
+//!   1: a request carries its call's number and the caller's budget), [`Request`].
 //! - [`clock`]: [`Clock`], [`TokioClock`], [`SkewedClock`].
 //! - [`metrics`]: [`Metrics`], [`Counters`].
 //! - [`StateDir`], [`MemoryStorage`]: where [`Durable`] state is kept, written atomically
@@ -61,13 +73,19 @@
 //! requests open, each a frame of at most [`ClusterBuilder::max_frame`] that must arrive
 //! within [`ClusterBuilder::request_timeout`] (`rpc_refused`, `rpc_timed_out`), with a
 //! receive window of two frames per connection; the pool keeps
-//! [`ClusterBuilder::max_connections`]. A member that cannot join says why
+//! [`ClusterBuilder::max_connections`]. Requests are served under the worker side of a
+//! resilience policy ([`ClusterBuilder::serving`]): at most its concurrency limit run at
+//! once (`rpc_shed` beyond), each for at most the budget its request carries
+//! (`rpc_expired`), and the idempotency window keeps at most its count of requests for at
+//! most its age, their answers within [`ClusterBuilder::kept_answers`] bytes; a copy of a
+//! request waiting for the one in progress holds only its stream. A member that cannot join says why
 //! ([`Cluster::joined`], [`Cluster::last_refusal`]); one whose id already runs elsewhere
 //! stops ([`Error::IdInUse`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+mod client;
 pub mod clock;
 pub mod cluster;
 mod driver;
@@ -76,9 +94,11 @@ mod error;
 pub mod fuzzing;
 pub mod metrics;
 pub mod rpc;
+mod server;
 mod state;
 pub mod tls;
 
+pub use client::ServiceClient;
 pub use clock::{Clock, SkewedClock, TokioClock};
 pub use cluster::{Cluster, ClusterBuilder};
 pub use error::Error;

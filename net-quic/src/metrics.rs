@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use conclave_core::resilience::ClientMetrics;
 use conclave_core::Stats;
 use hdrhistogram::Histogram;
 
@@ -44,14 +45,27 @@ counters! {
     /// Datagrams dropped because their connection sent more than its rate allows
     /// (a flood from one peer).
     datagrams_flooded,
-    /// Calls made.
+    /// Requests sent: each `Cluster::call`, and each attempt of a service client's calls.
     rpc_calls,
     /// Of those, answered successfully.
     rpc_ok,
-    /// Of those, failed (deadline, connection, remote error).
+    /// Of those, failed (deadline, connection, shed, remote error); an attempt a service
+    /// client cancelled (a hedge's loser, one past its timeout) is neither ok nor failed.
     rpc_failed,
     /// Requests served by a handler.
     rpc_served,
+    /// Requests shed unserved because the member served as many as its concurrency limit
+    /// allows (answered "overloaded"; the caller's client retries elsewhere).
+    rpc_shed,
+    /// Requests dropped because their budget ran out before an answer (their handler was
+    /// stopped, or never started).
+    rpc_expired,
+    /// Copies of a request (a retry, a hedge) answered without running it again: from the
+    /// idempotency window, or by waiting for the copy in progress.
+    rpc_duplicates,
+    /// Requests whose caller cancelled them (a hedge's loser) while their handler ran,
+    /// with no copy waiting for the answer: the handler was stopped.
+    rpc_cancelled,
     /// Requests refused: unknown method, oversized or malformed frame.
     rpc_refused,
     /// Requests refused because the claimed sender is not the certificate's member.
@@ -82,6 +96,12 @@ pub struct Metrics {
     pub counters: Counters,
     /// The core's counters: messages and bytes sent and received per kind, drops by reason.
     pub core: Stats,
+    /// What the service clients made from this member ([`crate::Cluster::service`]) did,
+    /// summed, since the member started (those dropped since included): calls started,
+    /// completed and failed (per reason, [`conclave_core::resilience::CallError`]),
+    /// attempts, retries, hedges and the calls hedges won, attempts cancelled, shed by a
+    /// worker and throttled locally, retries the budget refused, and breaker transitions.
+    pub resilience: ClientMetrics,
 }
 
 pub(crate) fn latency_histogram() -> Histogram<u64> {

@@ -62,6 +62,19 @@ async fn form(ca: &DevCa, n: u64) -> Vec<Cluster> {
     nodes
 }
 
+/// A request frame in the runtime's format (`conclave_quic::rpc`, version 1), claiming
+/// `sender`, with request number `number` and a budget of a second.
+fn request_frame(sender: u64, number: u64, method: &str, body: &[u8]) -> Vec<u8> {
+    let mut request = vec![1u8];
+    request.extend_from_slice(&sender.to_le_bytes());
+    request.extend_from_slice(&number.to_le_bytes());
+    request.extend_from_slice(&1_000_000u32.to_le_bytes());
+    request.push(method.len() as u8);
+    request.extend_from_slice(method.as_bytes());
+    request.extend_from_slice(body);
+    [(request.len() as u32).to_be_bytes().to_vec(), request].concat()
+}
+
 /// A bare quinn client endpoint on loopback with this client configuration.
 fn client(config: quinn::ClientConfig) -> quinn::Endpoint {
     let mut endpoint = quinn::Endpoint::client(LOOPBACK).unwrap();
@@ -281,12 +294,7 @@ async fn a_member_cannot_speak_for_another() {
         .await;
     // An RPC claiming to come from n3 is refused too.
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    let mut request = 3u64.to_le_bytes().to_vec();
-    request.push(4);
-    request.extend_from_slice(b"echo");
-    let mut frame = (request.len() as u32).to_be_bytes().to_vec();
-    frame.extend_from_slice(&request);
-    send.write_all(&frame).await.unwrap();
+    send.write_all(&request_frame(3, 0, "echo", b"")).await.unwrap();
     let _ = send.finish();
     let answer = recv.read_to_end(1 << 16).await;
     assert!(answer.is_err(), "a request claiming n3 was answered: {answer:?}");

@@ -1,5 +1,7 @@
-//! Three `example node` processes on loopback: `kill -9` one, the others report it
-//! failed; restart it with its state directory, they report it recovered.
+//! `example node` processes on loopback: `kill -9` one, the others report it failed;
+//! restart it with its state directory, they report it recovered. Three of them serving as
+//! workers and a fourth calling them through the registry: `kill -9` a worker, and no call
+//! fails.
 
 #![allow(clippy::disallowed_methods, reason = "a test of real processes waits on the real clock")]
 
@@ -175,5 +177,97 @@ fn a_member_with_another_cas_certificates_says_why_it_cannot_join() {
     assert!(line.contains(&seed.to_string()) && line.contains("certificate"), "{line}");
     assert!(!stranger.seen.iter().any(|l| l.contains(" ready ")), "{:?}", stranger.seen);
     drop(first);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The figure `name` of a client's line of figures (`<ms> calls 200 ok 200 failed 0 ...`).
+fn figure(line: &str, name: &str) -> Option<u64> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    words.windows(2).find(|w| w[0] == name).and_then(|w| w[1].parse().ok())
+}
+
+/// Whether `line` is a client's line of figures for one second.
+fn is_second(line: &str) -> bool {
+    line.split_whitespace().nth(1) == Some("calls")
+}
+
+/// Waits for `n` lines of figures ending with `what` (`" workers 2"`) among the lines
+/// from the `since`-th on, each within `within` of the one before.
+fn figure_lines(client: &mut Member, since: usize, n: usize, what: &str, within: Duration) {
+    loop {
+        client.drain();
+        if client.seen[since..].iter().filter(|l| is_second(l) && l.ends_with(what)).count() >= n {
+            return;
+        }
+        let next = client.seen.len();
+        client.expect(what, next, within);
+    }
+}
+
+/// Three workers (`--worker work`) and a client process calling `work` through the
+/// registry (`--client work`): one worker killed with `kill -9` while the client calls,
+/// and no call fails, before, during or after its failure is detected.
+#[test]
+fn no_call_fails_while_two_workers_live() {
+    let bin = example_node();
+    let dir = std::env::temp_dir().join(format!("conclave-processes-service-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ids: Vec<NodeId> = (1..=4).map(NodeId).collect();
+    DevCa::new("service").unwrap().write_files(dir.join("certs"), &ids).unwrap();
+    let addrs = [free_addr(), free_addr(), free_addr(), free_addr()];
+    let spawn = |i: usize, role: &[&str]| {
+        let mut command = Command::new(&bin);
+        let seeds: Vec<String> = addrs[..i.min(1)].iter().map(ToString::to_string).collect();
+        Member::args(&mut command, i as u64 + 1, &addrs[i].to_string(), &seeds, "lan", &dir);
+        command.args(role);
+        Member::spawn(command)
+    };
+    let mut workers: Vec<Member> = (0..3).map(|i| spawn(i, &["--worker", "work"])).collect();
+    // Generous bounds: a loaded machine may stall a process for a while; what is checked
+    // is that no call fails, not how fast they are.
+    let client_role = [
+        "--client",
+        "work",
+        "--rate",
+        "100",
+        "--min-workers",
+        "3",
+        "--deadline-ms",
+        "10000",
+        "--attempt-timeout-ms",
+        "1000",
+    ];
+    let mut client = spawn(3, &client_role);
+    let within = Duration::from_secs(30);
+    client.expect("calling 3 workers", 0, within);
+    // Calls answered by all three first.
+    let start = client.seen.len();
+    figure_lines(&mut client, start, 2, " workers 3", within);
+
+    // kill -9 (SIGKILL): no Leave, no connection close; calls under way to it get no answer.
+    let kill = client.seen.len();
+    workers[2].child.kill().unwrap();
+    workers[2].child.wait().unwrap();
+    client.expect("failed n3", kill, within);
+    // Seconds of calls after the verdict, with two workers.
+    let verdict = client.seen.len();
+    figure_lines(&mut client, verdict, 3, " workers 2", within);
+
+    let lines: Vec<&String> = client.seen[start..].iter().filter(|l| is_second(l)).collect();
+    let sum = |name: &str, lines: &[&String]| lines.iter().filter_map(|l| figure(l, name)).sum::<u64>();
+    let after_kill: Vec<&String> = client.seen[kill..].iter().filter(|l| is_second(l)).collect();
+    let failures: Vec<&String> = client.seen.iter().filter(|l| l.contains("call failed")).collect();
+    assert!(failures.is_empty(), "calls failed: {failures:#?}\n{:#?}", client.seen);
+    assert_eq!(sum("failed", &lines), 0, "{:#?}", client.seen);
+    assert!(sum("ok", &after_kill) > 0, "no call was answered after the kill: {:#?}", client.seen);
+    eprintln!(
+        "{} calls answered, {} after the kill; retried {}, hedged {}",
+        sum("ok", &lines),
+        sum("ok", &after_kill),
+        sum("retried", &lines),
+        sum("hedged", &lines)
+    );
+    drop(client);
+    drop(workers);
     let _ = std::fs::remove_dir_all(&dir);
 }

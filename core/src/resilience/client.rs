@@ -9,9 +9,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use smallvec::SmallVec;
 
-use crate::member::{MemberState, NodeId};
+use crate::member::{Member, MemberState, NodeId};
 use crate::node::Node;
 use crate::output::Event;
+use crate::partition::Decision;
 use crate::resilience::breaker::{BreakerState, Transition};
 use crate::resilience::budget::RetryBudget;
 use crate::resilience::deadline::Deadline;
@@ -138,6 +139,14 @@ impl FailureCounts {
     }
 }
 
+impl core::ops::AddAssign<&Self> for FailureCounts {
+    fn add_assign(&mut self, other: &Self) {
+        for (mine, theirs) in self.0.iter_mut().zip(other.0) {
+            *mine += theirs;
+        }
+    }
+}
+
 /// What a client has done, since it was built.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -173,6 +182,45 @@ pub struct ClientMetrics {
     pub breakers_half_opened: u64,
     /// Breakers that closed.
     pub breakers_closed: u64,
+}
+
+impl core::ops::AddAssign<&Self> for ClientMetrics {
+    /// Adds another client's counts: the figures of several clients (a runtime's service
+    /// clients, a simulation's client members) summed.
+    fn add_assign(&mut self, other: &Self) {
+        let Self {
+            calls,
+            completed,
+            failed,
+            abandoned,
+            attempts,
+            retries,
+            hedges,
+            hedge_wins,
+            cancelled,
+            throttled,
+            shed,
+            budget_refused,
+            breakers_opened,
+            breakers_half_opened,
+            breakers_closed,
+        } = other;
+        self.calls += calls;
+        self.completed += completed;
+        self.failed += failed;
+        self.abandoned += abandoned;
+        self.attempts += attempts;
+        self.retries += retries;
+        self.hedges += hedges;
+        self.hedge_wins += hedge_wins;
+        self.cancelled += cancelled;
+        self.throttled += throttled;
+        self.shed += shed;
+        self.budget_refused += budget_refused;
+        self.breakers_opened += breakers_opened;
+        self.breakers_half_opened += breakers_half_opened;
+        self.breakers_closed += breakers_closed;
+    }
 }
 
 /// What the driver must do, drained in order with [`Client::poll_action`].
@@ -450,7 +498,19 @@ impl Client {
     /// Rebuilds the workers from `node`'s views (instead of, or besides, its events).
     /// Attempts outstanding to a worker no longer there, or failed, fail at once.
     pub fn sync_membership(&mut self, now: Instant, node: &Node) {
-        self.registry.sync(node);
+        self.sync_members(now, node.members(), node.partition());
+    }
+
+    /// Rebuilds the workers from a copy of a node's views, for a driver that does not hold
+    /// the node itself: its members (itself among them) and the partition it decided, if
+    /// any. Attempts outstanding to a worker no longer there, or failed, fail at once.
+    pub fn sync_members<'a>(
+        &mut self,
+        now: Instant,
+        members: impl IntoIterator<Item = &'a Member>,
+        partition: Option<&Decision>,
+    ) {
+        self.registry.sync_members(members, partition);
         let registry = &self.registry;
         let gone: SmallVec<[NodeId; 4]> = self
             .calls

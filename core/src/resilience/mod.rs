@@ -41,10 +41,11 @@
 //! - [`Action::BreakerChanged`]: for metrics and timelines.
 //!
 //! Membership comes in through [`Client::handle_event`] (every [`Event`](crate::Event) of
-//! the member the client runs beside) or [`Client::sync_membership`]. Timers are data:
-//! sleep until [`Client::poll_timeout`], then call [`Client::handle_timeout`]; calling it
-//! early or twice is harmless. [`Client::metrics`] counts calls, attempts, retries, hedges,
-//! shed and throttled attempts, and breaker transitions.
+//! the member the client runs beside) or [`Client::sync_membership`] ([`Client::sync_members`]
+//! from a copy of its views). Timers are data: sleep until [`Client::poll_timeout`], then
+//! call [`Client::handle_timeout`]; calling it early or twice is harmless.
+//! [`Client::metrics`] counts calls, attempts, retries, hedges, shed and throttled
+//! attempts, and breaker transitions; several clients' [`ClientMetrics`] add up with `+=`.
 //!
 //! A worker builds a [`ConcurrencyLimit`] and an [`IdempotencyWindow`] from the same
 //! [`Policy`], and gives each request the [`Deadline`] the caller's budget makes on its own

@@ -376,7 +376,12 @@ async fn attack_loop(
                         }
                         // A request claiming n2.
                         if let Ok((mut send, mut recv)) = conn.open_bi().await {
-                            let mut frame = 2u64.to_le_bytes().to_vec();
+                            // Version 1: version, sender, request number, budget (µs),
+                            // method length, method.
+                            let mut frame = vec![1u8];
+                            frame.extend_from_slice(&2u64.to_le_bytes());
+                            frame.extend_from_slice(&0u64.to_le_bytes());
+                            frame.extend_from_slice(&1_000_000u32.to_le_bytes());
                             frame.push(4);
                             frame.extend_from_slice(b"echo");
                             let framed = [(frame.len() as u32).to_be_bytes().to_vec(), frame].concat();

@@ -687,6 +687,82 @@ fn sync_membership_follows_a_real_cluster_and_fails_over_from_a_crashed_worker()
 }
 
 #[test]
+fn sync_members_takes_a_copy_of_the_views_and_skips_the_minority() {
+    use crate::partition::{Decision, Side};
+
+    let mut h = Harness::new(retrying(), &[(1, Silent)]);
+    h.behaviour = (1..=3).map(|id| (NodeId(id), Answer(MS(5)))).collect();
+    h.behaviour.insert(NodeId(1), Silent);
+    let call = h.call(Duration::from_secs(60));
+    assert_eq!(h.sends(call)[0].1, NodeId(1));
+    // A copy of a view in which 1 failed and 2 and 3 joined: the attempt to 1 fails at
+    // once and the call fails over.
+    let members = [member(1, MemberState::Failed), member(2, MemberState::Alive), member(3, MemberState::Alive)];
+    h.client.sync_members(h.now, &members, None);
+    h.drain();
+    h.run_for(MS(100));
+    assert_ne!(h.completed_by(call).0, NodeId(1));
+    assert_eq!(h.client.registry().usable(h.now), 2);
+    // The partition decided puts 3 in the minority: only 2 is usable.
+    let decision =
+        Decision { majority: vec![NodeId(1), NodeId(2)], minority: vec![NodeId(3)], local_side: Side::Majority };
+    h.client.sync_members(h.now, &members, Some(&decision));
+    assert_eq!(h.client.registry().usable(h.now), 1);
+    assert!(h.client.registry().is_in_minority(NodeId(3)));
+    // A member gone from the copy is no longer a worker.
+    h.client.sync_members(h.now, &members[1..2], None);
+    assert!(h.client.registry().worker(NodeId(3)).is_none());
+    assert_eq!(h.client.registry().usable(h.now), 1);
+}
+
+#[test]
+fn the_metrics_of_several_clients_add_up() {
+    let mut one = Harness::new(retrying(), &[(1, Answer(MS(5))), (2, Fail(AttemptError::Failed, MS(1)))]);
+    for _ in 0..4 {
+        one.call(MS(1000));
+        one.run_for(MS(50));
+    }
+    let mut other = Harness::new(retrying(), &[(1, Fail(AttemptError::Overloaded, MS(1)))]);
+    other.call(MS(1000));
+    other.run_for(MS(1000));
+    let (a, b) = (*one.client.metrics(), *other.client.metrics());
+    let mut sum = a;
+    sum += &b;
+    assert_eq!(
+        (sum.calls, sum.completed, sum.attempts, sum.retries),
+        (5, 4, a.attempts + b.attempts, a.retries + b.retries)
+    );
+    assert_eq!(sum.shed, a.shed + b.shed);
+    assert!(b.shed > 0 && a.retries > 0);
+    assert_eq!(sum.failed.total(), 1);
+    assert_eq!(sum.failed.get(CallError::AttemptsExhausted), 1);
+    // Every field is added: a sum with itself doubles each one.
+    let mut twice = a;
+    twice += &a;
+    let fields = |m: &ClientMetrics| {
+        [
+            m.calls,
+            m.completed,
+            m.failed.total(),
+            m.abandoned,
+            m.attempts,
+            m.retries,
+            m.hedges,
+            m.hedge_wins,
+            m.cancelled,
+            m.throttled,
+            m.shed,
+            m.budget_refused,
+            m.breakers_opened,
+            m.breakers_half_opened,
+            m.breakers_closed,
+        ]
+    };
+    let doubled: Vec<u64> = fields(&a).iter().map(|n| 2 * n).collect();
+    assert_eq!(fields(&twice).to_vec(), doubled);
+}
+
+#[test]
 fn a_cancelled_call_ends_without_an_answer_and_late_reports_change_nothing() {
     let mut h = Harness::new(retrying(), &[(1, Answer(MS(50)))]);
     let call = h.call(MS(1000));
