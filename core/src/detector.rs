@@ -148,10 +148,28 @@ impl PhiAccrual {
     fn compute_deadline(&self) -> Option<Instant> {
         let last = self.last?;
         let mean = self.mean() + millis(self.params.acceptable_pause);
-        let after_ms = (mean + self.threshold_y * self.effective_std_dev()).max(0.0);
+        let std_dev = self.effective_std_dev();
+        let after_ms = (mean + self.threshold_y * std_dev).max(0.0);
         // Whole nanoseconds, rounded up so that phi(deadline) >= threshold.
         let nanos = (after_ms * 1e6).ceil();
-        let nanos = if nanos >= u64::MAX as f64 { u64::MAX } else { nanos as u64 };
+        let mut nanos = if nanos >= u64::MAX as f64 { u64::MAX } else { nanos as u64 };
+        // The estimate goes through other roundings than `phi` itself: step, a few
+        // nanoseconds at most, to the first nanosecond at which `Self::phi` reaches the
+        // threshold, so that the deadline and `is_available` agree with phi exactly.
+        let threshold = self.params.threshold;
+        let reached = |nanos: u64| phi(millis(Duration::from_nanos(nanos)), mean, std_dev) >= threshold;
+        for _ in 0..DEADLINE_STEPS {
+            if nanos == u64::MAX || reached(nanos) {
+                break;
+            }
+            nanos += 1;
+        }
+        for _ in 0..DEADLINE_STEPS {
+            if nanos == 0 || !reached(nanos - 1) {
+                break;
+            }
+            nanos -= 1;
+        }
         Some(Instant::from_nanos(last.as_nanos().saturating_add(nanos)))
     }
 
@@ -217,6 +235,9 @@ impl PhiAccrual {
         (self.sum_squares / n - mean * mean).max(0.0).sqrt()
     }
 }
+
+/// How far [`PhiAccrual::compute_deadline`] steps from its estimate, at most.
+const DEADLINE_STEPS: u32 = 64;
 
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
