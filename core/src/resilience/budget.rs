@@ -1,11 +1,13 @@
 //! The retry budget: retries (and hedges) as a share of requests, so that a full outage
 //! cannot multiply the load on the workers.
 //!
-//! As Finagle's and tower's `TpsBudget`: every request deposits `ratio` of a retry, every
-//! retry withdraws one, and a reserve of `min_per_sec * ttl` retries lets a client with
-//! little traffic retry at all; deposits and withdrawals count for `ttl`. Over the counted
+//! As the Google SRE book's per-client budget: retries may be `ratio` of the requests
+//! counted over `ttl`, and a floor of `min_per_sec * ttl` retries lets a client with little
+//! traffic retry at all. The floor is a floor, not an addition (Finagle's and tower's
+//! `TpsBudget` add their reserve to the deposits): a busy client in a full outage retries
+//! `ratio` of its calls and no more, a quiet one `min_per_sec` a second. Over the counted
 //! window (between `ttl * 9/10` and `ttl`, see `sliding`), retries never exceed
-//! `ratio * requests + min_per_sec * ttl`.
+//! `max(ratio * requests, min_per_sec * ttl)`.
 //!
 //! The Google SRE book measured three attempts per request growing the load about 3x in an
 //! outage and a 10 % per-client budget cutting it to about 1.1x.
@@ -21,7 +23,8 @@ use crate::time::Instant;
 pub struct BudgetConfig {
     /// Retries allowed per request (0.1: one retry per ten requests).
     pub ratio: f64,
-    /// Retries allowed per second whatever the traffic, so a quiet client can retry.
+    /// Retries allowed per second whatever the traffic, so a quiet client can retry: a
+    /// floor under `ratio`'s share, not added to it.
     pub min_per_sec: u32,
     /// How long a request or a retry counts.
     pub ttl: Duration,
@@ -29,17 +32,19 @@ pub struct BudgetConfig {
 
 impl Default for BudgetConfig {
     /// 10 % of requests (the SRE book's per-client figure; Finagle's 20 % lets an outage
-    /// grow the load 1.2x) plus 1 retry per second over 10 s (Finagle's window). Finagle's
-    /// minimum is 10/s, but the minimum is per client and a cluster has many: 100 clients
-    /// at 10 requests per second each could double the load of an outage on the minimum alone.
+    /// grow the load 1.2x), and at least 1 retry per second, over 10 s (Finagle's window).
+    /// Finagle's minimum is 10/s, but the minimum is per client and a cluster has many: 100
+    /// clients at 10 requests per second each could double the load of an outage on the
+    /// minimum alone.
     fn default() -> Self {
         Self { ratio: 0.1, min_per_sec: 1, ttl: Duration::from_secs(10) }
     }
 }
 
 impl BudgetConfig {
-    /// The reserve: retries allowed with no request at all.
-    pub fn reserve(&self) -> f64 {
+    /// The floor: retries allowed with no request at all, and whenever `ratio`'s share of
+    /// the requests is smaller.
+    pub fn minimum(&self) -> f64 {
         f64::from(self.min_per_sec) * self.ttl.as_secs_f64()
     }
 }
@@ -66,7 +71,7 @@ pub struct RetryBudget {
 }
 
 impl RetryBudget {
-    /// An empty budget (its reserve only).
+    /// An empty budget (its floor only).
     pub fn new(config: BudgetConfig) -> Self {
         let counts = SlidingCounts::new(config.ttl);
         Self { config, counts }
@@ -77,7 +82,8 @@ impl RetryBudget {
         &self.config
     }
 
-    /// A new request (not a retry): deposits `ratio` of a retry.
+    /// A new request (not a retry): `ratio` of a retry more, once the share is above the
+    /// floor.
     pub fn record_request(&mut self, now: Instant) {
         self.counts.at(now).requests += 1;
     }
@@ -87,7 +93,7 @@ impl RetryBudget {
         let Counts { requests, retries } = self.counts.sum(now);
         // Counts are far below 2^53, so the product is exact enough; a float to integer
         // cast saturates (and maps NaN, impossible here, to zero).
-        let allowed = (self.config.ratio * requests as f64 + self.config.reserve()).floor() as u64;
+        let allowed = (self.config.ratio * requests as f64).max(self.config.minimum()).floor() as u64;
         allowed.saturating_sub(retries)
     }
 
@@ -118,7 +124,7 @@ mod tests {
     }
 
     #[test]
-    fn retries_are_a_share_of_requests_plus_the_reserve() {
+    fn retries_are_a_share_of_requests_or_the_floor_whichever_is_more() {
         // (ratio, min/s, ttl s, requests, retries allowed)
         let golden = [
             (0.1, 0, 10, 0, 0),
@@ -126,8 +132,12 @@ mod tests {
             (0.1, 0, 10, 10, 1),
             (0.1, 0, 10, 1000, 100),
             (0.2, 10, 10, 0, 100),
-            (0.2, 10, 10, 1000, 300),
-            (0.1, 1, 10, 1000, 110),
+            (0.2, 10, 10, 100, 100),
+            (0.2, 10, 10, 504, 100),
+            (0.2, 10, 10, 505, 101),
+            (0.2, 10, 10, 1000, 200),
+            (0.1, 1, 10, 50, 10),
+            (0.1, 1, 10, 1000, 100),
             (0.0, 1, 10, 1000, 10),
             (1.5, 0, 10, 10, 15),
         ];
@@ -152,7 +162,7 @@ mod tests {
     fn the_default_is_ten_percent_and_one_per_second_over_ten_seconds() {
         let config = BudgetConfig::default();
         assert_eq!((config.ratio, config.min_per_sec, config.ttl), (0.1, 1, Duration::from_secs(10)));
-        assert_eq!(config.reserve(), 10.0);
+        assert_eq!(config.minimum(), 10.0);
         assert_eq!(RetryBudget::new(config.clone()).config(), &config);
     }
 
@@ -179,9 +189,9 @@ mod tests {
 
     proptest! {
         /// Within one counted window (9 s of a 10 s ttl), whatever the order of requests and
-        /// retries, retries never exceed `ratio * requests + reserve`.
+        /// retries, retries never exceed `max(ratio * requests, floor)`.
         #[test]
-        fn retries_never_exceed_the_share_plus_the_reserve(
+        fn retries_never_exceed_the_share_or_the_floor(
             ratio in 0.0f64..2.0,
             min_per_sec in 0u32..20,
             steps in proptest::collection::vec((0u64..30_000_000, any::<bool>()), 0..400),
@@ -200,14 +210,14 @@ mod tests {
                 } else if b.try_retry(now) {
                     retries += 1;
                 }
-                prop_assert!(retries as f64 <= ratio * requests as f64 + f64::from(min_per_sec) * 10.0);
+                prop_assert!(retries as f64 <= (ratio * requests as f64).max(f64::from(min_per_sec) * 10.0));
             }
         }
 
-        /// Over any run, retries never exceed `ratio * requests` plus one reserve per 9 s
+        /// Over any run, retries never exceed `ratio * requests` plus one floor per 9 s
         /// (each counted window holds at least the last 9 s).
         #[test]
-        fn retries_over_a_long_run_stay_within_the_share_plus_a_reserve_per_window(
+        fn retries_over_a_long_run_stay_within_the_share_plus_a_floor_per_window(
             ratio in 0.0f64..1.0,
             min_per_sec in 0u32..5,
             steps in proptest::collection::vec((0u64..500_000_000, 0u8..4), 0..600),

@@ -350,7 +350,7 @@ struct Tally {
 /// The bound follows from the budget's definition (`conclave_core::resilience::RetryBudget`):
 /// it counts requests and retries in ten slots of `ttl / 10`, and allows a retry at `t`
 /// only while the retries of the ten slots up to `t` stay within `ratio` times their
-/// requests plus `min_per_sec * ttl`. Give each slot `ratio` tokens per request in it plus a
+/// requests or `min_per_sec * ttl`, whichever is more, so within their sum. Give each slot `ratio` tokens per request in it plus a
 /// tenth of that reserve; a retry takes a token from a slot of its own window, the
 /// earliest first, and never lacks one (else the retries of its window would have spent
 /// the window's whole allowance, and the budget refused it). So a client's retries and

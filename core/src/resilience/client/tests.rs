@@ -974,7 +974,7 @@ proptest! {
         prop_assert_eq!(m.cancelled, h.log.iter().filter(|(_, a)| matches!(a, Action::Cancel { .. })).count() as u64);
         prop_assert!(m.hedge_wins <= m.hedges);
         // 60 calls within 1.6 s: one budget window.
-        prop_assert!((m.retries + m.hedges) as f64 <= budget.ratio * m.calls as f64 + budget.reserve());
+        prop_assert!((m.retries + m.hedges) as f64 <= budget.ratio * m.calls as f64 + budget.minimum());
         prop_assert_eq!(m.attempts, m.calls - unsent(&h) + m.retries + m.hedges);
     }
 }
