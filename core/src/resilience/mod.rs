@@ -128,5 +128,5 @@ pub use deadline::Deadline;
 pub use hedge::{HedgeConfig, Hedging, LatencyWindow};
 pub use idempotency::{IdempotencyConfig, IdempotencyWindow, RequestId, Seen};
 pub use policy::{Policy, PolicyError, RetryPolicy, MAX_ATTEMPTS};
-pub use registry::{Outcome, Selection, TagFilter, Ticket, Unavailable, Worker, WorkerRegistry};
+pub use registry::{Outcome, Selection, TagFilter, Ticket, Unavailable, Worker, WorkerRegistry, LATENCY_DECAY};
 pub use shedding::{reject_probability, AdaptiveThrottle, Admission, ConcurrencyLimit, ThrottleConfig};

@@ -262,7 +262,7 @@ mod tests {
         let default = Policy::default();
         assert_eq!((default.retry.max_attempts, default.retry.attempt_timeout), (3, None));
         assert_eq!((default.hop_allowance, default.concurrency_limit), (Duration::from_millis(5), Some(64)));
-        assert_eq!(default.selection, Selection::PowerOfTwoChoices);
+        assert_eq!(default.selection, Selection::PeakEwma);
         assert!(default.budget.is_some() && default.breaker.is_some() && default.hedging.is_some());
         assert!(default.throttle.is_some() && default.idempotency.is_some());
     }

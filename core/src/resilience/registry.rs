@@ -12,8 +12,20 @@
 //! [`Selection`] picks among the usable workers: round-robin, uniformly at random, the
 //! least outstanding (ties at random), or the better of two drawn at random (the "power of
 //! two choices", nearly as good as the least outstanding without herding every client onto
-//! the same worker). A caller passes the workers to avoid (those a call already tried), so
-//! that a retry fails over to an untried worker.
+//! the same worker), weighed by calls outstanding alone or, the default, by latency too
+//! (Finagle's and tower's peak EWMA). A caller passes the workers to avoid (those a call
+//! already tried), so that a retry fails over to an untried worker.
+//!
+//! Peak EWMA: each worker's latency estimate jumps to any answer slower than it and
+//! otherwise moves toward each answer's latency as an exponentially weighted average over
+//! [`LATENCY_DECAY`]; a call cancelled before its answer (a hedge won, the caller gave up)
+//! counts as at least as slow as it had run, which is how a worker slow enough to be hedged
+//! around is still seen as slow. Failures say nothing of speed (the breaker weighs them).
+//! While no answer comes the estimate decays toward zero with the same time constant, so
+//! a worker once slow and left alone is tried again. A worker's cost is its estimate times
+//! its calls outstanding plus one; a worker not measured yet costs the mean estimate of the
+//! others, so a newcomer is tried without being flooded. One client at about one call in
+//! flight cannot tell a slow worker by its outstanding calls; it can by its latency.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -73,8 +85,53 @@ pub enum Selection {
     /// The one with the fewest calls outstanding (from this registry), ties at random.
     LeastOutstanding,
     /// The one with fewer calls outstanding of two drawn at random.
-    #[default]
     PowerOfTwoChoices,
+    /// The one of two drawn at random with the lower peak-EWMA latency times calls
+    /// outstanding plus one (see the module's docs).
+    #[default]
+    PeakEwma,
+}
+
+/// The time constant of a worker's latency estimate: how fast it forgets a slow answer
+/// (Finagle's and linkerd's 10 s).
+pub const LATENCY_DECAY: Duration = Duration::from_secs(10);
+
+/// A worker's peak-EWMA latency estimate, in nanoseconds, as of its last update.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct LatencyEstimate {
+    nanos: f64,
+    at: Instant,
+}
+
+impl LatencyEstimate {
+    /// `e^(-elapsed / LATENCY_DECAY)`: the weight the estimate keeps after `elapsed`.
+    fn kept(elapsed: Duration) -> f64 {
+        libm::exp(-elapsed.as_secs_f64() / LATENCY_DECAY.as_secs_f64())
+    }
+
+    /// The estimate at `now`, decayed toward zero since its last update.
+    fn at(self, now: Instant) -> f64 {
+        self.nanos * Self::kept(now.saturating_duration_since(self.at))
+    }
+
+    /// The estimate after a call that ran `latency` and `answered` (or was cancelled: then
+    /// it was at least that slow, and only raises the estimate).
+    fn update(estimate: Option<Self>, now: Instant, latency: Duration, answered: bool) -> Option<Self> {
+        let sample = latency.as_secs_f64() * 1e9;
+        let Some(old) = estimate else {
+            return answered.then_some(Self { nanos: sample, at: now });
+        };
+        let current = old.at(now);
+        let nanos = if sample > current {
+            sample
+        } else if answered {
+            let kept = Self::kept(now.saturating_duration_since(old.at));
+            old.nanos * kept + sample * (1.0 - kept)
+        } else {
+            return Some(old);
+        };
+        Some(Self { nanos, at: now })
+    }
 }
 
 /// Why no worker was chosen.
@@ -94,6 +151,8 @@ pub enum Unavailable {
 #[must_use = "a ticket must be given back when its call ends, or the worker stays loaded"]
 pub struct Ticket {
     worker: NodeId,
+    /// When the call started.
+    started: Instant,
     /// The breaker's permit (`None` with breakers off).
     permit: Option<Permit>,
 }
@@ -127,6 +186,7 @@ pub enum Outcome {
 pub struct Worker {
     member: Member,
     outstanding: u32,
+    latency: Option<LatencyEstimate>,
     breaker: Option<CircuitBreaker>,
 }
 
@@ -154,6 +214,11 @@ impl Worker {
     /// Calls made to it through the registry and not yet over.
     pub fn outstanding(&self) -> u32 {
         self.outstanding
+    }
+
+    /// Its peak-EWMA latency estimate at `now`, once one of its calls has answered.
+    pub fn latency(&self, now: Instant) -> Option<Duration> {
+        self.latency.map(|e| Duration::from_secs_f64(e.at(now).max(0.0) / 1e9))
     }
 
     /// Its circuit breaker, if breakers are on.
@@ -297,20 +362,29 @@ impl WorkerRegistry {
                 self.candidates(now, avoid).filter(|w| Some(w.outstanding) == least).nth(pick).map(Worker::id)
             }
             Selection::PowerOfTwoChoices => {
-                let first = rng.random_range(0..candidates);
-                let second = if candidates > 1 {
-                    let other = rng.random_range(0..candidates - 1);
-                    if other >= first {
-                        other + 1
-                    } else {
-                        other
-                    }
-                } else {
-                    first
-                };
+                let (first, second) = two_draws(rng, candidates);
                 let (a, b) = (nth(first), nth(second));
                 let load = |id: Option<NodeId>| id.map_or(u32::MAX, |id| self.workers[&id].outstanding);
                 if load(b) < load(a) {
+                    b
+                } else {
+                    a
+                }
+            }
+            Selection::PeakEwma => {
+                let (first, second) = two_draws(rng, candidates);
+                let (a, b) = (nth(first), nth(second));
+                let measured: Vec<f64> = self.candidates(now, avoid).filter_map(|w| Some(w.latency?.at(now))).collect();
+                let unmeasured = measured.iter().sum::<f64>() / measured.len().max(1) as f64;
+                let cost = |id: Option<NodeId>| {
+                    id.map_or(f64::INFINITY, |id| {
+                        let worker = &self.workers[&id];
+                        // A nanosecond at least, so that calls outstanding always count.
+                        let latency = worker.latency.map_or(unmeasured, |e| e.at(now)).max(1.0);
+                        latency * (f64::from(worker.outstanding) + 1.0)
+                    })
+                };
+                if cost(b) < cost(a) {
                     b
                 } else {
                     a
@@ -338,14 +412,24 @@ impl WorkerRegistry {
             None => None,
         };
         worker.outstanding += 1;
-        Some(Ticket { worker: id, permit })
+        Some(Ticket { worker: id, started: now, permit })
     }
 
     /// The call of `ticket` ended at `now`, with `outcome` for the worker's breaker.
     pub fn end_call(&mut self, now: Instant, ticket: Ticket, outcome: Outcome) {
-        let Ticket { worker: id, permit } = ticket;
+        let Ticket { worker: id, started, permit } = ticket;
         let Some(worker) = self.workers.get_mut(&id) else { return };
         worker.outstanding = worker.outstanding.saturating_sub(1);
+        match outcome {
+            Outcome::Success { latency } => {
+                worker.latency = LatencyEstimate::update(worker.latency, now, latency, true);
+            }
+            Outcome::Cancelled => {
+                let ran = now.saturating_duration_since(started);
+                worker.latency = LatencyEstimate::update(worker.latency, now, ran, false);
+            }
+            Outcome::Failure { .. } => {}
+        }
         let (Some(breaker), Some(permit)) = (&mut worker.breaker, permit) else { return };
         match outcome {
             Outcome::Success { latency } => breaker.record_success(now, permit, latency),
@@ -419,11 +503,22 @@ impl WorkerRegistry {
         let worker = self.workers.entry(member.id).or_insert_with(|| Worker {
             member: member.clone(),
             outstanding: 0,
+            latency: None,
             breaker: breaker.clone().map(CircuitBreaker::new),
         });
         worker.member.clone_from(member);
         (member.state == MemberState::Failed).then_some(member.id)
     }
+}
+
+/// Two distinct indices below `candidates` at random (the same one when there is one).
+fn two_draws(rng: &mut impl Rng, candidates: usize) -> (usize, usize) {
+    let first = rng.random_range(0..candidates);
+    if candidates < 2 {
+        return (first, first);
+    }
+    let other = rng.random_range(0..candidates - 1);
+    (first, if other >= first { other + 1 } else { other })
 }
 
 #[cfg(test)]
@@ -695,6 +790,107 @@ mod tests {
         assert!((1900..2100).contains(&counts[&1]) && (900..1100).contains(&counts[&2]), "{counts:?}");
         // With equal loads it is uniform; with one candidate it is that one.
         assert_eq!(r.select(T0, Selection::PowerOfTwoChoices, &mut rng, &[NodeId(1), NodeId(2)]), Ok(NodeId(3)));
+    }
+
+    /// Ends one call to each of `answers`' workers at `at`, started `latency` before.
+    fn answer(r: &mut WorkerRegistry, at: Instant, answers: &[(u64, u64)]) {
+        for &(id, millis) in answers {
+            let latency = Duration::from_millis(millis);
+            let ticket = r.start_call(at - latency, NodeId(id)).expect("a worker");
+            r.end_call(at, ticket, Outcome::Success { latency });
+        }
+    }
+
+    fn peak_ewma_counts(r: &mut WorkerRegistry, now: Instant, rng: &mut ChaCha8Rng) -> BTreeMap<u64, u32> {
+        let mut counts = BTreeMap::new();
+        for _ in 0..3000 {
+            *counts.entry(r.select(now, Selection::PeakEwma, rng, &[]).expect("workers").0).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn peak_ewma_keeps_first_attempts_off_a_slow_worker_until_it_has_been_left_alone() {
+        let mut r = registry(None);
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let t = Instant::from_secs(10);
+        answer(&mut r, t, &[(1, 50), (2, 5), (3, 5)]);
+        assert_eq!(r.worker(NodeId(1)).and_then(|w| w.latency(t)), Some(Duration::from_millis(50)));
+        let counts = peak_ewma_counts(&mut r, t, &mut rng);
+        assert_eq!(counts.get(&1), None, "10x slower than either other: {counts:?}");
+        assert!((1400..1600).contains(&counts[&2]), "{counts:?}");
+        // Ten calls outstanding at n2 make it costlier than the slow one (5 ms x 11).
+        let _tickets = load(&mut r, &[(2, 10)]);
+        let counts = peak_ewma_counts(&mut r, t, &mut rng);
+        assert_eq!(counts.get(&2), None, "{counts:?}");
+        assert!((1900..2100).contains(&counts[&3]), "n3 in 2 of 3 draws: {counts:?}");
+        drop(_tickets);
+
+        // 30 s on, with answers from the fast ones only: the slow one's estimate has decayed
+        // to 50 ms * e^-3 = 2.5 ms, under theirs, and it is tried again.
+        let mut r2 = registry(None);
+        answer(&mut r2, t, &[(1, 50), (2, 5), (3, 5)]);
+        let later = t + Duration::from_secs(30);
+        answer(&mut r2, later, &[(2, 5), (3, 5)]);
+        let decayed = r2.worker(NodeId(1)).and_then(|w| w.latency(later)).expect("measured");
+        assert!(decayed > Duration::from_millis(2) && decayed < Duration::from_millis(3), "{decayed:?}");
+        let counts = peak_ewma_counts(&mut r2, later, &mut rng);
+        assert!((1900..2100).contains(&counts[&1]), "{counts:?}");
+    }
+
+    #[test]
+    fn peak_ewma_jumps_to_a_slower_answer_and_averages_toward_faster_ones() {
+        let mut r = registry(None);
+        let t = Instant::from_secs(10);
+        let latency = |r: &WorkerRegistry, at: Instant| r.worker(NodeId(1)).and_then(|w| w.latency(at));
+        assert_eq!(latency(&r, t), None);
+        answer(&mut r, t, &[(1, 10)]);
+        answer(&mut r, t, &[(1, 40)]);
+        assert_eq!(latency(&r, t), Some(Duration::from_millis(40)), "a peak is taken at once");
+        // 10 s later a 10 ms answer: 40 ms decayed by e^-1 (14.7 ms) is above it, so the
+        // estimate moves toward it: 40 e^-1 + 10 (1 - e^-1) = 21.0 ms.
+        let later = t + Duration::from_secs(10);
+        answer(&mut r, later, &[(1, 10)]);
+        let got = latency(&r, later).expect("measured").as_secs_f64() * 1e3;
+        let e = (-1.0f64).exp();
+        assert!((got - (40.0 * e + 10.0 * (1.0 - e))).abs() < 1e-6, "{got}");
+        // Failures say nothing of speed; a cancelled call raises the estimate to how long it
+        // ran, and one cancelled sooner than the estimate changes nothing.
+        let before = latency(&r, later);
+        let ticket = r.start_call(later, NodeId(1)).expect("a worker");
+        r.end_call(later, ticket, Outcome::Failure { latency: Duration::from_secs(1) });
+        assert_eq!(latency(&r, later), before);
+        let ticket = r.start_call(later, NodeId(1)).expect("a worker");
+        r.end_call(later + Duration::from_millis(1), ticket, Outcome::Cancelled);
+        let unchanged = latency(&r, later + Duration::from_millis(1)).expect("measured");
+        assert!(unchanged > Duration::from_millis(20), "{unchanged:?}");
+        let ticket = r.start_call(later, NodeId(1)).expect("a worker");
+        let cancelled = later + Duration::from_millis(300);
+        r.end_call(cancelled, ticket, Outcome::Cancelled);
+        assert_eq!(latency(&r, cancelled), Some(Duration::from_millis(300)));
+        // A worker never answered has no estimate, even from a cancelled call.
+        let ticket = r.start_call(later, NodeId(2)).expect("a worker");
+        r.end_call(cancelled, ticket, Outcome::Cancelled);
+        assert_eq!(r.worker(NodeId(2)).and_then(|w| w.latency(cancelled)), None);
+    }
+
+    #[test]
+    fn peak_ewma_costs_an_unmeasured_worker_the_mean_of_the_others() {
+        let mut r = registry(None);
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let t = Instant::from_secs(10);
+        // n1 at 2 ms, n2 at 10 ms, n3 unmeasured: 6 ms. n1 wins both its pairs, n3 wins
+        // against n2, n2 never.
+        answer(&mut r, t, &[(1, 2), (2, 10)]);
+        let counts = peak_ewma_counts(&mut r, t, &mut rng);
+        assert_eq!(counts.get(&2), None, "{counts:?}");
+        assert!((1900..2100).contains(&counts[&1]) && (900..1100).contains(&counts[&3]), "{counts:?}");
+        // Nothing measured at all: calls outstanding decide, as the power of two choices.
+        let mut fresh = registry(None);
+        let _tickets = load(&mut fresh, &[(1, 1), (2, 5), (3, 9)]);
+        let counts = peak_ewma_counts(&mut fresh, t, &mut rng);
+        assert_eq!(counts.get(&3), None, "{counts:?}");
+        assert!((1900..2100).contains(&counts[&1]), "{counts:?}");
     }
 
     #[test]
