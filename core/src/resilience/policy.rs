@@ -67,8 +67,8 @@ pub struct Policy {
 }
 
 impl Default for Policy {
-    /// Every mechanism on with its own defaults (see each config's `default`), power of two
-    /// choices over every member, 5 ms per hop (a LAN's transit and scheduling, with room),
+    /// Every mechanism on with its own defaults (see each config's `default`), the power of
+    /// two choices by peak-EWMA latency over every member, 5 ms per hop (a LAN's transit and scheduling, with room),
     /// and a limit of 64 requests at once per worker.
     ///
     /// Hedging is on: the budget pays for it, so it adds at most the budget's share of
