@@ -409,9 +409,8 @@ impl CircuitBreaker {
         let from = self.state.public();
         self.state = next;
         self.epoch += 1;
-        if next == State::Closed {
-            self.window = Window::new(self.config.window);
-        }
+        // Every state starts afresh: a breaker that closes judges only the calls made since.
+        self.window = Window::new(self.config.window);
         self.transitions.push(Transition { at, from, to: next.public() });
     }
 }
@@ -485,6 +484,7 @@ mod tests {
             ("SSoo", Closed),                // 50 % slow
             ("sssS", Closed),                // 99 ms is not slow
             ("SSsS", Open),                  // 3 of 4 slow
+            ("SSooooooooooSSSS", Closed),    // the first two slow calls left: 4 of the last 10
         ];
         for (outcomes, expected) in golden {
             let mut b = CircuitBreaker::new(config());
@@ -530,6 +530,64 @@ mod tests {
                 assert_eq!(b.state(now), expected, "{outcomes} after {c}");
             }
         }
+    }
+
+    #[test]
+    fn only_the_probes_decide_a_half_open_breaker() {
+        let mut b = CircuitBreaker::new(config());
+        // A call that starts while closed and answers once the breaker is half-open.
+        let old = b.try_acquire(t(0)).expect("closed");
+        for i in 0..4 {
+            assert!(call(&mut b, t(i), true, MS(1)));
+        }
+        assert_eq!(b.state(t(1004)), HalfOpen);
+        b.record_success(t(1004), old, MS(1004));
+        assert!(b.admits(t(1004)), "the old call took no probe's place");
+        // Two probes: the first success cannot settle it (the other could still fail: 50 %).
+        let probes = [b.try_acquire(t(1005)).expect("a probe"), b.try_acquire(t(1005)).expect("a probe")];
+        let [first, second] = probes;
+        b.record_success(t(1006), first, MS(1));
+        assert_eq!(b.state(t(1006)), HalfOpen, "the old call's answer is not a probe's");
+        b.record_success(t(1007), second, MS(1));
+        assert_eq!(b.state(t(1007)), Closed);
+        // Closed afresh: the failures from before it opened are not in the window.
+        assert!(call(&mut b, t(1100), true, MS(1)));
+        assert!(call(&mut b, t(1101), false, MS(1)));
+        assert!(call(&mut b, t(1102), false, MS(1)));
+        assert!(call(&mut b, t(1103), false, MS(1)));
+        assert_eq!(b.state(t(1104)), Closed);
+    }
+
+    #[test]
+    fn a_released_probe_makes_room_and_the_others_keep_their_deadline() {
+        let mut b = CircuitBreaker::new(config());
+        assert_eq!(b.config(), &config());
+        for i in 0..4 {
+            assert!(call(&mut b, t(i), true, MS(1)));
+        }
+        let now = t(1004);
+        let first = b.try_acquire(now).expect("a probe");
+        let second = b.try_acquire(now + MS(100)).expect("a second probe");
+        assert!(!b.admits(now + MS(100)), "two probes at most");
+        // The first is cancelled: room for another, and the second still has until 500 ms
+        // after the first went out.
+        b.release(now + MS(200), first);
+        assert!(b.admits(now + MS(200)));
+        assert_eq!(b.poll_timeout(), Some(now + MS(500)));
+        assert_eq!(b.state(now + MS(500)), Open, "the remaining probe's time ran out");
+        drop(second);
+        // Every probe released: no deadline runs, and the next probe starts its own.
+        let mut b = CircuitBreaker::new(config());
+        for i in 0..4 {
+            assert!(call(&mut b, t(i), true, MS(1)));
+        }
+        let only = b.try_acquire(now).expect("a probe");
+        b.release(now + MS(10), only);
+        assert_eq!(b.poll_timeout(), None);
+        assert_eq!(b.state(now + MS(900)), HalfOpen);
+        let late = b.try_acquire(now + MS(900)).expect("a probe");
+        assert_eq!(b.poll_timeout(), Some(now + MS(1400)));
+        b.record_success(now + MS(901), late, MS(1));
     }
 
     #[test]

@@ -164,6 +164,8 @@ mod tests {
         assert_eq!((config.ratio, config.min_per_sec, config.ttl), (0.1, 1, Duration::from_secs(10)));
         assert_eq!(config.minimum(), 10.0);
         assert_eq!(RetryBudget::new(config.clone()).config(), &config);
+        let other = BudgetConfig { ratio: 0.25, min_per_sec: 3, ttl: Duration::from_secs(4) };
+        assert_eq!(RetryBudget::new(other.clone()).config(), &other);
     }
 
     #[test]
