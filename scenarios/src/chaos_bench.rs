@@ -58,10 +58,9 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
             }
         }
         if args.verbose {
-            let replay = if args.members.is_none() {
-                format!("; replay: conclave run --chaos --seed {seed}")
-            } else {
-                String::new()
+            let replay = match args.members {
+                None => format!("; replay: conclave run random-chaos --seed {seed}"),
+                Some(n) => format!("; replay: conclave run random-chaos --seed {seed} --members {n}"),
             };
             println!("seed {seed} ({} members, kinds {:?}){replay}:", chaos.members, chaos.kinds);
             for p in report.problems().iter().take(4) {

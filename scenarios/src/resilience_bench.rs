@@ -155,9 +155,7 @@ fn outage(args: &Args) -> Result<(), String> {
             sre
         );
     }
-    println!(
-        "(the default budget: 10 % of requests, and at least 1 retry a second per client, over 10 s)"
-    );
+    println!("(the default budget: 10 % of requests, and at least 1 retry a second per client, over 10 s)");
     Ok(())
 }
 
