@@ -125,29 +125,31 @@ impl Totals {
 fn outage(args: &Args) -> Result<(), String> {
     println!("## Retry amplification in a full outage");
     println!(
-        "10 clients, 10 workers answering every request with an error at once, 60 s of Poisson calls; attempts sent per call"
+        "10 clients and 10 workers (the last rows: 50 and 50) answering every request with an error at once, 60 s of Poisson calls; attempts sent per call"
     );
     let with_budget = {
         let mut policy = service::retries_only();
         policy.budget = Policy::default().budget;
         policy
     };
-    let rows: [(&str, Policy, f64, &str); 4] = [
-        ("3 attempts, no budget", service::retries_only(), 100.0, "about 3x"),
-        ("3 attempts, default budget", with_budget.clone(), 100.0, "about 1.1x"),
-        ("3 attempts, default budget", with_budget, 1000.0, "about 1.1x"),
-        ("every default (breakers too)", Policy::default(), 100.0, "-"),
+    let rows: [(&str, Policy, usize, f64, &str); 6] = [
+        ("3 attempts, no budget", service::retries_only(), 20, 100.0, "about 3x"),
+        ("3 attempts, default budget", with_budget.clone(), 20, 100.0, "about 1.1x"),
+        ("3 attempts, default budget", with_budget.clone(), 20, 1000.0, "about 1.1x"),
+        ("every default (breakers too)", Policy::default(), 20, 100.0, "-"),
+        ("3 attempts, no budget", service::retries_only(), 100, 100.0, "about 3x"),
+        ("3 attempts, default budget", with_budget, 100, 100.0, "about 1.1x"),
     ];
     println!(
         "{:<30} {:>10} {:>10} {:>11} {:>10} {:>15}  SRE book",
         "policy", "calls/s", "calls", "attempts", "per call", "runs (min-max)"
     );
-    for (name, policy, per_sec, sre) in rows {
-        let totals = Totals::of(&measure_all(&service::full_outage(policy, per_sec), args)?)?;
+    for (name, policy, members, per_sec, sre) in rows {
+        let totals = Totals::of(&measure_all(&service::full_outage_of(members, policy, per_sec), args)?)?;
         println!(
             "{:<30} {:>10} {:>10} {:>11} {:>9.3}x {:>15}  {}",
             name,
-            format!("{per_sec} x 10"),
+            format!("{per_sec} x {}", members / 2),
             totals.calls,
             totals.attempts,
             totals.amplification(),
@@ -166,6 +168,13 @@ fn slow(args: &Args) -> Result<(), String> {
     println!(
         "10 clients at 100 calls/s each, 10 workers (16 servers, service log-normal median 5 ms), n11 10x slower; calls from 20 s to 70 s"
     );
+    slow_rows(args, 20)?;
+    println!("at 100 members: 50 clients at 100 calls/s each, 50 workers, every tenth 10x slower (n51, n61, ..., n91)");
+    slow_rows(args, 100)
+}
+
+/// The slow-worker rows on a cluster of `members`.
+fn slow_rows(args: &Args, members: usize) -> Result<(), String> {
     let without = {
         let mut policy = Policy::default();
         policy.hedging = None;
@@ -193,15 +202,16 @@ fn slow(args: &Args) -> Result<(), String> {
     ];
     println!(
         "{:<32} {:>9} {:>9} {:>9} {:>9} {:>9} {:>15} {:>9} {:>20}",
-        "policy", "p50", "p90", "p95", "p99", "p99.9", "extra requests", "hedges", "run by the slow one"
+        "policy", "p50", "p90", "p95", "p99", "p99.9", "extra requests", "hedges", "run by the slow"
     );
     let mut p99s = Vec::new();
     for (name, policy) in rows {
-        let setup = service::slow_worker(policy);
-        let slow_one: NodeId = setup.workers()[0];
+        let setup = service::slow_workers_of(members, policy);
+        let slow_ones: Vec<NodeId> = setup.workers().iter().step_by(10).copied().collect();
         let runs = measure_all(&setup, args)?;
         let totals = Totals::of(&runs)?;
-        let by_slow: u64 = runs.iter().map(|r| r.executed.get(&slow_one).copied().unwrap_or(0)).sum();
+        let by_slow: u64 =
+            runs.iter().flat_map(|r| slow_ones.iter().map(|w| r.executed.get(w).copied().unwrap_or(0))).sum();
         let run: u64 = runs.iter().map(WorkloadReport::executed_total).sum();
         println!(
             "{:<32} {:>6.1} ms {:>6.1} ms {:>6.1} ms {:>6.1} ms {:>6.1} ms {:>14.2}% {:>8.2}% {:>19.2}%",
@@ -237,6 +247,42 @@ fn cascade(args: &Args) -> Result<(), String> {
     println!(
         "5 clients at 75 calls/s each, 5 workers (2 servers, log-normal median 20 ms: 88/s each) at 85 % load, crashing past 100 requests held; n6 crashes at 20 s"
     );
+    let timelines = cascade_rows(args, 10, 1)?;
+    println!("which workers crashed, overloaded, when (n6 is crashed by the plan at 20 s):");
+    for (name, runs) in &timelines {
+        for (seed, run) in (args.seed..).zip(runs) {
+            if run.overload_crashes.is_empty() {
+                continue;
+            }
+            let crashes: Vec<String> =
+                run.overload_crashes.iter().map(|(at, worker, _)| format!("{worker} at {at}")).collect();
+            println!("  {name}, seed {seed}: {}", crashes.join(", "));
+        }
+    }
+    println!("at 100 members: 50 clients, 50 workers, the same load per worker; 10 workers (n51-n60) crash at 20 s");
+    let timelines = cascade_rows(args, 100, 10)?;
+    println!("overload crashes after the plan's, first and last (of 40 workers left):");
+    for (name, runs) in &timelines {
+        for (seed, run) in (args.seed..).zip(runs) {
+            if let (Some(first), Some(last)) = (run.overload_crashes.first(), run.overload_crashes.last()) {
+                println!(
+                    "  {name}, seed {seed}: {}, first at {}, last at {}",
+                    run.overload_crashes.len(),
+                    first.0,
+                    last.0
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The cascade's rows on a cluster of `members` losing `crashed` workers; the runs of each.
+fn cascade_rows(
+    args: &Args,
+    members: usize,
+    crashed: usize,
+) -> Result<Vec<(&'static str, Vec<WorkloadReport>)>, String> {
     let rows = [
         ("3 attempts only", service::retries_only()),
         ("defaults without shedding and breakers", service::without_shedding_and_breakers()),
@@ -245,7 +291,7 @@ fn cascade(args: &Args) -> Result<(), String> {
     println!("{:<40} {:>22} {:>10} {:>10} {:>9}", "policy", "overload crashes/seed", "completed", "per call", "p99");
     let mut timelines = Vec::new();
     for (name, policy) in rows {
-        let runs = measure_all(&service::cascade(policy), args)?;
+        let runs = measure_all(&service::cascade_of(members, crashed, policy), args)?;
         let totals = Totals::of(&runs)?;
         let crashes: Vec<String> = runs.iter().map(|r| r.overload_crashes.len().to_string()).collect();
         println!(
@@ -258,18 +304,7 @@ fn cascade(args: &Args) -> Result<(), String> {
         );
         timelines.push((name, runs));
     }
-    println!("which workers crashed, overloaded, when (n6 is crashed by the plan at 20 s):");
-    for (name, runs) in &timelines {
-        for (seed, run) in (args.seed..).zip(runs) {
-            if run.overload_crashes.is_empty() {
-                continue;
-            }
-            let crashes: Vec<String> =
-                run.overload_crashes.iter().map(|(at, worker, _)| format!("{worker} at {at}")).collect();
-            println!("  {name}, seed {seed}: {}", crashes.join(", "));
-        }
-    }
-    Ok(())
+    Ok(timelines)
 }
 
 // ----- 100 contending clients --------------------------------------------------------------

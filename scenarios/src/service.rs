@@ -58,7 +58,12 @@ pub fn split(members: usize) -> (Vec<NodeId>, Vec<NodeId>) {
 /// A full outage of errors: ten clients calling at `per_sec` a second each for 60 s, ten
 /// workers that answer every request with an error at once.
 pub fn full_outage(policy: Policy, per_sec: f64) -> Service {
-    let (clients, workers) = clients_then_workers(10, 10);
+    full_outage_of(20, policy, per_sec)
+}
+
+/// [`full_outage`] on a cluster of `members` ([`split`]: half call, half serve).
+pub fn full_outage_of(members: usize, policy: Policy, per_sec: f64) -> Service {
+    let (clients, workers) = split(members);
     let mut workload = Workload::new(clients, workers.clone())
         .policy(policy)
         .poisson(per_sec)
@@ -67,7 +72,7 @@ pub fn full_outage(policy: Policy, per_sec: f64) -> Service {
     for worker in workers {
         workload = workload.knobs(worker, WorkerKnobs::failing());
     }
-    Service { members: 20, workload, plan: FaultPlan::new(), end: START + Duration::from_secs(62) }
+    Service { members, workload, plan: FaultPlan::new(), end: START + Duration::from_secs(62) }
 }
 
 /// One worker of ten ten times slower: ten clients at 100 calls a second each for 60 s;
@@ -77,16 +82,26 @@ pub fn full_outage(policy: Policy, per_sec: f64) -> Service {
 /// worker's own. Call figures count from 20 s (hedging learns its quantile from 100
 /// latencies first).
 pub fn slow_worker(policy: Policy) -> Service {
-    let (clients, workers) = clients_then_workers(10, 10);
-    let workload = Workload::new(clients, workers.clone())
+    slow_workers_of(20, policy)
+}
+
+/// [`slow_worker`] on a cluster of `members` ([`split`]): one worker in ten is ten times
+/// slower (the first of each ten), and the clients share 100 calls a second per worker,
+/// the load of the ten-and-ten setup.
+pub fn slow_workers_of(members: usize, policy: Policy) -> Service {
+    let (clients, workers) = split(members);
+    let per_sec = 100.0 * workers.len() as f64 / clients.len() as f64;
+    let mut workload = Workload::new(clients, workers.clone())
         .policy(policy)
-        .poisson(100.0)
+        .poisson(per_sec)
         .service(Latency::LogNormal { median: Duration::from_millis(5), sigma: 0.5 }, 16)
-        .knobs(workers[0], WorkerKnobs::slower(10.0))
         .start_at(START)
         .stop_at(START + Duration::from_secs(60))
         .measure_from(START + Duration::from_secs(10));
-    Service { members: 20, workload, plan: FaultPlan::new(), end: START + Duration::from_secs(62) }
+    for slow in workers.iter().step_by(10) {
+        workload = workload.knobs(*slow, WorkerKnobs::slower(10.0));
+    }
+    Service { members, workload, plan: FaultPlan::new(), end: START + Duration::from_secs(62) }
 }
 
 /// A worker crash under load: five clients at 75 calls a second each, five workers with
@@ -95,9 +110,19 @@ pub fn slow_worker(policy: Policy) -> Service {
 /// serve; at 20 s the first worker crashes, and the other four are asked 106 % of what
 /// they can serve. Calls stop at 70 s.
 pub fn cascade(policy: Policy) -> Service {
-    let workload = cascade_workload(10, policy);
-    let plan = FaultPlan::new().at(Instant::from_secs(20), Fault::Crash(workload.workers[0]));
-    Service { members: 10, workload, plan, end: START + Duration::from_secs(62) }
+    cascade_of(10, 1, policy)
+}
+
+/// [`cascade`] on a cluster of `members` ([`split`]) whose first `crashed` workers crash at
+/// 20 s: one in five of them leaves the others asked 106 % of what they serve, as in
+/// [`cascade`].
+pub fn cascade_of(members: usize, crashed: usize, policy: Policy) -> Service {
+    let workload = cascade_workload(members, policy);
+    let mut plan = FaultPlan::new();
+    for worker in workload.workers.iter().take(crashed) {
+        plan = plan.at(Instant::from_secs(20), Fault::Crash(*worker));
+    }
+    Service { members, workload, plan, end: START + Duration::from_secs(62) }
 }
 
 /// The workload of [`cascade`] on a cluster of `members` ([`split`]): the clients share

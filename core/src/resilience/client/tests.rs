@@ -554,6 +554,31 @@ fn a_hedge_needs_budget_and_an_untried_worker() {
 }
 
 #[test]
+fn a_call_is_hedged_at_most_max_hedges_times() {
+    let mut policy = hedging();
+    policy.retry.max_attempts = 5;
+    let workers: Vec<(u64, Behaviour)> = (1..=5).map(|id| (id, Answer(MS(10)))).collect();
+    let mut h = Harness::new(policy, &workers);
+    for _ in 0..10 {
+        h.call(MS(1000));
+        h.run_for(MS(50));
+    }
+    let before = h.client.metrics().attempts;
+    assert_eq!(before, 10, "one attempt a call so far");
+    // Every worker turns slow: the call is hedged once, at 10 ms, and never again.
+    for id in 1..=5 {
+        h.behaviour.insert(NodeId(id), Answer(MS(200)));
+    }
+    let call = h.call(MS(1000));
+    h.run_for(MS(500));
+    let kinds: Vec<AttemptKind> = h.sends(call).iter().map(|s| s.2).collect();
+    assert_eq!(kinds, [AttemptKind::First, AttemptKind::Hedge]);
+    assert!(matches!(h.end(call).1, Action::Complete { attempts: 2, .. }));
+    let m = h.client.metrics();
+    assert_eq!((m.attempts, m.hedges), (before + 2, 1));
+}
+
+#[test]
 fn a_failed_attempt_waits_for_its_hedge_and_hedges_stop_at_the_attempt_limit() {
     let mut policy = hedging();
     policy.retry.max_attempts = 2;
@@ -760,6 +785,37 @@ fn the_metrics_of_several_clients_add_up() {
     };
     let doubled: Vec<u64> = fields(&a).iter().map(|n| 2 * n).collect();
     assert_eq!(fields(&twice).to_vec(), doubled);
+    // And with every field set, each to its own value: the sum is field by field.
+    let numbered = |first: u64| {
+        let mut m = ClientMetrics::default();
+        for (i, field) in [
+            &mut m.calls,
+            &mut m.completed,
+            &mut m.abandoned,
+            &mut m.attempts,
+            &mut m.retries,
+            &mut m.hedges,
+            &mut m.hedge_wins,
+            &mut m.cancelled,
+            &mut m.throttled,
+            &mut m.shed,
+            &mut m.budget_refused,
+            &mut m.breakers_opened,
+            &mut m.breakers_half_opened,
+            &mut m.breakers_closed,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            *field = first + 7 * i as u64;
+        }
+        m
+    };
+    let (x, y) = (numbered(3), numbered(40));
+    let mut sum = x;
+    sum += &y;
+    let expected: Vec<u64> = fields(&x).iter().zip(fields(&y)).map(|(a, b)| a + b).collect();
+    assert_eq!(fields(&sum).to_vec(), expected);
 }
 
 #[test]
