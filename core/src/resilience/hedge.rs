@@ -162,6 +162,19 @@ mod tests {
     const MS: fn(u64) -> Duration = Duration::from_millis;
 
     #[test]
+    fn the_window_rotates_at_each_whole_window() {
+        let mut w = LatencyWindow::new(Duration::from_secs(10), Instant::ZERO);
+        w.record(Instant::ZERO, MS(1));
+        // At exactly 10 s the first histogram becomes the previous one, and a new one fills.
+        w.record(Instant::from_secs(10), MS(2));
+        assert_eq!(w.len(Instant::from_secs(10)), 2);
+        // At 20 s the first is gone and the second is the previous.
+        assert_eq!(w.len(Instant::from_secs(20)), 1);
+        assert_eq!(w.quantile(Instant::from_secs(20), 0.0), Some(MS(2)));
+        assert_eq!(w.len(Instant::from_secs(40)), 0);
+    }
+
+    #[test]
     fn quantiles_of_recorded_latencies_within_one_percent() {
         let mut w = LatencyWindow::new(Duration::from_secs(10), Instant::ZERO);
         assert_eq!(w.quantile(Instant::ZERO, 0.5), None);
@@ -170,6 +183,7 @@ mod tests {
             w.record(Instant::from_millis(ms), MS(ms));
         }
         assert_eq!(w.len(Instant::from_secs(1)), 100);
+        assert!(!w.is_empty(Instant::from_secs(1)));
         // (quantile, expected ms)
         for (q, ms) in [(0.0, 1), (0.5, 50), (0.95, 95), (0.99, 99), (1.0, 100)] {
             let got = w.quantile(Instant::from_secs(1), q).expect("latencies recorded").as_secs_f64() * 1e3;

@@ -177,6 +177,30 @@ mod tests {
     }
 
     #[test]
+    fn abandoned_requests_do_not_pile_up_and_live_ones_still_age_out() {
+        let mut w = window(4, 60);
+        assert!(w.is_empty());
+        let now = Instant::from_secs(1);
+        for seq in 1..=3 {
+            assert_eq!(w.begin(now, ID(seq)), Seen::New);
+        }
+        // A thousand requests begun and abandoned: the queue of arrivals keeps at most
+        // 2 * capacity + 16 of them before it is compacted, and keeps the live ones.
+        let mut peak = 0;
+        for seq in 100..1100 {
+            assert_eq!(w.begin(now, ID(seq)), Seen::New);
+            w.abandon(ID(seq));
+            peak = peak.max(w.order.len());
+        }
+        assert_eq!(peak, 2 * 4 + 16, "compacted as soon as it passes 24, not before");
+        assert_eq!(w.len(), 3);
+        // The live three still age out.
+        assert_eq!(w.begin(Instant::from_secs(61), ID(2000)), Seen::New);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w.begin(Instant::from_secs(61), ID(1)), Seen::New, "forgotten: it runs again");
+    }
+
+    #[test]
     fn requests_are_forgotten_by_age() {
         let mut w = window(10, 60);
         assert_eq!(w.begin(Instant::from_secs(0), ID(1)), Seen::New);

@@ -661,8 +661,24 @@ fn an_attempt_to_a_member_declared_failed_fails_over_at_once() {
     h.client.handle_event(h.now, &Event::MemberFailed(member(1, MemberState::Failed)));
     h.drain();
     assert_eq!(h.cancels(call), [(start + MS(100), AttemptId(0))]);
+    assert_eq!(h.client.metrics().cancelled, 1);
     h.run_for(MS(100));
     assert_eq!(h.completed_by(call), (NodeId(2), 2));
+}
+
+#[test]
+fn a_member_declared_failed_cancels_only_the_attempts_made_to_it() {
+    let mut h = Harness::new(retrying(), &[(1, Silent), (2, Silent), (3, Answer(MS(5)))]);
+    let calls = [h.call(MS(1000)), h.call(MS(1000))];
+    h.run_for(MS(10));
+    let to: Vec<NodeId> = calls.iter().map(|c| h.sends(*c)[0].1).collect();
+    assert_eq!(to, [NodeId(1), NodeId(2)], "round-robin");
+    h.client.handle_event(h.now, &Event::MemberFailed(member(1, MemberState::Failed)));
+    h.drain();
+    assert_eq!(h.cancels(calls[0]).len(), 1);
+    assert!(h.cancels(calls[1]).is_empty(), "its attempt to n2 runs on");
+    assert_eq!(h.sends(calls[1]).len(), 1);
+    assert_eq!(h.client.metrics().cancelled, 1);
 }
 
 #[test]
