@@ -790,8 +790,14 @@ mod tests {
         // against the most loaded (1 in 3), the most loaded never.
         assert_eq!(counts.get(&3), None, "{counts:?}");
         assert!((1900..2100).contains(&counts[&1]) && (900..1100).contains(&counts[&2]), "{counts:?}");
-        // With equal loads it is uniform; with one candidate it is that one.
+        // With equal loads it is uniform; with one candidate it is that one; with two, the
+        // two are drawn, and the less loaded always wins.
         assert_eq!(r.select(T0, Selection::PowerOfTwoChoices, &mut rng, &[NodeId(1), NodeId(2)]), Ok(NodeId(3)));
+        for selection in [Selection::PowerOfTwoChoices, Selection::PeakEwma] {
+            for _ in 0..50 {
+                assert_eq!(r.select(T0, selection, &mut rng, &[NodeId(1)]), Ok(NodeId(2)), "{selection:?}");
+            }
+        }
     }
 
     /// Ends one call to each of `answers`' workers at `at`, started `latency` before.

@@ -265,6 +265,23 @@ mod tests {
     fn the_default_is_k_2_over_two_minutes() {
         let c = ThrottleConfig::default();
         assert_eq!((c.k, c.window), (2.0, Duration::from_secs(120)));
+        let other = ThrottleConfig { k: 1.5, window: Duration::from_secs(30) };
+        assert_eq!(AdaptiveThrottle::new(other.clone()).config(), &other);
+    }
+
+    #[test]
+    fn a_throttle_that_rejects_nothing_draws_nothing_from_the_rng() {
+        // With every request accepted the probability is 0: the client's other draws (worker
+        // selection, jitter) stay what they would be without a throttle.
+        let mut throttle = AdaptiveThrottle::new(ThrottleConfig::default());
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut untouched = rng.clone();
+        for ms in 0..100 {
+            let now = Instant::from_millis(ms);
+            assert!(throttle.try_send(now, &mut rng));
+            throttle.record_accept(now);
+        }
+        assert_eq!(rand::RngCore::next_u64(&mut rng), rand::RngCore::next_u64(&mut untouched));
     }
 
     proptest! {
