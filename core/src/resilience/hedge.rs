@@ -172,6 +172,13 @@ mod tests {
         assert_eq!(w.len(Instant::from_secs(20)), 1);
         assert_eq!(w.quantile(Instant::from_secs(20), 0.0), Some(MS(2)));
         assert_eq!(w.len(Instant::from_secs(40)), 0);
+        // Two whole windows after the last rotation, both histograms are empty.
+        let mut w = LatencyWindow::new(Duration::from_secs(10), Instant::ZERO);
+        w.record(Instant::ZERO, MS(1));
+        w.record(Instant::from_secs(10), MS(2));
+        let mut later = w.clone();
+        assert_eq!(later.len(Instant::from_secs(30)), 0, "the latency of 10 s is two windows old");
+        assert_eq!(w.len(Instant::from_millis(29_999)), 1, "and not a nanosecond before");
     }
 
     #[test]
