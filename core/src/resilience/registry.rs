@@ -5,9 +5,8 @@
 //! member's own [`Event`]s ([`WorkerRegistry::handle_event`]) or rebuilt from a [`Node`]'s
 //! views ([`WorkerRegistry::sync`]); both give the same registry, but for the member
 //! itself, which only `sync` includes (no event announces a member to itself). A worker is
-//! *usable* when
-//! it is alive (not suspect, failed or gone), not on the minority side of a decided
-//! partition (that side is read-only), and its circuit breaker lets a call through.
+//! *usable* when it is alive (not suspect, failed or gone), not on the minority side of a
+//! decided partition (that side is read-only), and its circuit breaker lets a call through.
 //!
 //! [`Selection`] picks among the usable workers: round-robin, uniformly at random, the
 //! least outstanding (ties at random), or the better of two drawn at random (the "power of
