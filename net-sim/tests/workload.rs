@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use conclave_core::resilience::{BreakerState, Policy};
+use conclave_core::resilience::{BreakerState, Policy, Selection};
 use conclave_core::{Instant, NodeId};
 use conclave_sim::check::NO_ELECTION;
 use conclave_sim::{
@@ -81,6 +81,10 @@ conclave_sim::seeded_test! {
         let mut policy = Policy::default();
         policy.hedging = None; // so that the attempts to the dead worker fail, and count
         policy.retry.attempt_timeout = Some(Duration::from_millis(100));
+        // Selection by calls outstanding, so that the dead worker keeps its share of calls
+        // until its breaker opens: this test is the breaker's (peak EWMA steers calls by
+        // latency and would take a share away that the breaker needs to judge).
+        policy.selection = Selection::PowerOfTwoChoices;
         let (crash, back) = (Instant::from_secs(20), Instant::from_secs(40));
         let plan = FaultPlan::new()
             .at(crash, Fault::Crash(NodeId(4)))
