@@ -155,9 +155,12 @@ impl PhiAccrual {
         let mut nanos = if nanos >= u64::MAX as f64 { u64::MAX } else { nanos as u64 };
         // The estimate goes through other roundings than `phi` itself: step, a few
         // nanoseconds at most, to the first nanosecond at which `Self::phi` reaches the
-        // threshold, so that the deadline and `is_available` agree with phi exactly.
-        let threshold = self.params.threshold;
-        let reached = |nanos: u64| phi(millis(Duration::from_nanos(nanos)), mean, std_dev) >= threshold;
+        // threshold, so that the deadline and `is_available` agree with phi exactly. Phi
+        // grows with `y`, the standard deviations past the mean, and reaches the threshold
+        // at `threshold_y` (the least such `y`, to the last bit): comparing `y` as `phi`
+        // computes it says the same without its `exp` and `log10` on every heartbeat.
+        let threshold_y = self.threshold_y;
+        let reached = |nanos: u64| (millis(Duration::from_nanos(nanos)) - mean) / std_dev >= threshold_y;
         for _ in 0..DEADLINE_STEPS {
             if nanos == u64::MAX || reached(nanos) {
                 break;
