@@ -5,6 +5,7 @@
 
 pub mod decode;
 pub mod durable;
+pub mod input;
 pub mod node_datagram;
 pub mod quic_frames;
 pub mod sim_plan;

@@ -9,31 +9,12 @@ use std::time::Duration;
 
 use conclave_core::{fuzzing, Command, Config, Instant, Member, Node, NodeConfig, NodeId, Output, Tags};
 
+use super::input::Input;
+
 const PEERS: u64 = 4;
 
 fn addr(id: u64) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, id as u8], 7946))
-}
-
-/// Reads the input front to back; past the end it reads zeros.
-struct Input<'a>(&'a [u8]);
-
-impl Input<'_> {
-    fn byte(&mut self) -> u8 {
-        let Some((&first, rest)) = self.0.split_first() else { return 0 };
-        self.0 = rest;
-        first
-    }
-
-    fn u16(&mut self) -> u16 {
-        u16::from_le_bytes([self.byte(), self.byte()])
-    }
-
-    fn bytes(&mut self, len: usize) -> &[u8] {
-        let (taken, rest) = self.0.split_at(len.min(self.0.len()));
-        self.0 = rest;
-        taken
-    }
 }
 
 fn drain(node: &mut Node, config: &Config) {

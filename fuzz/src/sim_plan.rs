@@ -40,6 +40,8 @@ use conclave_sim::{
     OneLeaderPerTerm, RefutesClaims, SimBuilder, Violation,
 };
 
+use super::input::Input;
+
 /// When the faults start: the cluster has formed.
 const START: Instant = Instant::from_secs(5);
 /// How long the faults go on; the heal comes at its end.
@@ -54,21 +56,6 @@ const CUT_LOSS: f64 = 0.5;
 const MAX_PROMISED_SLOW: Duration = Duration::from_millis(2);
 /// The steadiest a clock is promised to be (the chaos generator's range).
 const MAX_DRIFT_PPM: f64 = 1000.0;
-
-/// Reads the input front to back; past the end it reads zeros.
-struct Input<'a>(&'a [u8]);
-
-impl Input<'_> {
-    fn byte(&mut self) -> u8 {
-        let Some((&first, rest)) = self.0.split_first() else { return 0 };
-        self.0 = rest;
-        first
-    }
-
-    fn u32(&mut self) -> u32 {
-        u32::from_le_bytes([self.byte(), self.byte(), self.byte(), self.byte()])
-    }
-}
 
 /// One run's settings, read from the input.
 #[derive(Clone, Debug)]

@@ -22,7 +22,7 @@ fn holds(file: &str) {
 /// of `partition-heal`) do not. Found with `conclave shrink --plan chaos25.plan --check
 /// one-side-keeps-running` from the chaos seed's plan under `partition-heal`'s bounds.
 #[test]
-#[ignore = "partition detection decides on part of the picture: an isolated member keeps running (issue to file)"]
+#[ignore = "partition detection decides on part of the picture: an isolated member keeps running (issue 21)"]
 fn a_member_cut_off_alone_never_keeps_running_beside_the_rest() {
     holds("scenario partition-heal\nseed 25\nmembers 13\nvoters 5\npreset lan\nat 14.479s partition n2\nat 21.008s heal\n");
 }

@@ -120,13 +120,13 @@ impl LatencyEstimate {
         let Some(old) = estimate else {
             return answered.then_some(Self { nanos: sample, at: now });
         };
-        let current = old.at(now);
+        let kept = Self::kept(now.saturating_duration_since(old.at));
+        let current = old.nanos * kept;
         let nanos = if sample > current {
             sample
         } else if answered {
             // Toward the answer from the estimate as it stands, by the weight the time since
             // the last update gives it: always between the two.
-            let kept = Self::kept(now.saturating_duration_since(old.at));
             current * kept + sample * (1.0 - kept)
         } else {
             return Some(old);
@@ -375,8 +375,11 @@ impl WorkerRegistry {
             Selection::PeakEwma => {
                 let (first, second) = two_draws(rng, candidates);
                 let (a, b) = (nth(first), nth(second));
-                let measured: Vec<f64> = self.candidates(now, avoid).filter_map(|w| Some(w.latency?.at(now))).collect();
-                let unmeasured = measured.iter().sum::<f64>() / measured.len().max(1) as f64;
+                let (sum, measured) = self
+                    .candidates(now, avoid)
+                    .filter_map(|w| Some(w.latency?.at(now)))
+                    .fold((0.0, 0_u32), |(sum, n), latency| (sum + latency, n + 1));
+                let unmeasured = sum / f64::from(measured.max(1));
                 let cost = |id: Option<NodeId>| {
                     id.map_or(f64::INFINITY, |id| {
                         let worker = &self.workers[&id];
