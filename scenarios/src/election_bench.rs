@@ -13,15 +13,17 @@
 //! decided its side (`PartitionDetected`), and from the heal until every member says it
 //! healed (`PartitionHealed`), over many seeds.
 //!
-//! **Big partitions**: 20, 50 and 100 members cut in half along their ids; in how many runs
-//! some member decided on part of the picture, and when the last member decided.
+//! **Big partitions**: 20, 50, 100 and 200 members cut in half, along their ids (the cut
+//! crosses the id-sorted monitoring ring at two places) and at random (a seeded draw of
+//! half the members); in how many runs some member decided on part of the picture, and when
+//! the last member decided.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use clap::Parser;
 use conclave_core::{Config, ElectionConfig, Event, Instant, NodeId};
-use conclave_sim::{sim_id, Fault, FaultPlan, LinkParams, Sim, SimBuilder, TraceMode, TraceRecord};
+use conclave_sim::{sim_id, Fault, FaultPlan, LinkParams, Sim, SimBuilder, TraceMode};
 use hdrhistogram::Histogram;
 
 use conclave_scenarios::catalog::{big_partition_plan, BIG_CUT, BIG_SPLIT};
@@ -37,12 +39,16 @@ pub(crate) struct Args {
     /// Seeds for the partition figures.
     #[arg(long, default_value_t = 100)]
     partition_seeds: u64,
-    /// Seeds per size for the big partitions (20, 50 and 100 members cut in half).
+    /// Seeds per size and cut for the big partitions (20, 50, 100 and 200 members cut in
+    /// half, along the ids and at random).
     #[arg(long, default_value_t = 12)]
     big_partition_seeds: u64,
     /// The first seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Only the big partitions (skips the election and five-member partition figures).
+    #[arg(long)]
+    big_partitions_only: bool,
 }
 
 /// The paper's ranges (ms), with its published figures where REFERENCES.md gives them:
@@ -58,6 +64,9 @@ const POLL: Duration = Duration::from_millis(1);
 const LIMIT: Duration = Duration::from_secs(30);
 
 pub(crate) fn run(args: &Args) -> Result<(), String> {
+    if args.big_partitions_only {
+        return big_partitions(args);
+    }
     println!(
         "conclave bench election: 5 voters, one-way latency 6-9 ms uniform (round trip ~15 ms), heartbeat = min timeout / 2, PreVote and CheckQuorum on"
     );
@@ -215,47 +224,87 @@ fn partitions(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// Clusters of 20, 50 and 100 members cut in half along their ids for 120 s: the monitoring
-/// ring (sorted by id) crosses the cut at two places only, so the far side is found a few
-/// members at a time. Counts the runs in which some member's first `PartitionDetected` did
-/// not name the cut (it decided on part of the picture), and when the last member decided.
+/// How a big partition cuts the members in half.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cut {
+    /// n1 to n(n/2) from the rest: the cut crosses the id-sorted ring at two places.
+    AlongIds,
+    /// A seeded draw of n/2 members from the rest.
+    Random,
+}
+
+/// Clusters of 20, 50, 100 and 200 members cut in half for 120 s, along their ids and at
+/// random. Counts the runs in which some member's first `PartitionDetected` did not name
+/// the cut (it decided on part of the picture), and when the last member decided.
 fn big_partitions(args: &Args) -> Result<(), String> {
     println!(
-        "big partitions: half the members (ids 1 to n/2) cut off for 120 s, Config::lan(), 500 us links, {} seeds per size",
+        "big partitions: half the members cut off for 120 s, Config::lan(), 500 us links, {} seeds per row",
         args.big_partition_seeds
     );
-    println!("{:>22} {:>22} {:>24}", "", "decided on part", "last member decided");
-    for n in [20, 50, 100] {
-        let mut partial = 0;
-        let mut last_decided = Histogram::<u64>::new(3).map_err(|e| e.to_string())?;
-        for seed in args.seed..args.seed + args.big_partition_seeds {
-            let first = first_decisions(n, seed)?;
-            partial += u64::from(first.values().any(|&(_, whole)| !whole));
-            match first.values().map(|&(after, _)| after).max().filter(|_| first.len() == n) {
-                Some(after) => last_decided.record(after.as_millis() as u64).map_err(|e| e.to_string())?,
-                None => println!("seed {seed}: not every member of {n} decided within 120 s"),
+    println!("{:>22} {:>10} {:>16} {:>30}", "", "cut", "decided on part", "last member decided");
+    for n in [20, 50, 100, 200] {
+        for cut in [Cut::AlongIds, Cut::Random] {
+            let mut partial = 0;
+            let mut undecided = 0;
+            let mut last_decided = Histogram::<u64>::new(3).map_err(|e| e.to_string())?;
+            for seed in args.seed..args.seed + args.big_partition_seeds {
+                let first = first_decisions(n, cut, seed)?;
+                partial += u64::from(first.values().any(|&(_, whole)| !whole));
+                match first.values().map(|&(after, _)| after).max().filter(|_| first.len() == n) {
+                    Some(after) => last_decided.record(after.as_millis() as u64).map_err(|e| e.to_string())?,
+                    None => {
+                        undecided += 1;
+                        println!("seed {seed}: not every member of {n} decided within 120 s ({cut:?})");
+                    }
+                }
             }
+            let s = |ms: u64| ms as f64 / 1000.0;
+            println!(
+                "{:>22} {:>10} {:>9} of {:>3} {:>7.1}s p50 {:>6.1}s p99 {:>6.1}s max{}",
+                format!("{n} members"),
+                if cut == Cut::AlongIds { "along ids" } else { "random" },
+                partial,
+                args.big_partition_seeds,
+                s(last_decided.value_at_quantile(0.5)),
+                s(last_decided.value_at_quantile(0.99)),
+                s(last_decided.max()),
+                if undecided > 0 { format!(" ({undecided} runs undecided)") } else { String::new() }
+            );
         }
-        let s = |ms: u64| ms as f64 / 1000.0;
-        println!(
-            "{:>22} {:>15} of {:>3} {:>10.1}s p50 {:>6.1}s max",
-            format!("{n} members"),
-            partial,
-            args.big_partition_seeds,
-            s(last_decided.value_at_quantile(0.5)),
-            s(last_decided.max())
-        );
     }
     Ok(())
 }
 
-/// The catalog's `big-partition` plan on `n` members (1 to n/2 cut off from the rest for
-/// 120 s): each member's first `PartitionDetected`, how long after the cut, and whether it
-/// named the cut. (The catalog's scenario judges the same property at 100 members.)
-fn first_decisions(n: usize, seed: u64) -> Result<BTreeMap<NodeId, (Duration, bool)>, String> {
-    let cut: BTreeSet<NodeId> = (0..n / 2).map(sim_id).collect();
+/// The members a big partition cuts off: the first half by id, or a seeded draw of half.
+fn cut_off(n: usize, cut: Cut, seed: u64) -> BTreeSet<NodeId> {
+    match cut {
+        Cut::AlongIds => (0..n / 2).map(sim_id).collect(),
+        Cut::Random => {
+            // A seeded shuffle (Fisher-Yates on splitmix draws), its first half.
+            let mut ids: Vec<usize> = (0..n).collect();
+            let mut state = seed ^ 0x5eed_c0de;
+            for i in (1..n).rev() {
+                state = splitmix(state);
+                ids.swap(i, (state % (i as u64 + 1)) as usize);
+            }
+            ids[..n / 2].iter().map(|&i| sim_id(i)).collect()
+        }
+    }
+}
+
+/// The catalog's `big-partition` cut (along the ids) or a random one on `n` members, cut
+/// off from the rest at `BIG_SPLIT` for `BIG_CUT`: each member's first `PartitionDetected`,
+/// how long after the cut, and whether it named the cut. The run stops once every member
+/// has decided. (The catalog's scenario judges the same property at 100 members.)
+fn first_decisions(n: usize, cut: Cut, seed: u64) -> Result<BTreeMap<NodeId, (Duration, bool)>, String> {
+    let cut_off = cut_off(n, cut, seed);
     let split = BIG_SPLIT;
-    let plan = big_partition_plan(n);
+    let plan = match cut {
+        Cut::AlongIds => big_partition_plan(n),
+        Cut::Random => FaultPlan::new()
+            .at(split, Fault::Partition(vec![cut_off.iter().copied().collect()]))
+            .at(split + BIG_CUT, Fault::Heal),
+    };
     let mut sim = SimBuilder::new()
         .seed(seed)
         .members(n)
@@ -264,16 +313,24 @@ fn first_decisions(n: usize, seed: u64) -> Result<BTreeMap<NodeId, (Duration, bo
         .default_checkers(false)
         .build()
         .map_err(|e| e.to_string())?;
-    sim.run_until(split + BIG_CUT);
-    let names_the_cut = |side: &[NodeId]| side.iter().all(|m| cut.contains(m)) || side.iter().all(|m| !cut.contains(m));
+    sim.run_until(split);
+    let ids = sim.ids();
+    while sim.now() < split + BIG_CUT {
+        sim.run_for(Duration::from_secs(1));
+        if ids.iter().all(|&id| sim.node(id).is_some_and(|node| node.partition().is_some())) {
+            break;
+        }
+    }
+    let names_the_cut =
+        |side: &[NodeId]| side.iter().all(|m| cut_off.contains(m)) || side.iter().all(|m| !cut_off.contains(m));
     let mut first = BTreeMap::new();
-    for record in sim.finish().records() {
-        if let TraceRecord::Event { at, node, event: Event::PartitionDetected { majority, minority, .. } } = record {
+    for (at, node, event) in sim.events() {
+        if let Event::PartitionDetected { majority, minority, .. } = event {
             let whole = majority.len() == n / 2
                 && minority.len() == n / 2
                 && names_the_cut(majority)
                 && names_the_cut(minority);
-            first.entry(*node).or_insert((*at - split, whole));
+            first.entry(node).or_insert((at - split, whole));
         }
     }
     Ok(first)

@@ -64,7 +64,7 @@
 //! Then sleep until [`Node::poll_timeout`] and call [`Node::handle_timeout`]; calling it
 //! early or twice is harmless.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use rand::{Rng, RngCore, SeedableRng};
@@ -79,12 +79,12 @@ use crate::membership::anti_entropy::{send_state, AntiEntropy};
 use crate::membership::broadcast::Key;
 use crate::membership::dissemination::Dissemination;
 use crate::membership::joiner::{jitter, Joiner};
-use crate::membership::prober::{AckOutcome, Prober, SILENT_PERIODS};
+use crate::membership::prober::{AckOutcome, Prober};
 use crate::membership::suspicion::Suspicions;
 use crate::membership::view::{Peer, View};
 use crate::outbox::Outbox;
 use crate::output::{Command, Output, Stats};
-use crate::partition::{Decision, Mode, PartitionWatch, Picture};
+use crate::partition::{Decision, Mode, PartitionWatch, Picture, RollCallTiming};
 use crate::time::Instant;
 use crate::wire::{self, Gossip, Header, MemberRecord, Message, WireError};
 
@@ -179,9 +179,14 @@ impl Node {
         let header = Header { cluster_id: cluster.cluster_id, sender: config.id };
         let election = Election::new(config.id, cluster.election.clone(), &durable, !restarted, now, &mut rng);
         durable.abstaining = election.is_abstaining();
-        // A new watcher has looked at a silent peer within the silence cap.
-        let settle = cluster.probe_period().saturating_mul(SILENT_PERIODS);
-        let partition = cluster.partition.clone().map(|p| PartitionWatch::new(p, config.id, now, settle));
+        let partition = cluster.partition.clone().map(|p| {
+            let roll_call = RollCallTiming {
+                ask_every: cluster.probe_interval,
+                answer_within: cluster.probe_period(),
+                fresh: p.stable_after,
+            };
+            PartitionWatch::new(p, config.id, now, roll_call)
+        });
         let mut node = Self {
             id: config.id,
             addr: config.addr,
@@ -354,6 +359,10 @@ impl Node {
             }
             Message::Ack { seq, digest, gossip } => {
                 self.merge_gossip(sender, gossip);
+                if let Some(partition) = &mut self.partition {
+                    let out = &mut self.out;
+                    partition.on_ack(now, sender, seq, &mut |e| out.emit(e));
+                }
                 if let AckOutcome::Relayed { requester, seq } = self.prober.on_ack(sender, seq, now) {
                     self.send_gossiping(requester, None, Message::Ack { seq, digest: None, gossip: Vec::new() });
                 }
@@ -509,7 +518,7 @@ impl Node {
             }
             Timer::JoinRetry => self.joiner.deadline(),
             Timer::Election => self.election.next_deadline().filter(|_| active),
-            Timer::Partition => self.partition.as_ref().and_then(PartitionWatch::deadline),
+            Timer::Partition => self.partition.as_ref().and_then(|p| p.deadline(self.now)),
         };
         at.map(Deadline::wake)
     }
@@ -598,6 +607,7 @@ impl Node {
                     let out = &mut self.out;
                     partition.on_timeout(now, &expected, &mut |e| out.emit(e));
                 }
+                self.roll_call(now);
             }
         }
     }
@@ -653,8 +663,26 @@ impl Node {
             unreachable: view.down().iter().filter(|id| expected(id) && failed(id)).copied().collect(),
             indirect: view.suspects().iter().filter(|id| expected(id)).copied().collect(),
         };
+        let alive = if picture.is_whole() {
+            BTreeSet::new()
+        } else {
+            let me = self.id;
+            let called = |m: &&Member| m.id != me && m.state.is_live() && expected(&m.id);
+            view.members().filter(called).map(|m| m.id).collect()
+        };
         let out = &mut self.out;
-        partition.update(self.now, picture, &mut |e| out.emit(e));
+        partition.update(self.now, picture, &alive, &mut |e| out.emit(e));
+    }
+
+    /// Pings the members the partition watch's roll call asks now.
+    fn roll_call(&mut self, now: Instant) {
+        let Some(partition) = &mut self.partition else { return };
+        for id in partition.to_ask(now) {
+            let Some(addr) = self.view.member(id).map(|m| m.addr) else { continue };
+            let seq = self.prober.next_seq();
+            partition.asked(id, seq, now);
+            self.out.send(addr, &Message::Ping { seq, target: id, digest: None, gossip: Vec::new() });
+        }
     }
 
     /// Runs `f` on the election with what it may use of this member.

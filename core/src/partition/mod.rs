@@ -1,27 +1,38 @@
 //! Partition detection and split-brain resolution.
 //!
 //! The expected cluster is the voter set when one is configured, otherwise every member
-//! known and not departed (failed members stay, as tombstones). A member watches which of
-//! them it cannot reach (held Failed) and which are in dispute (held Suspect: accused, not
-//! yet confirmed or cleared). When the set of members in either state has stayed the same
-//! for `stable_after` (a suspect confirmed failed does not reset it; a member accused,
-//! cleared or coming back does), and no member was confirmed failed within the last three
-//! probe periods, it decides with [`decide`] which side keeps running and
-//! says so once: `PartitionDetected`. The side that stops enters `Mode::ReadOnly`
-//! (`QuorumLost`) and leaves it when the decision changes or the sides merge
-//! (`QuorumRegained`). When every expected member is reachable again: `PartitionHealed`.
+//! known and not departed (failed members stay, as tombstones). A member's picture says
+//! which of them it cannot reach and which are in dispute:
 //!
-//! The wait after a confirmation is for the monitoring ring: it moves when a member is
-//! confirmed failed, and the members that one watched get new watchers, who probe a silent
-//! peer within three probe periods. Without it a big partition could be decided on part of
-//! its picture: at 100 members cut 50/50 along the ring, the far side is found a few members
-//! at a time as the ring moves, and one member decided after 6.8 s that only three were
-//! gone (BENCHMARKS.md, partition detection).
+//! - **unreachable**: held Failed, or called by the roll call and silent;
+//! - **in dispute** (indirectly connected): held Suspect (someone accused it) but answering
+//!   this member, or not yet through its time to answer.
+//!
+//! The view alone is not a sound source for the picture. A member is found unreachable
+//! only by its watchers on the monitoring ring, so a member whose watchers are all across a
+//! cut stays Alive in the view until the ring moves to it, which at 100 members cut along
+//! the ring took minutes, a few members at a time; a decision on such a picture counts part
+//! of the far side as this side (it happened: BENCHMARKS.md, "Big partitions"). So while
+//! the view shows anyone Failed or Suspect, the [roll call](roll_call) asks every expected
+//! member held live for a round trip, and a member counts as reachable only on a round trip
+//! that began within the last `stable_after`. A member across a cut cannot answer, wherever
+//! its watchers are, so the whole far side is in the picture one probe period after the
+//! view first shows anyone unreachable.
+//!
+//! When the set of members in the picture (in either state) has stayed the same for
+//! `stable_after` (a suspect confirmed failed does not change it; a member accused, cleared,
+//! silent or answering again does), and everyone called has had its time to answer, it
+//! decides with [`decide`] which side keeps running and says so once: `PartitionDetected`.
+//! The side that stops enters `Mode::ReadOnly` (`QuorumLost`) and leaves it when the
+//! decision changes or the sides merge (`QuorumRegained`). When every expected member is
+//! reachable again: `PartitionHealed`.
 //!
 //! A member that reaches only part of the cluster keeps the picture from settling rather
 //! than splitting it: the members it bridges to are probed through it (SWIM's indirect
 //! probes), and claims against them reach them through it and are refuted, so no side sees
-//! a stable set of unreachable members to decide on.
+//! a stable set of unreachable members to decide on. Across a one-way cut neither side
+//! completes a round trip with the other, so both see the other unreachable and the same
+//! strategy gives both the same answer.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -32,8 +43,11 @@ use crate::output::Event;
 use crate::time::Instant;
 
 mod resolver;
+mod roll_call;
 
 pub use resolver::{decide, Decision, Side, Situation, Strategy};
+use roll_call::RollCall;
+pub(crate) use roll_call::Timing as RollCallTiming;
 
 /// Whether this member's side takes writes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -53,7 +67,7 @@ pub(crate) struct Picture {
 }
 
 impl Picture {
-    fn is_whole(&self) -> bool {
+    pub(crate) fn is_whole(&self) -> bool {
         self.unreachable.is_empty() && self.indirect.is_empty()
     }
 
@@ -74,14 +88,14 @@ impl Picture {
 pub(crate) struct PartitionWatch {
     config: PartitionConfig,
     me: NodeId,
+    /// What the view shows: members held Failed and members held Suspect.
+    seen: Picture,
+    /// What a decision is taken on: the view's picture, with the members the roll call
+    /// found missing counted unreachable.
     picture: Picture,
+    roll_call: RollCall,
     /// Since when the picture is what it is.
     since: Instant,
-    /// When a suspect was last confirmed failed: the monitoring ring moved, and the members
-    /// that the confirmed one watched have new watchers, who need `settle` to judge them.
-    ring_moved: Instant,
-    /// How long a new watcher needs to find a member unreachable.
-    settle: Duration,
     /// Since when it keeps changing without settling (from its first change after it was
     /// whole or decided).
     unsettled_since: Option<Instant>,
@@ -91,14 +105,14 @@ pub(crate) struct PartitionWatch {
 }
 
 impl PartitionWatch {
-    pub(crate) fn new(config: PartitionConfig, me: NodeId, now: Instant, settle: Duration) -> Self {
+    pub(crate) fn new(config: PartitionConfig, me: NodeId, now: Instant, roll_call: RollCallTiming) -> Self {
         Self {
             config,
             me,
+            seen: Picture::default(),
             picture: Picture::default(),
+            roll_call: RollCall::new(roll_call),
             since: now,
-            ring_moved: now,
-            settle,
             unsettled_since: None,
             decided: None,
             mode: Mode::Normal,
@@ -114,16 +128,61 @@ impl PartitionWatch {
         self.decided.as_ref()
     }
 
-    /// The view changed: this is what it now shows. A picture with nobody unreachable
-    /// heals a detected partition at once.
-    pub(crate) fn update(&mut self, now: Instant, picture: Picture, emit: &mut impl FnMut(Event)) {
+    /// The view changed: this is what it now shows, and these are the expected members it
+    /// holds alive (this one excepted), whom the roll call asks while the picture is not
+    /// whole. A picture with nobody unreachable heals a detected partition at once.
+    pub(crate) fn update(
+        &mut self,
+        now: Instant,
+        seen: Picture,
+        alive: &BTreeSet<NodeId>,
+        emit: &mut impl FnMut(Event),
+    ) {
+        if seen.is_whole() {
+            self.roll_call.stop();
+        } else {
+            self.roll_call.call(alive);
+        }
+        self.seen = seen;
+        self.refresh(now, emit);
+    }
+
+    /// An ack numbered `seq` from `sender`: the roll call's business, if it asked.
+    pub(crate) fn on_ack(&mut self, now: Instant, sender: NodeId, seq: u64, emit: &mut impl FnMut(Event)) {
+        if self.roll_call.on_ack(sender, seq) {
+            self.refresh(now, emit);
+        }
+    }
+
+    /// The members the roll call asks now; each is then reported with [`Self::asked`].
+    pub(crate) fn to_ask(&self, now: Instant) -> Vec<NodeId> {
+        self.roll_call.due(now)
+    }
+
+    /// The roll call asked `id` with the ping numbered `seq`.
+    pub(crate) fn asked(&mut self, id: NodeId, seq: u64, now: Instant) {
+        self.roll_call.asked(id, seq, now);
+    }
+
+    /// The picture a decision is taken on: the view's, with the members the roll call found
+    /// missing counted unreachable.
+    fn refresh(&mut self, now: Instant, emit: &mut impl FnMut(Event)) {
+        let mut picture = self.seen.clone();
+        if self.roll_call.is_running() {
+            for id in self.roll_call.missing(now) {
+                // A suspect that does not answer is not in dispute here: it is out of reach.
+                picture.indirect.remove(&id);
+                picture.unreachable.insert(id);
+            }
+        }
+        self.apply(now, picture, emit);
+    }
+
+    fn apply(&mut self, now: Instant, picture: Picture, emit: &mut impl FnMut(Event)) {
         if picture == self.picture {
             return;
         }
         let same_members = picture.same_members(&self.picture);
-        if picture.unreachable.len() > self.picture.unreachable.len() {
-            self.ring_moved = now;
-        }
         self.picture = picture;
         if same_members {
             return;
@@ -141,21 +200,36 @@ impl PartitionWatch {
         }
     }
 
-    /// When the picture will have been stable long enough (or unsettled too long) to decide.
-    pub(crate) fn deadline(&self) -> Option<Instant> {
-        let unsettled = self.unsettled_since?;
-        let stable = self.stable_at();
-        Some(match self.config.strategy {
-            Strategy::DownAllWhenUnstable => stable.min(unsettled + self.unstable_after()),
-            _ => stable,
-        })
+    /// When the picture will have been stable long enough (or unsettled too long) to
+    /// decide, or the roll call has something to do, after `now`.
+    pub(crate) fn deadline(&self, now: Instant) -> Option<Instant> {
+        let roll_call = self.roll_call.deadline(now);
+        let decision = self.unsettled_since.map(|unsettled| {
+            let stable = self.stable_at();
+            match self.config.strategy {
+                Strategy::DownAllWhenUnstable => stable.min(unsettled + self.unstable_after()),
+                _ => stable,
+            }
+        });
+        // While someone called has not had its chance to answer, the roll call's deadline
+        // (when it will have) is the next.
+        let decision = decision.filter(|&at| at > now || !self.roll_call.is_pending(now));
+        match (roll_call, decision) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Decides, if the picture settled (or stayed unsettled too long). `expected` lists
     /// the expected members, oldest first; a member that is not one of them (a member
     /// that does not vote) is on the side of the expected members it reaches.
     pub(crate) fn on_timeout(&mut self, now: Instant, expected: &[NodeId], emit: &mut impl FnMut(Event)) {
+        self.refresh(now, emit);
         let Some(unsettled) = self.unsettled_since else { return };
+        if self.roll_call.is_pending(now) {
+            // Not everyone called has had its chance to answer: not yet the whole picture.
+            return;
+        }
         let stable = now >= self.stable_at();
         let unstable = !stable && now >= unsettled + self.unstable_after();
         let judge = stable || (unstable && self.config.strategy == Strategy::DownAllWhenUnstable);
@@ -191,10 +265,9 @@ impl PartitionWatch {
         self.set_mode(mode, emit);
     }
 
-    /// When the picture counts as stable: `stable_after` from its last change, and no
-    /// sooner than `settle` after the ring last moved.
+    /// When the picture counts as stable: `stable_after` from its last change.
     fn stable_at(&self) -> Instant {
-        (self.since + self.config.stable_after).max(self.ring_moved + self.settle)
+        self.since + self.config.stable_after
     }
 
     fn set_mode(&mut self, mode: Mode, emit: &mut impl FnMut(Event)) {
@@ -221,6 +294,12 @@ mod tests {
         v.iter().copied().map(NodeId).collect()
     }
 
+    const TIMING: RollCallTiming = RollCallTiming {
+        ask_every: Duration::from_millis(250),
+        answer_within: Duration::from_millis(750),
+        fresh: Duration::from_secs(5),
+    };
+
     const FIVE: [NodeId; 5] = [NodeId(1), NodeId(2), NodeId(3), NodeId(4), NodeId(5)];
 
     fn picture(unreachable: &[u64], indirect: &[u64]) -> Picture {
@@ -232,7 +311,7 @@ mod tests {
             PartitionConfig { strategy, stable_after: Duration::from_secs(5) },
             NodeId(4),
             Instant::ZERO,
-            Duration::from_secs(3),
+            TIMING,
         )
     }
 
@@ -240,37 +319,123 @@ mod tests {
         Instant::from_secs(s)
     }
 
+    fn ms(ms: u64) -> Instant {
+        Instant::from_millis(ms)
+    }
+
+    /// Asks whoever the roll call asks at `now`, numbering the pings from `seq`; returns
+    /// them by number.
+    fn ask_due(w: &mut PartitionWatch, now: Instant, seq: &mut u64) -> Vec<(u64, NodeId)> {
+        let mut asked = Vec::new();
+        for id in w.to_ask(now) {
+            *seq += 1;
+            w.asked(id, *seq, now);
+            asked.push((*seq, id));
+        }
+        asked
+    }
+
     #[test]
-    fn a_suspect_confirmed_failed_leaves_its_new_watchers_time_to_look() {
-        // `watch` settles for 3 s.
+    fn the_roll_call_finds_members_whose_watchers_are_all_across_the_cut() {
+        // n1-n3 are cut off from n4 (this member) and n5. The view has found only n1 (its
+        // watchers were on this side); n2 and n3 are watched from across the cut and stay
+        // Alive in the view.
         let mut w = watch(Strategy::KeepMajority);
         let mut events = Vec::new();
-        w.update(at(1), picture(&[], &[1, 2]), &mut |e| events.push(e));
-        assert_eq!(w.deadline(), Some(at(6)));
-        // Confirmed failed at 5: the ring moved, and the members n1 and n2 watched have new
-        // watchers, who have not looked at them yet.
-        w.update(at(5), picture(&[1, 2], &[]), &mut |e| events.push(e));
-        assert_eq!(w.deadline(), Some(at(8)));
-        w.on_timeout(at(6), &FIVE, &mut |e| events.push(e));
-        assert!(events.is_empty(), "not on the picture before they looked");
-        // They find n3 unreachable: a new picture, stable `stable_after` later.
-        w.update(at(7), picture(&[1, 2], &[3]), &mut |e| events.push(e));
-        assert_eq!(w.deadline(), Some(at(12)));
-        w.on_timeout(at(12), &FIVE, &mut |e| events.push(e));
-        assert!(matches!(events.first(), Some(Event::PartitionDetected { .. })), "decided on the whole picture");
+        let alive: BTreeSet<NodeId> = ids(&[1, 2, 3, 5]).into_iter().collect();
+        w.update(ms(1000), picture(&[], &[1]), &alive, &mut |e| events.push(e));
+        let mut seq = 0;
+        let asked = ask_due(&mut w, ms(1000), &mut seq);
+        assert_eq!(asked.iter().map(|&(_, id)| id).collect::<Vec<_>>(), ids(&[1, 2, 3, 5]), "everyone held live");
+        let answer = |w: &mut PartitionWatch, events: &mut Vec<Event>, at: Instant, asked: &[(u64, NodeId)]| {
+            for &(seq, id) in asked.iter().filter(|&&(_, id)| id == NodeId(5)) {
+                w.on_ack(at, id, seq, &mut |e| events.push(e));
+            }
+        };
+        answer(&mut w, &mut events, ms(1001), &asked);
+        // A stable view picture alone would be decided at 6 s on n1 only; the roll call
+        // holds the decision until everyone called has had its time to answer.
+        assert_eq!(w.deadline(ms(1001)), Some(ms(1250)), "n1-n3 are asked again");
+        for at in [1250, 1500] {
+            let asked = ask_due(&mut w, ms(at), &mut seq);
+            assert_eq!(asked.iter().map(|&(_, id)| id).collect::<Vec<_>>(), ids(&[1, 2, 3]), "the silent, again");
+        }
+        w.on_timeout(ms(1750), &FIVE, &mut |e| events.push(e));
+        assert_eq!(w.picture, picture(&[1, 2, 3], &[]), "silent through their time to answer: unreachable");
+        assert!(events.is_empty());
+        assert_eq!(w.deadline(ms(1750)), Some(ms(3500)), "n5 renewed halfway through its answer's life");
+        let mut at = ms(1750);
+        while at < ms(6750) {
+            at = w.deadline(at).expect("a roll call runs");
+            let asked = ask_due(&mut w, at, &mut seq);
+            answer(&mut w, &mut events, at + Duration::from_millis(1), &asked);
+            w.on_timeout(at, &FIVE, &mut |e| events.push(e));
+        }
+        assert_eq!(
+            events,
+            vec![
+                Event::PartitionDetected {
+                    majority: ids(&[1, 2, 3]),
+                    minority: ids(&[4, 5]),
+                    local_side: Side::Minority
+                },
+                Event::QuorumLost
+            ],
+            "decided on the whole cut, `stable_after` after the roll call found it"
+        );
+    }
+
+    #[test]
+    fn a_suspect_that_answers_is_in_dispute_and_one_that_does_not_is_unreachable() {
+        let mut w = watch(Strategy::KeepMajority);
+        let mut events = Vec::new();
+        let alive: BTreeSet<NodeId> = ids(&[1, 2, 3, 5]).into_iter().collect();
+        w.update(ms(0), picture(&[], &[1, 2]), &alive, &mut |e| events.push(e));
+        let mut seq = 0;
+        for (n, (seq, id)) in ask_due(&mut w, ms(0), &mut seq).into_iter().enumerate() {
+            if n % 2 == 0 {
+                w.on_ack(ms(1), id, seq, &mut |e| events.push(e));
+            }
+        }
+        // n1 and n3 answered; n2 and n5 did not.
+        w.on_timeout(ms(750), &FIVE, &mut |e| events.push(e));
+        assert_eq!(w.picture, picture(&[2, 5], &[1]));
+    }
+
+    #[test]
+    fn an_ack_counts_only_from_the_member_asked_and_only_once_it_is_asked() {
+        let mut w = watch(Strategy::KeepMajority);
+        let mut events = Vec::new();
+        let alive: BTreeSet<NodeId> = ids(&[1, 2]).into_iter().collect();
+        w.update(ms(0), picture(&[], &[3]), &alive, &mut |e| events.push(e));
+        let mut seq = 10;
+        let asked = ask_due(&mut w, ms(0), &mut seq);
+        assert_eq!(asked, vec![(11, NodeId(1)), (12, NodeId(2))]);
+        w.on_ack(ms(1), NodeId(2), 11, &mut |e| events.push(e));
+        w.on_ack(ms(1), NodeId(2), 99, &mut |e| events.push(e));
+        w.on_ack(ms(1), NodeId(1), 11, &mut |e| events.push(e));
+        w.on_timeout(ms(750), &FIVE, &mut |e| events.push(e));
+        assert_eq!(w.picture, picture(&[2], &[3]), "n2 answered under n1's number and another");
+        // The view whole again: the roll call stops, and its answers do not count next time.
+        w.update(ms(800), picture(&[], &[]), &alive, &mut |e| events.push(e));
+        assert_eq!(w.deadline(ms(800)), None);
+        w.update(ms(900), picture(&[], &[3]), &alive, &mut |e| events.push(e));
+        assert_eq!(w.to_ask(ms(900)), ids(&[1, 2]), "a new roll call asks everyone again");
+        w.on_timeout(ms(900), &FIVE, &mut |e| events.push(e));
+        assert_eq!(w.picture, picture(&[], &[3]), "nobody silent before its time to answer");
     }
 
     #[test]
     fn decides_once_the_picture_is_stable_and_heals_when_whole() {
         let mut w = watch(Strategy::KeepMajority);
         let mut events = Vec::new();
-        w.update(at(1), picture(&[], &[]), &mut |e| events.push(e));
-        assert_eq!(w.deadline(), None, "nothing to decide");
-        w.update(at(2), picture(&[], &[1]), &mut |e| events.push(e));
-        w.update(at(3), picture(&[], &[1, 2, 3]), &mut |e| events.push(e));
-        assert_eq!(w.deadline(), Some(at(8)), "stable_after from the last change");
-        w.update(at(4), picture(&[1, 2, 3], &[]), &mut |e| events.push(e));
-        assert_eq!(w.deadline(), Some(at(8)), "suspects confirmed failed change nothing");
+        w.update(at(1), picture(&[], &[]), &BTreeSet::new(), &mut |e| events.push(e));
+        assert_eq!(w.deadline(Instant::ZERO), None, "nothing to decide");
+        w.update(at(2), picture(&[], &[1]), &BTreeSet::new(), &mut |e| events.push(e));
+        w.update(at(3), picture(&[], &[1, 2, 3]), &BTreeSet::new(), &mut |e| events.push(e));
+        assert_eq!(w.deadline(Instant::ZERO), Some(at(8)), "stable_after from the last change");
+        w.update(at(4), picture(&[1, 2, 3], &[]), &BTreeSet::new(), &mut |e| events.push(e));
+        assert_eq!(w.deadline(Instant::ZERO), Some(at(8)), "suspects confirmed failed change nothing");
         w.on_timeout(at(7), &FIVE, &mut |e| events.push(e));
         assert!(events.is_empty(), "not yet");
         w.on_timeout(at(8), &FIVE, &mut |e| events.push(e));
@@ -286,11 +451,11 @@ mod tests {
             ]
         );
         assert_eq!(w.mode(), Mode::ReadOnly);
-        assert_eq!(w.deadline(), None, "decided once");
+        assert_eq!(w.deadline(Instant::ZERO), None, "decided once");
         events.clear();
         w.on_timeout(at(20), &FIVE, &mut |e| events.push(e));
         assert!(events.is_empty(), "said once");
-        w.update(at(30), picture(&[], &[]), &mut |e| events.push(e));
+        w.update(at(30), picture(&[], &[]), &BTreeSet::new(), &mut |e| events.push(e));
         assert_eq!(events, vec![Event::PartitionHealed, Event::QuorumRegained]);
         assert_eq!(w.mode(), Mode::Normal);
     }
@@ -303,7 +468,7 @@ mod tests {
             for s in 0..30 {
                 // n2 accused and cleared, again and again, while n1 stays unreachable.
                 let flapping = if s % 2 == 0 { picture(&[1], &[]) } else { picture(&[1], &[2]) };
-                w.update(at(s), flapping, &mut |e| events.push(e));
+                w.update(at(s), flapping, &BTreeSet::new(), &mut |e| events.push(e));
                 w.on_timeout(at(s), &FIVE, &mut |e| events.push(e));
             }
             assert_eq!(!events.is_empty(), decides, "{strategy:?}: {events:?}");
@@ -325,11 +490,11 @@ mod tests {
     fn a_new_decision_moves_the_mode_both_ways() {
         let mut w = watch(Strategy::KeepMajority);
         let mut events = Vec::new();
-        w.update(at(0), picture(&[1, 2, 3], &[]), &mut |e| events.push(e));
+        w.update(at(0), picture(&[1, 2, 3], &[]), &BTreeSet::new(), &mut |e| events.push(e));
         w.on_timeout(at(5), &FIVE, &mut |e| events.push(e));
         assert_eq!(w.mode(), Mode::ReadOnly);
         // Two of the far side come back: only n1 stays unreachable, and n4's side is larger.
-        w.update(at(6), picture(&[1], &[]), &mut |e| events.push(e));
+        w.update(at(6), picture(&[1], &[]), &BTreeSet::new(), &mut |e| events.push(e));
         w.on_timeout(at(11), &FIVE, &mut |e| events.push(e));
         assert_eq!(w.mode(), Mode::Normal);
         assert_eq!(

@@ -1,0 +1,174 @@
+//! The roll call: while a member's picture shows anyone unreachable or in dispute, it asks
+//! every expected member it holds alive for a round trip, and counts as reachable only those
+//! that answered lately.
+//!
+//! The view alone cannot say who is on this side of a cut: a member is found unreachable
+//! only by its watchers on the monitoring ring, and a member whose watchers are all across
+//! the cut stays Alive in the view until the ring moves to it. Its silence is never
+//! observed, so a decision on the view's picture can count it on this side (a decision on
+//! part of the picture). The roll call observes everyone: a member counts as reachable
+//! only on the evidence of a round trip (a ping from this member, its ack back) that began
+//! within the last `fresh`, and as unreachable once it has had `answer_within` to answer
+//! and did not. Until every member called has had its chance, nothing is decided.
+//!
+//! A round trip rather than any datagram heard: across a one-way cut one side hears the
+//! other but cannot be heard, and judged on what it hears it would count the other side
+//! as its own while that side counts it out. With round trips both sides of a one-way cut
+//! see each other unreachable, and the same strategy gives both the same answer.
+//!
+//! A member is asked every `ask_every` until it answers or its time to answer is over, and
+//! then again every `fresh / 2`; an answer counts from when its ping left, not when the ack
+//! came back.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use crate::member::NodeId;
+use crate::time::Instant;
+
+/// How the roll call paces itself.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timing {
+    /// How often a member that has not answered is asked again.
+    pub(crate) ask_every: Duration,
+    /// How long a member has to answer before it counts as unreachable.
+    pub(crate) answer_within: Duration,
+    /// How long an answer is evidence that a member is reachable.
+    pub(crate) fresh: Duration,
+}
+
+/// One member called.
+#[derive(Clone, Copy, Debug, Default)]
+struct Call {
+    /// When the newest ping it answered left.
+    answered: Option<Instant>,
+    /// When it was first asked in this roll call.
+    first_asked: Option<Instant>,
+    /// When it was last asked.
+    last_asked: Option<Instant>,
+}
+
+/// Where a member stands in the roll call at some instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Standing {
+    /// Answered a ping that left within `fresh`.
+    Reachable,
+    /// Had `answer_within` to answer, and no fresh answer.
+    Missing,
+    /// Not asked yet, or still within its time to answer.
+    Pending,
+}
+
+/// The roll call of one member.
+#[derive(Debug)]
+pub(crate) struct RollCall {
+    timing: Timing,
+    running: bool,
+    calls: BTreeMap<NodeId, Call>,
+    /// Pings out, by sequence number: to whom, and when each left.
+    out: BTreeMap<u64, (NodeId, Instant)>,
+}
+
+impl RollCall {
+    pub(crate) fn new(timing: Timing) -> Self {
+        Self { timing, running: false, calls: BTreeMap::new(), out: BTreeMap::new() }
+    }
+
+    pub(crate) fn is_running(&self) -> bool {
+        self.running
+    }
+
+    /// Calls `members` (the expected members held alive, this one excepted), starting the
+    /// roll call if it was not running. A member no longer among them is dropped.
+    pub(crate) fn call(&mut self, members: &BTreeSet<NodeId>) {
+        self.running = true;
+        self.calls.retain(|id, _| members.contains(id));
+        for &id in members {
+            self.calls.entry(id).or_default();
+        }
+    }
+
+    /// Stops: the picture is whole again. Answers from before do not count next time.
+    pub(crate) fn stop(&mut self) {
+        self.running = false;
+        self.calls.clear();
+        self.out.clear();
+    }
+
+    /// The members to ask now.
+    pub(crate) fn due(&self, now: Instant) -> Vec<NodeId> {
+        self.calls.iter().filter(|(_, call)| self.next_ask(call) <= now).map(|(&id, _)| id).collect()
+    }
+
+    /// `id` was asked at `now` with the ping numbered `seq`.
+    pub(crate) fn asked(&mut self, id: NodeId, seq: u64, now: Instant) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        call.first_asked.get_or_insert(now);
+        call.last_asked = Some(now);
+        self.out.insert(seq, (id, now));
+        // A ping unanswered for longer than an answer counts is of no more use.
+        let fresh = self.timing.fresh;
+        self.out.retain(|_, (_, sent)| *sent + fresh > now);
+    }
+
+    /// An ack numbered `seq` from `sender`: whether it answered the roll call.
+    pub(crate) fn on_ack(&mut self, sender: NodeId, seq: u64) -> bool {
+        match self.out.get(&seq) {
+            Some(&(id, sent)) if id == sender => {
+                self.out.remove(&seq);
+                let Some(call) = self.calls.get_mut(&id) else { return false };
+                call.answered = Some(call.answered.map_or(sent, |a| a.max(sent)));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The members called that have had their chance to answer and have no fresh answer.
+    pub(crate) fn missing(&self, now: Instant) -> impl Iterator<Item = NodeId> + '_ {
+        self.calls.iter().filter(move |(_, call)| self.standing(call, now) == Standing::Missing).map(|(&id, _)| id)
+    }
+
+    /// Whether a member called has not had its chance to answer yet.
+    pub(crate) fn is_pending(&self, now: Instant) -> bool {
+        self.calls.values().any(|call| self.standing(call, now) == Standing::Pending)
+    }
+
+    /// When, after `now`, the roll call next has something to do or a member's standing
+    /// next changes.
+    pub(crate) fn deadline(&self, now: Instant) -> Option<Instant> {
+        if !self.running {
+            return None;
+        }
+        let changes = self.calls.values().filter_map(|call| match (call.answered, call.first_asked) {
+            (Some(answered), _) => Some(answered + self.timing.fresh),
+            (None, Some(first)) => Some(first + self.timing.answer_within),
+            (None, None) => None,
+        });
+        let asks = self.calls.values().map(|call| self.next_ask(call).max(now));
+        changes.filter(|&at| at > now).chain(asks).min()
+    }
+
+    fn standing(&self, call: &Call, now: Instant) -> Standing {
+        if call.answered.is_some_and(|a| a + self.timing.fresh > now) {
+            Standing::Reachable
+        } else if call.first_asked.is_some_and(|f| f + self.timing.answer_within <= now) {
+            Standing::Missing
+        } else {
+            Standing::Pending
+        }
+    }
+
+    /// When `call` is next due a ping: at once if never asked; every `ask_every` while it
+    /// has its chance to answer; after that (answered or not) every `fresh / 2`.
+    fn next_ask(&self, call: &Call) -> Instant {
+        let (Some(first), Some(last)) = (call.first_asked, call.last_asked) else { return Instant::ZERO };
+        let again = last + self.timing.ask_every;
+        if call.answered.is_none() && again < first + self.timing.answer_within {
+            again
+        } else {
+            let renewal = call.answered.unwrap_or(last) + self.timing.fresh / 2;
+            again.max(renewal)
+        }
+    }
+}
