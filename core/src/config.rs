@@ -6,8 +6,9 @@ use std::time::Duration;
 use crate::detector::PhiParams;
 use crate::durable::Durable;
 use crate::member::{NodeId, Tags};
-use crate::partition::Strategy;
 use crate::wire;
+
+pub use crate::error::ConfigError;
 
 /// The protocol settings, the same on every member of a cluster.
 ///
@@ -141,6 +142,30 @@ impl PartitionConfig {
     pub fn new(stable_after: Duration) -> Self {
         Self { strategy: Strategy::KeepMajority, stable_after }
     }
+}
+
+/// Which side of a partition keeps running: the rule
+/// [`partition::decide`](crate::partition::decide) applies (also `partition::Strategy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Strategy {
+    /// The side with more of the expected members; on a tie, the side with the lowest id.
+    KeepMajority,
+    /// The side with at least `quorum` members (set it above half the cluster, or both
+    /// sides of an even split may keep running).
+    StaticQuorum {
+        /// The members a side needs.
+        quorum: usize,
+    },
+    /// The side with the oldest member (the first voter, or the lowest id). With
+    /// `down_if_alone`, an oldest member cut off alone goes down and the rest keep running.
+    KeepOldest {
+        /// Whether an oldest member alone on its side goes down instead of the others.
+        down_if_alone: bool,
+    },
+    /// Keep-majority while the unreachable set settles; if it keeps changing for twice
+    /// `stable_after`, every side goes down.
+    DownAllWhenUnstable,
 }
 
 /// Lifeguard's mechanisms (Dadgar, Phillips, Currey, 2017), and one that extends them. Each
@@ -286,7 +311,7 @@ impl Config {
     /// `suspicion_mult * max(1, log10 n) * probe_interval` (memberlist's), and the maximum,
     /// `suspicion_max_timeout_mult` times it.
     pub fn suspicion_timeouts(&self, n: usize) -> (Duration, Duration) {
-        let min = crate::membership::suspicion::suspicion_min(self.suspicion_mult, n, self.probe_interval);
+        let min = suspicion_min(self.suspicion_mult, n, self.probe_interval);
         (min, min.saturating_mul(self.suspicion_max_timeout_mult))
     }
 
@@ -394,68 +419,6 @@ impl Default for Config {
     }
 }
 
-/// Why a [`Config`] cannot work. Nothing was built from it.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A duration that must be positive is zero.
-    #[error("config: `{field}` is zero; it must be a positive duration")]
-    ZeroDuration {
-        /// The field.
-        field: &'static str,
-    },
-    /// A count or multiplier that must be at least 1 is zero.
-    #[error("config: `{field}` is zero; it must be at least 1")]
-    ZeroCount {
-        /// The field.
-        field: &'static str,
-    },
-    /// The probe timeout does not leave room for a probe within its interval.
-    #[error("config: probe_timeout ({probe_timeout:?}) must be shorter than probe_interval ({probe_interval:?})")]
-    ProbeTimeoutNotBelowInterval {
-        /// The configured timeout.
-        probe_timeout: Duration,
-        /// The configured interval.
-        probe_interval: Duration,
-    },
-    /// The join backoff cap is below its base.
-    #[error("config: join_retry_max ({max:?}) is below join_retry_base ({base:?})")]
-    JoinRetryMaxBelowBase {
-        /// The base delay.
-        base: Duration,
-        /// The cap.
-        max: Duration,
-    },
-    /// The phi threshold is not a positive number.
-    #[error("config: phi.threshold is {threshold}; it must be a positive, finite number (Akka uses 8.0)")]
-    PhiThreshold {
-        /// The configured threshold.
-        threshold: f64,
-    },
-    /// `max_datagram` cannot hold the largest single record (a member with full tags).
-    #[error("config: max_datagram {max_datagram} B is below the minimum of {min} B")]
-    DatagramTooSmall {
-        /// The configured size.
-        max_datagram: usize,
-        /// The smallest allowed.
-        min: usize,
-    },
-    /// The election settings cannot work.
-    #[error("config: election: {why}")]
-    Election {
-        /// What is wrong.
-        why: String,
-    },
-    /// `max_datagram` exceeds what a UDP datagram can carry.
-    #[error("config: max_datagram {max_datagram} B is above the maximum of {max} B")]
-    DatagramTooLarge {
-        /// The configured size.
-        max_datagram: usize,
-        /// The largest allowed.
-        max: usize,
-    },
-}
-
 /// One member's settings: who it is, where it listens, and what it remembers.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -479,6 +442,13 @@ impl NodeConfig {
     pub fn new(id: NodeId, addr: SocketAddr, cluster: Config, seed: u64) -> Self {
         Self { id, addr, cluster, seed, durable: None, tags: Tags::new() }
     }
+}
+
+/// memberlist's minimum suspicion timeout: `mult * max(1, log10 n) * interval`.
+pub(crate) fn suspicion_min(mult: u32, n: usize, interval: Duration) -> Duration {
+    // libm's log10 and ln, not the platform's: the same timeout, to the nanosecond, everywhere.
+    let scale = libm::log10(n.max(1) as f64).max(1.0);
+    interval.mul_f64(f64::from(mult) * scale)
 }
 
 #[cfg(test)]

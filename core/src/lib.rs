@@ -33,8 +33,9 @@
 //!
 //! - [`time`]: [`Instant`], virtual nanoseconds.
 //! - [`member`]: [`NodeId`], [`Member`], [`MemberState`], [`Tags`].
-//! - [`config`]: [`Config`] and its presets, [`Lifeguard`]'s switches, [`NodeConfig`],
-//!   [`ConfigError`].
+//! - [`config`]: [`Config`] and its presets, [`Lifeguard`]'s switches, the partition
+//!   [`Strategy`], [`NodeConfig`]. The settings import only the leaf modules below them
+//!   (`member`, `detector`'s parameters, `wire`'s size limits, `durable`, `error`).
 //! - [`node`]: [`Node`], which composes the parts below and dispatches inputs and timers
 //!   to them (`node/mod.rs`); how a claim about a member moves the view (`node/claims.rs`);
 //!   one `Timer` per kind of deadline and their table (`node/timer.rs`).
@@ -59,7 +60,10 @@
 //! - [`wire`]: the versioned, checksummed datagram format and [`WireError`]; its hand-written
 //!   codec is the format's one definition, pinned by golden bytes.
 //! - [`durable`]: [`Durable`], what survives a crash.
-//! - [`output`]: [`Output`], [`Event`], [`Command`], [`Stats`].
+//! - [`error`]: [`Error`], and the settings' errors [`ConfigError`] and
+//!   [`resilience::PolicyError`]; it sits below everything that can fail.
+//! - [`output`]: [`Output`], [`Event`], [`Command`], [`Stats`], and the [`Side`] of a
+//!   partition an event names.
 //! - [`resilience`]: retries done right, for the services that run on a cluster: the
 //!   sans-IO [`resilience::Client`] that drives each call's attempts over a
 //!   [`resilience::WorkerRegistry`] built from membership, with backoff, a retry budget,

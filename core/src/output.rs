@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 
 use crate::durable::Durable;
 use crate::member::{Member, NodeId, Tags};
-use crate::partition::Side;
 use crate::wire::{MessageKind, WireError};
 
 /// One output of a node, drained in order with `Node::poll_output`.
@@ -31,6 +30,16 @@ pub struct Transmit {
     pub to: SocketAddr,
     /// The datagram, at most `max_datagram` bytes.
     pub payload: Vec<u8>,
+}
+
+/// The side of a partition a member is on, as [`Event::PartitionDetected`] names it (also
+/// `partition::Side`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The side that keeps running.
+    Majority,
+    /// The side that stops taking writes (`Mode::ReadOnly`).
+    Minority,
 }
 
 /// Something the application should know. Each is emitted once per change, per observer.

@@ -33,7 +33,9 @@ use crate::time::Instant;
 
 mod resolver;
 
-pub use resolver::{decide, Decision, Side, Situation, Strategy};
+pub use crate::config::Strategy;
+pub use crate::output::Side;
+pub use resolver::{decide, Decision, Situation};
 
 /// Whether this member's side takes writes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
