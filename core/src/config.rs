@@ -435,12 +435,85 @@ pub struct NodeConfig {
     pub durable: Option<Durable>,
     /// The metadata it publishes.
     pub tags: Tags,
+    /// For a voter started without `durable` state: what the operator says about the
+    /// cluster it starts into (etcd's `--initial-cluster-state`). `None` (the default): the
+    /// operator did not say. Ignored when `durable` is given; an error on a member that is
+    /// not one of the voters. See [`InitialClusterState`].
+    pub initial_cluster_state: Option<InitialClusterState>,
 }
 
 impl NodeConfig {
-    /// A node with no tags and nothing persisted.
+    /// A node with no tags, nothing persisted, and no word on the initial cluster state.
     pub fn new(id: NodeId, addr: SocketAddr, cluster: Config, seed: u64) -> Self {
-        Self { id, addr, cluster, seed, durable: None, tags: Tags::new() }
+        Self { id, addr, cluster, seed, durable: None, tags: Tags::new(), initial_cluster_state: None }
+    }
+
+    /// Checks the cluster settings ([`Config::validate`]), and that the initial cluster
+    /// state is said of a voter only. `Node::new` validates for you.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.cluster.validate()?;
+        if let Some(state) = self.initial_cluster_state {
+            if !self.cluster.election.voters.contains(&self.id) {
+                return Err(ConfigError::Election {
+                    why: format!(
+                        "initial_cluster_state is `{state}` on {}, which is not one of the voters; it says how a \
+                         voter starts without its disk: set it on voters only, or add {} to the voters",
+                        self.id, self.id
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the operator says, when a voter starts without durable state, about the cluster it
+/// starts into: etcd's `--initial-cluster-state new|existing`.
+///
+/// An empty disk is either a first start, when the voter cannot have voted yet, or a lost
+/// disk, when it may have voted in terms it no longer knows and must not vote in them
+/// again. Nothing on the disk tells the two apart; the operator can. A voter started with
+/// its durable state ignores the switch. Without it (`NodeConfig::initial_cluster_state`
+/// is `None`) a voter on an empty disk waits for the terms of a majority of the other
+/// voters, whichever of the two it is. The election module's documentation (`election`
+/// in the source) gives the argument and the recovery after a majority lost their disks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InitialClusterState {
+    /// A brand-new cluster: an empty disk is a first start, so the voter votes and stands
+    /// at once, from term 0. Say it only of a cluster whose voters never ran before (or
+    /// after the old cluster is gone for good): a voter that in fact lost its disk could
+    /// vote twice in a term.
+    New,
+    /// A cluster that exists: an empty disk is a lost one. The voter neither votes nor
+    /// stands, nor answers vote requests, until an election timeout has passed and a
+    /// majority of the other voters reported their terms in answers, heartbeats or
+    /// candidacies (never in the term queries of other voters that wait, which it does not
+    /// count), or until the operator sends `Command::ResumeVoting`. When a majority of the
+    /// voters lost their disks, its wait ends only on the operator's word.
+    Existing,
+}
+
+impl std::fmt::Display for InitialClusterState {
+    /// `new` or `existing`, as etcd spells them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::New => "new",
+            Self::Existing => "existing",
+        })
+    }
+}
+
+impl std::str::FromStr for InitialClusterState {
+    type Err = String;
+
+    /// `new` or `existing` (etcd's spelling); anything else is an error that says so.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "new" => Ok(Self::New),
+            "existing" => Ok(Self::Existing),
+            other => Err(format!("initial cluster state {other:?}: expected `new` or `existing`")),
+        }
     }
 }
 
@@ -491,6 +564,18 @@ mod tests {
             break_it(&mut config);
             let message = config.validate().expect_err(expected).to_string();
             assert!(message.contains(expected), "{message:?} should contain {expected:?}");
+        }
+    }
+
+    #[test]
+    fn the_initial_cluster_state_reads_and_prints_as_etcd_spells_it() {
+        for (text, state) in [("new", InitialClusterState::New), ("existing", InitialClusterState::Existing)] {
+            assert_eq!(text.parse::<InitialClusterState>(), Ok(state));
+            assert_eq!(state.to_string(), text);
+        }
+        for bad in ["", "New", "exist", "existing "] {
+            let why = bad.parse::<InitialClusterState>().expect_err(bad);
+            assert!(why.contains("expected `new` or `existing`"), "{why}");
         }
     }
 }

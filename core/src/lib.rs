@@ -34,7 +34,7 @@
 //! - [`time`]: [`Instant`], virtual nanoseconds.
 //! - [`member`]: [`NodeId`], [`Member`], [`MemberState`], [`Tags`].
 //! - [`config`]: [`Config`] and its presets, [`Lifeguard`]'s switches, the partition
-//!   [`Strategy`], [`NodeConfig`]. The settings import only the leaf modules below them
+//!   [`Strategy`], [`NodeConfig`] with the operator's [`InitialClusterState`]. The settings import only the leaf modules below them
 //!   (`member`, `detector`'s parameters, `wire`'s size limits, `durable`, `error`).
 //! - [`node`]: [`Node`], which composes the parts below and dispatches inputs and timers
 //!   to them (`node/mod.rs`); how a claim about a member moves the view (`node/claims.rs`);
@@ -53,8 +53,9 @@
 //! - [`partition`]: partition detection and the side-decision function [`partition::decide`]
 //!   (keep-majority, static-quorum, keep-oldest, down-all-when-unstable), [`Mode`].
 //! - `election` (private): leader election among the configured voters (Raft's, without
-//!   the log): PreVote, CheckQuorum, stickiness, the lease, transfer, and what a voter that
-//!   lost its disk does.
+//!   the log): PreVote, CheckQuorum, stickiness, the lease, transfer, what a voter that
+//!   lost its disk does, the operator's switch for an empty disk, and the recovery after
+//!   a majority of the voters lost theirs.
 //! - `outbox` (private): the outputs sink every part writes to, and the traffic counters.
 //! - [`detector`]: [`PhiAccrual`], "is this peer late?".
 //! - [`wire`]: the versioned, checksummed datagram format and [`WireError`]; its hand-written
@@ -110,7 +111,7 @@ pub mod fuzzing;
 #[cfg(test)]
 mod testkit;
 
-pub use config::{Config, ConfigError, ElectionConfig, Lifeguard, NodeConfig, PartitionConfig};
+pub use config::{Config, ConfigError, ElectionConfig, InitialClusterState, Lifeguard, NodeConfig, PartitionConfig};
 pub use detector::{PhiAccrual, PhiParams};
 pub use durable::Durable;
 pub use error::Error;

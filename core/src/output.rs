@@ -132,6 +132,13 @@ pub enum Command {
     /// The leader hands leadership to this voter, which stands at once; an error on a
     /// member that does not lead.
     TransferLeadership(NodeId),
+    /// The operator's word that this voter, started without its disk, may vote again
+    /// (see `InitialClusterState`): it ends its wait at once, closes the highest term it
+    /// has learnt to further votes and votes from the next. Safe once no election it may
+    /// have voted in before it lost its disk can still be under way, and no leader of such
+    /// a term runs (the old cluster is gone, or the terms it learnt are the latest). Does
+    /// nothing on a member that does not wait ([`Node::is_abstaining`](crate::Node::is_abstaining)).
+    ResumeVoting,
 }
 
 /// Message counts per kind.
