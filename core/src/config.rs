@@ -437,8 +437,9 @@ pub struct NodeConfig {
     pub tags: Tags,
     /// For a voter started without `durable` state: what the operator says about the
     /// cluster it starts into (etcd's `--initial-cluster-state`). `None` (the default): the
-    /// operator did not say. Ignored when `durable` is given; an error on a member that is
-    /// not one of the voters. See [`InitialClusterState`].
+    /// operator did not say. Ignored when `durable` is given (but for a wait persisted in
+    /// it, which goes on); an error on a member that is not one of the voters. See
+    /// [`InitialClusterState`].
     pub initial_cluster_state: Option<InitialClusterState>,
 }
 
@@ -473,7 +474,8 @@ impl NodeConfig {
 /// An empty disk is either a first start, when the voter cannot have voted yet, or a lost
 /// disk, when it may have voted in terms it no longer knows and must not vote in them
 /// again. Nothing on the disk tells the two apart; the operator can. A voter started with
-/// its durable state ignores the switch. Without it (`NodeConfig::initial_cluster_state`
+/// its durable state ignores the switch, but for one thing: a wait it persisted before a
+/// crash goes on (by `Existing`'s rules if the switch says `Existing`). Without it (`NodeConfig::initial_cluster_state`
 /// is `None`) a voter on an empty disk waits for the terms of a majority of the other
 /// voters, whichever of the two it is. The election module's documentation (`election`
 /// in the source) gives the argument and the recovery after a majority lost their disks.
@@ -490,7 +492,8 @@ pub enum InitialClusterState {
     /// majority of the other voters reported their terms in answers, heartbeats or
     /// candidacies (never in the term queries of other voters that wait, which it does not
     /// count), or until the operator sends `Command::ResumeVoting`. When a majority of the
-    /// voters lost their disks, its wait ends only on the operator's word.
+    /// voters lost their disks (and all of them were restarted with `Existing`), their
+    /// waits end only on the operator's word.
     Existing,
 }
 

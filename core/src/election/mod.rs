@@ -62,8 +62,9 @@
 //! Nothing on an empty disk tells a first start from a lost disk; the operator can, as
 //! with etcd's `--initial-cluster-state`. `NodeConfig::initial_cluster_state` says it for
 //! one start, and applies only to a voter without durable state (a voter with its disk
-//! ignores it; a wait persisted before a crash goes on whatever it says; set on a member
-//! that does not vote, it is a `ConfigError`):
+//! ignores it, but a wait persisted before a crash goes on whatever it says, by
+//! `Existing`'s rules when it says `Existing`; set on a member that does not vote, it is a
+//! `ConfigError`):
 //!
 //! - **Not said** (`None`, the default): the wait above. A brand-new cluster elects too,
 //!   about one `election_timeout_max` later than it could: its voters, all waiting, end
@@ -102,13 +103,14 @@
 //!    so it went down with its disk; an election ends within `election_timeout_max`).
 //! 3. Then either send `Command::ResumeVoting` to each waiting voter: each closes the
 //!    highest term it has heard from the survivors and votes above it, so a new leader's
-//!    term is above every term a survivor remembers; or, when no survivor's terms are to
-//!    be trusted (none is left, or the terms it reports may be below a term the lost
-//!    voters voted in), rebuild: stop every member, start a new cluster (a new
-//!    `cluster_id`, so nothing of the old one is heard, and empty disks) with every voter
-//!    told `New`, and restore the application's state from the survivor. Terms start
-//!    again from 0 in the new cluster; anything that fences on terms (a storage service
-//!    that refuses a lower term) must be told of the new cluster too.
+//!    term is above every term a survivor remembers. A term only the lost voters knew
+//!    (its leader elected by them alone) may then be used a second time: never by two
+//!    leaders at once (step 2), but a term number is no longer unique. Or, when something
+//!    relies on that (a storage service that fences writes by term), or no survivor is
+//!    left, rebuild as etcd's disaster recovery does: stop every member, start a new
+//!    cluster (a new `cluster_id`, so nothing of the old one is heard, and empty disks)
+//!    with every voter told `New`, restore the application's state from a survivor, and
+//!    tell whatever fences on terms that the terms start again from 0.
 //!
 //! Never restart a lost-disk voter with `New` into the cluster it was part of: that is
 //! the case the switch exists to rule out.
