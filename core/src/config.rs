@@ -6,8 +6,9 @@ use std::time::Duration;
 use crate::detector::PhiParams;
 use crate::durable::Durable;
 use crate::member::{NodeId, Tags};
-use crate::partition::Strategy;
 use crate::wire;
+
+pub use crate::error::ConfigError;
 
 /// The protocol settings, the same on every member of a cluster.
 ///
@@ -141,6 +142,30 @@ impl PartitionConfig {
     pub fn new(stable_after: Duration) -> Self {
         Self { strategy: Strategy::KeepMajority, stable_after }
     }
+}
+
+/// Which side of a partition keeps running: the rule
+/// [`partition::decide`](crate::partition::decide) applies (also `partition::Strategy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Strategy {
+    /// The side with more of the expected members; on a tie, the side with the lowest id.
+    KeepMajority,
+    /// The side with at least `quorum` members (set it above half the cluster, or both
+    /// sides of an even split may keep running).
+    StaticQuorum {
+        /// The members a side needs.
+        quorum: usize,
+    },
+    /// The side with the oldest member (the first voter, or the lowest id). With
+    /// `down_if_alone`, an oldest member cut off alone goes down and the rest keep running.
+    KeepOldest {
+        /// Whether an oldest member alone on its side goes down instead of the others.
+        down_if_alone: bool,
+    },
+    /// Keep-majority while the unreachable set settles; if it keeps changing for twice
+    /// `stable_after`, every side goes down.
+    DownAllWhenUnstable,
 }
 
 /// Lifeguard's mechanisms (Dadgar, Phillips, Currey, 2017), and one that extends them. Each
@@ -286,7 +311,7 @@ impl Config {
     /// `suspicion_mult * max(1, log10 n) * probe_interval` (memberlist's), and the maximum,
     /// `suspicion_max_timeout_mult` times it.
     pub fn suspicion_timeouts(&self, n: usize) -> (Duration, Duration) {
-        let min = crate::membership::suspicion::suspicion_min(self.suspicion_mult, n, self.probe_interval);
+        let min = suspicion_min(self.suspicion_mult, n, self.probe_interval);
         (min, min.saturating_mul(self.suspicion_max_timeout_mult))
     }
 
@@ -394,68 +419,6 @@ impl Default for Config {
     }
 }
 
-/// Why a [`Config`] cannot work. Nothing was built from it.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A duration that must be positive is zero.
-    #[error("config: `{field}` is zero; it must be a positive duration")]
-    ZeroDuration {
-        /// The field.
-        field: &'static str,
-    },
-    /// A count or multiplier that must be at least 1 is zero.
-    #[error("config: `{field}` is zero; it must be at least 1")]
-    ZeroCount {
-        /// The field.
-        field: &'static str,
-    },
-    /// The probe timeout does not leave room for a probe within its interval.
-    #[error("config: probe_timeout ({probe_timeout:?}) must be shorter than probe_interval ({probe_interval:?})")]
-    ProbeTimeoutNotBelowInterval {
-        /// The configured timeout.
-        probe_timeout: Duration,
-        /// The configured interval.
-        probe_interval: Duration,
-    },
-    /// The join backoff cap is below its base.
-    #[error("config: join_retry_max ({max:?}) is below join_retry_base ({base:?})")]
-    JoinRetryMaxBelowBase {
-        /// The base delay.
-        base: Duration,
-        /// The cap.
-        max: Duration,
-    },
-    /// The phi threshold is not a positive number.
-    #[error("config: phi.threshold is {threshold}; it must be a positive, finite number (Akka uses 8.0)")]
-    PhiThreshold {
-        /// The configured threshold.
-        threshold: f64,
-    },
-    /// `max_datagram` cannot hold the largest single record (a member with full tags).
-    #[error("config: max_datagram {max_datagram} B is below the minimum of {min} B")]
-    DatagramTooSmall {
-        /// The configured size.
-        max_datagram: usize,
-        /// The smallest allowed.
-        min: usize,
-    },
-    /// The election settings cannot work.
-    #[error("config: election: {why}")]
-    Election {
-        /// What is wrong.
-        why: String,
-    },
-    /// `max_datagram` exceeds what a UDP datagram can carry.
-    #[error("config: max_datagram {max_datagram} B is above the maximum of {max} B")]
-    DatagramTooLarge {
-        /// The configured size.
-        max_datagram: usize,
-        /// The largest allowed.
-        max: usize,
-    },
-}
-
 /// One member's settings: who it is, where it listens, and what it remembers.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -472,13 +435,96 @@ pub struct NodeConfig {
     pub durable: Option<Durable>,
     /// The metadata it publishes.
     pub tags: Tags,
+    /// For a voter started without `durable` state: what the operator says about the
+    /// cluster it starts into (etcd's `--initial-cluster-state`). `None` (the default): the
+    /// operator did not say. Ignored when `durable` is given (but for a wait persisted in
+    /// it, which goes on); an error on a member that is not one of the voters. See
+    /// [`InitialClusterState`].
+    pub initial_cluster_state: Option<InitialClusterState>,
 }
 
 impl NodeConfig {
-    /// A node with no tags and nothing persisted.
+    /// A node with no tags, nothing persisted, and no word on the initial cluster state.
     pub fn new(id: NodeId, addr: SocketAddr, cluster: Config, seed: u64) -> Self {
-        Self { id, addr, cluster, seed, durable: None, tags: Tags::new() }
+        Self { id, addr, cluster, seed, durable: None, tags: Tags::new(), initial_cluster_state: None }
     }
+
+    /// Checks the cluster settings ([`Config::validate`]), and that the initial cluster
+    /// state is said of a voter only. `Node::new` validates for you.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.cluster.validate()?;
+        if let Some(state) = self.initial_cluster_state {
+            if !self.cluster.election.voters.contains(&self.id) {
+                return Err(ConfigError::Election {
+                    why: format!(
+                        "initial_cluster_state is `{state}` on {}, which is not one of the voters; it says how a \
+                         voter starts without its disk: set it on voters only, or add {} to the voters",
+                        self.id, self.id
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the operator says, when a voter starts without durable state, about the cluster it
+/// starts into: etcd's `--initial-cluster-state new|existing`.
+///
+/// An empty disk is either a first start, when the voter cannot have voted yet, or a lost
+/// disk, when it may have voted in terms it no longer knows and must not vote in them
+/// again. Nothing on the disk tells the two apart; the operator can. A voter started with
+/// its durable state ignores the switch, but for one thing: a wait it persisted before a
+/// crash goes on (by `Existing`'s rules if the switch says `Existing`). Without it (`NodeConfig::initial_cluster_state`
+/// is `None`) a voter on an empty disk waits for the terms of a majority of the other
+/// voters, whichever of the two it is. The election module's documentation (`election`
+/// in the source) gives the argument and the recovery after a majority lost their disks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InitialClusterState {
+    /// A brand-new cluster: an empty disk is a first start, so the voter votes and stands
+    /// at once, from term 0. Say it only of a cluster whose voters never ran before (or
+    /// after the old cluster is gone for good): a voter that in fact lost its disk could
+    /// vote twice in a term.
+    New,
+    /// A cluster that exists: an empty disk is a lost one. The voter neither votes nor
+    /// stands, nor answers vote requests, until an election timeout has passed and a
+    /// majority of the other voters reported their terms in answers, heartbeats or
+    /// candidacies (never in the term queries of other voters that wait, which it does not
+    /// count), or until the operator sends `Command::ResumeVoting`. When a majority of the
+    /// voters lost their disks (and all of them were restarted with `Existing`), their
+    /// waits end only on the operator's word.
+    Existing,
+}
+
+impl std::fmt::Display for InitialClusterState {
+    /// `new` or `existing`, as etcd spells them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::New => "new",
+            Self::Existing => "existing",
+        })
+    }
+}
+
+impl std::str::FromStr for InitialClusterState {
+    type Err = String;
+
+    /// `new` or `existing` (etcd's spelling); anything else is an error that says so.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "new" => Ok(Self::New),
+            "existing" => Ok(Self::Existing),
+            other => Err(format!("initial cluster state {other:?}: expected `new` or `existing`")),
+        }
+    }
+}
+
+/// memberlist's minimum suspicion timeout: `mult * max(1, log10 n) * interval`.
+pub(crate) fn suspicion_min(mult: u32, n: usize, interval: Duration) -> Duration {
+    // libm's log10 and ln, not the platform's: the same timeout, to the nanosecond, everywhere.
+    let scale = libm::log10(n.max(1) as f64).max(1.0);
+    interval.mul_f64(f64::from(mult) * scale)
 }
 
 #[cfg(test)]
@@ -521,6 +567,18 @@ mod tests {
             break_it(&mut config);
             let message = config.validate().expect_err(expected).to_string();
             assert!(message.contains(expected), "{message:?} should contain {expected:?}");
+        }
+    }
+
+    #[test]
+    fn the_initial_cluster_state_reads_and_prints_as_etcd_spells_it() {
+        for (text, state) in [("new", InitialClusterState::New), ("existing", InitialClusterState::Existing)] {
+            assert_eq!(text.parse::<InitialClusterState>(), Ok(state));
+            assert_eq!(state.to_string(), text);
+        }
+        for bad in ["", "New", "exist", "existing "] {
+            let why = bad.parse::<InitialClusterState>().expect_err(bad);
+            assert!(why.contains("expected `new` or `existing`"), "{why}");
         }
     }
 }

@@ -1,7 +1,13 @@
-//! conclave-core's error type.
+//! conclave-core's errors: [`Error`], and the errors of the settings it wraps,
+//! [`ConfigError`] and [`PolicyError`] (re-exported where their settings are, as
+//! `config::ConfigError` and `resilience::PolicyError`).
+//!
+//! They live here, below everything that can fail, so that this module needs nothing but
+//! the wire's error: the settings, durable state and the node all name their errors
+//! without core's modules importing each other in a circle.
 
-use crate::config::ConfigError;
-use crate::resilience::PolicyError;
+use std::time::Duration;
+
 use crate::wire::WireError;
 
 /// Everything that can go wrong in core. Each variant says what happened to the state.
@@ -44,5 +50,95 @@ pub enum Error {
     NotLeader {
         /// The leader this member knows, if any.
         leader: Option<crate::member::NodeId>,
+    },
+}
+
+/// Why a [`Config`](crate::Config) cannot work. Nothing was built from it.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A duration that must be positive is zero.
+    #[error("config: `{field}` is zero; it must be a positive duration")]
+    ZeroDuration {
+        /// The field.
+        field: &'static str,
+    },
+    /// A count or multiplier that must be at least 1 is zero.
+    #[error("config: `{field}` is zero; it must be at least 1")]
+    ZeroCount {
+        /// The field.
+        field: &'static str,
+    },
+    /// The probe timeout does not leave room for a probe within its interval.
+    #[error("config: probe_timeout ({probe_timeout:?}) must be shorter than probe_interval ({probe_interval:?})")]
+    ProbeTimeoutNotBelowInterval {
+        /// The configured timeout.
+        probe_timeout: Duration,
+        /// The configured interval.
+        probe_interval: Duration,
+    },
+    /// The join backoff cap is below its base.
+    #[error("config: join_retry_max ({max:?}) is below join_retry_base ({base:?})")]
+    JoinRetryMaxBelowBase {
+        /// The base delay.
+        base: Duration,
+        /// The cap.
+        max: Duration,
+    },
+    /// The phi threshold is not a positive number.
+    #[error("config: phi.threshold is {threshold}; it must be a positive, finite number (Akka uses 8.0)")]
+    PhiThreshold {
+        /// The configured threshold.
+        threshold: f64,
+    },
+    /// `max_datagram` cannot hold the largest single record (a member with full tags).
+    #[error("config: max_datagram {max_datagram} B is below the minimum of {min} B")]
+    DatagramTooSmall {
+        /// The configured size.
+        max_datagram: usize,
+        /// The smallest allowed.
+        min: usize,
+    },
+    /// The election settings cannot work.
+    #[error("config: election: {why}")]
+    Election {
+        /// What is wrong.
+        why: String,
+    },
+    /// `max_datagram` exceeds what a UDP datagram can carry.
+    #[error("config: max_datagram {max_datagram} B is above the maximum of {max} B")]
+    DatagramTooLarge {
+        /// The configured size.
+        max_datagram: usize,
+        /// The largest allowed.
+        max: usize,
+    },
+}
+
+/// Why a [`Policy`](crate::resilience::Policy) cannot work. Nothing was built from it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// A duration or a count that must be positive is zero.
+    #[error("resilience policy: `{field}` is zero; it must be positive")]
+    Zero {
+        /// The field.
+        field: &'static str,
+    },
+    /// A number outside the range that makes sense.
+    #[error("resilience policy: `{field}` is {value}; it must be {expected}")]
+    OutOfRange {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// What it must be.
+        expected: &'static str,
+    },
+    /// Settings that contradict each other.
+    #[error("resilience policy: {why}")]
+    Inconsistent {
+        /// What contradicts what.
+        why: String,
     },
 }

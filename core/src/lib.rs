@@ -33,8 +33,9 @@
 //!
 //! - [`time`]: [`Instant`], virtual nanoseconds.
 //! - [`member`]: [`NodeId`], [`Member`], [`MemberState`], [`Tags`].
-//! - [`config`]: [`Config`] and its presets, [`Lifeguard`]'s switches, [`NodeConfig`],
-//!   [`ConfigError`].
+//! - [`config`]: [`Config`] and its presets, [`Lifeguard`]'s switches, the partition
+//!   [`Strategy`], [`NodeConfig`] with the operator's [`InitialClusterState`]. The settings import only the leaf modules below them
+//!   (`member`, `detector`'s parameters, `wire`'s size limits, `durable`, `error`).
 //! - [`node`]: [`Node`], which composes the parts below and dispatches inputs and timers
 //!   to them (`node/mod.rs`); how a claim about a member moves the view (`node/claims.rs`);
 //!   one `Timer` per kind of deadline and their table (`node/timer.rs`).
@@ -52,14 +53,18 @@
 //! - [`partition`]: partition detection and the side-decision function [`partition::decide`]
 //!   (keep-majority, static-quorum, keep-oldest, down-all-when-unstable), [`Mode`].
 //! - `election` (private): leader election among the configured voters (Raft's, without
-//!   the log): PreVote, CheckQuorum, stickiness, the lease, transfer, and what a voter that
-//!   lost its disk does.
+//!   the log): PreVote, CheckQuorum, stickiness, the lease, transfer, what a voter that
+//!   lost its disk does, the operator's switch for an empty disk, and the recovery after
+//!   a majority of the voters lost theirs.
 //! - `outbox` (private): the outputs sink every part writes to, and the traffic counters.
 //! - [`detector`]: [`PhiAccrual`], "is this peer late?".
 //! - [`wire`]: the versioned, checksummed datagram format and [`WireError`]; its hand-written
 //!   codec is the format's one definition, pinned by golden bytes.
 //! - [`durable`]: [`Durable`], what survives a crash.
-//! - [`output`]: [`Output`], [`Event`], [`Command`], [`Stats`].
+//! - [`error`]: [`Error`], and the settings' errors [`ConfigError`] and
+//!   [`resilience::PolicyError`]; it sits below everything that can fail.
+//! - [`output`]: [`Output`], [`Event`], [`Command`], [`Stats`], and the [`Side`] of a
+//!   partition an event names.
 //! - [`resilience`]: retries done right, for the services that run on a cluster: the
 //!   sans-IO [`resilience::Client`] that drives each call's attempts over a
 //!   [`resilience::WorkerRegistry`] built from membership, with backoff, a retry budget,
@@ -106,7 +111,7 @@ pub mod fuzzing;
 #[cfg(test)]
 mod testkit;
 
-pub use config::{Config, ConfigError, ElectionConfig, Lifeguard, NodeConfig, PartitionConfig};
+pub use config::{Config, ConfigError, ElectionConfig, InitialClusterState, Lifeguard, NodeConfig, PartitionConfig};
 pub use detector::{PhiAccrual, PhiParams};
 pub use durable::Durable;
 pub use error::Error;

@@ -25,9 +25,16 @@ pub type Tags = BTreeMap<String, String>;
 /// The largest encoding of one member's [`Tags`], as memberlist's `MetaMaxSize`.
 pub const MAX_TAGS_BYTES: usize = 512;
 
-/// The encoded size of `tags` on the wire.
+/// The encoded size of `tags` on the wire: a varint count, then each key and value as a
+/// varint length and its bytes (the codec's `put_tags`, whose test pins the two together).
+///
+/// It is here, not in `wire`, so that `member` stays below `wire`: the wire format is
+/// built from members, and the size limit is a member's.
 pub fn tags_encoded_len(tags: &Tags) -> usize {
-    crate::wire::tags_len(tags)
+    // Seven bits a byte; zero takes one.
+    let varint_len = |value: usize| (usize::BITS as usize - value.max(1).leading_zeros() as usize).div_ceil(7);
+    let bytes_len = |b: &str| varint_len(b.len()) + b.len();
+    varint_len(tags.len()) + tags.iter().map(|(k, v)| bytes_len(k) + bytes_len(v)).sum::<usize>()
 }
 
 /// What the local member believes about a member.

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 
 use crate::durable::Durable;
 use crate::member::{Member, NodeId, Tags};
-use crate::partition::Side;
 use crate::wire::{MessageKind, WireError};
 
 /// One output of a node, drained in order with `Node::poll_output`.
@@ -31,6 +30,16 @@ pub struct Transmit {
     pub to: SocketAddr,
     /// The datagram, at most `max_datagram` bytes.
     pub payload: Vec<u8>,
+}
+
+/// The side of a partition a member is on, as [`Event::PartitionDetected`] names it (also
+/// `partition::Side`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The side that keeps running.
+    Majority,
+    /// The side that stops taking writes (`Mode::ReadOnly`).
+    Minority,
 }
 
 /// Something the application should know. Each is emitted once per change, per observer.
@@ -123,6 +132,13 @@ pub enum Command {
     /// The leader hands leadership to this voter, which stands at once; an error on a
     /// member that does not lead.
     TransferLeadership(NodeId),
+    /// The operator's word that this voter, started without its disk, may vote again
+    /// (see `InitialClusterState`): it ends its wait at once, closes the highest term it
+    /// has learnt to further votes and votes from the next. Safe once no election it may
+    /// have voted in before it lost its disk can still be under way, and no leader of such
+    /// a term runs (the old cluster is gone, or the terms it learnt are the latest). Does
+    /// nothing on a member that does not wait ([`Node::is_abstaining`](crate::Node::is_abstaining)).
+    ResumeVoting,
 }
 
 /// Message counts per kind.

@@ -9,7 +9,9 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::{Command, Config, Durable, Event, Instant, MemberState, Node, NodeConfig, NodeId, Output};
+use crate::{
+    Command, Config, Durable, Event, InitialClusterState, Instant, MemberState, Node, NodeConfig, NodeId, Output,
+};
 
 /// The address of member `i`.
 pub(crate) fn addr(i: usize) -> SocketAddr {
@@ -138,10 +140,16 @@ impl Cluster {
 
     /// Restarts a crashed member with its disk (the last persisted state) or without it.
     pub(crate) fn restart(&mut self, i: usize, keep_disk: bool) {
+        self.restart_told(i, keep_disk, None);
+    }
+
+    /// As `restart`, with what the operator says of the cluster it starts into.
+    pub(crate) fn restart_told(&mut self, i: usize, keep_disk: bool, state: Option<InitialClusterState>) {
         assert!(self.nodes[i].is_none(), "crash it first");
         self.restarts += 1;
         let mut config = NodeConfig::new(NodeId(i as u64), addr(i), self.config.clone(), 1000 + self.restarts);
         config.durable = if keep_disk { self.durable[i].clone() } else { None };
+        config.initial_cluster_state = state;
         self.nodes[i] = Some(Node::new(config, self.now).expect("valid config"));
         self.command(i, Command::Join(vec![addr((i + 1) % self.len())]));
     }

@@ -6,14 +6,18 @@
 //! cargo run -p conclave-quic --example node -- --gen-certs certs --ids 1,2,3
 //! # three members on loopback
 //! cargo run -p conclave-quic --example node -- --id 1 --listen 127.0.0.1:7001 --certs certs --state-dir state-1
-//! # add --voters 1,2,3 to each to elect a leader among them
+//! # add --voters 1,2,3 to each to elect a leader among them; with a new cluster, also
+//! # --initial-cluster-state new (vote at once); a voter that lost its state directory
+//! # rejoins with --initial-cluster-state existing, and `kill -USR1 <pid>` is the
+//! # operator's word that it may vote again
 //! cargo run -p conclave-quic --example node -- --id 2 --listen 127.0.0.1:7002 --seed 127.0.0.1:7001 --certs certs --state-dir state-2
 //! cargo run -p conclave-quic --example node -- --id 3 --listen 127.0.0.1:7003 --seed 127.0.0.1:7001 --certs certs --state-dir state-3
 //! ```
 //!
 //! Each line it prints is `<elapsed ms> <what>`: `ready`, `joined n<id>`, `suspected`,
 //! `failed`, `recovered`, `left`, `updated`, `conflict`, leader changes. It leaves
-//! gracefully on SIGINT or SIGTERM.
+//! gracefully on SIGINT or SIGTERM. On SIGUSR1 it gives its core the operator's word that
+//! it may vote again (`Cluster::resume_voting`) and prints `resume voting`.
 //!
 //! With seeds it prints `ready` only once a seed answered; if none does within
 //! `--join-timeout`, or the cluster says its id already runs elsewhere, it prints
@@ -56,7 +60,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use clap::Parser;
 use conclave_core::resilience::{ClientMetrics, Policy, TagFilter};
-use conclave_core::{Config, Event, NodeId, Tags};
+use conclave_core::{Config, Event, InitialClusterState, NodeId, Tags};
 use conclave_quic::{Cluster, DevCa, ServiceClient, TlsConfig};
 use hdrhistogram::Histogram;
 use tokio::sync::mpsc;
@@ -94,6 +98,11 @@ struct Args {
     /// The voters that elect a leader (the same on every member), e.g. 1,2,3; none by default.
     #[arg(long, value_delimiter = ',')]
     voters: Vec<u64>,
+    /// What an empty state directory is, for a voter: `new` (a cluster that never ran: vote
+    /// at once) or `existing` (a lost state, in a running cluster: wait for the voters'
+    /// terms, or for SIGUSR1, the operator's word). Not given: wait for the voters' terms.
+    #[arg(long, value_name = "new|existing")]
+    initial_cluster_state: Option<InitialClusterState>,
     /// How long to wait for a seed to answer before giving up, in seconds.
     #[arg(long, default_value_t = 10)]
     join_timeout: u64,
@@ -158,6 +167,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("--rate must be at least 1".into());
     }
     let mut builder = Cluster::builder(id).bind(args.listen).seeds(args.seeds.clone()).config(config).tls(tls);
+    if let Some(state) = args.initial_cluster_state {
+        builder = builder.initial_cluster_state(state);
+    }
     if let Some(advertise) = args.advertise {
         builder = builder.advertise(advertise);
     }
@@ -215,6 +227,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => None,
     };
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut resume = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
     loop {
         tokio::select! {
             event = events.recv() => match event {
@@ -249,6 +262,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
+            _ = resume.recv() => match node.resume_voting().await {
+                Ok(()) => println!("{} resume voting: the operator's word", ms()),
+                Err(e) => println!("{} resume voting failed: {e}", ms()),
+            },
             () = tokio::time::sleep(Duration::from_secs(3600)) => {}
         }
     }

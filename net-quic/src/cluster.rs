@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use conclave_core::resilience::Policy;
-use conclave_core::{Command, Config, Event, Member, Mode, Node, NodeConfig, NodeId, Tags};
+use conclave_core::{Command, Config, Event, InitialClusterState, Member, Mode, Node, NodeConfig, NodeId, Tags};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::client::{self, ServiceClient, ServiceFigures};
@@ -33,6 +33,7 @@ pub struct ClusterBuilder {
     advertise: Option<SocketAddr>,
     seeds: Vec<SocketAddr>,
     config: Config,
+    initial_cluster_state: Option<InitialClusterState>,
     tags: Tags,
     tls: Option<TlsConfig>,
     storage: Option<Box<dyn Storage>>,
@@ -89,6 +90,7 @@ impl ClusterBuilder {
             advertise: None,
             seeds: Vec::new(),
             config: Config::lan(),
+            initial_cluster_state: None,
             tags: Tags::new(),
             tls: None,
             storage: None,
@@ -136,6 +138,16 @@ impl ClusterBuilder {
     /// The protocol settings (the same on every member).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
+        self
+    }
+
+    /// What the operator says of the cluster this voter starts into, should its state be
+    /// empty (etcd's `--initial-cluster-state`): `New` votes at once, `Existing` waits
+    /// for the terms of a majority of the voters that vote, or for
+    /// [`Cluster::resume_voting`]. Ignored when the state holds what the member persisted;
+    /// `start` fails on a member that does not vote. See [`InitialClusterState`].
+    pub fn initial_cluster_state(mut self, state: InitialClusterState) -> Self {
+        self.initial_cluster_state = Some(state);
         self
     }
 
@@ -333,6 +345,7 @@ impl ClusterBuilder {
         let mut node_config = NodeConfig::new(self.id, advertise, self.config.clone(), rng_seed);
         node_config.durable = durable;
         node_config.tags = self.tags;
+        node_config.initial_cluster_state = self.initial_cluster_state;
         let node = Node::new(node_config, clock.now())?;
         let (inputs_tx, inputs_rx) = mpsc::channel(limits.inputs);
         let (events, _) = broadcast::channel(limits.events);
@@ -517,6 +530,13 @@ impl Cluster {
     /// Delivers a small payload once to every member (as [`Event::Broadcast`]).
     pub async fn broadcast(&self, payload: Vec<u8>) -> Result<(), Error> {
         self.command(Command::Broadcast(payload)).await
+    }
+
+    /// The operator's word that this voter, started on an empty state and waiting before it
+    /// votes again, may vote (`Command::ResumeVoting`; see [`InitialClusterState`]). Does
+    /// nothing on a member that does not wait.
+    pub async fn resume_voting(&self) -> Result<(), Error> {
+        self.command(Command::ResumeVoting).await
     }
 
     /// Tells the core that `id` could not be reached (it probes it at once).

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use conclave_core::{Command, Config, Durable, Event, MemberState, Node, NodeConfig, NodeId, Output};
+use conclave_core::{
+    Command, Config, Durable, ElectionConfig, Event, InitialClusterState, MemberState, Node, NodeConfig, NodeId, Output,
+};
 use conclave_quic::{quinn, Cluster, DevCa, Error, MemoryStorage, StateDir};
 
 const LOOPBACK: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
@@ -411,6 +413,34 @@ async fn a_restarted_member_keeps_its_incarnation_and_vote() {
     n2.shutdown().await;
     n1.shutdown().await;
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voter_told_its_cluster_exists_votes_again_only_on_the_operators_word() {
+    let ca = DevCa::new("initial-cluster-state").unwrap();
+    let mut voting = config();
+    voting.election = ElectionConfig::with_voters([NodeId(1)]);
+    let builder = |id: u64| {
+        Cluster::builder(NodeId(id))
+            .bind(LOOPBACK)
+            .config(voting.clone())
+            .tls(ca.tls(NodeId(id)).unwrap())
+            .storage(MemoryStorage::new())
+    };
+    // The only voter, on an empty state, told its cluster exists: its lost state is a
+    // majority's, so it waits (not told, it would lead within about two election timeouts,
+    // 600 ms with these settings).
+    let n1 = builder(1).initial_cluster_state(InitialClusterState::Existing).start().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(n1.leader(), None, "it waits for the operator");
+    n1.resume_voting().await.unwrap();
+    until("n1 leads on the operator's word", Duration::from_secs(5), || n1.leader() == Some(NodeId(1))).await;
+    n1.shutdown().await;
+    // Said of a member that does not vote: a readable error, and no member.
+    let Err(refused) = builder(2).initial_cluster_state(InitialClusterState::New).start().await else {
+        panic!("n2 does not vote: its start must fail");
+    };
+    assert!(refused.to_string().contains("`new` on n2, which is not one of the voters"), "{refused}");
 }
 
 /// Storage whose writes fail (a full or read-only disk), holding a previous run's state.

@@ -271,3 +271,26 @@ fn no_call_fails_while_two_workers_live() {
     drop(workers);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_initial_cluster_state_the_node_cannot_use_is_refused_with_the_reason() {
+    let bin = example_node();
+    let out = Command::new(&bin).args(["--id", "1", "--initial-cluster-state", "exisiting"]).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("expected `new` or `existing`"), "{stderr}");
+    // A good value on a member that does not vote: it refuses to start, and says why.
+    let dir = std::env::temp_dir().join(format!("conclave-processes-ics-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    DevCa::new("processes").unwrap().write_files(dir.join("certs"), &[NodeId(1), NodeId(2)]).unwrap();
+    let mut command = Command::new(&bin);
+    Member::args(&mut command, 2, &free_addr().to_string(), &[], "local", &dir);
+    let out = command.args(["--voters", "1", "--initial-cluster-state", "existing"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("refused: ") && stdout.contains("`existing` on n2, which is not one of the voters"),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -41,22 +41,79 @@
 //! (stretched by the drift bound) has passed since it started, and (2) a majority of the
 //! *other* voters told it their terms (it asks with pre-votes, which move nobody's term).
 //! Then it takes the highest of those terms as its own and records a vote for itself in
-//! it, so it votes only in later terms.
+//! it, so it votes only in later terms. The wait is persisted (`Durable::abstaining`): a
+//! second crash while it waits does not end it.
 //!
 //! Why that is enough: a vote it cast before the crash was for a candidate whose election
 //! ended (won, or given up at its own timeout) before step (1) was over. If that candidate
 //! won, a majority holds its term, and every majority of the other voters includes one of
 //! them, so step (2) learns a term at least as high. If it lost, a second vote in its term
-//! cannot make two leaders. A first start is the same case (nothing to forget): a new
-//! cluster elects about one `election_timeout_max` later than it could.
+//! cannot make two leaders.
 //!
 //! The argument needs the reporting majority's disks intact. If a majority of the voters
-//! lose their disks together, nobody remembers the terms they voted in, and a start on an
-//! empty disk looks the same as a first start: as in Raft, whose safety rests on stable
-//! storage, a second leader in a forgotten term is then possible. Rebuild such a cluster
-//! (new voter ids) rather than restart it. The simulator's random chaos wipes the disks of
-//! a minority of the voters at most (chaos seed 13721, before that limit, wiped two of
-//! three and saw two leaders of term 3).
+//! lose their disks together, nobody remembers the terms they voted in, and voters that
+//! wait report to each other: as in Raft, whose safety rests on stable storage, a second
+//! leader in a forgotten term is then possible. The simulator's random chaos wipes the
+//! disks of a minority of the voters at most (chaos seed 13721, before that limit, wiped
+//! two of three and saw two leaders of term 3).
+//!
+//! # The operator's switch: `InitialClusterState`
+//!
+//! Nothing on an empty disk tells a first start from a lost disk; the operator can, as
+//! with etcd's `--initial-cluster-state`. `NodeConfig::initial_cluster_state` says it for
+//! one start, and applies only to a voter without durable state (a voter with its disk
+//! ignores it, but a wait persisted before a crash goes on whatever it says, by
+//! `Existing`'s rules when it says `Existing`; set on a member that does not vote, it is a
+//! `ConfigError`):
+//!
+//! - **Not said** (`None`, the default): the wait above. A brand-new cluster elects too,
+//!   about one `election_timeout_max` later than it could: its voters, all waiting, end
+//!   each other's waits with their reports (term 0 everywhere, nothing to forget).
+//! - **`New`**: a first start. It votes and stands at once, from term 0. Said of a voter
+//!   that in fact lost its disk, it can vote twice in a term: say it only of a cluster that
+//!   never ran, or of one rebuilt after the old one is gone (below).
+//! - **`Existing`**: a lost disk, in a cluster that runs. It waits as above, and more
+//!   strictly, so that a majority that lost their disks cannot talk each other out of the
+//!   wait: it answers no vote request while it waits (a waiting voter learns nothing from
+//!   it), it counts as reports only answers to its own queries, heartbeats and real
+//!   candidacies, never a pre-vote request (another waiting voter's term query looks the
+//!   same), and alone among the voters it never ends the wait by itself. What ends it
+//!   early, or when too few voters that vote can report, is the operator's word,
+//!   `Command::ResumeVoting`: the highest term it has heard is closed to further votes
+//!   and it votes from the next. `Node::is_abstaining` says whether it still waits.
+//!
+//! Why not the operator's word alone for `Existing`: a minority that lost their disks can
+//! learn from a majority that kept theirs everything the operator could, and the cluster
+//! keeps a quorum through the loss of a disk without anyone's help. The reports from
+//! voters that vote are what make the wait safe; the strict rules keep out the only
+//! reports that are not, those of other waiting voters (that is the safest this can be
+//! without a change to the wire: a waiting voter told nothing, running the default, still
+//! answers, so restart every voter that lost its disk with `Existing`).
+//!
+//! # Recovery after a majority of the voters lost their disks
+//!
+//! No rule can recover the terms nobody remembers; the operator decides, as in etcd's
+//! disaster recovery (restore from a survivor and start a new cluster):
+//!
+//! 1. Restart the voters that lost their disks with `Existing`. They wait, and nobody is
+//!    elected while they do. (A survivor that leads may go on leading: waiting voters ack
+//!    its heartbeats, and as they vote for nobody, its lease stays sound.)
+//! 2. Make sure that no election the lost voters may have voted in is still under way and
+//!    that no leader of such a term still runs (such a leader was one of the lost voters,
+//!    so it went down with its disk; an election ends within `election_timeout_max`).
+//! 3. Then either send `Command::ResumeVoting` to each waiting voter: each closes the
+//!    highest term it has heard from the survivors and votes above it, so a new leader's
+//!    term is above every term a survivor remembers. A term only the lost voters knew
+//!    (its leader elected by them alone) may then be used a second time: never by two
+//!    leaders at once (step 2), but a term number is no longer unique. Or, when something
+//!    relies on that (a storage service that fences writes by term), or no survivor is
+//!    left, rebuild as etcd's disaster recovery does: stop every member, start a new
+//!    cluster (a new `cluster_id`, so nothing of the old one is heard, and empty disks)
+//!    with every voter told `New`, restore the application's state from a survivor, and
+//!    tell whatever fences on terms that the terms start again from 0.
+//!
+//! Never restart a lost-disk voter with `New` into the cluster it was part of: that is
+//! the case the switch exists to rule out.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -65,7 +122,7 @@ use std::time::Duration;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::ElectionConfig;
+use crate::config::{ElectionConfig, InitialClusterState};
 use crate::durable::Durable;
 use crate::member::NodeId;
 use crate::outbox::Outbox;
@@ -118,6 +175,10 @@ struct Abstention {
     not_before: Instant,
     /// The terms other voters reported.
     reports: BTreeMap<NodeId, u64>,
+    /// The operator said the cluster exists (`InitialClusterState::Existing`): it answers
+    /// no vote request, counts no pre-vote request as a report (another waiting voter's
+    /// term query looks like one), and needs a majority of at least one other voter.
+    existing: bool,
 }
 
 /// Where messages to voters go and what the election may say: what `Node` lends it per call.
@@ -162,12 +223,13 @@ pub(crate) struct Election {
 
 impl Election {
     /// The election state of member `me`, from what it persisted. `lost_disk` says it
-    /// started without durable state.
+    /// started without durable state, `said` what the operator said of the cluster then.
     pub(crate) fn new(
         me: NodeId,
         config: ElectionConfig,
         durable: &Durable,
         lost_disk: bool,
+        said: Option<InitialClusterState>,
         now: Instant,
         rng: &mut ChaCha8Rng,
     ) -> Self {
@@ -175,9 +237,14 @@ impl Election {
         voters.sort_unstable();
         voters.dedup();
         let is_voter = voters.binary_search(&me).is_ok();
-        let abstention = (is_voter && (lost_disk || durable.abstaining)).then(|| Abstention {
+        // A wait persisted before a crash goes on, whatever the operator says now; an empty
+        // disk waits unless the operator said the cluster is new.
+        let abstains = durable.abstaining || (lost_disk && said != Some(InitialClusterState::New));
+        let existing = said == Some(InitialClusterState::Existing);
+        let abstention = (is_voter && abstains).then(|| Abstention {
             not_before: now + stretch(config.election_timeout_max, config.max_clock_drift),
             reports: BTreeMap::new(),
+            existing,
         });
         let mut election = Self {
             me,
@@ -361,8 +428,14 @@ impl Election {
         transfer: bool,
     ) {
         // A pre-vote asks for the term after the asker's own.
-        self.report(from, if pre_vote { term.saturating_sub(1) } else { term });
+        if !(pre_vote && self.abstention.as_ref().is_some_and(|a| a.existing)) {
+            self.report(from, if pre_vote { term.saturating_sub(1) } else { term });
+        }
         self.end_abstention(ctx);
+        if self.abstention.as_ref().is_some_and(|a| a.existing) {
+            // Silent, so that voters that wait with it learn no term from it.
+            return;
+        }
         // Stickiness: while a leader is heard (or this member leads), refuse, and keep the
         // term: a member cut off from the leader must not depose it.
         if self.hears_leader(ctx.now) && !transfer {
@@ -538,6 +611,16 @@ impl Election {
         true
     }
 
+    /// The operator's word (`Command::ResumeVoting`): a voter that waits ends its wait now,
+    /// as if a majority had reported the terms it heard. Nothing happens to one that does
+    /// not wait.
+    pub(crate) fn resume_voting(&mut self, ctx: &mut Ctx<'_>) {
+        if self.abstention.is_some() && !self.retired {
+            trace_event!(warn, term = self.term, "votes again on the operator's word");
+            self.finish_abstention(ctx);
+        }
+    }
+
     /// This member leaves the cluster: a leader hands over first; then it takes no part.
     pub(crate) fn retire(&mut self, ctx: &mut Ctx<'_>) {
         self.transfer(ctx, None);
@@ -680,12 +763,20 @@ impl Election {
         let Some(abstention) = &self.abstention else { return };
         let others = self.voters.len() - 1;
         let needed = others / 2 + 1;
-        if ctx.now < abstention.not_before || abstention.reports.len() < needed.min(others) {
+        // Told the cluster exists, a lone voter is a majority that lost its disk: it waits
+        // for the operator. Otherwise it ends at once, after the wait (nobody can report).
+        let needed = if abstention.existing { needed } else { needed.min(others) };
+        if ctx.now < abstention.not_before || abstention.reports.len() < needed {
             return;
         }
+        trace_event!(info, "votes again: a majority reported its terms");
+        self.finish_abstention(ctx);
+    }
+
+    /// Ends the abstention: the highest term heard becomes its own, closed to further votes.
+    fn finish_abstention(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(abstention) = self.abstention.take() else { return };
         let highest = abstention.reports.values().copied().max().unwrap_or(0).max(self.term);
-        trace_event!(info, term = highest, "votes again: a majority reported its terms");
-        self.abstention = None;
         let voted_for = if highest == self.term { ctx.durable.voted_for.or(Some(self.me)) } else { Some(self.me) };
         if highest > self.term {
             self.forget_leader(ctx);

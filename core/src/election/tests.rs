@@ -7,7 +7,9 @@ use std::time::Duration;
 use crate::config::ElectionConfig;
 use crate::testkit::{addr, Cluster};
 use crate::wire::{self, Header, Message};
-use crate::{Command, Config, Durable, Error, Event, Instant, Node, NodeConfig, NodeId, Output};
+use crate::{
+    Command, Config, ConfigError, Durable, Error, Event, InitialClusterState, Instant, Node, NodeConfig, NodeId, Output,
+};
 
 /// The lan preset with members `0..voters` voting.
 fn config(voters: u64) -> Config {
@@ -288,8 +290,8 @@ fn a_voter_that_lost_its_disk_does_not_end_its_wait_early() {
 
 #[test]
 fn a_fresh_cluster_elects_although_every_voter_starts_without_a_disk() {
-    // (Every voter of a new cluster abstains first: nothing tells a first start from a
-    // lost disk.)
+    // (Not told the cluster is new, every voter of it abstains first: nothing on an empty
+    // disk tells a first start from a lost disk.)
     let mut c = Cluster::new(3, config(3), 7);
     run_checked(&mut c, Duration::from_secs(2));
     assert!(agreed_leader(&c).is_some());
@@ -411,4 +413,219 @@ fn a_voter_that_just_heard_its_leader_never_stands_even_when_its_timer_comes_due
         .collect();
     assert!(stood.is_empty(), "stood 20 ms after hearing its leader: {stood:?}");
     assert_eq!(node.leader(), Some(NodeId(1)));
+}
+
+// ----- the operator's switch: what an empty disk is ------------------------------------
+
+/// Voter n0 of five, started with `durable` and told `state` of the cluster.
+fn voter_told(durable: Option<Durable>, state: Option<InitialClusterState>) -> Node {
+    let mut config = NodeConfig::new(NodeId(0), addr(0), config(5), 9);
+    config.durable = durable;
+    config.initial_cluster_state = state;
+    Node::new(config, Instant::ZERO).expect("valid")
+}
+
+/// `from` answers a term query (or a pre-vote) of `node`'s: it is at `term`.
+fn answer(node: &mut Node, at: Instant, from: u64, term: u64) -> Vec<Output> {
+    let vote = Message::Vote { term, pre_vote: true, granted: false };
+    node.handle_datagram(at, addr(from as usize), &datagram(NodeId(from), &vote)).expect("accepted");
+    outputs(node)
+}
+
+/// `from` asks `node` for a pre-vote for `term`, or queries its term (as a waiting voter does).
+fn ask_pre_vote(node: &mut Node, at: Instant, from: u64, term: u64) -> Vec<Output> {
+    let request = Message::RequestVote { term, pre_vote: true, transfer: false };
+    node.handle_datagram(at, addr(from as usize), &datagram(NodeId(from), &request)).expect("accepted");
+    outputs(node)
+}
+
+/// Every vote `node` sent, pre-votes included.
+fn any_votes(outputs: &[Output]) -> usize {
+    outputs
+        .iter()
+        .filter(|o| match o {
+            Output::Transmit(t) => matches!(wire::decode(&t.payload, 0, 1400), Ok((_, Message::Vote { .. }))),
+            _ => false,
+        })
+        .count()
+}
+
+#[test]
+fn a_voter_told_its_cluster_is_new_votes_at_once_on_an_empty_disk() {
+    let mut new = voter_told(None, Some(InitialClusterState::New));
+    let first = outputs(&mut new);
+    assert!(!new.is_abstaining());
+    assert!(first.iter().all(|o| !matches!(o, Output::Persist(d) if d.abstaining)), "no wait persisted");
+    assert_eq!(
+        votes(&ask(&mut new, Instant::from_millis(1), 1, 1)),
+        [(1, true)],
+        "a first start has no vote to forget"
+    );
+    // Not told, the same voter on the same empty disk waits (a lost disk looks the same).
+    let mut unsaid = voter(None);
+    let _ = outputs(&mut unsaid);
+    assert_eq!(votes(&ask(&mut unsaid, Instant::from_millis(1), 1, 1)), [(1, false)]);
+}
+
+#[test]
+fn a_voter_told_its_cluster_exists_answers_nobody_and_counts_no_waiting_voters_query() {
+    let mut node = voter_told(None, Some(InitialClusterState::Existing));
+    let first = outputs(&mut node);
+    assert!(first.iter().any(|o| matches!(o, Output::Persist(d) if d.abstaining)), "the wait is persisted");
+    assert!(node.is_abstaining());
+    // It answers no request, so that voters waiting with it learn no term from it.
+    assert_eq!(any_votes(&ask(&mut node, Instant::from_millis(1), 2, 1)), 0);
+    let late = Instant::from_secs(1);
+    // Term queries from all four others (the others might all be waiting too, after a
+    // majority lost their disks): not reports.
+    for from in 1..5 {
+        assert_eq!(any_votes(&ask_pre_vote(&mut node, late, from, 3)), 0, "silent to n{from}");
+    }
+    assert!(node.is_abstaining(), "a query from a voter that may wait too is no report");
+    // The same queries end the wait of a voter not told anything (the default, as before).
+    let mut unsaid = voter(None);
+    let _ = outputs(&mut unsaid);
+    for from in 1..5 {
+        let _ = ask_pre_vote(&mut unsaid, late, from, 3);
+    }
+    assert!(!unsaid.is_abstaining());
+    // Answers from voters that vote are reports: n2 at 7, n3 at 6 (n2's candidacy of term 1
+    // reported 1 already, its answer raises that), then n4 at 8: three of four others.
+    let _ = answer(&mut node, late, 2, 7);
+    let _ = answer(&mut node, late, 3, 6);
+    assert!(node.is_abstaining(), "n2 and n3 are two of four others, no majority of them");
+    let _ = answer(&mut node, late, 4, 8);
+    assert!(!node.is_abstaining(), "a majority of the others reported");
+    assert_eq!(node.term(), 8);
+    assert_eq!(votes(&ask(&mut node, late, 4, 8)), [(8, false)], "the highest term reported is closed to it");
+    assert_eq!(votes(&ask(&mut node, late, 4, 9)), [(9, true)]);
+}
+
+#[test]
+fn a_voter_told_its_cluster_exists_waits_for_the_operator_when_too_few_report() {
+    let mut node = voter_told(None, Some(InitialClusterState::Existing));
+    let _ = outputs(&mut node);
+    // One candidacy heard (term 7), and the operator's word long before the wait is over.
+    assert_eq!(any_votes(&ask(&mut node, Instant::from_millis(1), 2, 7)), 0);
+    for at in [100, 1000, 5000] {
+        let _ = answer(&mut node, Instant::from_millis(at), 2, 7);
+        node.handle_timeout(Instant::from_millis(at));
+        let _ = outputs(&mut node);
+        assert!(node.is_abstaining(), "at {at} ms: one report of four others");
+    }
+    let resumed = Instant::from_millis(5001);
+    node.handle_command(resumed, Command::ResumeVoting).expect("accepted");
+    let out = outputs(&mut node);
+    assert!(!node.is_abstaining());
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Persist(d) if !d.abstaining && d.term == 7 && d.voted_for == Some(NodeId(0)))),
+        "the end of the wait is persisted, term 7 closed: {out:?}"
+    );
+    assert_eq!(votes(&ask(&mut node, resumed, 3, 7)), [(7, false)]);
+    assert_eq!(votes(&ask(&mut node, resumed, 3, 8)), [(8, true)]);
+    // On a voter that does not wait, the command changes nothing.
+    node.handle_command(resumed, Command::ResumeVoting).expect("accepted");
+    assert!(outputs(&mut node).is_empty());
+}
+
+#[test]
+fn a_lone_voter_told_its_cluster_exists_never_ends_its_wait_by_itself() {
+    // Its lost disk is a majority's: nobody can tell it the terms it voted in.
+    let run = |state: Option<InitialClusterState>| {
+        let mut config = NodeConfig::new(NodeId(0), addr(0), config(1), 9);
+        config.initial_cluster_state = state;
+        let mut node = Node::new(config, Instant::ZERO).expect("valid");
+        let until = Instant::from_secs(5);
+        while let Some(at) = node.poll_timeout().filter(|at| *at <= until) {
+            node.handle_timeout(at);
+            let _ = outputs(&mut node);
+        }
+        node
+    };
+    let told = run(Some(InitialClusterState::Existing));
+    assert!(told.is_abstaining());
+    assert_eq!(told.leader(), None);
+    let unsaid = run(None);
+    assert_eq!(unsaid.leader(), Some(NodeId(0)), "not told, it leads after its wait, as before");
+    let mut told = told;
+    let at = Instant::from_secs(5);
+    told.handle_command(at, Command::ResumeVoting).expect("accepted");
+    let until = at + Duration::from_secs(1);
+    while let Some(next) = told.poll_timeout().filter(|next| *next <= until) {
+        told.handle_timeout(next);
+        let _ = outputs(&mut told);
+    }
+    assert_eq!(told.leader(), Some(NodeId(0)), "on the operator's word it leads");
+}
+
+#[test]
+fn a_voter_with_its_disk_ignores_the_initial_cluster_state() {
+    for state in [InitialClusterState::New, InitialClusterState::Existing] {
+        let mut node = voter_told(Some(Durable::new(3, 5, Some(NodeId(1)))), Some(state));
+        let _ = outputs(&mut node);
+        assert!(!node.is_abstaining(), "{state}");
+        assert_eq!(votes(&ask(&mut node, Instant::from_millis(1), 2, 5)), [(5, false)], "{state}: it voted for n1");
+        assert_eq!(votes(&ask(&mut node, Instant::from_millis(2), 2, 6)), [(6, true)], "{state}");
+    }
+    // A wait persisted before a crash goes on, even if the operator now says `new`.
+    let waiting = Durable { abstaining: true, ..Durable::new(1, 0, None) };
+    let mut node = voter_told(Some(waiting), Some(InitialClusterState::New));
+    let _ = outputs(&mut node);
+    assert!(node.is_abstaining());
+    assert_eq!(votes(&ask(&mut node, Instant::from_millis(1), 2, 1)), [(1, false)]);
+}
+
+#[test]
+fn an_initial_cluster_state_on_a_member_that_does_not_vote_is_a_config_error() {
+    let mut config = NodeConfig::new(NodeId(7), addr(7), config(5), 9);
+    config.initial_cluster_state = Some(InitialClusterState::Existing);
+    let Err(Error::Config(ConfigError::Election { why })) = Node::new(config.clone(), Instant::ZERO) else {
+        panic!("n7 does not vote: an error");
+    };
+    assert!(why.contains("`existing` on n7, which is not one of the voters"), "{why}");
+    config.initial_cluster_state = None;
+    assert!(Node::new(config, Instant::ZERO).is_ok(), "a member that does not vote, told nothing");
+}
+
+/// Three voters elect; the leader and a follower crash and come back on empty disks, told
+/// `state`, and run 5 s. The cluster, the two restarted, the survivor, the old term and
+/// when they restarted.
+fn majority_loses_its_disks(state: Option<InitialClusterState>) -> (Cluster, [usize; 2], usize, u64, Instant) {
+    let mut c = Cluster::new(3, config(3), 11);
+    run_checked(&mut c, Duration::from_secs(2));
+    let leader = agreed_leader(&c).expect("a leader").0 as usize;
+    let old_term = c.node(leader).term();
+    let (follower, survivor) = ((leader + 1) % 3, (leader + 2) % 3);
+    c.crash(leader);
+    c.crash(follower);
+    run_checked(&mut c, Duration::from_millis(500));
+    c.restart_told(leader, false, state);
+    c.restart_told(follower, false, state);
+    let restarted_at = c.now;
+    run_checked(&mut c, Duration::from_secs(5));
+    (c, [leader, follower], survivor, old_term, restarted_at)
+}
+
+#[test]
+fn a_majority_that_lost_its_disks_elects_on_the_operators_word_only_when_told_the_cluster_exists() {
+    let (mut c, lost, survivor, old_term, restarted_at) = majority_loses_its_disks(Some(InitialClusterState::Existing));
+    assert!(lost.iter().all(|&i| c.node(i).is_abstaining()), "one report of two others each");
+    let elected_since = |c: &Cluster| {
+        c.seen(|e| matches!(e, Event::LeaderElected { .. })).into_iter().filter(|s| s.at > restarted_at).count()
+    };
+    assert_eq!(elected_since(&c), 0, "nobody was elected without the operator");
+    assert_eq!(c.node(survivor).term(), old_term, "and no term moved");
+    for i in lost {
+        c.command(i, Command::ResumeVoting);
+    }
+    run_checked(&mut c, Duration::from_secs(2));
+    let new = agreed_leader(&c).expect("a leader after the operator's word");
+    assert!(c.node(new.0 as usize).term() > old_term, "above every term the survivor reported");
+    // Not told, the two end each other's wait with their reports (the default, as before):
+    // safe only while a majority keep their disks, which here they did not.
+    let (c, lost, _, _, restarted_at) = majority_loses_its_disks(None);
+    assert!(lost.iter().all(|&i| !c.node(i).is_abstaining()));
+    let elected = c.seen(|e| matches!(e, Event::LeaderElected { .. })).into_iter().filter(|s| s.at > restarted_at);
+    assert!(elected.count() > 0, "elected without anyone's word");
 }

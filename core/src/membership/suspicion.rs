@@ -7,13 +7,6 @@ use crate::config::Config;
 use crate::member::NodeId;
 use crate::time::Instant;
 
-/// memberlist's minimum suspicion timeout: `mult * max(1, log10 n) * interval`.
-pub(crate) fn suspicion_min(mult: u32, n: usize, interval: Duration) -> Duration {
-    // libm's log10 and ln, not the platform's: the same timeout, to the nanosecond, everywhere.
-    let scale = libm::log10(n.max(1) as f64).max(1.0);
-    interval.mul_f64(f64::from(mult) * scale)
-}
-
 /// memberlist's timeout after `confirmations` independent confirmations, out of `k` that
 /// bring it down from `max` to `min`: `max(min, max - (max - min) * log(c + 1) / log(k + 1))`.
 pub(crate) fn suspicion_timeout(min: Duration, max: Duration, k: u32, confirmations: u32) -> Duration {
@@ -168,6 +161,7 @@ impl Suspicions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::suspicion_min;
 
     #[test]
     fn minimum_follows_memberlist() {

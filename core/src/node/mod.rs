@@ -154,7 +154,7 @@ impl Node {
     /// A member restarted with its [`Durable`] state comes back one incarnation above the
     /// one it had, and persists that at once, so peers that remember it failed accept it.
     pub fn new(config: NodeConfig, now: Instant) -> Result<Self, Error> {
-        config.cluster.validate()?;
+        config.validate()?;
         let len = tags_encoded_len(&config.tags);
         if len > MAX_TAGS_BYTES {
             return Err(Error::TagsTooLarge { len, max: MAX_TAGS_BYTES });
@@ -177,7 +177,8 @@ impl Node {
             tags: config.tags,
         };
         let header = Header { cluster_id: cluster.cluster_id, sender: config.id };
-        let election = Election::new(config.id, cluster.election.clone(), &durable, !restarted, now, &mut rng);
+        let said = config.initial_cluster_state;
+        let election = Election::new(config.id, cluster.election.clone(), &durable, !restarted, said, now, &mut rng);
         durable.abstaining = election.is_abstaining();
         let partition = cluster.partition.clone().map(|p| {
             let roll_call = RollCallTiming {
@@ -286,6 +287,13 @@ impl Node {
     /// than `max_clock_drift`.
     pub fn is_leaseholder(&self, now: Instant) -> bool {
         self.is_active() && self.election.is_leaseholder(now)
+    }
+
+    /// Whether this voter, started without its durable state, still waits before it votes
+    /// or stands again: for the terms of a majority of the other voters, or for the
+    /// operator's [`Command::ResumeVoting`] (see [`InitialClusterState`](crate::InitialClusterState)).
+    pub fn is_abstaining(&self) -> bool {
+        self.election.is_abstaining()
     }
 
     /// Whether this member is on a side of a partition that keeps running
@@ -478,6 +486,7 @@ impl Node {
                     return Err(Error::NotLeader { leader: self.election.leader() });
                 }
             }
+            Command::ResumeVoting => self.with_election(|e, ctx| e.resume_voting(ctx)),
         }
         self.settle();
         Ok(())
@@ -979,12 +988,6 @@ impl Node {
     #[cfg(test)]
     pub(crate) fn election_deadline(&self) -> Option<Instant> {
         self.election.next_deadline()
-    }
-
-    /// Whether this voter still waits out the loss of its disk.
-    #[cfg(test)]
-    pub(crate) fn is_abstaining(&self) -> bool {
-        self.election.is_abstaining()
     }
 
     #[cfg(test)]

@@ -85,7 +85,7 @@ fn a_crash_is_detected_by_every_live_member_once() {
 #[test]
 fn a_paused_member_refutes_and_is_not_declared_failed() {
     let config = Config::lan();
-    let window = crate::membership::suspicion::suspicion_min(config.suspicion_mult, 5, config.probe_interval);
+    let window = config.suspicion_timeouts(5).0;
     for seed in [3, 13, 23] {
         let mut cluster = formed(5, seed);
         let incarnation = cluster.node(2).incarnation();
@@ -563,7 +563,7 @@ fn a_suspect_hears_the_claim_on_every_ack_while_the_buddy_system_is_on() {
 #[test]
 fn a_verdict_is_a_verdict_here_only_after_a_suspicion_here_that_ran_its_minimum() {
     let config = Config::lan();
-    let min = crate::membership::suspicion::suspicion_min(config.suspicion_mult, 10, config.probe_interval);
+    let min = config.suspicion_timeouts(10).0;
     let mut cluster = Cluster::new(10, config, 32);
     cluster.run_for(secs(15));
     assert!(cluster.converged());

@@ -45,7 +45,9 @@ use crate::time::Instant;
 mod resolver;
 mod roll_call;
 
-pub use resolver::{decide, Decision, Side, Situation, Strategy};
+pub use crate::config::Strategy;
+pub use crate::output::Side;
+pub use resolver::{decide, Decision, Situation};
 use roll_call::RollCall;
 pub(crate) use roll_call::Timing as RollCallTiming;
 

@@ -7,39 +7,9 @@
 
 use std::collections::BTreeSet;
 
+use crate::config::Strategy;
 use crate::member::NodeId;
-
-/// Which side of a partition keeps running.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Strategy {
-    /// The side with more of the expected members; on a tie, the side with the lowest id.
-    KeepMajority,
-    /// The side with at least `quorum` members (set it above half the cluster, or both
-    /// sides of an even split may keep running).
-    StaticQuorum {
-        /// The members a side needs.
-        quorum: usize,
-    },
-    /// The side with the oldest member (the first voter, or the lowest id). With
-    /// `down_if_alone`, an oldest member cut off alone goes down and the rest keep running.
-    KeepOldest {
-        /// Whether an oldest member alone on its side goes down instead of the others.
-        down_if_alone: bool,
-    },
-    /// Keep-majority while the unreachable set settles; if it keeps changing for twice
-    /// `stable_after`, every side goes down.
-    DownAllWhenUnstable,
-}
-
-/// The side a member is on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
-    /// The side that keeps running.
-    Majority,
-    /// The side that stops taking writes (`Mode::ReadOnly`).
-    Minority,
-}
+use crate::output::Side;
 
 /// What one member sees when it decides.
 #[derive(Clone, Copy, Debug)]

@@ -9,6 +9,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use smallvec::SmallVec;
 
+use crate::error::PolicyError;
 use crate::member::{Member, MemberState, NodeId};
 use crate::node::Node;
 use crate::output::Event;
@@ -18,7 +19,7 @@ use crate::resilience::budget::RetryBudget;
 use crate::resilience::deadline::Deadline;
 use crate::resilience::hedge::Hedging;
 use crate::resilience::idempotency::RequestId;
-use crate::resilience::policy::{Policy, PolicyError};
+use crate::resilience::policy::Policy;
 use crate::resilience::registry::{Outcome, Ticket, Unavailable, WorkerRegistry};
 use crate::resilience::shedding::AdaptiveThrottle;
 use crate::time::Instant;

@@ -118,6 +118,7 @@ mod registry;
 mod shedding;
 mod sliding;
 
+pub use crate::error::PolicyError;
 pub use backoff::{Backoff, Jitter};
 pub use breaker::{BreakerConfig, BreakerState, BreakerWindow, CircuitBreaker, Permit, Transition};
 pub use budget::{BudgetConfig, RetryBudget};
@@ -127,6 +128,6 @@ pub use client::{
 pub use deadline::Deadline;
 pub use hedge::{HedgeConfig, Hedging, LatencyWindow};
 pub use idempotency::{IdempotencyConfig, IdempotencyWindow, RequestId, Seen};
-pub use policy::{Policy, PolicyError, RetryPolicy, MAX_ATTEMPTS};
+pub use policy::{Policy, RetryPolicy, MAX_ATTEMPTS};
 pub use registry::{Outcome, Selection, TagFilter, Ticket, Unavailable, Worker, WorkerRegistry, LATENCY_DECAY};
 pub use shedding::{reject_probability, AdaptiveThrottle, Admission, ConcurrencyLimit, ThrottleConfig};

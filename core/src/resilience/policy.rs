@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::error::PolicyError;
 use crate::resilience::backoff::Backoff;
 use crate::resilience::breaker::{BreakerConfig, BreakerWindow};
 use crate::resilience::budget::BudgetConfig;
@@ -216,34 +217,6 @@ fn nonzero(field: &'static str, d: Duration) -> Result<(), PolicyError> {
 
 fn out_of_range(field: &'static str, value: f64, expected: &'static str) -> PolicyError {
     PolicyError::OutOfRange { field, value: value.to_string(), expected }
-}
-
-/// Why a [`Policy`] cannot work. Nothing was built from it.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PolicyError {
-    /// A duration or a count that must be positive is zero.
-    #[error("resilience policy: `{field}` is zero; it must be positive")]
-    Zero {
-        /// The field.
-        field: &'static str,
-    },
-    /// A number outside the range that makes sense.
-    #[error("resilience policy: `{field}` is {value}; it must be {expected}")]
-    OutOfRange {
-        /// The field.
-        field: &'static str,
-        /// Its value.
-        value: String,
-        /// What it must be.
-        expected: &'static str,
-    },
-    /// Settings that contradict each other.
-    #[error("resilience policy: {why}")]
-    Inconsistent {
-        /// What contradicts what.
-        why: String,
-    },
 }
 
 #[cfg(test)]

@@ -206,13 +206,6 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-/// The length `put_tags` writes, without writing it.
-pub(crate) fn tags_len(tags: &Tags) -> usize {
-    let bytes_len = |b: &[u8]| varint_len(b.len() as u64) + b.len();
-    varint_len(tags.len() as u64)
-        + tags.iter().map(|(k, v)| bytes_len(k.as_bytes()) + bytes_len(v.as_bytes())).sum::<usize>()
-}
-
 /// Reads a `u64` varint from the front of `bytes`, as the body's readers do.
 pub(crate) fn take_varint(bytes: &mut &[u8]) -> Option<u64> {
     let mut r = Reader(bytes);
@@ -508,7 +501,7 @@ mod tests {
             let tags: Tags = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             let mut out = Vec::new();
             put_tags(&mut out, &tags);
-            assert_eq!(tags_len(&tags), out.len(), "{pairs:?}");
+            assert_eq!(crate::member::tags_encoded_len(&tags), out.len(), "{pairs:?}");
         }
         for value in [0, 1, 127, 128, 16_383, 16_384, u64::MAX] {
             let mut out = Vec::new();

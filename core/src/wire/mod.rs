@@ -35,8 +35,6 @@ mod codec;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use codec::tags_len;
-
 /// The first byte of every conclave datagram.
 pub const MAGIC: u8 = 0xC7;
 /// The protocol version this build speaks (the second byte).
