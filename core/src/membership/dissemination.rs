@@ -209,7 +209,7 @@ mod tests {
         let to = member(2).addr;
         d.send_gossiping(&mut out, to, Some(NodeId(2)), Message::Gossip { gossip: Vec::new() }, None, &view, &config);
         assert!(sent(&mut out).is_empty(), "a gossip datagram with nothing to carry is not sent");
-        let ack = Message::Ack { seq: 1, digest: None, gossip: Vec::new() };
+        let ack = Message::Ack { seq: 1, digest: None, picture: None, gossip: Vec::new() };
         d.send_gossiping(&mut out, to, Some(NodeId(2)), ack, None, &view, &config);
         assert_eq!(out.stats().gossip_sent, 0, "the ack goes, without the update");
         d.send_gossiping(
@@ -246,7 +246,7 @@ mod tests {
         assert_eq!(&t.payload[body..body + expected.len()], &expected[..], "the claim first");
         // Even with nothing queued, the claim goes.
         let (mut idle, ..) = setup(10);
-        let ack = Message::Ack { seq: 1, digest: None, gossip: Vec::new() };
+        let ack = Message::Ack { seq: 1, digest: None, picture: None, gossip: Vec::new() };
         idle.send_gossiping(&mut out, member(4).addr, Some(NodeId(4)), ack, Some(&claim), &view, &config);
         assert_eq!(out.stats().gossip_sent, 3);
     }

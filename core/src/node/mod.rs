@@ -361,18 +361,24 @@ impl Node {
                 // Our digest goes back only when it tells the pinger something: not when
                 // the ping carried the same one (views agree, the usual case).
                 let mine = self.quiet_digest();
-                let ack = Message::Ack { seq, digest: mine.filter(|&m| digest != Some(m)), gossip: Vec::new() };
+                let picture = self.partition.as_ref().and_then(PartitionWatch::reported_picture);
+                let ack =
+                    Message::Ack { seq, digest: mine.filter(|&m| digest != Some(m)), picture, gossip: Vec::new() };
                 self.send_gossiping(from, Some(sender), ack);
                 self.compare_digest(sender, from, digest);
             }
-            Message::Ack { seq, digest, gossip } => {
+            Message::Ack { seq, digest, picture, gossip } => {
                 self.merge_gossip(sender, gossip);
                 if let Some(partition) = &mut self.partition {
                     let out = &mut self.out;
-                    partition.on_ack(now, sender, seq, &mut |e| out.emit(e));
+                    partition.on_ack(now, sender, seq, picture, &mut |e| out.emit(e));
                 }
                 if let AckOutcome::Relayed { requester, seq } = self.prober.on_ack(sender, seq, now) {
-                    self.send_gossiping(requester, None, Message::Ack { seq, digest: None, gossip: Vec::new() });
+                    self.send_gossiping(
+                        requester,
+                        None,
+                        Message::Ack { seq, digest: None, picture: None, gossip: Vec::new() },
+                    );
                 }
                 self.compare_digest(sender, from, digest);
             }
@@ -776,7 +782,11 @@ impl Node {
 
     fn relay_probe(&mut self, requester: SocketAddr, requester_seq: u64, target: NodeId, target_addr: SocketAddr) {
         if target == self.id {
-            self.send_gossiping(requester, None, Message::Ack { seq: requester_seq, digest: None, gossip: Vec::new() });
+            self.send_gossiping(
+                requester,
+                None,
+                Message::Ack { seq: requester_seq, digest: None, picture: None, gossip: Vec::new() },
+            );
             return;
         }
         let seq = self.prober.next_seq();

@@ -936,7 +936,7 @@ fn a_member_reports_others_unreachable_but_never_itself_nor_after_leaving() {
     assert!(of2.iter().all(|s| !of3.contains(s)), "{of2:?} and {of3:?}");
     assert!(node.prober.is_probing(NodeId(2)) && node.prober.is_probing(NodeId(3)));
     // n2's ack ends the probe of n2 only.
-    let ack = datagram(2, &Message::Ack { seq: of2[0], digest: None, gossip: vec![] });
+    let ack = datagram(2, &Message::Ack { seq: of2[0], digest: None, picture: None, gossip: vec![] });
     node.handle_datagram(t, addr(2), &ack).expect("valid");
     assert!(!node.prober.is_probing(NodeId(2)) && node.prober.is_probing(NodeId(3)));
     // A member known to have left is not probed.
@@ -1354,7 +1354,7 @@ fn a_relay_passes_on_a_late_ack_after_its_nack() {
     }
     assert_eq!(nacks, [vec![], vec![77], vec![78]]);
     // n2's ack comes late, still within a probe period: n1 gets it.
-    let ack = datagram(2, &Message::Ack { seq: to_n2, digest: None, gossip: vec![] });
+    let ack = datagram(2, &Message::Ack { seq: to_n2, digest: None, picture: None, gossip: vec![] });
     node.handle_datagram(t + Duration::from_millis(200), addr(2), &ack).expect("valid");
     assert!(sent(node).iter().any(|(to, m)| *to == addr(1) && matches!(m, Message::Ack { seq: 77, .. })));
 }

@@ -149,11 +149,30 @@ impl PartitionWatch {
         self.refresh(now, emit);
     }
 
-    /// An ack numbered `seq` from `sender`: the roll call's business, if it asked.
-    pub(crate) fn on_ack(&mut self, now: Instant, sender: NodeId, seq: u64, emit: &mut impl FnMut(Event)) {
-        if self.roll_call.on_ack(sender, seq) {
+    /// An ack numbered `seq` from `sender`, which reported `picture`: the roll call's
+    /// business, if it asked.
+    pub(crate) fn on_ack(
+        &mut self,
+        now: Instant,
+        sender: NodeId,
+        seq: u64,
+        picture: Option<u32>,
+        emit: &mut impl FnMut(Event),
+    ) {
+        if self.roll_call.on_ack(sender, seq, picture) {
             self.refresh(now, emit);
         }
+    }
+
+    /// What this member reports of its picture in its acks: a digest of the members in it
+    /// while its roll call runs, `None` while it reaches everyone.
+    pub(crate) fn reported_picture(&self) -> Option<u32> {
+        if !self.roll_call.is_running() || self.picture.is_whole() {
+            return None;
+        }
+        let mut members: Vec<&NodeId> = self.picture.unreachable.iter().chain(&self.picture.indirect).collect();
+        members.sort_unstable();
+        Some(roll_call::digest(members.into_iter()))
     }
 
     /// The members the roll call asks now; each is then reported with [`Self::asked`].
@@ -215,7 +234,7 @@ impl PartitionWatch {
         });
         // While someone called has not had its chance to answer, the roll call's deadline
         // (when it will have) is the next.
-        let decision = decision.filter(|&at| at > now || !self.roll_call.is_pending(now));
+        let decision = decision.filter(|&at| at > now || !self.held_back(now));
         match (roll_call, decision) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -228,12 +247,11 @@ impl PartitionWatch {
     pub(crate) fn on_timeout(&mut self, now: Instant, expected: &[NodeId], emit: &mut impl FnMut(Event)) {
         self.refresh(now, emit);
         let Some(unsettled) = self.unsettled_since else { return };
-        if self.roll_call.is_pending(now) {
-            // Not everyone called has had its chance to answer: not yet the whole picture.
-            return;
-        }
         let stable = now >= self.stable_at();
         let unstable = !stable && now >= unsettled + self.unstable_after();
+        if stable && self.held_back(now) {
+            return;
+        }
         let judge = stable || (unstable && self.config.strategy == Strategy::DownAllWhenUnstable);
         if !judge {
             return;
@@ -265,6 +283,14 @@ impl PartitionWatch {
         let mode = if decision.local_side == Side::Majority { Mode::Normal } else { Mode::ReadOnly };
         self.decided = Some(decision);
         self.set_mode(mode, emit);
+    }
+
+    /// Whether a stable picture is still no ground for a decision: someone called has not
+    /// had its time to answer (not yet the whole picture), or a member that answered sees
+    /// another picture (an asymmetric view, as around a member that bridges two sides: each
+    /// side would count the bridge as its own and both would keep running; none decides).
+    fn held_back(&self, now: Instant) -> bool {
+        self.roll_call.is_pending(now) || self.roll_call.disagrees(now, self.reported_picture())
     }
 
     /// When the picture counts as stable: `stable_after` from its last change.
@@ -349,9 +375,11 @@ mod tests {
         let mut seq = 0;
         let asked = ask_due(&mut w, ms(1000), &mut seq);
         assert_eq!(asked.iter().map(|&(_, id)| id).collect::<Vec<_>>(), ids(&[1, 2, 3, 5]), "everyone held live");
+        // n5 sees what n4 sees once the roll call has found the cut.
+        let n5_sees = |at: Instant| (at >= ms(1750)).then(|| roll_call::digest(ids(&[1, 2, 3]).iter()));
         let answer = |w: &mut PartitionWatch, events: &mut Vec<Event>, at: Instant, asked: &[(u64, NodeId)]| {
             for &(seq, id) in asked.iter().filter(|&&(_, id)| id == NodeId(5)) {
-                w.on_ack(at, id, seq, &mut |e| events.push(e));
+                w.on_ack(at, id, seq, n5_sees(at), &mut |e| events.push(e));
             }
         };
         answer(&mut w, &mut events, ms(1001), &asked);
@@ -388,6 +416,41 @@ mod tests {
     }
 
     #[test]
+    fn no_side_is_taken_while_a_member_on_it_sees_another_picture() {
+        // n4 and n5 cannot reach n1-n3, but n5 reaches them through a bridge... or n5 simply
+        // sees the whole cluster: n4 would count n5 on its side while n5 counts n1-n3 on
+        // its own. Until n5 reports the same picture, n4 takes no side.
+        let mut w = watch(Strategy::KeepMajority);
+        let mut events = Vec::new();
+        let alive: BTreeSet<NodeId> = ids(&[1, 2, 3, 5]).into_iter().collect();
+        w.update(ms(0), picture(&[], &[1]), &alive, &mut |e| events.push(e));
+        let mut seq = 0;
+        let mut at = ms(0);
+        let mut n5_reports = None;
+        while at < ms(20_000) {
+            if at >= ms(12_000) {
+                n5_reports = w.reported_picture();
+            }
+            for (seq, id) in ask_due(&mut w, at, &mut seq) {
+                if id == NodeId(5) {
+                    w.on_ack(at, id, seq, n5_reports, &mut |e| events.push(e));
+                }
+            }
+            w.on_timeout(at, &FIVE, &mut |e| events.push(e));
+            at = w.deadline(at).expect("a roll call runs");
+            if at >= ms(12_000) && events.is_empty() {
+                assert!(at <= ms(12_000) + Duration::from_millis(2500), "re-judged at n5's next answer");
+            }
+        }
+        let first = |events: &[Event]| match events.first() {
+            Some(Event::PartitionDetected { majority, .. }) => Some(majority.clone()),
+            _ => None,
+        };
+        assert_eq!(first(&events), Some(ids(&[1, 2, 3])), "decided once n5 agreed: {events:?}");
+        assert_eq!(w.reported_picture(), Some(roll_call::digest(ids(&[1, 2, 3]).iter())));
+    }
+
+    #[test]
     fn a_suspect_that_answers_is_in_dispute_and_one_that_does_not_is_unreachable() {
         let mut w = watch(Strategy::KeepMajority);
         let mut events = Vec::new();
@@ -396,7 +459,7 @@ mod tests {
         let mut seq = 0;
         for (n, (seq, id)) in ask_due(&mut w, ms(0), &mut seq).into_iter().enumerate() {
             if n % 2 == 0 {
-                w.on_ack(ms(1), id, seq, &mut |e| events.push(e));
+                w.on_ack(ms(1), id, seq, None, &mut |e| events.push(e));
             }
         }
         // n1 and n3 answered; n2 and n5 did not.
@@ -413,9 +476,9 @@ mod tests {
         let mut seq = 10;
         let asked = ask_due(&mut w, ms(0), &mut seq);
         assert_eq!(asked, vec![(11, NodeId(1)), (12, NodeId(2))]);
-        w.on_ack(ms(1), NodeId(2), 11, &mut |e| events.push(e));
-        w.on_ack(ms(1), NodeId(2), 99, &mut |e| events.push(e));
-        w.on_ack(ms(1), NodeId(1), 11, &mut |e| events.push(e));
+        w.on_ack(ms(1), NodeId(2), 11, None, &mut |e| events.push(e));
+        w.on_ack(ms(1), NodeId(2), 99, None, &mut |e| events.push(e));
+        w.on_ack(ms(1), NodeId(1), 11, None, &mut |e| events.push(e));
         w.on_timeout(ms(750), &FIVE, &mut |e| events.push(e));
         assert_eq!(w.picture, picture(&[2], &[3]), "n2 answered under n1's number and another");
         // The view whole again: the roll call stops, and its answers do not count next time.

@@ -42,6 +42,8 @@ pub(crate) struct Timing {
 struct Call {
     /// When the newest ping it answered left.
     answered: Option<Instant>,
+    /// The picture it reported with that answer (see [`digest`]).
+    picture: Option<u32>,
     /// When it was first asked in this roll call.
     first_asked: Option<Instant>,
     /// When it was last asked.
@@ -111,17 +113,27 @@ impl RollCall {
         self.out.retain(|_, (_, sent)| *sent + fresh > now);
     }
 
-    /// An ack numbered `seq` from `sender`: whether it answered the roll call.
-    pub(crate) fn on_ack(&mut self, sender: NodeId, seq: u64) -> bool {
+    /// An ack numbered `seq` from `sender`, which reported `picture`: whether it answered
+    /// the roll call.
+    pub(crate) fn on_ack(&mut self, sender: NodeId, seq: u64, picture: Option<u32>) -> bool {
         match self.out.get(&seq) {
             Some(&(id, sent)) if id == sender => {
                 self.out.remove(&seq);
                 let Some(call) = self.calls.get_mut(&id) else { return false };
-                call.answered = Some(call.answered.map_or(sent, |a| a.max(sent)));
+                if call.answered.is_none_or(|a| a <= sent) {
+                    call.answered = Some(sent);
+                    call.picture = picture;
+                }
                 true
             }
             _ => false,
         }
+    }
+
+    /// Whether a member that counts as reachable last reported a picture other than
+    /// `mine`.
+    pub(crate) fn disagrees(&self, now: Instant, mine: Option<u32>) -> bool {
+        self.calls.values().any(|call| self.standing(call, now) == Standing::Reachable && call.picture != mine)
     }
 
     /// The members called that have had their chance to answer and have no fresh answer.
@@ -171,4 +183,16 @@ impl RollCall {
             again.max(renewal)
         }
     }
+}
+
+/// A digest of a picture: of the members in it, in either state, in id order (FNV-1a over
+/// their ids). Two members whose pictures name the same members report the same digest.
+pub(crate) fn digest<'a>(members: impl Iterator<Item = &'a NodeId>) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for id in members {
+        for byte in id.0.to_le_bytes() {
+            hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+        }
+    }
+    hash
 }

@@ -44,9 +44,10 @@ pub(crate) fn put_message_head(out: &mut Vec<u8>, message: &Message) {
             put_varint(out, target.0);
             put_digest(out, *digest);
         }
-        Message::Ack { seq, digest, .. } => {
+        Message::Ack { seq, digest, picture, .. } => {
             put_varint(out, *seq);
             put_digest(out, *digest);
+            put_digest(out, *picture);
         }
         Message::Nack { seq } => put_varint(out, *seq),
         Message::PingReq { seq, target, target_addr, .. } => {
@@ -410,7 +411,12 @@ impl<'a> Reader<'a> {
                 digest: self.digest()?,
                 gossip: self.list(Self::gossip)?,
             },
-            1 => Message::Ack { seq: self.u64()?, digest: self.digest()?, gossip: self.list(Self::gossip)? },
+            1 => Message::Ack {
+                seq: self.u64()?,
+                digest: self.digest()?,
+                picture: self.digest()?,
+                gossip: self.list(Self::gossip)?,
+            },
             2 => Message::Nack { seq: self.u64()? },
             3 => Message::PingReq {
                 seq: self.u64()?,

@@ -18,7 +18,8 @@
 //! With the default cluster id and ids below 128 the envelope is 8 bytes. Version 1 had a
 //! fixed 25-byte envelope (a four-byte magic, fixed-width cluster id and sender, the
 //! checksum up front); version 2 added leader election's messages and gossip; version 3 is
-//! this envelope: a ping with its digest went from 40 bytes to 19.
+//! this envelope: a ping with its digest went from 40 bytes to 19; version 4 added the
+//! sender's partition picture to acks.
 //!
 //! A datagram never exceeds the configured `max_datagram`: piggybacked gossip is packed to
 //! fit, and a state transfer is split across as many datagrams as it needs. Decoding checks,
@@ -38,7 +39,7 @@ mod tests;
 /// The first byte of every conclave datagram.
 pub const MAGIC: u8 = 0xC7;
 /// The protocol version this build speaks (the second byte).
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 /// The checksum trailer's size.
 const CRC_LEN: usize = 4;
 /// The smallest envelope: magic, version, one-byte cluster id and sender, the checksum.
@@ -217,7 +218,10 @@ pub(crate) enum Message {
     /// when it has no updates pending, so two members can tell their views differ.
     Ping { seq: u64, target: NodeId, digest: Option<u32>, gossip: Vec<Gossip> },
     /// The answer to the ping or ping-req numbered `seq`, with the same `digest`.
-    Ack { seq: u64, digest: Option<u32>, gossip: Vec<Gossip> },
+    /// `picture` digests the members the sender holds out of reach or in dispute while its
+    /// partition watch's roll call runs (`None` while it reaches everyone): a member takes
+    /// no side on a picture that the members it counts on its side do not share.
+    Ack { seq: u64, digest: Option<u32>, picture: Option<u32>, gossip: Vec<Gossip> },
     /// Lifeguard: the relay for ping-req `seq` heard nothing from the target in time.
     Nack { seq: u64 },
     /// Probe `target` at `target_addr` for me; answer `Ack { seq }` or `Nack { seq }`.

@@ -70,7 +70,7 @@ fn golden_messages() -> Vec<(&'static str, Message)> {
                 gossip: vec![Gossip::Leave { id: NodeId(5), incarnation: 2 }],
             },
         ),
-        ("ack", Message::Ack { seq: 300, digest: None, gossip: vec![] }),
+        ("ack", Message::Ack { seq: 300, digest: None, picture: Some(0x102), gossip: vec![] }),
         ("nack", Message::Nack { seq: 1 }),
         ("ping-req", Message::PingReq { seq: 2, target: NodeId(9), target_addr: v4(), gossip: vec![] }),
         (
@@ -113,9 +113,9 @@ fn golden_gossip() -> Vec<(&'static str, Gossip)> {
 
 // ----- golden bytes -------------------------------------------------------------------
 
-/// The envelope of every golden datagram: magic 0xC7, version 3, cluster id
+/// The envelope of every golden datagram: magic 0xC7, version 4, cluster id
 /// 0x0123456789abcdef and sender 7 as varints; then the body, then the checksum.
-const GOLDEN_ENVELOPE: &str = "c7 03 ef9bafcdf8acd19101 07";
+const GOLDEN_ENVELOPE: &str = "c7 04 ef9bafcdf8acd19101 07";
 
 /// One datagram per message kind, as `(checksum, body)`: the datagram is
 /// [`GOLDEN_ENVELOPE`], the body (split by field), the checksum. Checksums were checked
@@ -124,29 +124,29 @@ const GOLDEN_ENVELOPE: &str = "c7 03 ef9bafcdf8acd19101 07";
 /// a socket address is its variant (0 = V4, 1 = V6), the raw octets, the port.
 const GOLDEN_MESSAGES: [(&str, &str, &str); 12] = [
     // Ping { seq: 300, target: 9, digest: Some(0x102), gossip: [Leave { id: 5, incarnation: 2 }] }
-    ("ping", "edef16cc", "00 ac02 09 01 02010000 01 030502"),
-    // Ack { seq: 300, digest: None, gossip: [] }
-    ("ack", "9b86c1cd", "01 ac02 00 00"),
+    ("ping", "9ad80efd", "00 ac02 09 01 02010000 01 030502"),
+    // Ack { seq: 300, digest: None, picture: Some(0x102), gossip: [] }
+    ("ack", "773c3826", "01 ac02 00 01 02010000 00"),
     // Nack { seq: 1 }
-    ("nack", "2bacd97b", "02 01"),
+    ("nack", "73aaaa06", "02 01"),
     // PingReq { seq: 2, target: 9, target_addr: 10.0.0.7:7946, gossip: [] }
-    ("ping-req", "c3712b56", "03 02 09 00 0a000007 8a3e 00"),
+    ("ping-req", "834ff233", "03 02 09 00 0a000007 8a3e 00"),
     // Gossip { gossip: [Suspect { id: 9, incarnation: 3, accuser: 7 }] }
-    ("gossip", "52fc45c5", "04 01 01090307"),
+    ("gossip", "1980d7e5", "04 01 01090307"),
     // PushPull { reply, part 1 of 2, members: [9 at [2001:db8::7]:7946, incarnation 3, Suspect, zone=a] }
-    ("push-pull", "9b738797", "05 01 01 02 01 09 01 20010db8000000000000000000000007 8a3e 03 01 01 047a6f6e65 0161"),
+    ("push-pull", "23b78a33", "05 01 01 02 01 09 01 20010db8000000000000000000000007 8a3e 03 01 01 047a6f6e65 0161"),
     // Join { member: 7 at 10.0.0.7:7946, incarnation 0, Alive, no tags; send_state: true }
-    ("join", "7a49fc1f", "06 07 00 0a000007 8a3e 00 00 00 01"),
+    ("join", "0d7ee42e", "06 07 00 0a000007 8a3e 00 00 00 01"),
     // RequestVote { term: 300, pre_vote: true, transfer: false }
-    ("request-vote", "7a429a5b", "07 ac02 01 00"),
+    ("request-vote", "0fba63a6", "07 ac02 01 00"),
     // Vote { term: 5, pre_vote: false, granted: true }
-    ("vote", "a2037af7", "08 05 00 01"),
+    ("vote", "b80c7b6c", "08 05 00 01"),
     // Heartbeat { term: 5, seq: 130 }
-    ("heartbeat", "0e9e7346", "09 05 8201"),
+    ("heartbeat", "149172dd", "09 05 8201"),
     // HeartbeatAck { term: 6, seq: 1 }
-    ("heartbeat-ack", "88389048", "0a 06 01"),
+    ("heartbeat-ack", "48925d2d", "0a 06 01"),
     // TimeoutNow { term: 5 }
-    ("timeout-now", "7bd376ad", "0b 05"),
+    ("timeout-now", "23d505d0", "0b 05"),
 ];
 
 /// One item per gossip kind, encoded alone as it rides in a gossip list.
@@ -306,7 +306,7 @@ fn each_decode_check_reports_the_first_failure() {
         Message::Join { member: record.clone(), send_state: false },
         Message::PushPull { reply: false, part: 0, parts: 1, members: vec![record.clone()] },
         Message::Ping { seq: 1, target: NodeId(9), digest: Some(1), gossip: vec![alive.clone()] },
-        Message::Ack { seq: 1, digest: None, gossip: vec![alive.clone()] },
+        Message::Ack { seq: 1, digest: None, picture: None, gossip: vec![alive.clone()] },
         Message::PingReq { seq: 1, target: NodeId(9), target_addr: v4(), gossip: vec![alive.clone()] },
         Message::Gossip { gossip: vec![Gossip::Leave { id: NodeId(1), incarnation: 1 }, alive] },
     ] {
@@ -423,11 +423,8 @@ fn arb_message() -> impl Strategy<Value = Message> {
     prop_oneof![
         (any::<u64>(), arb_id(), any::<Option<u32>>(), arb_gossip_list())
             .prop_map(|(seq, target, digest, gossip)| Message::Ping { seq, target, digest, gossip }),
-        (any::<u64>(), any::<Option<u32>>(), arb_gossip_list()).prop_map(|(seq, digest, gossip)| Message::Ack {
-            seq,
-            digest,
-            gossip
-        }),
+        (any::<u64>(), any::<Option<u32>>(), any::<Option<u32>>(), arb_gossip_list())
+            .prop_map(|(seq, digest, picture, gossip)| Message::Ack { seq, digest, picture, gossip }),
         any::<u64>().prop_map(|seq| Message::Nack { seq }),
         (any::<u64>(), arb_id(), arb_addr(), arb_gossip_list())
             .prop_map(|(seq, target, target_addr, gossip)| Message::PingReq { seq, target, target_addr, gossip }),
@@ -464,7 +461,12 @@ fn arb_gossip_carrier() -> impl Strategy<Value = Message> {
             digest,
             gossip: vec![]
         }),
-        (any::<u64>(), any::<Option<u32>>()).prop_map(|(seq, digest)| Message::Ack { seq, digest, gossip: vec![] }),
+        (any::<u64>(), any::<Option<u32>>()).prop_map(|(seq, digest)| Message::Ack {
+            seq,
+            digest,
+            picture: None,
+            gossip: vec![]
+        }),
         (any::<u64>(), arb_id(), arb_addr()).prop_map(|(seq, target, target_addr)| Message::PingReq {
             seq,
             target,
@@ -497,7 +499,7 @@ fn envelope_verdict(bytes: &[u8], cluster_id: u64, max: usize) -> Option<WireErr
         }
         return Some(WireError::BadMagic);
     }
-    if bytes[1] != 3 {
+    if bytes[1] != 4 {
         return Some(WireError::UnsupportedVersion { version: bytes[1] });
     }
     let (content, crc) = bytes.split_at(bytes.len() - 4);
