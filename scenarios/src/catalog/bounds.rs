@@ -1177,3 +1177,107 @@ mod tests {
         assert!(findings[0].message.contains("n1 holds it suspect"), "{}", findings[0].message);
     }
 }
+
+/// A side that keeps running is one that can act together: every two members of a decided
+/// majority reach each other both ways, as the faults in force have it. Under an
+/// asymmetric view (a one-way cut, a member that bridges two sides) a member may decide
+/// right or not at all; a majority that counts members the network keeps apart is wrong,
+/// and so is one that includes a member from each end of a one-way cut. A decision is held
+/// to the cuts that were in force `grace` before it (a member decides on a picture that has
+/// stood for `stable_after`, from answers up to that old): a cut younger than that is news
+/// the next decision answers to.
+#[derive(Debug, Default)]
+pub struct ConnectedMajority {
+    grace: Duration,
+    /// The directed links the faults in force cut, (sender, receiver), and since when.
+    cut: BTreeMap<(NodeId, NodeId), Instant>,
+    /// Members known to the run, for a partition's "everyone else".
+    members: Vec<NodeId>,
+    decisions: usize,
+    /// Whether a run without any decision is judged right (where no side can be sure of
+    /// its majority) rather than not judged.
+    none_is_right: bool,
+}
+
+impl ConnectedMajority {
+    /// The checker's name.
+    pub const NAME: &'static str = "decided-majority-is-connected";
+
+    /// The checker, holding decisions to the cuts in force `grace` before them.
+    pub fn new(grace: Duration) -> Self {
+        Self { grace, ..Self::default() }
+    }
+
+    /// The same, for a topology in which deciding nothing is right: a run without a
+    /// decision holds rather than going unjudged.
+    pub fn none_is_right(grace: Duration) -> Self {
+        Self { grace, none_is_right: true, ..Self::default() }
+    }
+}
+
+impl Checker for ConnectedMajority {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn start(&mut self, info: &RunInfo) -> Vec<Instant> {
+        self.members = info.members.clone();
+        Vec::new()
+    }
+
+    fn fault(&mut self, at: Instant, fault: &Fault, _findings: &mut Vec<Finding>) {
+        match fault {
+            Fault::Partition(groups) => {
+                let group_of = |id: &NodeId| groups.iter().position(|g| g.contains(id));
+                for a in &self.members {
+                    for b in &self.members {
+                        if a != b && group_of(a) != group_of(b) {
+                            self.cut.entry((*a, *b)).or_insert(at);
+                        }
+                    }
+                }
+            }
+            Fault::OneWay { from, to } => {
+                for a in from {
+                    for b in to {
+                        self.cut.entry((*a, *b)).or_insert(at);
+                    }
+                }
+            }
+            Fault::CutLinks(links) => {
+                for &(a, b) in links {
+                    self.cut.entry((a, b)).or_insert(at);
+                    self.cut.entry((b, a)).or_insert(at);
+                }
+            }
+            Fault::Heal => self.cut.clear(),
+            _ => {}
+        }
+    }
+
+    fn event(&mut self, at: Instant, node: NodeId, event: &Event, findings: &mut Vec<Finding>) {
+        let Event::PartitionDetected { majority, local_side: Side::Majority, .. } = event else { return };
+        self.decisions += 1;
+        let apart: Vec<String> = majority
+            .iter()
+            .flat_map(|a| majority.iter().map(move |b| (*a, *b)))
+            .filter(|pair| self.cut.get(pair).is_some_and(|&since| since + self.grace <= at))
+            .take(3)
+            .map(|(a, b)| format!("{a} cannot reach {b}"))
+            .collect();
+        if !apart.is_empty() {
+            findings.push(Finding {
+                at,
+                message: format!(
+                    "{node} decided it keeps running with members the network keeps apart: {}",
+                    apart.join("; ")
+                ),
+            });
+        }
+    }
+
+    fn not_judged(&self) -> Option<String> {
+        (self.decisions == 0 && !self.none_is_right)
+            .then(|| "no member decided it keeps running: no side to judge".to_string())
+    }
+}

@@ -16,6 +16,8 @@
 //! | `slow-member` | 6 | a member 20 ms slow per datagram is never declared failed |
 //! | `leader-crash` | 5 | the leader crashes; a new one is elected within the bound |
 //! | `partial-connectivity` | 5 | the Cloudflare topology: one stable leader for ten minutes |
+//! | `one-way-cut` | 5 | two hear the others but cannot reach them: a running side is one that can act together |
+//! | `bridge-member` | 6 | two pairs apart, one member reaching both: nobody counts the bridge on its side |
 //! | `flapping-link` | 6 | one link goes down and up for a minute: no verdict at all |
 //! | `heavy-packet-loss` | 10 | 20 % loss for ten minutes: no verdict at all |
 //! | `clock-skew` | 6 | drift at the lease's bound, an hour's offset, steps both ways: no verdict |
@@ -24,7 +26,7 @@
 //! | `crash-recovery` | 6 | members crash and come back, with and without disk, again and again |
 //! | `churn` | 12 | members replaced one after another for two minutes |
 //! | `large-cluster` | 100 | a hundred members form, lose three, take them back |
-//! | `big-partition` | 100 | cut in half along the ids: every member decides on the whole picture |
+//! | `big-partition` | 100 | cut in half along the ids: every member decides on the whole picture within the bound |
 //! | `cascading-failure` | 10 | a worker crashes under 85 % load: no other crashes overloaded, most calls complete |
 //! | `retry-storm` | 10 | every worker down for 10 s under load: retries within the budget, service back within 5 s |
 //! | `random-chaos` | drawn | [`conclave_sim::chaos`]: each seed its own fault kinds, cluster and plan |
@@ -214,6 +216,8 @@ pub static CATALOG: &[Scenario] = &[
     membership::SLOW_MEMBER,
     election::LEADER_CRASH,
     partitions::PARTIAL_CONNECTIVITY,
+    partitions::ONE_WAY_CUT,
+    partitions::BRIDGE_MEMBER,
     membership::FLAPPING_LINK,
     membership::HEAVY_PACKET_LOSS,
     membership::CLOCK_SKEW,

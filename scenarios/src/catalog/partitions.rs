@@ -1,4 +1,5 @@
-//! Scenarios of cuts: a partition and its heal, partial connectivity, a big partition.
+//! Scenarios of cuts: a partition and its heal, partial connectivity, a one-way cut, a
+//! member bridging two sides, a big partition.
 
 use std::time::Duration;
 
@@ -6,7 +7,7 @@ use conclave_core::{Config, Instant, NodeId};
 use conclave_sim::check::max_suspicion_timeout;
 use conclave_sim::{sim_id, Checker, Fault, FaultPlan};
 
-use super::bounds::{DecidesPartitions, OneSideRuns, StableLeaderUnderCuts};
+use super::bounds::{ConnectedMajority, DecidesPartitions, OneSideRuns, StableLeaderUnderCuts};
 use super::{draws, some_members, Members, Preset, Scenario, Setup};
 
 /// Within this of a split every member has decided its side: the longest suspicion (the
@@ -16,6 +17,13 @@ use super::{draws, some_members, Members, Preset, Scenario, Setup};
 fn decision_bound(config: &Config, n: usize) -> Duration {
     let stable = config.partition.as_ref().map_or(Duration::ZERO, |p| p.stable_after);
     max_suspicion_timeout(config, n) + stable + config.probe_period() * 3
+}
+
+/// How old a cut must be before a decision answers to it: `stable_after` (how long the
+/// picture stands, and how old the roll call's answers may be) and a probe period (a
+/// member's time to answer).
+fn decision_grace(config: &Config) -> Duration {
+    config.partition.as_ref().map_or(Duration::ZERO, |p| p.stable_after) + config.probe_period()
 }
 
 /// Within this of the heal every member says it healed: ten probe periods for a watcher
@@ -97,6 +105,77 @@ pub(crate) const PARTIAL_CONNECTIVITY: Scenario = Scenario {
     bounds: |_| {
         vec![
             Box::new(StableLeaderUnderCuts::new(Duration::from_secs(5))) as Box<dyn Checker>,
+            Box::new(OneSideRuns::default()),
+        ]
+    },
+    service: None,
+};
+
+/// A minority that can hear the rest but not be heard.
+pub(crate) const ONE_WAY_CUT: Scenario = Scenario {
+    name: "one-way-cut",
+    summary: "two of five can hear the others but not reach them for a minute: decided right or not at all",
+    doc: "Five members, all voting. At 10 s two of them (drawn from the seed) can still receive \
+          from the other three but no longer reach them, for 60 s; then every link heals. The \
+          view of each side is asymmetric: the two hear the three, and the claims against \
+          them, but cannot answer. A side that keeps running must be one the network lets \
+          act together (never the two with the three, never both), and a leader per term with \
+          exclusive leases throughout.",
+    members: Members::Fixed(5),
+    min_members: 3,
+    preset: Preset::Lan,
+    voters: 5,
+    default_seeds: 4,
+    plan: |seed, n| {
+        let mut rng = draws(seed, "one-way-cut");
+        let deaf = some_members(&mut rng, n, (n - 1) / 2);
+        let rest: Vec<NodeId> = (0..n).map(sim_id).filter(|id| !deaf.contains(id)).collect();
+        let at = Instant::from_secs(10);
+        FaultPlan::new().at(at, Fault::OneWay { from: deaf, to: rest }).at(at + Duration::from_secs(60), Fault::Heal)
+    },
+    bounds: |s| {
+        vec![
+            Box::new(ConnectedMajority::new(decision_grace(&s.config))) as Box<dyn Checker>,
+            Box::new(OneSideRuns::default()),
+        ]
+    },
+    service: None,
+};
+
+/// Two sides that reach each other only through one member, while another member is down.
+pub(crate) const BRIDGE_MEMBER: Scenario = Scenario {
+    name: "bridge-member",
+    summary: "two pairs cut apart, one member reaching both, one member down: no side may count the bridge as its own",
+    doc: "Six members, five voting. At 5 s one member (drawn from the seed) crashes and stays \
+          down, so every picture shows someone unreachable. At 10 s the other five are split \
+          into two pairs that cannot reach each other and one member that still reaches both, \
+          for two minutes. Each pair reaches three members, the bridge included: were each to \
+          count the bridge on its side, both would take themselves for the majority. Akka's \
+          indirectly connected members, Cloudflare's half-failed switch. A side that keeps \
+          running must be one the network lets act together, never two sides at once, and a \
+          leader per term with exclusive leases throughout. Deciding nothing is right here.",
+    members: Members::Fixed(6),
+    min_members: 6,
+    preset: Preset::Lan,
+    voters: 5,
+    default_seeds: 4,
+    plan: |seed, n| {
+        let mut rng = draws(seed, "bridge-member");
+        let mut roles: Vec<NodeId> = (0..n).map(sim_id).collect();
+        for i in (1..roles.len()).rev() {
+            roles.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        let (down, a, b) = (roles[0], [roles[1], roles[2]], [roles[3], roles[4]]);
+        let cut: Vec<(NodeId, NodeId)> = a.iter().flat_map(|&x| b.iter().map(move |&y| (x, y))).collect();
+        let at = Instant::from_secs(10);
+        FaultPlan::new()
+            .at(Instant::from_secs(5), Fault::Crash(down))
+            .at(at, Fault::CutLinks(cut))
+            .at(at + Duration::from_secs(120), Fault::Heal)
+    },
+    bounds: |s| {
+        vec![
+            Box::new(ConnectedMajority::none_is_right(decision_grace(&s.config))) as Box<dyn Checker>,
             Box::new(OneSideRuns::default()),
         ]
     },
