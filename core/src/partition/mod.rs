@@ -188,6 +188,17 @@ impl PartitionWatch {
     /// The picture a decision is taken on: the view's, with the members the roll call found
     /// missing counted unreachable.
     fn refresh(&mut self, now: Instant, emit: &mut impl FnMut(Event)) {
+        let mut picture = self.with_roll_call(now);
+        if self.roll_call.is_paused() && !picture.same_members(&self.picture) {
+            // The picture changed since the decision: the roll call looks again.
+            self.roll_call.resume();
+            picture = self.with_roll_call(now);
+        }
+        self.apply(now, picture, emit);
+    }
+
+    /// The view's picture, with the members the roll call found missing counted unreachable.
+    fn with_roll_call(&self, now: Instant) -> Picture {
         let mut picture = self.seen.clone();
         if self.roll_call.is_running() {
             for id in self.roll_call.missing(now) {
@@ -196,7 +207,7 @@ impl PartitionWatch {
                 picture.unreachable.insert(id);
             }
         }
-        self.apply(now, picture, emit);
+        picture
     }
 
     fn apply(&mut self, now: Instant, picture: Picture, emit: &mut impl FnMut(Event)) {
@@ -265,6 +276,7 @@ impl PartitionWatch {
         };
         let decision = decide(self.config.strategy, &situation);
         self.unsettled_since = None;
+        self.roll_call.pause(now);
         if self.decided.as_ref() == Some(&decision) {
             return;
         }
@@ -437,7 +449,8 @@ mod tests {
                 }
             }
             w.on_timeout(at, &FIVE, &mut |e| events.push(e));
-            at = w.deadline(at).expect("a roll call runs");
+            let Some(next) = w.deadline(at) else { break };
+            at = next;
             if at >= ms(12_000) && events.is_empty() {
                 assert!(at <= ms(12_000) + Duration::from_millis(2500), "re-judged at n5's next answer");
             }
@@ -448,6 +461,38 @@ mod tests {
         };
         assert_eq!(first(&events), Some(ids(&[1, 2, 3])), "decided once n5 agreed: {events:?}");
         assert_eq!(w.reported_picture(), Some(roll_call::digest(ids(&[1, 2, 3]).iter())));
+    }
+
+    #[test]
+    fn the_roll_call_pauses_once_decided_and_looks_again_when_the_picture_changes() {
+        let mut w = watch(Strategy::KeepMajority);
+        let mut events = Vec::new();
+        let alive: BTreeSet<NodeId> = ids(&[1, 2, 3, 5]).into_iter().collect();
+        // n1 crashed: held Failed; the rest answer, seeing the same.
+        w.update(ms(0), picture(&[1], &[]), &alive, &mut |e| events.push(e));
+        let mut seq = 0;
+        let mut at = ms(0);
+        let mut asks = 0;
+        let reports = Some(roll_call::digest(ids(&[1]).iter()));
+        while let Some(next) = w.deadline(at) {
+            at = next;
+            for (seq, id) in ask_due(&mut w, at, &mut seq) {
+                asks += 1;
+                if id != NodeId(1) {
+                    w.on_ack(at, id, seq, reports, &mut |e| events.push(e));
+                }
+            }
+            w.on_timeout(at, &FIVE, &mut |e| events.push(e));
+            assert!(at < ms(10_000), "decides and pauses");
+        }
+        assert!(matches!(events.first(), Some(Event::PartitionDetected { local_side: Side::Majority, .. })));
+        assert!(w.to_ask(ms(3_600_000)).is_empty(), "nobody asked while the tombstone stays");
+        assert_eq!(w.picture, picture(&[1], &[]), "standings as they were");
+        let before = asks;
+        // n2 is accused: the picture changes, and everyone is asked afresh.
+        w.update(ms(60_000), picture(&[1], &[2]), &alive, &mut |e| events.push(e));
+        assert_eq!(w.to_ask(ms(60_000)), ids(&[1, 2, 3, 5]));
+        assert!(before > 0);
     }
 
     #[test]

@@ -19,6 +19,12 @@
 //! A member is asked every `ask_every` until it answers or its time to answer is over, and
 //! then again every `fresh / 2`; an answer counts from when its ping left, not when the ack
 //! came back.
+//!
+//! The roll call costs a ping and an ack per member called and `fresh / 2`, so it pauses
+//! once a decision is taken: the standings stay as they were, nobody is asked, and a member
+//! held Failed for an hour (a tombstone) costs nothing. The partition watch resumes it when
+//! its picture changes; every member is then asked afresh, and one that was missing stays
+//! missing until it answers.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -48,6 +54,8 @@ struct Call {
     first_asked: Option<Instant>,
     /// When it was last asked.
     last_asked: Option<Instant>,
+    /// Missing when the roll call paused, and not heard since it resumed.
+    was_missing: bool,
 }
 
 /// Where a member stands in the roll call at some instant.
@@ -66,6 +74,8 @@ enum Standing {
 pub(crate) struct RollCall {
     timing: Timing,
     running: bool,
+    /// Since when it is paused: standings are judged as of then, and nobody is asked.
+    paused: Option<Instant>,
     calls: BTreeMap<NodeId, Call>,
     /// Pings out, by sequence number: to whom, and when each left.
     out: BTreeMap<u64, (NodeId, Instant)>,
@@ -73,7 +83,7 @@ pub(crate) struct RollCall {
 
 impl RollCall {
     pub(crate) fn new(timing: Timing) -> Self {
-        Self { timing, running: false, calls: BTreeMap::new(), out: BTreeMap::new() }
+        Self { timing, running: false, paused: None, calls: BTreeMap::new(), out: BTreeMap::new() }
     }
 
     pub(crate) fn is_running(&self) -> bool {
@@ -93,12 +103,39 @@ impl RollCall {
     /// Stops: the picture is whole again. Answers from before do not count next time.
     pub(crate) fn stop(&mut self) {
         self.running = false;
+        self.paused = None;
         self.calls.clear();
         self.out.clear();
     }
 
+    /// Pauses at `now` (a decision was taken on the standings as they are).
+    pub(crate) fn pause(&mut self, now: Instant) {
+        if self.running && self.paused.is_none() {
+            self.paused = Some(now);
+        }
+    }
+
+    pub(crate) fn is_paused(&self) -> bool {
+        self.paused.is_some()
+    }
+
+    /// Resumes at `now`: everyone is asked afresh; a member missing when it paused stays
+    /// missing until it answers.
+    pub(crate) fn resume(&mut self) {
+        let Some(paused) = self.paused else { return };
+        let missing: BTreeSet<NodeId> = self.missing(paused).collect();
+        self.paused = None;
+        self.out.clear();
+        for (id, call) in &mut self.calls {
+            *call = Call { was_missing: missing.contains(id), ..Call::default() };
+        }
+    }
+
     /// The members to ask now.
     pub(crate) fn due(&self, now: Instant) -> Vec<NodeId> {
+        if self.paused.is_some() {
+            return Vec::new();
+        }
         self.calls.iter().filter(|(_, call)| self.next_ask(call) <= now).map(|(&id, _)| id).collect()
     }
 
@@ -123,6 +160,7 @@ impl RollCall {
                 if call.answered.is_none_or(|a| a <= sent) {
                     call.answered = Some(sent);
                     call.picture = picture;
+                    call.was_missing = false;
                 }
                 true
             }
@@ -149,7 +187,7 @@ impl RollCall {
     /// When, after `now`, the roll call next has something to do or a member's standing
     /// next changes.
     pub(crate) fn deadline(&self, now: Instant) -> Option<Instant> {
-        if !self.running {
+        if !self.running || self.paused.is_some() {
             return None;
         }
         let changes = self.calls.values().filter_map(|call| match (call.answered, call.first_asked) {
@@ -162,9 +200,11 @@ impl RollCall {
     }
 
     fn standing(&self, call: &Call, now: Instant) -> Standing {
+        // Paused, standings are what they were.
+        let now = self.paused.map_or(now, |paused| paused.min(now));
         if call.answered.is_some_and(|a| a + self.timing.fresh > now) {
             Standing::Reachable
-        } else if call.first_asked.is_some_and(|f| f + self.timing.answer_within <= now) {
+        } else if call.was_missing || call.first_asked.is_some_and(|f| f + self.timing.answer_within <= now) {
             Standing::Missing
         } else {
             Standing::Pending
