@@ -62,7 +62,7 @@ pub fn sample_datagrams(cluster_id: u64, sender: NodeId, sender_addr: SocketAddr
     ];
     let messages = [
         Message::Join { member: record.clone(), send_state: true },
-        Message::Ping { seq: 1, target: receiver, digest: Some(7), gossip: gossip.clone() },
+        Message::Ping { seq: 1, target: receiver, digest: Some(7), quiet: false, gossip: gossip.clone() },
         Message::Ack { seq: 1, digest: None, picture: None, gossip: gossip.clone() },
         Message::Nack { seq: 1 },
         Message::PingReq { seq: 2, target: third, target_addr: sender_addr, gossip: vec![] },

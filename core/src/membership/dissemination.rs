@@ -236,11 +236,11 @@ mod tests {
         let claim = Gossip::Suspect { id: NodeId(4), incarnation: 0, accuser: NodeId(1) };
         d.push(Key::Suspicion(NodeId(4), NodeId(1)), &claim);
         d.push(Key::Member(NodeId(6)), &Gossip::Leave { id: NodeId(6), incarnation: 0 });
-        let ping = Message::Ping { seq: 1, target: NodeId(4), digest: None, gossip: Vec::new() };
+        let ping = Message::Ping { seq: 1, target: NodeId(4), digest: None, quiet: false, gossip: Vec::new() };
         d.send_gossiping(&mut out, member(4).addr, Some(NodeId(4)), ping, Some(&claim), &view, &config);
         assert_eq!(out.stats().gossip_sent, 2, "the claim and the other update, not the claim twice");
         let Some(Output::Transmit(t)) = out.pop() else { panic!("a datagram") };
-        let mut expected = vec![0_u8, 1, 4, 0, 2];
+        let mut expected = vec![0_u8, 1, 4, 0, 0, 2];
         expected.extend(encode_gossip(&claim));
         let body = wire::envelope_len(out.header()) - 4;
         assert_eq!(&t.payload[body..body + expected.len()], &expected[..], "the claim first");

@@ -368,7 +368,7 @@ impl Node {
         }
         let Some(claim) = self.suspicion_claim(id) else { return };
         let seq = self.prober.next_seq();
-        self.out.send(addr, &Message::Ping { seq, target: id, digest: None, gossip: vec![claim] });
+        self.out.send(addr, &Message::Ping { seq, target: id, digest: None, quiet: false, gossip: vec![claim] });
     }
 
     /// Claims about this member: refute whatever says it is not alive, and take any

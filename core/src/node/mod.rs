@@ -353,6 +353,12 @@ impl Node {
             }
         }
         match message {
+            Message::Ping { seq, quiet: true, .. } => {
+                // A roll call's question: a bare answer, with what this member's partition
+                // watch sees.
+                let picture = self.partition.as_ref().and_then(PartitionWatch::reported_picture);
+                self.out.send(from, &Message::Ack { seq, digest: None, picture, gossip: Vec::new() });
+            }
             Message::Ping { seq, digest, gossip, .. } => {
                 if at_its_address {
                     self.prober.pinged_by(sender, now);
@@ -604,7 +610,11 @@ impl Node {
             Timer::ProbePeriod => {
                 if let Some((id, addr, seq)) = self.prober.start_period(now) {
                     let digest = self.quiet_digest();
-                    self.send_gossiping(addr, Some(id), Message::Ping { seq, target: id, digest, gossip: Vec::new() });
+                    self.send_gossiping(
+                        addr,
+                        Some(id),
+                        Message::Ping { seq, target: id, digest, quiet: false, gossip: Vec::new() },
+                    );
                 }
                 self.reach_the_dead(now);
             }
@@ -696,7 +706,7 @@ impl Node {
             let Some(addr) = self.view.member(id).map(|m| m.addr) else { continue };
             let seq = self.prober.next_seq();
             partition.asked(id, seq, now);
-            self.out.send(addr, &Message::Ping { seq, target: id, digest: None, gossip: Vec::new() });
+            self.out.send(addr, &Message::Ping { seq, target: id, digest: None, quiet: true, gossip: Vec::new() });
         }
     }
 
@@ -775,7 +785,11 @@ impl Node {
                 );
             }
         }
-        self.send_gossiping(target_addr, Some(target), Message::Ping { seq, target, digest: None, gossip: Vec::new() });
+        self.send_gossiping(
+            target_addr,
+            Some(target),
+            Message::Ping { seq, target, digest: None, quiet: false, gossip: Vec::new() },
+        );
         let next = now + self.prober.awareness().scale(self.config.probe_interval);
         self.prober.probe_started(seq, target, relays.len(), now + timeout, next);
     }
@@ -797,7 +811,11 @@ impl Node {
         let nack_at = self.now + self.config.probe_timeout.mul_f64(0.8);
         let give_up_at = self.now + self.config.probe_period();
         self.prober.relay_started(seq, requester, requester_seq, target, (nack_at, give_up_at.max(nack_at)));
-        self.send_gossiping(target_addr, Some(target), Message::Ping { seq, target, digest: None, gossip: Vec::new() });
+        self.send_gossiping(
+            target_addr,
+            Some(target),
+            Message::Ping { seq, target, digest: None, quiet: false, gossip: Vec::new() },
+        );
     }
 
     // ----- anti-entropy and joining --------------------------------------------------
@@ -863,7 +881,7 @@ impl Node {
         let Some(id) = self.view.random_failed(&mut self.rng) else { return };
         let Some(addr) = self.view.member(id).map(|m| m.addr) else { return };
         let seq = self.prober.next_seq();
-        self.out.send(addr, &Message::Ping { seq, target: id, digest: None, gossip: Vec::new() });
+        self.out.send(addr, &Message::Ping { seq, target: id, digest: None, quiet: false, gossip: Vec::new() });
     }
 
     /// Sends this member's whole view to `to` (a state transfer), for `why`.

@@ -357,7 +357,8 @@ fn messages_claiming_another_sender_are_dropped() {
     // A datagram that claims to come from the receiver itself.
     let me = gossip(0, vec![Gossip::Leave { id: NodeId(1), incarnation: 50 }]);
     // A ping meant for another member.
-    let ping = datagram(1, &Message::Ping { seq: 1, target: NodeId(2), digest: None, gossip: Vec::new() });
+    let ping =
+        datagram(1, &Message::Ping { seq: 1, target: NodeId(2), digest: None, quiet: false, gossip: Vec::new() });
     let node = cluster.node_mut(0);
     for bytes in [join, me, ping] {
         assert!(matches!(node.handle_datagram(now, addr(1), &bytes), Err(wire::WireError::Invalid { .. })));
@@ -412,7 +413,10 @@ fn a_neighbour_with_another_view_triggers_one_state_exchange() {
     let pushes = |cluster: &Cluster| cluster.node(0).stats().sent.get(wire::MessageKind::PushPull);
     let digest = cluster.node(0).digest();
     let ping = |digest: u64, seq: u64| {
-        datagram(4, &Message::Ping { seq, target: NodeId(0), digest: Some(digest as u32), gossip: Vec::new() })
+        datagram(
+            4,
+            &Message::Ping { seq, target: NodeId(0), digest: Some(digest as u32), quiet: false, gossip: Vec::new() },
+        )
     };
     let before = pushes(&cluster);
     // The same view: nothing to do.
@@ -439,7 +443,8 @@ fn stats_count_every_datagram_by_kind_and_size() {
     let node = cluster.node_mut(0);
     while node.poll_output().is_some() {}
     let before = node.stats();
-    let ping = datagram(2, &Message::Ping { seq: 9, target: NodeId(0), digest: None, gossip: Vec::new() });
+    let ping =
+        datagram(2, &Message::Ping { seq: 9, target: NodeId(0), digest: None, quiet: false, gossip: Vec::new() });
     let gossip = gossip(2, vec![Gossip::Leave { id: NodeId(7), incarnation: 1 }]);
     node.handle_datagram(now, addr(2), &ping).expect("a valid ping");
     node.handle_datagram(now, addr(2), &gossip).expect("valid gossip");
@@ -547,7 +552,8 @@ fn a_suspect_hears_the_claim_on_every_ack_while_the_buddy_system_is_on() {
             |items: &Vec<Gossip>| items.iter().any(|g| matches!(g, Gossip::Suspect { id, .. } if *id == NodeId(2)));
         let mut carried = Vec::new();
         for seq in 1..=3 {
-            let ping = datagram(2, &Message::Ping { seq, target: NodeId(0), digest: None, gossip: vec![] });
+            let ping =
+                datagram(2, &Message::Ping { seq, target: NodeId(0), digest: None, quiet: false, gossip: vec![] });
             node.handle_datagram(now, addr(2), &ping).expect("valid");
             let acks = gossip_sent_to(node, addr(2));
             carried.push(acks.iter().any(claimed));
@@ -668,7 +674,7 @@ fn a_member_probing_the_accused_asks_nothing_more() {
 fn a_leader_announcement_is_passed_on_once_per_round() {
     let mut cluster = formed(5, 38);
     let announce = |round| gossip(1, vec![Gossip::Leader { term: 7, leader: NodeId(1), round }]);
-    let ping = |seq| datagram(3, &Message::Ping { seq, target: NodeId(0), digest: None, gossip: vec![] });
+    let ping = |seq| datagram(3, &Message::Ping { seq, target: NodeId(0), digest: None, quiet: false, gossip: vec![] });
     let carried = |node: &mut crate::Node| {
         gossip_sent_to(node, addr(3)).iter().flatten().any(|g| matches!(g, Gossip::Leader { term: 7, .. }))
     };
@@ -719,7 +725,7 @@ fn a_member_told_of_a_suspicion_it_refuted_answers_with_the_incarnation_that_did
     let alive_again = |acks: &[Vec<Gossip>]| {
         acks.iter().flatten().any(|g| matches!(g, Gossip::Alive { id, incarnation: 1, .. } if *id == NodeId(2)))
     };
-    let ping = |seq, gossip| datagram(3, &Message::Ping { seq, target: NodeId(2), digest: None, gossip });
+    let ping = |seq, gossip| datagram(3, &Message::Ping { seq, target: NodeId(2), digest: None, quiet: false, gossip });
     while node.poll_output().is_some() {}
     node.handle_datagram(later, addr(3), &ping(1, vec![])).expect("valid");
     assert!(!alive_again(&gossip_sent_to(node, addr(3))), "nothing pending about itself any more");
@@ -739,7 +745,9 @@ fn each_accusation_is_its_own_update_until_the_suspicion_ends() {
     node.handle_datagram(t, addr(1), &suspect(2, 1)).expect("valid");
     node.handle_datagram(t, addr(3), &suspect(2, 3)).expect("valid");
     while node.poll_output().is_some() {}
-    let ping = |from: u64, seq| datagram(from, &Message::Ping { seq, target: NodeId(0), digest: None, gossip: vec![] });
+    let ping = |from: u64, seq| {
+        datagram(from, &Message::Ping { seq, target: NodeId(0), digest: None, quiet: false, gossip: vec![] })
+    };
     node.handle_datagram(t, addr(3), &ping(3, 1)).expect("valid");
     let accusers = |acks: Vec<Vec<Gossip>>| -> Vec<NodeId> {
         acks.into_iter()
@@ -822,13 +830,13 @@ fn a_stranger_heard_gets_the_view_once_and_a_joiner_only_its_join_reply() {
     // A stranger's ping (a member that joined elsewhere): its ack, and the view, asking for
     // the stranger's in return.
     let t = t + secs(1);
-    let ping = datagram(9, &Message::Ping { seq: 1, target: NodeId(0), digest: None, gossip: vec![] });
+    let ping = datagram(9, &Message::Ping { seq: 1, target: NodeId(0), digest: None, quiet: false, gossip: vec![] });
     node.handle_datagram(t, addr(9), &ping).expect("valid");
     let out = sent(node);
     assert_eq!(state_transfers_to(&out, addr(9)), [true]);
     assert!(out.iter().any(|(to, m)| *to == addr(9) && matches!(m, Message::Ack { seq: 1, .. })));
     // Another stranger at the same instant waits: at most one such exchange per gossip interval.
-    let ping = datagram(11, &Message::Ping { seq: 1, target: NodeId(0), digest: None, gossip: vec![] });
+    let ping = datagram(11, &Message::Ping { seq: 1, target: NodeId(0), digest: None, quiet: false, gossip: vec![] });
     node.handle_datagram(t, addr(11), &ping).expect("valid");
     assert_eq!(state_transfers_to(&sent(node), addr(11)), [] as [bool; 0]);
     // A state transfer from a stranger is answered as asked, not as a stranger's.
@@ -1012,7 +1020,7 @@ fn a_strangers_view_digest_sets_off_no_exchange_of_its_own() {
     // gets the stranger's view exchange, and the digests none on top.
     let digest = Some(node.digest() as u32 ^ 1);
     for (seq, at) in [(1, t), (2, t + secs(1))] {
-        let ping = datagram(9, &Message::Ping { seq, target: NodeId(0), digest, gossip: vec![] });
+        let ping = datagram(9, &Message::Ping { seq, target: NodeId(0), digest, quiet: false, gossip: vec![] });
         node.handle_datagram(at, addr(9), &ping).expect("valid");
         assert_eq!(state_transfers_to(&sent(node), addr(9)), [true], "ping {seq}");
     }
@@ -1091,7 +1099,7 @@ fn a_member_held_failed_that_speaks_gets_the_view_and_tombstones_are_reaped() {
     let t = cluster.now;
     let node = cluster.node_mut(0);
     while node.poll_output().is_some() {}
-    let ping = datagram(3, &Message::Ping { seq: 1, target: NodeId(0), digest: None, gossip: vec![] });
+    let ping = datagram(3, &Message::Ping { seq: 1, target: NodeId(0), digest: None, quiet: false, gossip: vec![] });
     node.handle_datagram(t, addr(3), &ping).expect("valid");
     assert_eq!(state_transfers_to(&sent(node), addr(3)), [true]);
     node.handle_datagram(t, addr(3), &ping).expect("valid");
@@ -1139,7 +1147,7 @@ fn pings_and_acks_carry_the_view_digest_only_while_nothing_is_pending() {
     while node.poll_output().is_some() {}
     let digest = node.digest() as u32;
     let ack_digest = |node: &mut crate::Node, seq: u64, theirs: Option<u32>| {
-        let ping = datagram(1, &Message::Ping { seq, target: NodeId(0), digest: theirs, gossip: vec![] });
+        let ping = datagram(1, &Message::Ping { seq, target: NodeId(0), digest: theirs, quiet: false, gossip: vec![] });
         node.handle_datagram(t, addr(1), &ping).expect("valid");
         let out = sent(node);
         let acks: Vec<Option<u32>> = out
@@ -1200,7 +1208,8 @@ fn digests_are_not_compared_while_updates_are_in_flight() {
     // exchange if n0 were quiet (`a_neighbour_with_another_view_triggers_one_state_exchange`);
     // with an update pending, views differ anyway.
     for (seq, at) in [(1, t), (2, t + Config::lan().probe_interval * 2)] {
-        let ping = datagram(1, &Message::Ping { seq, target: NodeId(0), digest: Some(other), gossip: vec![] });
+        let ping =
+            datagram(1, &Message::Ping { seq, target: NodeId(0), digest: Some(other), quiet: false, gossip: vec![] });
         node.handle_datagram(at, addr(1), &ping).expect("valid");
         assert_eq!(state_transfers_to(&sent(node), addr(1)), [] as [bool; 0], "ping {seq}");
     }
@@ -1279,8 +1288,10 @@ fn a_suspect_that_spoke_since_the_suspicion_began_gets_its_maximum() {
         let t = cluster.now;
         let node = cluster.node_mut(0);
         let target = node.watched().find(|id| ![NodeId(1), NodeId(4)].contains(id)).expect("n0 watches 3 of 4");
-        let from_target =
-            datagram(target.0, &Message::Ping { seq: 7, target: NodeId(0), digest: None, gossip: vec![] });
+        let from_target = datagram(
+            target.0,
+            &Message::Ping { seq: 7, target: NodeId(0), digest: None, quiet: false, gossip: vec![] },
+        );
         let accuse = |by: u64| gossip(by, vec![Gossip::Suspect { id: target, incarnation: 0, accuser: NodeId(by) }]);
         if spoke == Some(Duration::ZERO) {
             node.handle_datagram(t, addr(target.0 as usize), &from_target).expect("valid");
@@ -1410,7 +1421,8 @@ fn the_accuser_and_a_member_with_stale_news_hear_the_refutation() {
     node.handle_datagram(t, addr(2), &stale).expect("valid");
     while node.poll_output().is_some() {}
     for peer in [1u64, 2] {
-        let ping = datagram(peer, &Message::Ping { seq: peer, target: NodeId(0), digest: None, gossip: vec![] });
+        let ping =
+            datagram(peer, &Message::Ping { seq: peer, target: NodeId(0), digest: None, quiet: false, gossip: vec![] });
         node.handle_datagram(t, addr(peer as usize), &ping).expect("valid");
         let refuted = gossip_sent_to(node, addr(peer as usize))
             .iter()
@@ -1422,7 +1434,7 @@ fn the_accuser_and_a_member_with_stale_news_hear_the_refutation() {
     let current = gossip(3, vec![Gossip::Alive { id: NodeId(0), incarnation: 1, addr: addr(0), tags: Tags::new() }]);
     node.handle_datagram(t, addr(3), &current).expect("valid");
     while node.poll_output().is_some() {}
-    let ping = datagram(3, &Message::Ping { seq: 3, target: NodeId(0), digest: None, gossip: vec![] });
+    let ping = datagram(3, &Message::Ping { seq: 3, target: NodeId(0), digest: None, quiet: false, gossip: vec![] });
     node.handle_datagram(t, addr(3), &ping).expect("valid");
     let sent = gossip_sent_to(node, addr(3));
     assert!(!sent.iter().flatten().any(|g| matches!(g, Gossip::Alive { id: NodeId(0), .. })), "{sent:?}");
@@ -1466,7 +1478,7 @@ fn a_suspicion_from_a_state_transfer_names_its_sender_as_accuser() {
     assert_eq!(node.member(NodeId(2)).expect("known").state, MemberState::Suspect);
     while node.poll_output().is_some() {}
     // The buddy system tells n2 who accuses it.
-    let ping = datagram(2, &Message::Ping { seq: 1, target: NodeId(0), digest: None, gossip: vec![] });
+    let ping = datagram(2, &Message::Ping { seq: 1, target: NodeId(0), digest: None, quiet: false, gossip: vec![] });
     node.handle_datagram(t, addr(2), &ping).expect("valid");
     let claims: Vec<NodeId> = gossip_sent_to(node, addr(2))
         .iter()
@@ -1497,7 +1509,7 @@ fn a_member_with_stale_news_of_another_is_sent_the_newer() {
     node.handle_datagram(t, addr(1), &gossip(1, vec![alive(1)])).expect("valid");
     node.handle_datagram(t, addr(2), &gossip(2, vec![alive(0)])).expect("valid");
     while node.poll_output().is_some() {}
-    let ping = datagram(2, &Message::Ping { seq: 1, target: NodeId(0), digest: None, gossip: vec![] });
+    let ping = datagram(2, &Message::Ping { seq: 1, target: NodeId(0), digest: None, quiet: false, gossip: vec![] });
     node.handle_datagram(t, addr(2), &ping).expect("valid");
     let sent = gossip_sent_to(node, addr(2));
     assert!(sent.iter().flatten().any(|g| *g == alive(1)), "{sent:?}");

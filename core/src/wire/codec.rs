@@ -39,10 +39,11 @@ pub(crate) fn put_message(out: &mut Vec<u8>, message: &Message) {
 pub(crate) fn put_message_head(out: &mut Vec<u8>, message: &Message) {
     out.push(message.kind().index() as u8);
     match message {
-        Message::Ping { seq, target, digest, .. } => {
+        Message::Ping { seq, target, digest, quiet, .. } => {
             put_varint(out, *seq);
             put_varint(out, target.0);
             put_digest(out, *digest);
+            out.push(u8::from(*quiet));
         }
         Message::Ack { seq, digest, picture, .. } => {
             put_varint(out, *seq);
@@ -409,6 +410,7 @@ impl<'a> Reader<'a> {
                 seq: self.u64()?,
                 target: self.id()?,
                 digest: self.digest()?,
+                quiet: self.bool()?,
                 gossip: self.list(Self::gossip)?,
             },
             1 => Message::Ack {

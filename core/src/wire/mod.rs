@@ -216,7 +216,9 @@ pub(crate) enum Message {
     /// Probe `target` (named so a ping that reaches a new process at an old address is
     /// ignored); answer with `Ack { seq }`. `digest` summarises the sender's live view
     /// when it has no updates pending, so two members can tell their views differ.
-    Ping { seq: u64, target: NodeId, digest: Option<u32>, gossip: Vec<Gossip> },
+    /// `quiet`: a roll call's question (see partition), answered with a bare ack: no
+    /// gossip rides on it either way, so it neither spends nor counts dissemination.
+    Ping { seq: u64, target: NodeId, digest: Option<u32>, quiet: bool, gossip: Vec<Gossip> },
     /// The answer to the ping or ping-req numbered `seq`, with the same `digest`.
     /// `picture` digests the members the sender holds out of reach or in dispute while its
     /// partition watch's roll call runs (`None` while it reaches everyone): a member takes

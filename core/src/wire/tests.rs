@@ -67,6 +67,7 @@ fn golden_messages() -> Vec<(&'static str, Message)> {
                 seq: 300,
                 target: NodeId(9),
                 digest: Some(0x0102),
+                quiet: false,
                 gossip: vec![Gossip::Leave { id: NodeId(5), incarnation: 2 }],
             },
         ),
@@ -123,8 +124,8 @@ const GOLDEN_ENVELOPE: &str = "c7 04 ef9bafcdf8acd19101 07";
 /// [`MessageKind::ALL`]; integers are postcard varints (300 = `ac02`, port 7946 = `8a3e`);
 /// a socket address is its variant (0 = V4, 1 = V6), the raw octets, the port.
 const GOLDEN_MESSAGES: [(&str, &str, &str); 12] = [
-    // Ping { seq: 300, target: 9, digest: Some(0x102), gossip: [Leave { id: 5, incarnation: 2 }] }
-    ("ping", "9ad80efd", "00 ac02 09 01 02010000 01 030502"),
+    // Ping { seq: 300, target: 9, digest: Some(0x102), quiet: false, gossip: [Leave { id: 5, incarnation: 2 }] }
+    ("ping", "6df18ef0", "00 ac02 09 01 02010000 00 01 030502"),
     // Ack { seq: 300, digest: None, picture: Some(0x102), gossip: [] }
     ("ack", "773c3826", "01 ac02 00 01 02010000 00"),
     // Nack { seq: 1 }
@@ -212,8 +213,12 @@ fn golden_header_fields() {
 // ----- decode checks, in order ------------------------------------------------------
 
 fn valid() -> Vec<u8> {
-    encode(HEADER, &Message::Ping { seq: 1, target: NodeId(9), digest: None, gossip: vec![] }, MIN_MAX_DATAGRAM)
-        .expect("small")
+    encode(
+        HEADER,
+        &Message::Ping { seq: 1, target: NodeId(9), digest: None, quiet: false, gossip: vec![] },
+        MIN_MAX_DATAGRAM,
+    )
+    .expect("small")
 }
 
 /// A sealed datagram of `cluster_id` with any body, well-formed or not.
@@ -305,7 +310,7 @@ fn each_decode_check_reports_the_first_failure() {
     for message in [
         Message::Join { member: record.clone(), send_state: false },
         Message::PushPull { reply: false, part: 0, parts: 1, members: vec![record.clone()] },
-        Message::Ping { seq: 1, target: NodeId(9), digest: Some(1), gossip: vec![alive.clone()] },
+        Message::Ping { seq: 1, target: NodeId(9), digest: Some(1), quiet: false, gossip: vec![alive.clone()] },
         Message::Ack { seq: 1, digest: None, picture: None, gossip: vec![alive.clone()] },
         Message::PingReq { seq: 1, target: NodeId(9), target_addr: v4(), gossip: vec![alive.clone()] },
         Message::Gossip { gossip: vec![Gossip::Leave { id: NodeId(1), incarnation: 1 }, alive] },
@@ -421,8 +426,8 @@ fn arb_gossip_list() -> impl Strategy<Value = Vec<Gossip>> {
 
 fn arb_message() -> impl Strategy<Value = Message> {
     prop_oneof![
-        (any::<u64>(), arb_id(), any::<Option<u32>>(), arb_gossip_list())
-            .prop_map(|(seq, target, digest, gossip)| Message::Ping { seq, target, digest, gossip }),
+        (any::<u64>(), arb_id(), any::<Option<u32>>(), any::<bool>(), arb_gossip_list())
+            .prop_map(|(seq, target, digest, quiet, gossip)| Message::Ping { seq, target, digest, quiet, gossip }),
         (any::<u64>(), any::<Option<u32>>(), any::<Option<u32>>(), arb_gossip_list())
             .prop_map(|(seq, digest, picture, gossip)| Message::Ack { seq, digest, picture, gossip }),
         any::<u64>().prop_map(|seq| Message::Nack { seq }),
@@ -459,6 +464,7 @@ fn arb_gossip_carrier() -> impl Strategy<Value = Message> {
             seq,
             target,
             digest,
+            quiet: false,
             gossip: vec![]
         }),
         (any::<u64>(), any::<Option<u32>>()).prop_map(|(seq, digest)| Message::Ack {
@@ -777,7 +783,8 @@ fn the_writer_counts_the_longer_list_length_past_127_items() {
 
 #[test]
 fn the_writer_refuses_a_message_that_cannot_fit() {
-    let ping = Message::Ping { seq: u64::MAX, target: NodeId(u64::MAX), digest: Some(u32::MAX), gossip: vec![] };
+    let ping =
+        Message::Ping { seq: u64::MAX, target: NodeId(u64::MAX), digest: Some(u32::MAX), quiet: false, gossip: vec![] };
     let empty = encode(HEADER, &ping, MAX_MAX_DATAGRAM).expect("fits").len();
     assert!(DatagramWriter::new(HEADER, &ping, empty - 1).is_none());
     let writer = DatagramWriter::new(HEADER, &ping, empty).expect("fits exactly");
