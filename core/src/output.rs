@@ -24,10 +24,20 @@ pub enum Output {
 }
 
 /// A datagram to send.
+///
+/// `to` is where it goes; `to_id` is the member it is for, when this member knows it: a
+/// member of its view, or the sender of the datagram it answers. It is `None` for a seed
+/// (a join goes to an address, whoever runs there). A driver that holds a connection per
+/// member (the QUIC runtime: each connection's member id comes from its certificate) may
+/// send over the connection `to_id` opened rather than dial `to`: a member behind a NAT
+/// is reached where its datagrams come from, not at the address it advertises. A driver
+/// of plain datagrams sends to `to` and may ignore `to_id`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transmit {
-    /// The destination.
+    /// The destination address.
     pub to: SocketAddr,
+    /// The member the datagram is for, when known (`None`: a seed's address).
+    pub to_id: Option<NodeId>,
     /// The datagram, at most `max_datagram` bytes.
     pub payload: Vec<u8>,
 }

@@ -48,6 +48,30 @@ fn state(node: &crate::Node, id: u64) -> MemberState {
     node.member(NodeId(id)).expect("known").state
 }
 
+/// A driver that holds a connection per member routes by `Transmit::to_id`: every datagram
+/// for a member of the view or an answer to a member names it, and names the member that
+/// runs at its address; only what goes to a seed (a join, a lone member's push-pull) does
+/// not.
+#[test]
+fn every_datagram_names_the_member_it_is_for_except_those_to_a_seed() {
+    let voters = crate::ElectionConfig::with_voters((0..5).map(NodeId));
+    let mut cluster = formed_with(6, Config { election: voters, ..Config::lan() }, 61);
+    cluster.crash(4);
+    cluster.run_for(secs(30));
+    cluster.restart(4, true);
+    cluster.command(5, Command::Leave);
+    cluster.run_for(secs(10));
+    assert!(cluster.misnamed.is_empty(), "datagrams named another member: {:?}", cluster.misnamed);
+    assert!(cluster.named > 1000, "{} named", cluster.named);
+    assert!(cluster.unnamed.get(&wire::MessageKind::Join).is_some_and(|&n| n >= 5), "{:?}", cluster.unnamed);
+    let others: Vec<_> = cluster
+        .unnamed
+        .keys()
+        .filter(|k| !matches!(k, wire::MessageKind::Join | wire::MessageKind::PushPull))
+        .collect();
+    assert!(others.is_empty(), "only a join or a push-pull goes to a seed: {:?}", cluster.unnamed);
+}
+
 #[test]
 fn members_join_through_one_seed_and_each_is_announced_once() {
     let cluster = formed(10, 1);
