@@ -191,6 +191,9 @@ pub struct DropCounts {
     pub checksum: u64,
     /// From another cluster.
     pub wrong_cluster: u64,
+    /// Its envelope names another sender than the member the driver knows sent it
+    /// ([`WireError::WrongSender`]).
+    pub wrong_sender: u64,
     /// Undecodable body.
     pub malformed: u64,
     /// Decodable but against a protocol rule (a sender claiming to be someone else, a ping
@@ -207,6 +210,7 @@ impl DropCounts {
             + self.version
             + self.checksum
             + self.wrong_cluster
+            + self.wrong_sender
             + self.malformed
             + self.invalid
     }
@@ -219,6 +223,7 @@ impl DropCounts {
             WireError::UnsupportedVersion { .. } => &mut self.version,
             WireError::Checksum => &mut self.checksum,
             WireError::WrongCluster { .. } => &mut self.wrong_cluster,
+            WireError::WrongSender { .. } => &mut self.wrong_sender,
             WireError::Malformed => &mut self.malformed,
             WireError::Invalid { .. } => &mut self.invalid,
         };

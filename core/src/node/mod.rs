@@ -321,12 +321,43 @@ impl Node {
     /// [`Stats::dropped`], and changes nothing else.
     #[cfg_attr(feature = "tracing", tracing::instrument(name = "datagram", level = "info", skip_all, fields(member = %self.id, now = %now, from = %from)))]
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) -> Result<(), WireError> {
+        self.datagram(now, from, None, bytes)
+    }
+
+    /// Feeds one datagram received from `from` that the driver knows member `peer` sent
+    /// (the id of an authenticated connection: the QUIC runtime's peer certificate).
+    ///
+    /// As [`Node::handle_datagram`], and the envelope is read once: a datagram whose
+    /// envelope names another sender than `peer` is refused with
+    /// [`WireError::WrongSender`] (counted in [`DropCounts::wrong_sender`](crate::DropCounts::wrong_sender))
+    /// before its body is read. The error tells a driver which of its own counters to
+    /// bump: `WrongSender` is a member speaking for another, the envelope's errors
+    /// (`TooLarge` to `WrongCluster`) are not conclave datagrams of this cluster, and
+    /// `Malformed` and `Invalid` are bodies the core refused.
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "datagram", level = "info", skip_all, fields(member = %self.id, now = %now, from = %from, peer = %peer)))]
+    pub fn handle_datagram_from(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        peer: NodeId,
+        bytes: &[u8],
+    ) -> Result<(), WireError> {
+        self.datagram(now, from, Some(peer), bytes)
+    }
+
+    fn datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        peer: Option<NodeId>,
+        bytes: &[u8],
+    ) -> Result<(), WireError> {
         self.now = now;
         if self.id_taken {
             // Stopped: its id belongs to another member (`Event::IdInUse`).
             return Ok(());
         }
-        let decoded = wire::decode(bytes, self.config.cluster_id, self.config.max_datagram)
+        let decoded = wire::decode_from(bytes, self.config.cluster_id, self.config.max_datagram, peer)
             .and_then(|(header, message)| self.check(header, &message).map(|()| (header, message)));
         let (header, message) = match decoded {
             Ok(ok) => ok,
