@@ -240,6 +240,14 @@ impl Node {
         self.view.member(id)
     }
 
+    /// A number that changes whenever [`Node::members`] does: a member comes or is
+    /// forgotten, or a member's state, incarnation, address or tags change (this member's
+    /// own included). A driver that copies the members out copies them again only when it
+    /// moved. It only goes up, within one `Node`; a restarted node counts from zero.
+    pub fn view_version(&self) -> u64 {
+        self.view.changes()
+    }
+
     /// How many members are Alive or Suspect, this one included.
     pub fn live_members(&self) -> usize {
         self.view.live()

@@ -73,6 +73,23 @@ fn every_datagram_names_the_member_it_is_for_except_those_to_a_seed() {
 }
 
 #[test]
+fn the_view_version_moves_when_the_members_do_and_only_then() {
+    let mut cluster = formed(3, 62);
+    let snapshot = |c: &Cluster, i: usize| (c.node(i).view_version(), c.node(i).members().cloned().collect::<Vec<_>>());
+    let before = snapshot(&cluster, 0);
+    cluster.run_for(secs(10));
+    assert_eq!(snapshot(&cluster, 0), before, "a quiet cluster: same members, same version");
+    let own = cluster.node(1).view_version();
+    let tags: Tags = [("role".to_string(), "db".to_string())].into_iter().collect();
+    cluster.command(1, Command::SetTags(tags));
+    assert!(cluster.node(1).view_version() > own, "its own tags move its version at once");
+    cluster.run_for(secs(2));
+    let after = snapshot(&cluster, 0);
+    assert_ne!(after.1, before.1, "node 0 learned the tags");
+    assert!(after.0 > before.0, "and its version went up: {} -> {}", before.0, after.0);
+}
+
+#[test]
 fn members_join_through_one_seed_and_each_is_announced_once() {
     let cluster = formed(10, 1);
     for observer in 0..10u64 {
