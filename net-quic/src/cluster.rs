@@ -352,7 +352,6 @@ impl ClusterBuilder {
         let shared = Arc::new(Shared {
             id: self.id,
             addr: advertise,
-            max_datagram: self.config.max_datagram,
             limits,
             endpoint,
             client_config,
