@@ -59,7 +59,10 @@ pub(crate) struct Shared {
     pub(crate) pool: Mutex<Pool>,
     pub(crate) counters: AtomicCounters,
     pub(crate) latency: Mutex<Histogram<u64>>,
+    /// The members, as of [`Shared::members_version`].
     pub(crate) members: RwLock<Vec<Member>>,
+    /// The core's view version (`Node::view_version`) the members were copied at.
+    pub(crate) members_version: AtomicU64,
     /// The election term, the leader this member knows, and its side's mode.
     pub(crate) leadership: Mutex<(u64, Option<NodeId>, Mode)>,
     pub(crate) stats: Mutex<Stats>,
@@ -256,17 +259,24 @@ pub(crate) fn act(node: &mut Node, shared: &Arc<Shared>, storage: &mut dyn Stora
     Ok(changed)
 }
 
-/// Copies the node's view and counters to where the handle reads them.
+/// Copies the node's view (when it changed) and counters to where the handle reads them.
 pub(crate) fn publish(node: &Node, shared: &Shared) {
-    *shared.members.write().unwrap_or_else(std::sync::PoisonError::into_inner) = node.members().cloned().collect();
+    let version = node.view_version();
+    // The members were copied at start, at the version the node had then.
+    if version != shared.members_version.load(Ordering::Acquire) {
+        let mut members = shared.members.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *members = node.members().cloned().collect();
+        shared.members_version.store(version, Ordering::Release);
+    }
     *lock(&shared.leadership) = (node.term(), node.leader(), node.mode());
     *lock(&shared.stats) = node.stats();
     *lock(&shared.partition) = node.partition().cloned();
     shared.joined.store(node.is_joined(), Ordering::Release);
 }
 
-/// The view is published on every event, and at least this often (incarnations and
-/// addresses can change without one).
+/// The view is published on every event, and looked at at least this often (incarnations
+/// and addresses can change without one; the members are copied only when the core's
+/// view version moved).
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
 // ----- the connection pool ------------------------------------------------------------

@@ -321,6 +321,7 @@ async fn a_member_is_reached_where_it_connects_from_not_where_it_advertises() {
     let ca = DevCa::new("nat").unwrap();
     let n1 = start(&ca, 1, &[]).await;
     let mut events = n1.events();
+    let alone = n1.members_version();
     // A socket bound and never read: the advertised address answers nothing.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let advertised = silent.local_addr().unwrap();
@@ -338,6 +339,7 @@ async fn a_member_is_reached_where_it_connects_from_not_where_it_advertises() {
         n1.members().iter().any(|m| m.id == NodeId(2) && m.addr == advertised && m.state == MemberState::Alive)
     })
     .await;
+    assert!(n1.members_version() > alone, "a member joined: the members' version moved");
     let pinged = n2.metrics().core.received.get(conclave_core::MessageKind::Ping);
     // Config::local probes every 100 ms; a member no ack came back from is suspected
     // within a few probes and failed within a few seconds.
