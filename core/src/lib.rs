@@ -1,8 +1,9 @@
 //! conclave-core: one cluster member's whole protocol, as a pure state machine.
 //!
 //! **The contract.** No IO, no clock, no threads. Time comes in as an [`Instant`] on every
-//! call; bytes come in through [`Node::handle_datagram`] and go out as [`Output::Transmit`];
-//! everything the application must know goes out as [`Output::Event`]; everything that must
+//! call; bytes come in through [`Node::handle_datagram`] (or [`Node::handle_datagram_from`],
+//! for a driver that knows which member sent them) and go out as [`Output::Transmit`], to an
+//! address and, when the member is known, to its id; everything the application must know goes out as [`Output::Event`]; everything that must
 //! survive a crash goes out as [`Output::Persist`]. All randomness is drawn from a ChaCha RNG
 //! seeded by [`NodeConfig::seed`], so the same seed and the same inputs give the same outputs
 //! on every machine. No byte string makes it panic.

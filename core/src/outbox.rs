@@ -5,8 +5,29 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use crate::durable::Durable;
+use crate::member::NodeId;
 use crate::output::{Event, Output, Stats, Transmit};
 use crate::wire::{self, Header, Message, MessageKind, WireError};
+
+/// Where a datagram goes: an address, and the member it is for when this member knows it
+/// (what [`Transmit::to_id`] carries).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct To {
+    pub(crate) addr: SocketAddr,
+    pub(crate) id: Option<NodeId>,
+}
+
+impl To {
+    /// Member `id`, at `addr` (where it is held, or where its datagram came from).
+    pub(crate) fn member(id: NodeId, addr: SocketAddr) -> Self {
+        Self { addr, id: Some(id) }
+    }
+
+    /// An address whose member is not known: a seed.
+    pub(crate) fn addr(addr: SocketAddr) -> Self {
+        Self { addr, id: None }
+    }
+}
 
 /// Output slots a drained outbox keeps (a few datagrams and events per input).
 const OUTPUTS_KEPT: usize = 16;
@@ -39,7 +60,7 @@ impl Outbox {
     }
 
     /// Encodes and sends a message that carries no piggybacked gossip.
-    pub(crate) fn send(&mut self, to: SocketAddr, message: &Message) {
+    pub(crate) fn send(&mut self, to: To, message: &Message) {
         match wire::encode(self.header, message, self.max_datagram) {
             Ok(payload) => self.transmit(to, message.kind(), payload),
             Err(_) => debug_assert!(false, "messages are sized to fit before they are built"),
@@ -47,16 +68,16 @@ impl Outbox {
     }
 
     /// Sends an encoded datagram of `kind`, `gossip` items among its contents.
-    pub(crate) fn transmit_with_gossip(&mut self, to: SocketAddr, kind: MessageKind, payload: Vec<u8>, gossip: usize) {
+    pub(crate) fn transmit_with_gossip(&mut self, to: To, kind: MessageKind, payload: Vec<u8>, gossip: usize) {
         self.stats.gossip_sent += gossip as u64;
         self.transmit(to, kind, payload);
     }
 
     /// Sends an encoded datagram of `kind`.
-    pub(crate) fn transmit(&mut self, to: SocketAddr, kind: MessageKind, payload: Vec<u8>) {
+    pub(crate) fn transmit(&mut self, to: To, kind: MessageKind, payload: Vec<u8>) {
         self.stats.sent.add(kind);
         self.stats.bytes_sent += payload.len() as u64;
-        self.outputs.push_back(Output::Transmit(Transmit { to, payload }));
+        self.outputs.push_back(Output::Transmit(Transmit { to: to.addr, to_id: to.id, payload }));
     }
 
     /// Tells the application.
@@ -109,7 +130,6 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::member::NodeId;
 
     #[test]
     fn outputs_come_out_in_order_and_are_counted() {
@@ -117,11 +137,11 @@ mod tests {
         let mut out = Outbox::new(header, wire::MIN_MAX_DATAGRAM);
         let to: SocketAddr = "127.0.0.1:9".parse().expect("an address");
         out.persist(Durable::new(2, 0, None));
-        out.send(to, &Message::Nack { seq: 5 });
+        out.send(To::member(NodeId(3), to), &Message::Nack { seq: 5 });
         out.emit(Event::Broadcast { origin: NodeId(2), payload: vec![1] });
         assert!(matches!(out.pop(), Some(Output::Persist(d)) if d.incarnation == 2));
         let Some(Output::Transmit(t)) = out.pop() else { panic!("the nack comes second") };
-        assert_eq!(t.to, to);
+        assert_eq!((t.to, t.to_id), (to, Some(NodeId(3))));
         assert_eq!(wire::inspect(&t.payload, 7, wire::MIN_MAX_DATAGRAM), Ok((header, MessageKind::Nack)));
         assert!(matches!(out.pop(), Some(Output::Event(Event::Broadcast { .. }))));
         assert_eq!(out.pop(), None);

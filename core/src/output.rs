@@ -24,10 +24,20 @@ pub enum Output {
 }
 
 /// A datagram to send.
+///
+/// `to` is where it goes; `to_id` is the member it is for, when this member knows it: a
+/// member of its view, or the sender of the datagram it answers. It is `None` for a seed
+/// (a join goes to an address, whoever runs there). A driver that holds a connection per
+/// member (the QUIC runtime: each connection's member id comes from its certificate) may
+/// send over the connection `to_id` opened rather than dial `to`: a member behind a NAT
+/// is reached where its datagrams come from, not at the address it advertises. A driver
+/// of plain datagrams sends to `to` and may ignore `to_id`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transmit {
-    /// The destination.
+    /// The destination address.
     pub to: SocketAddr,
+    /// The member the datagram is for, when known (`None`: a seed's address).
+    pub to_id: Option<NodeId>,
     /// The datagram, at most `max_datagram` bytes.
     pub payload: Vec<u8>,
 }
@@ -181,6 +191,9 @@ pub struct DropCounts {
     pub checksum: u64,
     /// From another cluster.
     pub wrong_cluster: u64,
+    /// Its envelope names another sender than the member the driver knows sent it
+    /// ([`WireError::WrongSender`]).
+    pub wrong_sender: u64,
     /// Undecodable body.
     pub malformed: u64,
     /// Decodable but against a protocol rule (a sender claiming to be someone else, a ping
@@ -197,6 +210,7 @@ impl DropCounts {
             + self.version
             + self.checksum
             + self.wrong_cluster
+            + self.wrong_sender
             + self.malformed
             + self.invalid
     }
@@ -209,6 +223,7 @@ impl DropCounts {
             WireError::UnsupportedVersion { .. } => &mut self.version,
             WireError::Checksum => &mut self.checksum,
             WireError::WrongCluster { .. } => &mut self.wrong_cluster,
+            WireError::WrongSender { .. } => &mut self.wrong_sender,
             WireError::Malformed => &mut self.malformed,
             WireError::Invalid { .. } => &mut self.invalid,
         };

@@ -9,8 +9,10 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::wire::{self, MessageKind};
 use crate::{
     Command, Config, Durable, Event, InitialClusterState, Instant, MemberState, Node, NodeConfig, NodeId, Output,
+    Transmit,
 };
 
 /// The address of member `i`.
@@ -68,6 +70,12 @@ pub(crate) struct Cluster {
     pub(crate) link_loss: BTreeMap<(usize, usize), f64>,
     pub(crate) events: Vec<Seen>,
     pub(crate) max_transmit: usize,
+    /// Datagrams that named the member they were for (`Transmit::to_id`).
+    pub(crate) named: u64,
+    /// Datagrams that named no member, by kind.
+    pub(crate) unnamed: BTreeMap<MessageKind, u64>,
+    /// Datagrams whose `to_id` is not the member at their address: (from, to_id, to).
+    pub(crate) misnamed: Vec<(usize, NodeId, SocketAddr)>,
     /// Datagrams sent to a crashed member: (when, from, to, payload).
     pub(crate) to_crashed: Vec<(Instant, usize, usize, Vec<u8>)>,
     /// Datagrams sent to an address outside the cluster (a process a test drives by
@@ -95,6 +103,9 @@ impl Cluster {
             link_loss: BTreeMap::new(),
             events: Vec::new(),
             max_transmit: 0,
+            named: 0,
+            unnamed: BTreeMap::new(),
+            misnamed: Vec::new(),
             to_crashed: Vec::new(),
             restarts: 0,
         };
@@ -261,6 +272,7 @@ impl Cluster {
                 Output::Event(event) => self.events.push(Seen { at: self.now, observer, event }),
                 Output::Transmit(t) => {
                     self.max_transmit = self.max_transmit.max(t.payload.len());
+                    self.count_destination(i, &t);
                     let Some(&to) = self.by_addr.get(&t.to) else {
                         self.outside.push((addr(i), t.to, t.payload));
                         continue;
@@ -276,6 +288,24 @@ impl Cluster {
                     let at = self.now + self.latency;
                     self.in_flight.push(Reverse(InFlight { at, seq: self.seq, to, from: addr(i), payload: t.payload }));
                 }
+            }
+        }
+    }
+
+    /// Counts whether `t`, from member `from`, names its member, and whether rightly (member
+    /// `i` runs as `NodeId(i)` at `addr(i)`).
+    fn count_destination(&mut self, from: usize, t: &Transmit) {
+        match t.to_id {
+            Some(id) => {
+                self.named += 1;
+                if self.by_addr.get(&t.to).is_some_and(|&i| NodeId(i as u64) != id) {
+                    self.misnamed.push((from, id, t.to));
+                }
+            }
+            None => {
+                let max = self.config.max_datagram;
+                let kind = wire::inspect(&t.payload, self.config.cluster_id, max).expect("a member's own datagram").1;
+                *self.unnamed.entry(kind).or_default() += 1;
             }
         }
     }

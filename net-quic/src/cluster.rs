@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -352,7 +352,6 @@ impl ClusterBuilder {
         let shared = Arc::new(Shared {
             id: self.id,
             addr: advertise,
-            max_datagram: self.config.max_datagram,
             limits,
             endpoint,
             client_config,
@@ -360,6 +359,7 @@ impl ClusterBuilder {
             counters: AtomicCounters::default(),
             latency: Mutex::new(latency_histogram()),
             members: RwLock::new(node.members().cloned().collect()),
+            members_version: AtomicU64::new(node.view_version()),
             leadership: Mutex::new((node.term(), node.leader(), node.mode())),
             stats: Mutex::new(node.stats()),
             events,
@@ -456,6 +456,15 @@ impl Cluster {
     /// This member's view: every member it knows, itself included, with its state.
     pub fn members(&self) -> Vec<Member> {
         read(&self.shared.members).clone()
+    }
+
+    /// A number that changes whenever [`Cluster::members`] does (a member comes or is
+    /// forgotten, or a member's state, incarnation, address or tags change): poll it, and
+    /// copy the members only when it moved. The members read after it are at least as new
+    /// as it says. It only goes up while this member runs (the core's
+    /// `Node::view_version`).
+    pub fn members_version(&self) -> u64 {
+        self.shared.members_version.load(Ordering::Acquire)
     }
 
     /// The leader this member knows (see `core::Config::election`), as of the latest

@@ -7,9 +7,14 @@
 //!   commands, and calls `handle_timeout` when `poll_timeout` comes due.
 //! - Membership datagrams travel as QUIC datagrams over a bounded pool of connections,
 //!   one per peer address, dialled on first use and replaced by a newer one from the same
-//!   address (a restarted peer).
-//! - Every connection's peer id comes from its certificate ([`crate::tls`]); a datagram
-//!   whose envelope names another sender, or a request that claims one, is dropped and
+//!   address (a restarted peer). A datagram for a member (`Transmit::to_id`) at an
+//!   address none of its connections came from goes over the newest connection its
+//!   certificate opened, incoming or outgoing: a member behind a NAT is reached where it
+//!   connects from, not at the address it advertises, and that address is dialled only
+//!   when no connection to the member is up (see `Pool::route`).
+//! - Every connection's peer id comes from its certificate ([`crate::tls`]); the core reads
+//!   each datagram once, with that id (`Node::handle_datagram_from`), and refuses one whose
+//!   envelope names another sender; a request that claims one is refused here. Both are
 //!   counted.
 
 use std::collections::BTreeMap;
@@ -20,7 +25,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use conclave_core::partition::Decision;
-use conclave_core::{Command, Config, Event, Member, Mode, Node, NodeId, Output, Stats};
+use conclave_core::{Command, Config, Event, Member, Mode, Node, NodeId, Output, Stats, Transmit, WireError};
 use hdrhistogram::Histogram;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -35,8 +40,9 @@ use crate::tls::{peer_id, TlsConfig, SERVER_NAME};
 
 /// What the driver is told.
 pub(crate) enum Input {
-    /// A datagram whose sender was checked against its connection's certificate.
-    Datagram { from: SocketAddr, bytes: Bytes },
+    /// A datagram from a connection whose certificate names member `peer` (the core
+    /// checks the envelope's sender against it).
+    Datagram { from: SocketAddr, peer: NodeId, bytes: Bytes },
     /// An application command, answered once the core took it.
     Command(Command, oneshot::Sender<Result<(), conclave_core::Error>>),
     /// Leave, drain, stop.
@@ -47,14 +53,16 @@ pub(crate) enum Input {
 pub(crate) struct Shared {
     pub(crate) id: NodeId,
     pub(crate) addr: SocketAddr,
-    pub(crate) max_datagram: usize,
     pub(crate) limits: Limits,
     pub(crate) endpoint: quinn::Endpoint,
     pub(crate) client_config: quinn::ClientConfig,
     pub(crate) pool: Mutex<Pool>,
     pub(crate) counters: AtomicCounters,
     pub(crate) latency: Mutex<Histogram<u64>>,
+    /// The members, as of [`Shared::members_version`].
     pub(crate) members: RwLock<Vec<Member>>,
+    /// The core's view version (`Node::view_version`) the members were copied at.
+    pub(crate) members_version: AtomicU64,
     /// The election term, the leader this member knows, and its side's mode.
     pub(crate) leadership: Mutex<(u64, Option<NodeId>, Mode)>,
     pub(crate) stats: Mutex<Stats>,
@@ -207,9 +215,10 @@ pub(crate) async fn drive(
         tokio::select! {
             biased;
             input = inputs.recv() => match input {
-                Some(Input::Datagram { from, bytes }) => {
-                    // A rejected datagram is counted by the core.
-                    let _ = node.handle_datagram(clock.now(), from, &bytes);
+                Some(Input::Datagram { from, peer, bytes }) => {
+                    // The core counts what it refuses; the runtime's counters say why.
+                    let taken = node.handle_datagram_from(clock.now(), from, peer, &bytes);
+                    bump(Intake::of(&taken).counter(&shared.counters));
                 }
                 Some(Input::Command(command, reply)) => {
                     let _ = reply.send(node.handle_command(clock.now(), command));
@@ -232,7 +241,7 @@ pub(crate) fn act(node: &mut Node, shared: &Arc<Shared>, storage: &mut dyn Stora
     while let Some(output) = node.poll_output() {
         match output {
             Output::Persist(durable) => storage.store(&durable)?,
-            Output::Transmit(t) => transmit(shared, t.to, Bytes::from(t.payload)),
+            Output::Transmit(t) => transmit(shared, t),
             Output::Event(event) => {
                 changed = true;
                 if let Event::IdInUse { holder } = &event {
@@ -250,27 +259,44 @@ pub(crate) fn act(node: &mut Node, shared: &Arc<Shared>, storage: &mut dyn Stora
     Ok(changed)
 }
 
-/// Copies the node's view and counters to where the handle reads them.
+/// Copies the node's view (when it changed) and counters to where the handle reads them.
 pub(crate) fn publish(node: &Node, shared: &Shared) {
-    *shared.members.write().unwrap_or_else(std::sync::PoisonError::into_inner) = node.members().cloned().collect();
+    let version = node.view_version();
+    // The members were copied at start, at the version the node had then.
+    if version != shared.members_version.load(Ordering::Acquire) {
+        let mut members = shared.members.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *members = node.members().cloned().collect();
+        shared.members_version.store(version, Ordering::Release);
+    }
     *lock(&shared.leadership) = (node.term(), node.leader(), node.mode());
     *lock(&shared.stats) = node.stats();
     *lock(&shared.partition) = node.partition().cloned();
     shared.joined.store(node.is_joined(), Ordering::Release);
 }
 
-/// The view is published on every event, and at least this often (incarnations and
-/// addresses can change without one).
+/// The view is published on every event, and looked at at least this often (incarnations
+/// and addresses can change without one; the members are copied only when the core's
+/// view version moved).
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
 // ----- the connection pool ------------------------------------------------------------
 
-/// Connections by peer address.
+/// Connections by peer address, indexed by their peers' ids.
 #[derive(Default)]
 pub(crate) struct Pool {
     slots: BTreeMap<SocketAddr, Slot>,
+    /// Where the newest pooled connection of each member is (the address of a `Ready`
+    /// slot whose certificate names it), incoming or outgoing.
+    by_id: BTreeMap<NodeId, SocketAddr>,
+    /// The last few addresses each member's connections were pooled at: its own
+    /// addresses, where it is reached directly (see [`Pool::route`]).
+    seen_at: BTreeMap<NodeId, Vec<SocketAddr>>,
     tick: u64,
 }
+
+/// The addresses remembered per member (a member behind a NAT that rebinds comes from a
+/// new one now and then).
+const SEEN_AT_KEPT: usize = 4;
 
 enum Slot {
     /// A handshake is under way; datagrams wait for it (a bounded number).
@@ -294,8 +320,22 @@ impl Pool {
         self.tick += 1;
         let pending = match self.slots.insert(addr, Slot::Ready { conn, id, used: self.tick }) {
             Some(Slot::Dialing(pending)) => pending,
-            _ => Vec::new(),
+            Some(Slot::Ready { id: old, .. }) => {
+                if old != id {
+                    self.reindex(old);
+                }
+                Vec::new()
+            }
+            None => Vec::new(),
         };
+        self.by_id.insert(id, addr);
+        let seen = self.seen_at.entry(id).or_default();
+        if !seen.contains(&addr) {
+            if seen.len() == SEEN_AT_KEPT {
+                seen.remove(0);
+            }
+            seen.push(addr);
+        }
         let mut evicted = None;
         if self.slots.len() > max {
             let oldest = self
@@ -307,9 +347,7 @@ impl Pool {
                 })
                 .min();
             if let Some((_, a)) = oldest {
-                if let Some(Slot::Ready { conn, .. }) = self.slots.remove(&a) {
-                    evicted = Some(conn);
-                }
+                evicted = self.forget(a);
             }
         }
         (pending, evicted)
@@ -318,7 +356,53 @@ impl Pool {
     /// Forgets `conn` if it is still the one for its address.
     fn remove(&mut self, addr: SocketAddr, conn: &quinn::Connection) {
         if matches!(self.slots.get(&addr), Some(Slot::Ready { conn: c, .. }) if c.stable_id() == conn.stable_id()) {
-            self.slots.remove(&addr);
+            self.forget(addr);
+        }
+    }
+
+    /// Removes the slot at `addr`; returns its connection if it had one.
+    fn forget(&mut self, addr: SocketAddr) -> Option<quinn::Connection> {
+        match self.slots.remove(&addr)? {
+            Slot::Ready { conn, id, .. } => {
+                self.reindex(id);
+                Some(conn)
+            }
+            Slot::Dialing(_) => None,
+        }
+    }
+
+    /// Points `id`'s entry at its most recently used connection left, if any.
+    fn reindex(&mut self, id: NodeId) {
+        let newest = self
+            .slots
+            .iter()
+            .filter_map(|(a, s)| match s {
+                Slot::Ready { id: i, used, .. } if *i == id => Some((*used, *a)),
+                _ => None,
+            })
+            .max();
+        match newest {
+            Some((_, addr)) => self.by_id.insert(id, addr),
+            None => self.by_id.remove(&id),
+        };
+    }
+
+    /// The slot a datagram for `to` (member `to_id`, when known) goes to.
+    ///
+    /// A member behind a NAT connects from another address than the one it advertises,
+    /// and cannot be dialled there: a datagram for it at an address none of its
+    /// connections came from goes over its newest connection. An address one of its
+    /// connections came from is its own, and is used (dialled if need be) even when it
+    /// has a connection elsewhere: a member that restarted at another address must not
+    /// answer for the one the core still holds at the old address, or the core could
+    /// never find the old one gone and take the new one.
+    fn route(&self, to: SocketAddr, to_id: Option<NodeId>) -> SocketAddr {
+        let Some(want) = to_id else { return to };
+        let own = |addr: SocketAddr| self.seen_at.get(&want).is_some_and(|seen| seen.contains(&addr));
+        match self.slots.get(&to) {
+            Some(Slot::Ready { id, .. }) if *id == want => to,
+            _ if own(to) => to,
+            _ => self.by_id.get(&want).copied().unwrap_or(to),
         }
     }
 
@@ -335,11 +419,28 @@ impl Pool {
     }
 }
 
-/// Sends one membership datagram to `to`, dialling if no connection is pooled.
-fn transmit(shared: &Arc<Shared>, to: SocketAddr, payload: Bytes) {
+/// Sends one membership datagram: over the connection [`Pool::route`] picks, dialling
+/// `t.to` if none is up.
+fn transmit(shared: &Arc<Shared>, t: Transmit) {
+    let Transmit { to, to_id, payload } = t;
+    let payload = Bytes::from(payload);
     let mut pool = lock(&shared.pool);
     pool.tick += 1;
     let tick = pool.tick;
+    let via = pool.route(to, to_id);
+    if via != to {
+        if let Some(Slot::Ready { conn, used, .. }) = pool.slots.get_mut(&via) {
+            *used = tick;
+            match conn.send_datagram(payload.clone()) {
+                Ok(()) => return bump(&shared.counters.datagrams_sent),
+                // That connection is gone: the member's own address is what is left.
+                Err(quinn::SendDatagramError::ConnectionLost(_)) => {
+                    pool.forget(via);
+                }
+                Err(_) => return bump(&shared.counters.datagrams_unsent),
+            }
+        }
+    }
     match pool.slots.get_mut(&to) {
         Some(Slot::Ready { conn, used, .. }) => {
             *used = tick;
@@ -347,6 +448,7 @@ fn transmit(shared: &Arc<Shared>, to: SocketAddr, payload: Bytes) {
                 Ok(()) => bump(&shared.counters.datagrams_sent),
                 Err(quinn::SendDatagramError::ConnectionLost(_)) => {
                     // Dial again; this datagram waits for the new connection.
+                    pool.forget(to);
                     pool.slots.insert(to, Slot::Dialing(vec![payload]));
                     drop(pool);
                     tokio::spawn(dial(shared.clone(), to));
@@ -450,8 +552,8 @@ pub(crate) fn adopt(shared: &Arc<Shared>, conn: quinn::Connection, id: NodeId) {
     tokio::spawn(accept_streams(shared.clone(), conn, id));
 }
 
-/// Passes `conn`'s datagrams to the driver, after checking that each one's envelope names
-/// the member the certificate names.
+/// Passes `conn`'s datagrams to the driver, with the member its certificate names (the
+/// core refuses one whose envelope names another).
 async fn read_datagrams(shared: Arc<Shared>, conn: quinn::Connection, id: NodeId) {
     let from = conn.remote_address();
     let mut bucket = TokenBucket::new(shared.limits.datagram_rate, tokio::time::Instant::now());
@@ -469,14 +571,10 @@ async fn read_datagrams(shared: Arc<Shared>, conn: quinn::Connection, id: NodeId
             bump(&shared.counters.datagrams_flooded);
             continue;
         }
-        match intake(&bytes, id, shared.max_datagram) {
-            Intake::Accept => match shared.inputs.try_send(Input::Datagram { from, bytes }) {
-                Ok(()) => bump(&shared.counters.datagrams_received),
-                Err(mpsc::error::TrySendError::Full(_)) => bump(&shared.counters.datagrams_overflow),
-                Err(mpsc::error::TrySendError::Closed(_)) => break,
-            },
-            Intake::Spoofed => bump(&shared.counters.datagrams_spoofed),
-            Intake::Malformed => bump(&shared.counters.datagrams_malformed),
+        match shared.inputs.try_send(Input::Datagram { from, peer: id, bytes }) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => bump(&shared.counters.datagrams_overflow),
+            Err(mpsc::error::TrySendError::Closed(_)) => break,
         }
     }
     lock(&shared.pool).remove(from, &conn);
@@ -523,24 +621,38 @@ impl TokenBucket {
     }
 }
 
-/// What becomes of a datagram that arrived on a connection from member `peer`.
+/// What became of a datagram that arrived on a connection from member `peer`, as the
+/// core's answer to `Node::handle_datagram_from` tells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Intake {
-    /// Its envelope reads and names `peer`: it goes to the core.
+    /// Its envelope read and named `peer`: the core took it, or refused its body
+    /// (counted in the core's `Stats::dropped`).
     Accept,
     /// Its envelope names another member than the connection's certificate.
     Spoofed,
-    /// No readable envelope: truncated, larger than `max_datagram`, foreign.
+    /// No readable envelope of this cluster: truncated, larger than `max_datagram`,
+    /// damaged, foreign.
     Malformed,
 }
 
-/// Sorts one datagram from a connection whose certificate names `peer`: only its envelope
-/// is read (the core reads the rest, and refuses what it must).
-pub(crate) fn intake(bytes: &[u8], peer: NodeId, max_datagram: usize) -> Intake {
-    match conclave_core::wire::decode_header(bytes, max_datagram) {
-        Ok(header) if header.sender == peer => Intake::Accept,
-        Ok(_) => Intake::Spoofed,
-        Err(_) => Intake::Malformed,
+impl Intake {
+    /// Sorts the core's answer to one datagram.
+    pub(crate) fn of(taken: &Result<(), WireError>) -> Self {
+        match taken {
+            Err(WireError::WrongSender { .. }) => Self::Spoofed,
+            Ok(()) | Err(WireError::Malformed | WireError::Invalid { .. }) => Self::Accept,
+            // The envelope's own errors, and any the core adds later.
+            Err(_) => Self::Malformed,
+        }
+    }
+
+    /// The runtime's counter for it.
+    fn counter(self, counters: &AtomicCounters) -> &AtomicU64 {
+        match self {
+            Self::Accept => &counters.datagrams_received,
+            Self::Spoofed => &counters.datagrams_spoofed,
+            Self::Malformed => &counters.datagrams_malformed,
+        }
     }
 }
 

@@ -31,11 +31,14 @@ macro_rules! counters {
 counters! {
     /// Membership datagrams handed to QUIC.
     datagrams_sent,
-    /// Membership datagrams received and passed to the core (which may still reject them).
+    /// Membership datagrams whose envelope named their connection's member: the core took
+    /// them, or refused their body (counted in the core's `Stats::dropped`).
     datagrams_received,
-    /// Datagrams dropped before the core: no readable envelope (truncated, oversized, foreign).
+    /// Datagrams the core refused for their envelope: truncated, oversized, damaged, not
+    /// conclave, another version or cluster.
     datagrams_malformed,
-    /// Datagrams dropped because the sender in the envelope is not the certificate's member.
+    /// Datagrams the core refused because the sender in the envelope is not the
+    /// certificate's member (`WireError::WrongSender`).
     datagrams_spoofed,
     /// Datagrams that could not be sent (no connection in time, too large for the path,
     /// a full queue).

@@ -313,6 +313,55 @@ async fn a_member_cannot_speak_for_another() {
     node.shutdown().await;
 }
 
+/// A member behind a NAT advertises an address nobody answers at and connects from
+/// another: the others reach it over the connection it opened (datagrams for a member go
+/// by its id), never dial the advertised address, and never suspect it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_is_reached_where_it_connects_from_not_where_it_advertises() {
+    let ca = DevCa::new("nat").unwrap();
+    let n1 = start(&ca, 1, &[]).await;
+    let mut events = n1.events();
+    let alone = n1.members_version();
+    // A socket bound and never read: the advertised address answers nothing.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let advertised = silent.local_addr().unwrap();
+    let n2 = Cluster::builder(NodeId(2))
+        .bind(LOOPBACK)
+        .advertise(advertised)
+        .seeds([n1.addr()])
+        .config(config())
+        .tls(ca.tls(NodeId(2)).unwrap())
+        .storage(MemoryStorage::new())
+        .start()
+        .await
+        .unwrap();
+    until("n1 holds n2, alive, at the address it advertises", Duration::from_secs(10), || {
+        n1.members().iter().any(|m| m.id == NodeId(2) && m.addr == advertised && m.state == MemberState::Alive)
+    })
+    .await;
+    assert!(n1.members_version() > alone, "a member joined: the members' version moved");
+    let pinged = n2.metrics().core.received.get(conclave_core::MessageKind::Ping);
+    // Config::local probes every 100 ms; a member no ack came back from is suspected
+    // within a few probes and failed within a few seconds.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let n2_pings = n2.metrics().core.received.get(conclave_core::MessageKind::Ping) - pinged;
+    assert!(n2_pings >= 10, "n1's probes reach n2: {n2_pings} in 3 s");
+    let counters = n1.metrics().counters;
+    assert_eq!(counters.connections_refused, 0, "n1 dialled: {:?}", n1.last_refusal());
+    assert_eq!(counters.datagrams_unsent, 0);
+    let held = n1.members().into_iter().find(|m| m.id == NodeId(2)).expect("n2 is known");
+    assert_eq!((held.state, held.addr), (MemberState::Alive, advertised));
+    while let Ok(event) = events.try_recv() {
+        assert!(
+            !matches!(&event, Event::MemberSuspected(m) | Event::MemberFailed(m) if m.id == NodeId(2)),
+            "n1 judged n2 unreachable: {event:?}"
+        );
+    }
+    drop(silent);
+    n2.shutdown().await;
+    n1.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_oversized_and_truncated_input_is_refused_without_harm() {
     let ca = DevCa::new("garbage").unwrap();

@@ -125,7 +125,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::config::{ElectionConfig, InitialClusterState};
 use crate::durable::Durable;
 use crate::member::NodeId;
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, To};
 use crate::output::Event;
 use crate::time::Instant;
 use crate::wire::Message;
@@ -439,7 +439,7 @@ impl Election {
         // Stickiness: while a leader is heard (or this member leads), refuse, and keep the
         // term: a member cut off from the leader must not depose it.
         if self.hears_leader(ctx.now) && !transfer {
-            ctx.out.send(addr, &Message::Vote { term: self.term, pre_vote, granted: false });
+            ctx.out.send(To::member(from, addr), &Message::Vote { term: self.term, pre_vote, granted: false });
             return;
         }
         if pre_vote {
@@ -457,7 +457,7 @@ impl Election {
                 self.deadline = Some(ctx.now + self.random_timeout(ctx.rng));
             }
             let granted = term > self.term && self.abstention.is_none();
-            ctx.out.send(addr, &Message::Vote { term: self.term, pre_vote, granted });
+            ctx.out.send(To::member(from, addr), &Message::Vote { term: self.term, pre_vote, granted });
             return;
         }
         if term > self.term {
@@ -475,7 +475,7 @@ impl Election {
             // Raft resets the timer on a granted vote: give the candidate its chance.
             self.deadline = Some(ctx.now + self.random_timeout(ctx.rng));
         }
-        ctx.out.send(addr, &Message::Vote { term: self.term, pre_vote: false, granted });
+        ctx.out.send(To::member(from, addr), &Message::Vote { term: self.term, pre_vote: false, granted });
     }
 
     fn on_vote(&mut self, ctx: &mut Ctx<'_>, from: NodeId, term: u64, pre_vote: bool, granted: bool) {
@@ -550,7 +550,7 @@ impl Election {
         self.report(from, term);
         if term < self.term {
             // A deposed leader: tell it the term, so it steps down.
-            ctx.out.send(addr, &Message::HeartbeatAck { term: self.term, seq });
+            ctx.out.send(To::member(from, addr), &Message::HeartbeatAck { term: self.term, seq });
             return;
         }
         if term > self.term || !matches!(self.role, Role::Follower) {
@@ -572,7 +572,7 @@ impl Election {
             // (While it abstains, the timer keeps asking the others their terms.)
             self.deadline = Some(ctx.now + self.random_timeout(ctx.rng));
         }
-        ctx.out.send(addr, &Message::HeartbeatAck { term, seq });
+        ctx.out.send(To::member(from, addr), &Message::HeartbeatAck { term, seq });
         self.end_abstention(ctx);
     }
 
@@ -605,8 +605,8 @@ impl Election {
         self.become_follower(ctx, term);
         // Not back in the running before the successor has had its chance.
         self.deadline = Some(ctx.now + self.config.election_timeout_max);
-        if let Some(addr) = target.and_then(|t| (ctx.addrs)(t)) {
-            ctx.out.send(addr, &Message::TimeoutNow { term });
+        if let Some((t, addr)) = target.and_then(|t| Some((t, (ctx.addrs)(t)?))) {
+            ctx.out.send(To::member(t, addr), &Message::TimeoutNow { term });
         }
         true
     }
@@ -789,7 +789,7 @@ impl Election {
         for &voter in &self.voters {
             if voter != self.me {
                 if let Some(addr) = (ctx.addrs)(voter) {
-                    ctx.out.send(addr, message);
+                    ctx.out.send(To::member(voter, addr), message);
                 }
             }
         }

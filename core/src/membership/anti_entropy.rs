@@ -17,12 +17,11 @@
 //!   hears the claim, refutes it, and the sides merge within seconds.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::member::NodeId;
 use crate::membership::view::View;
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, To};
 use crate::time::Instant;
 use crate::wire::{MessageKind, StateWriter};
 
@@ -148,7 +147,7 @@ impl Gate {
 
 /// Sends this member's whole view to `to`, split into as many datagrams as it takes; the
 /// receiver answers with its own when `reply` is set.
-pub(crate) fn send_state(view: &View, out: &mut Outbox, to: SocketAddr, reply: bool) {
+pub(crate) fn send_state(view: &View, out: &mut Outbox, to: To, reply: bool) {
     let mut state = StateWriter::new(out.max_datagram(), view.len());
     for member in view.members_unordered() {
         state.push(member);

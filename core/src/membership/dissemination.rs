@@ -7,7 +7,6 @@
 //! User broadcasts travel the same way and are delivered once.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use rand_chacha::ChaCha8Rng;
@@ -16,7 +15,7 @@ use crate::config::Config;
 use crate::member::NodeId;
 use crate::membership::broadcast::{retransmit_limit, BroadcastQueue, Key};
 use crate::membership::view::View;
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, To};
 use crate::time::Instant;
 use crate::wire::{encode_gossip, DatagramWriter, Gossip, Message, MessageKind};
 
@@ -70,15 +69,16 @@ impl Dissemination {
         self.queue.mark_holder(key, holder, view.live().saturating_sub(1));
     }
 
-    /// Sends `message`, whose gossip list is empty, with as many pending updates packed in
-    /// as fit (skipping those `peer` is known to have). `claim`, the suspicion of `peer`
+    /// Sends `message`, whose gossip list is empty, to `to` with as many pending updates
+    /// packed in as fit (skipping those `peer` is known to have; `None` when the datagram
+    /// is not this member's word to `to`, a relayed ack). `claim`, the suspicion of `peer`
     /// this member holds (Lifeguard's buddy system), goes first, whatever the queue says.
     /// A `Gossip` message with nothing to carry is not sent.
     #[allow(clippy::too_many_arguments, reason = "the parts a send reads, each passed per call")]
     pub(crate) fn send_gossiping(
         &mut self,
         out: &mut Outbox,
-        to: SocketAddr,
+        to: To,
         peer: Option<NodeId>,
         message: Message,
         claim: Option<&Gossip>,
@@ -125,7 +125,15 @@ impl Dissemination {
                 break;
             }
             if let Some(addr) = view.member(id).map(|m| m.addr) {
-                self.send_gossiping(out, addr, Some(id), Message::Gossip { gossip: Vec::new() }, None, view, config);
+                self.send_gossiping(
+                    out,
+                    To::member(id, addr),
+                    Some(id),
+                    Message::Gossip { gossip: Vec::new() },
+                    None,
+                    view,
+                    config,
+                );
             }
         }
     }
@@ -159,6 +167,8 @@ impl Dissemination {
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
     use rand::SeedableRng;
 
     use super::*;
@@ -179,7 +189,12 @@ mod tests {
     fn sent(out: &mut Outbox) -> Vec<SocketAddr> {
         std::iter::from_fn(|| out.pop())
             .map(|o| match o {
-                Output::Transmit(t) => t.to,
+                Output::Transmit(t) => {
+                    // A gossip round goes to members of the view: each datagram names its member.
+                    let id = t.to_id.expect("a gossip target is a member");
+                    assert_eq!(t.to, member(id.0).addr, "to_id names the member at the address");
+                    t.to
+                }
                 other => panic!("only datagrams: {other:?}"),
             })
             .collect()
@@ -206,7 +221,7 @@ mod tests {
         let (mut d, view, mut out, config) = setup(10);
         d.push(Key::Member(NodeId(5)), &Gossip::Leave { id: NodeId(5), incarnation: 0 });
         d.mark_holder(Key::Member(NodeId(5)), NodeId(2), &view);
-        let to = member(2).addr;
+        let to = To::member(NodeId(2), member(2).addr);
         d.send_gossiping(&mut out, to, Some(NodeId(2)), Message::Gossip { gossip: Vec::new() }, None, &view, &config);
         assert!(sent(&mut out).is_empty(), "a gossip datagram with nothing to carry is not sent");
         let ack = Message::Ack { seq: 1, digest: None, picture: None, gossip: Vec::new() };
@@ -214,7 +229,7 @@ mod tests {
         assert_eq!(out.stats().gossip_sent, 0, "the ack goes, without the update");
         d.send_gossiping(
             &mut out,
-            member(3).addr,
+            To::member(NodeId(3), member(3).addr),
             Some(NodeId(3)),
             Message::Gossip { gossip: Vec::new() },
             None,
@@ -237,7 +252,8 @@ mod tests {
         d.push(Key::Suspicion(NodeId(4), NodeId(1)), &claim);
         d.push(Key::Member(NodeId(6)), &Gossip::Leave { id: NodeId(6), incarnation: 0 });
         let ping = Message::Ping { seq: 1, target: NodeId(4), digest: None, quiet: false, gossip: Vec::new() };
-        d.send_gossiping(&mut out, member(4).addr, Some(NodeId(4)), ping, Some(&claim), &view, &config);
+        let to = To::member(NodeId(4), member(4).addr);
+        d.send_gossiping(&mut out, to, Some(NodeId(4)), ping, Some(&claim), &view, &config);
         assert_eq!(out.stats().gossip_sent, 2, "the claim and the other update, not the claim twice");
         let Some(Output::Transmit(t)) = out.pop() else { panic!("a datagram") };
         let mut expected = vec![0_u8, 1, 4, 0, 0, 2];
@@ -247,7 +263,7 @@ mod tests {
         // Even with nothing queued, the claim goes.
         let (mut idle, ..) = setup(10);
         let ack = Message::Ack { seq: 1, digest: None, picture: None, gossip: Vec::new() };
-        idle.send_gossiping(&mut out, member(4).addr, Some(NodeId(4)), ack, Some(&claim), &view, &config);
+        idle.send_gossiping(&mut out, to, Some(NodeId(4)), ack, Some(&claim), &view, &config);
         assert_eq!(out.stats().gossip_sent, 3);
     }
 

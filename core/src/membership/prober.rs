@@ -20,6 +20,7 @@ use crate::detector::{PhiAccrual, PhiParams};
 use crate::member::NodeId;
 use crate::membership::awareness::Awareness;
 use crate::membership::view::View;
+use crate::outbox::To;
 use crate::time::Instant;
 
 /// Ring neighbours are few (the default `monitors` is 3): kept inline up to this many.
@@ -110,7 +111,8 @@ struct Probe {
 /// A ping sent on another member's behalf.
 #[derive(Debug)]
 struct Relay {
-    requester: SocketAddr,
+    /// The member that asked, where its ping-req came from.
+    requester: To,
     requester_seq: u64,
     target: NodeId,
     /// When it nacks if no ack came (Lifeguard), and whether it has.
@@ -143,7 +145,7 @@ pub(crate) struct ExpiredProbe {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum AckOutcome {
     /// It answers a ping relayed for `requester`: pass the ack on, under its `seq`.
-    Relayed { requester: SocketAddr, seq: u64 },
+    Relayed { requester: To, seq: u64 },
     /// Anything else (an indirect probe it ended, a plain ping's answer).
     Done,
 }
@@ -397,7 +399,7 @@ impl Prober {
     pub(crate) fn relay_started(
         &mut self,
         seq: u64,
-        requester: SocketAddr,
+        requester: To,
         requester_seq: u64,
         target: NodeId,
         (nack_at, give_up_at): (Instant, Instant),
@@ -442,7 +444,7 @@ impl Prober {
 
     /// The relayed pings due their nack at `now`: each requester and its sequence number,
     /// in our sequence order. Relays past their last chance are given up.
-    pub(crate) fn expire_relays(&mut self, now: Instant) -> Vec<(SocketAddr, u64)> {
+    pub(crate) fn expire_relays(&mut self, now: Instant) -> Vec<(To, u64)> {
         self.relays.retain(|_, r| !(r.nacked && r.give_up_at <= now));
         let mut nacks = Vec::new();
         for relay in self.relays.values_mut().filter(|r| !r.nacked && r.nack_at <= now) {
@@ -687,7 +689,7 @@ mod tests {
     #[test]
     fn a_relayed_ping_forwards_the_target_s_ack_or_nacks_when_due() {
         let (mut prober, _) = prober_in_ring_of(4);
-        let requester: SocketAddr = "127.0.0.1:9000".parse().expect("an address");
+        let requester = To::member(NodeId(9), "127.0.0.1:9000".parse().expect("an address"));
         let nack_at = Instant::from_secs(2);
         let give_up = nack_at + INTERVAL;
         prober.relay_started(10, requester, 77, NodeId(3), (nack_at, give_up));

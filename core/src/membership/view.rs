@@ -65,8 +65,12 @@ pub(crate) struct View {
     ring_changed: bool,
     /// The other members held Suspect.
     suspects: BTreeSet<NodeId>,
-    /// Counts changes of membership and of members' states (not of incarnations alone).
+    /// Counts changes of membership and of members' states (not of incarnations alone):
+    /// what the partition watch and the election look at.
     version: u64,
+    /// Counts every change a reader of the members sees: a member comes or goes, or its
+    /// state, incarnation, address or tags change (`Node::view_version`).
+    changes: u64,
     /// Tombstones reaped within the last tombstone ttl: id, incarnation and when. A member
     /// that has not reaped one yet (each reaps at its own push-pull ticks) still passes it
     /// on in state transfers, and taking it back would give it a fresh time to live: it
@@ -91,6 +95,7 @@ impl View {
             ring_changed: false,
             suspects: BTreeSet::new(),
             version: 0,
+            changes: 0,
             reaped: BTreeMap::new(),
         }
     }
@@ -152,6 +157,11 @@ impl View {
         self.version
     }
 
+    /// Goes up whenever anything in [`View::members`] changes.
+    pub(crate) fn changes(&self) -> u64 {
+        self.changes
+    }
+
     /// Whether the live ring changed since last asked; asking clears it.
     pub(crate) fn take_ring_change(&mut self) -> bool {
         std::mem::take(&mut self.ring_changed)
@@ -172,6 +182,7 @@ impl View {
         self.digest ^= digest_term(member.id, member.incarnation);
         self.ring_changed = true;
         self.version += 1;
+        self.changes += 1;
         self.sorted.insert(member.id);
         self.reaped.remove(&member.id);
         self.peers.insert(member.id, Peer { member, since: now, revived: None });
@@ -198,6 +209,9 @@ impl View {
         }
         if let Some(tags) = tags {
             peer.member.tags = tags;
+        }
+        if moved || retagged || old_incarnation != incarnation || old_state != state {
+            self.changes += 1;
         }
         if old_state != state {
             peer.since = now;
@@ -244,13 +258,20 @@ impl View {
         if me.state.is_live() {
             self.digest ^= digest_term(self.me, me.incarnation) ^ digest_term(self.me, incarnation);
         }
+        if me.incarnation != incarnation {
+            self.changes += 1;
+        }
         me.incarnation = incarnation;
         me
     }
 
     /// Sets this member's own tags.
     pub(crate) fn set_tags(&mut self, tags: Tags) {
-        self.peers.get_mut(&self.me).expect("a view always holds its own member").member.tags = tags;
+        let me = &mut self.peers.get_mut(&self.me).expect("a view always holds its own member").member;
+        if me.tags != tags {
+            me.tags = tags;
+            self.changes += 1;
+        }
     }
 
     /// Forgets the tombstones whose state changed more than `ttl` before `now`, and
@@ -270,6 +291,7 @@ impl View {
         }
         if !gone.is_empty() {
             self.version += 1;
+            self.changes += 1;
         }
         gone
     }
@@ -495,6 +517,44 @@ mod tests {
         ] {
             assert_eq!(digest_term(NodeId(id), incarnation), term, "n{id} at {incarnation}");
         }
+    }
+
+    #[test]
+    fn every_change_a_reader_sees_moves_the_change_count_and_nothing_else_does() {
+        let mut view = view_of(3);
+        let t = Instant::from_secs(1);
+        let mut last = view.changes();
+        let mut changed = |view: &View, what: &str, expected: bool| {
+            assert_eq!(view.changes() != last, expected, "{what}");
+            last = view.changes();
+        };
+        view.insert(test_member(4), t);
+        changed(&view, "a new member", true);
+        view.transition(NodeId(2), (0, MemberState::Alive), None, None, t);
+        changed(&view, "the same state again", false);
+        view.transition(NodeId(2), (1, MemberState::Alive), None, None, t);
+        changed(&view, "an incarnation alone (not a version change)", true);
+        let moved: SocketAddr = "10.0.0.9:1".parse().expect("an address");
+        view.transition(NodeId(2), (1, MemberState::Alive), Some(moved), None, t);
+        changed(&view, "an address", true);
+        let tags: Tags = [("role".to_string(), "db".to_string())].into_iter().collect();
+        view.transition(NodeId(2), (1, MemberState::Alive), Some(moved), Some(tags.clone()), t);
+        changed(&view, "tags", true);
+        view.transition(NodeId(2), (1, MemberState::Alive), Some(moved), Some(tags.clone()), t);
+        changed(&view, "the same record again", false);
+        view.transition(NodeId(2), (1, MemberState::Failed), None, None, t);
+        changed(&view, "a state", true);
+        view.set_incarnation(view.me().incarnation);
+        changed(&view, "its own incarnation, unchanged", false);
+        view.set_incarnation(view.me().incarnation + 1);
+        changed(&view, "its own incarnation", true);
+        view.set_tags(tags.clone());
+        changed(&view, "its own tags", true);
+        view.set_tags(tags);
+        changed(&view, "its own tags, unchanged", false);
+        let ttl = Duration::from_secs(1);
+        view.reap(t + ttl + ttl, ttl);
+        changed(&view, "a tombstone reaped", true);
     }
 
     #[test]

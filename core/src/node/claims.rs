@@ -9,6 +9,7 @@ use crate::member::{Member, MemberState, NodeId, Tags};
 use crate::membership::broadcast::Key;
 use crate::membership::suspicion::Suspicion;
 use crate::membership::{precedence, Verdict};
+use crate::outbox::To;
 use crate::output::Event;
 use crate::wire::{Gossip, MemberRecord, Message};
 
@@ -368,7 +369,10 @@ impl Node {
         }
         let Some(claim) = self.suspicion_claim(id) else { return };
         let seq = self.prober.next_seq();
-        self.out.send(addr, &Message::Ping { seq, target: id, digest: None, quiet: false, gossip: vec![claim] });
+        self.out.send(
+            To::member(id, addr),
+            &Message::Ping { seq, target: id, digest: None, quiet: false, gossip: vec![claim] },
+        );
     }
 
     /// Claims about this member: refute whatever says it is not alive, and take any

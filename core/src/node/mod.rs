@@ -82,7 +82,7 @@ use crate::membership::joiner::{jitter, Joiner};
 use crate::membership::prober::{AckOutcome, Prober};
 use crate::membership::suspicion::Suspicions;
 use crate::membership::view::{Peer, View};
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, To};
 use crate::output::{Command, Output, Stats};
 use crate::partition::{Decision, Mode, PartitionWatch, Picture, RollCallTiming};
 use crate::time::Instant;
@@ -240,6 +240,14 @@ impl Node {
         self.view.member(id)
     }
 
+    /// A number that changes whenever [`Node::members`] does: a member comes or is
+    /// forgotten, or a member's state, incarnation, address or tags change (this member's
+    /// own included). A driver that copies the members out copies them again only when it
+    /// moved. It only goes up, within one `Node`; a restarted node counts from zero.
+    pub fn view_version(&self) -> u64 {
+        self.view.changes()
+    }
+
     /// How many members are Alive or Suspect, this one included.
     pub fn live_members(&self) -> usize {
         self.view.live()
@@ -321,12 +329,43 @@ impl Node {
     /// [`Stats::dropped`], and changes nothing else.
     #[cfg_attr(feature = "tracing", tracing::instrument(name = "datagram", level = "info", skip_all, fields(member = %self.id, now = %now, from = %from)))]
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) -> Result<(), WireError> {
+        self.datagram(now, from, None, bytes)
+    }
+
+    /// Feeds one datagram received from `from` that the driver knows member `peer` sent
+    /// (the id of an authenticated connection: the QUIC runtime's peer certificate).
+    ///
+    /// As [`Node::handle_datagram`], and the envelope is read once: a datagram whose
+    /// envelope names another sender than `peer` is refused with
+    /// [`WireError::WrongSender`] (counted in [`DropCounts::wrong_sender`](crate::DropCounts::wrong_sender))
+    /// before its body is read. The error tells a driver which of its own counters to
+    /// bump: `WrongSender` is a member speaking for another, the envelope's errors
+    /// (`TooLarge` to `WrongCluster`) are not conclave datagrams of this cluster, and
+    /// `Malformed` and `Invalid` are bodies the core refused.
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "datagram", level = "info", skip_all, fields(member = %self.id, now = %now, from = %from, peer = %peer)))]
+    pub fn handle_datagram_from(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        peer: NodeId,
+        bytes: &[u8],
+    ) -> Result<(), WireError> {
+        self.datagram(now, from, Some(peer), bytes)
+    }
+
+    fn datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        peer: Option<NodeId>,
+        bytes: &[u8],
+    ) -> Result<(), WireError> {
         self.now = now;
         if self.id_taken {
             // Stopped: its id belongs to another member (`Event::IdInUse`).
             return Ok(());
         }
-        let decoded = wire::decode(bytes, self.config.cluster_id, self.config.max_datagram)
+        let decoded = wire::decode_from(bytes, self.config.cluster_id, self.config.max_datagram, peer)
             .and_then(|(header, message)| self.check(header, &message).map(|()| (header, message)));
         let (header, message) = match decoded {
             Ok(ok) => ok,
@@ -347,8 +386,8 @@ impl Node {
         }
         if !matches!(message, Message::Join { .. } | Message::PushPull { .. }) && !self.prober.is_neighbour(sender) {
             match self.view.member(sender).map(|m| m.state) {
-                None => self.sync_with_stranger(from),
-                Some(MemberState::Failed) => self.sync_with_revenant(from),
+                None => self.sync_with_stranger(To::member(sender, from)),
+                Some(MemberState::Failed) => self.sync_with_revenant(To::member(sender, from)),
                 Some(_) => {}
             }
         }
@@ -357,7 +396,8 @@ impl Node {
                 // A roll call's question: a bare answer, with what this member's partition
                 // watch sees.
                 let picture = self.partition.as_ref().and_then(PartitionWatch::reported_picture);
-                self.out.send(from, &Message::Ack { seq, digest: None, picture, gossip: Vec::new() });
+                self.out
+                    .send(To::member(sender, from), &Message::Ack { seq, digest: None, picture, gossip: Vec::new() });
             }
             Message::Ping { seq, digest, gossip, .. } => {
                 if at_its_address {
@@ -370,7 +410,7 @@ impl Node {
                 let picture = self.partition.as_ref().and_then(PartitionWatch::reported_picture);
                 let ack =
                     Message::Ack { seq, digest: mine.filter(|&m| digest != Some(m)), picture, gossip: Vec::new() };
-                self.send_gossiping(from, Some(sender), ack);
+                self.send_gossiping(To::member(sender, from), ack);
                 self.compare_digest(sender, from, digest);
             }
             Message::Ack { seq, digest, picture, gossip } => {
@@ -380,18 +420,14 @@ impl Node {
                     partition.on_ack(now, sender, seq, picture, &mut |e| out.emit(e));
                 }
                 if let AckOutcome::Relayed { requester, seq } = self.prober.on_ack(sender, seq, now) {
-                    self.send_gossiping(
-                        requester,
-                        None,
-                        Message::Ack { seq, digest: None, picture: None, gossip: Vec::new() },
-                    );
+                    self.answer_requester(requester, seq);
                 }
                 self.compare_digest(sender, from, digest);
             }
             Message::Nack { seq } => self.prober.on_nack(seq),
             Message::PingReq { seq, target, target_addr, gossip } => {
                 self.merge_gossip(sender, gossip);
-                self.relay_probe(from, seq, target, target_addr);
+                self.relay_probe(To::member(sender, from), seq, target, target_addr);
             }
             Message::Gossip { gossip } => self.merge_gossip(sender, gossip),
             Message::PushPull { reply, part, parts, members } => {
@@ -405,7 +441,7 @@ impl Node {
                 }
                 self.awaiting_view = false;
                 if reply && part == 0 {
-                    self.send_view(from, false, "push-pull reply");
+                    self.send_view(To::member(sender, from), false, "push-pull reply");
                 }
             }
             Message::Join { member, send_state: wants_state } => {
@@ -420,7 +456,7 @@ impl Node {
                     _ => self.merge_record(sender, member, true),
                 }
                 if wants_state {
-                    self.send_view(from, false, "join reply");
+                    self.send_view(To::member(sender, from), false, "join reply");
                 }
             }
             election @ (Message::RequestVote { .. }
@@ -611,8 +647,7 @@ impl Node {
                 if let Some((id, addr, seq)) = self.prober.start_period(now) {
                     let digest = self.quiet_digest();
                     self.send_gossiping(
-                        addr,
-                        Some(id),
+                        To::member(id, addr),
                         Message::Ping { seq, target: id, digest, quiet: false, gossip: Vec::new() },
                     );
                 }
@@ -706,7 +741,10 @@ impl Node {
             let Some(addr) = self.view.member(id).map(|m| m.addr) else { continue };
             let seq = self.prober.next_seq();
             partition.asked(id, seq, now);
-            self.out.send(addr, &Message::Ping { seq, target: id, digest: None, quiet: true, gossip: Vec::new() });
+            self.out.send(
+                To::member(id, addr),
+                &Message::Ping { seq, target: id, digest: None, quiet: true, gossip: Vec::new() },
+            );
         }
     }
 
@@ -779,28 +817,20 @@ impl Node {
         for &relay in &relays {
             if let Some(addr) = self.view.member(relay).map(|m| m.addr) {
                 self.send_gossiping(
-                    addr,
-                    Some(relay),
+                    To::member(relay, addr),
                     Message::PingReq { seq, target, target_addr, gossip: Vec::new() },
                 );
             }
         }
-        self.send_gossiping(
-            target_addr,
-            Some(target),
-            Message::Ping { seq, target, digest: None, quiet: false, gossip: Vec::new() },
-        );
+        let ping = Message::Ping { seq, target, digest: None, quiet: false, gossip: Vec::new() };
+        self.send_gossiping(To::member(target, target_addr), ping);
         let next = now + self.prober.awareness().scale(self.config.probe_interval);
         self.prober.probe_started(seq, target, relays.len(), now + timeout, next);
     }
 
-    fn relay_probe(&mut self, requester: SocketAddr, requester_seq: u64, target: NodeId, target_addr: SocketAddr) {
+    fn relay_probe(&mut self, requester: To, requester_seq: u64, target: NodeId, target_addr: SocketAddr) {
         if target == self.id {
-            self.send_gossiping(
-                requester,
-                None,
-                Message::Ack { seq: requester_seq, digest: None, picture: None, gossip: Vec::new() },
-            );
+            self.answer_requester(requester, requester_seq);
             return;
         }
         let seq = self.prober.next_seq();
@@ -811,11 +841,8 @@ impl Node {
         let nack_at = self.now + self.config.probe_timeout.mul_f64(0.8);
         let give_up_at = self.now + self.config.probe_period();
         self.prober.relay_started(seq, requester, requester_seq, target, (nack_at, give_up_at.max(nack_at)));
-        self.send_gossiping(
-            target_addr,
-            Some(target),
-            Message::Ping { seq, target, digest: None, quiet: false, gossip: Vec::new() },
-        );
+        let ping = Message::Ping { seq, target, digest: None, quiet: false, gossip: Vec::new() };
+        self.send_gossiping(To::member(target, target_addr), ping);
     }
 
     // ----- anti-entropy and joining --------------------------------------------------
@@ -832,22 +859,22 @@ impl Node {
         if exchange {
             if let Some(&id) = self.view.random_members(&mut self.rng, 1, |p| p.member.state.is_live()).first() {
                 let addr = self.view.member(id).expect("drawn from the view").addr;
-                self.send_view(addr, true, "periodic push-pull");
+                self.send_view(To::member(id, addr), true, "periodic push-pull");
             }
         }
         // Now and then reach past the live view, so that a healed partition merges again:
         // a member this one holds failed, or, for a member left alone, a seed.
         if self.rng.random_bool(0.5) {
             let seeds = self.joiner.seeds();
-            let addr = match self.view.random_failed(&mut self.rng) {
-                Some(id) => self.view.member(id).map(|m| m.addr),
+            let to = match self.view.random_failed(&mut self.rng) {
+                Some(id) => self.view.member(id).map(|m| To::member(id, m.addr)),
                 None if self.view.live() == 1 && !seeds.is_empty() => {
-                    Some(seeds[self.rng.random_range(0..seeds.len())])
+                    Some(To::addr(seeds[self.rng.random_range(0..seeds.len())]))
                 }
                 None => None,
             };
-            if let Some(addr) = addr {
-                self.send_view(addr, true, "push-pull past the live view");
+            if let Some(to) = to {
+                self.send_view(to, true, "push-pull past the live view");
             }
         }
     }
@@ -855,7 +882,7 @@ impl Node {
     /// A member that hears from one it does not know has missed gossip (members that
     /// joined at once, a dissemination that died out): exchange views with it, at most
     /// once per gossip interval.
-    fn sync_with_stranger(&mut self, from: SocketAddr) {
+    fn sync_with_stranger(&mut self, from: To) {
         if self.is_active() && self.anti_entropy.stranger_sync(self.now, self.config.gossip_interval) {
             self.send_view(from, true, "a stranger was heard");
         }
@@ -864,7 +891,7 @@ impl Node {
     /// A member held Failed spoke to us: the network between us works again (a healed
     /// partition) or it came back. Exchange views with it, so it hears what we hold of it and
     /// refutes, and both sides learn what they missed; at most once per gossip interval.
-    fn sync_with_revenant(&mut self, from: SocketAddr) {
+    fn sync_with_revenant(&mut self, from: To) {
         if self.is_active() && self.anti_entropy.revenant_sync(self.now, self.config.gossip_interval) {
             self.send_view(from, true, "a member held failed was heard");
         }
@@ -881,12 +908,15 @@ impl Node {
         let Some(id) = self.view.random_failed(&mut self.rng) else { return };
         let Some(addr) = self.view.member(id).map(|m| m.addr) else { return };
         let seq = self.prober.next_seq();
-        self.out.send(addr, &Message::Ping { seq, target: id, digest: None, quiet: false, gossip: Vec::new() });
+        self.out.send(
+            To::member(id, addr),
+            &Message::Ping { seq, target: id, digest: None, quiet: false, gossip: Vec::new() },
+        );
     }
 
     /// Sends this member's whole view to `to` (a state transfer), for `why`.
-    fn send_view(&mut self, to: SocketAddr, reply: bool, why: &'static str) {
-        trace_event!(debug, to = %to, members = self.view.len(), reply, "state transfer: {why}");
+    fn send_view(&mut self, to: To, reply: bool, why: &'static str) {
+        trace_event!(debug, to = %to.addr, members = self.view.len(), reply, "state transfer: {why}");
         let _ = why;
         send_state(&self.view, &mut self.out, to, reply);
         // A member that needs a view (it joins, or comes back) needs the leader too.
@@ -914,7 +944,7 @@ impl Node {
         // The wire carries the low 32 bits: a false match is one in four billion.
         let (theirs, ours) = (u64::from(digest), u64::from(self.view.digest() as u32));
         if self.anti_entropy.compare(sender, theirs, ours, self.now, probe, push_pull) {
-            self.send_view(from, true, "a neighbour's view digest stayed different");
+            self.send_view(To::member(sender, from), true, "a neighbour's view digest stayed different");
         }
     }
 
@@ -923,7 +953,7 @@ impl Node {
         let Some(asked) = self.joiner.attempt(now, &mut self.rng, &self.config) else { return };
         let member = MemberRecord::from(self.view.me());
         for (i, &seed) in self.joiner.seeds().iter().enumerate() {
-            self.out.send(seed, &Message::Join { member: member.clone(), send_state: i == asked });
+            self.out.send(To::addr(seed), &Message::Join { member: member.clone(), send_state: i == asked });
         }
     }
 
@@ -945,7 +975,7 @@ impl Node {
         let targets = self.view.random_members(&mut self.rng, fanout, |p| p.member.state.is_live());
         for id in targets {
             let addr = self.view.member(id).expect("drawn from the view").addr;
-            self.out.send(addr, &Message::Gossip { gossip: vec![item.clone()] });
+            self.out.send(To::member(id, addr), &Message::Gossip { gossip: vec![item.clone()] });
         }
     }
 
@@ -954,10 +984,20 @@ impl Node {
     /// Sends a message whose gossip list is empty, packing pending updates into it, and,
     /// to a member this one holds suspect, the suspicion first (Lifeguard's buddy system:
     /// the suspect hears the claim on every probe and ack, and can refute it).
-    fn send_gossiping(&mut self, to: SocketAddr, peer: Option<NodeId>, message: Message) {
+    fn send_gossiping(&mut self, to: To, message: Message) {
+        let peer = to.id;
         let claim = peer.filter(|_| self.config.lifeguard.buddy_system).and_then(|id| self.suspicion_claim(id));
         let (view, config) = (&self.view, &self.config);
         self.dissemination.send_gossiping(&mut self.out, to, peer, message, claim.as_ref(), view, config);
+    }
+
+    /// Answers a ping-req: the target's ack (or this member's own, when it was the target),
+    /// under the requester's sequence number. The gossip packed in is not tailored to the
+    /// requester (no buddy claim, no skipping what it holds): the ack stands for the target.
+    fn answer_requester(&mut self, requester: To, seq: u64) {
+        let ack = Message::Ack { seq, digest: None, picture: None, gossip: Vec::new() };
+        let (view, config) = (&self.view, &self.config);
+        self.dissemination.send_gossiping(&mut self.out, requester, None, ack, None, view, config);
     }
 
     /// The suspicion of `id` this member holds, as the gossip item that carries it.

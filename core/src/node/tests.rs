@@ -48,6 +48,47 @@ fn state(node: &crate::Node, id: u64) -> MemberState {
     node.member(NodeId(id)).expect("known").state
 }
 
+/// A driver that holds a connection per member routes by `Transmit::to_id`: every datagram
+/// for a member of the view or an answer to a member names it, and names the member that
+/// runs at its address; only what goes to a seed (a join, a lone member's push-pull) does
+/// not.
+#[test]
+fn every_datagram_names_the_member_it_is_for_except_those_to_a_seed() {
+    let voters = crate::ElectionConfig::with_voters((0..5).map(NodeId));
+    let mut cluster = formed_with(6, Config { election: voters, ..Config::lan() }, 61);
+    cluster.crash(4);
+    cluster.run_for(secs(30));
+    cluster.restart(4, true);
+    cluster.command(5, Command::Leave);
+    cluster.run_for(secs(10));
+    assert!(cluster.misnamed.is_empty(), "datagrams named another member: {:?}", cluster.misnamed);
+    assert!(cluster.named > 1000, "{} named", cluster.named);
+    assert!(cluster.unnamed.get(&wire::MessageKind::Join).is_some_and(|&n| n >= 5), "{:?}", cluster.unnamed);
+    let others: Vec<_> = cluster
+        .unnamed
+        .keys()
+        .filter(|k| !matches!(k, wire::MessageKind::Join | wire::MessageKind::PushPull))
+        .collect();
+    assert!(others.is_empty(), "only a join or a push-pull goes to a seed: {:?}", cluster.unnamed);
+}
+
+#[test]
+fn the_view_version_moves_when_the_members_do_and_only_then() {
+    let mut cluster = formed(3, 62);
+    let snapshot = |c: &Cluster, i: usize| (c.node(i).view_version(), c.node(i).members().cloned().collect::<Vec<_>>());
+    let before = snapshot(&cluster, 0);
+    cluster.run_for(secs(10));
+    assert_eq!(snapshot(&cluster, 0), before, "a quiet cluster: same members, same version");
+    let own = cluster.node(1).view_version();
+    let tags: Tags = [("role".to_string(), "db".to_string())].into_iter().collect();
+    cluster.command(1, Command::SetTags(tags));
+    assert!(cluster.node(1).view_version() > own, "its own tags move its version at once");
+    cluster.run_for(secs(2));
+    let after = snapshot(&cluster, 0);
+    assert_ne!(after.1, before.1, "node 0 learned the tags");
+    assert!(after.0 > before.0, "and its version went up: {} -> {}", before.0, after.0);
+}
+
 #[test]
 fn members_join_through_one_seed_and_each_is_announced_once() {
     let cluster = formed(10, 1);
@@ -389,6 +430,79 @@ fn damaged_and_foreign_datagrams_are_counted_and_change_nothing() {
     assert_eq!(node.stats().dropped.checksum, 2);
     assert_eq!(node.stats().dropped.wrong_cluster, 1);
     assert_eq!(node.member(NodeId(2)).unwrap().state, MemberState::Alive);
+}
+
+#[test]
+fn a_datagram_whose_envelope_names_another_member_than_its_connection_is_refused() {
+    let mut cluster = formed(3, 27);
+    let now = cluster.now;
+    let before: Vec<_> = cluster.node(0).members().cloned().collect();
+    let leave = gossip(2, vec![Gossip::Leave { id: NodeId(2), incarnation: 50 }]);
+    // Its body is read only once the sender is checked: garbage after a valid envelope
+    // that names another member is refused as spoofed, not as malformed.
+    let mut garbage_body = datagram(2, &Message::Gossip { gossip: Vec::new() });
+    let body_at = wire::envelope_len(Header { cluster_id: 0, sender: NodeId(2) }) - 4;
+    garbage_body.splice(body_at..garbage_body.len() - 4, [0xff; 12]);
+    let crc = crc32fast::hash(&garbage_body[..garbage_body.len() - 4]);
+    let at = garbage_body.len() - 4;
+    garbage_body[at..].copy_from_slice(&crc.to_le_bytes());
+    let node = cluster.node_mut(0);
+    while node.poll_output().is_some() {}
+    for bytes in [&leave, &garbage_body] {
+        assert_eq!(
+            node.handle_datagram_from(now, addr(1), NodeId(1), bytes),
+            Err(wire::WireError::WrongSender { sender: NodeId(2), peer: NodeId(1) })
+        );
+    }
+    assert_eq!(node.stats().dropped.wrong_sender, 2);
+    assert_eq!(node.stats().dropped.total(), 2, "counted once, as spoofed only");
+    assert_eq!(node.members().cloned().collect::<Vec<_>>(), before, "the view is untouched");
+    assert_eq!(node.poll_output(), None, "nothing answered");
+    // The envelope's own checks come first: a damaged datagram is damage, whoever sent it.
+    let mut damaged = leave.clone();
+    damaged[5] ^= 1;
+    assert_eq!(node.handle_datagram_from(now, addr(1), NodeId(1), &damaged), Err(wire::WireError::Checksum));
+    // Without a known sender the same body is read and refused as malformed.
+    assert_eq!(node.handle_datagram(now, addr(2), &garbage_body), Err(wire::WireError::Malformed));
+    // From the member it names, the datagram is taken, as `handle_datagram` takes it.
+    assert_eq!(node.handle_datagram_from(now, addr(2), NodeId(2), &leave), Ok(()));
+    assert_eq!(node.member(NodeId(2)).unwrap().state, MemberState::Left);
+    assert_eq!(node.stats().dropped.total(), 4);
+}
+
+#[test]
+fn any_bytes_from_a_known_peer_are_safe_and_each_refusal_is_counted_once() {
+    use rand::{Rng, SeedableRng};
+    let mut cluster = formed(3, 28);
+    let now = cluster.now;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(28);
+    let valid = [
+        datagram(1, &Message::Ping { seq: 9, target: NodeId(0), digest: Some(3), quiet: false, gossip: Vec::new() }),
+        datagram(2, &Message::Ack { seq: 9, digest: None, picture: None, gossip: Vec::new() }),
+        gossip(1, vec![Gossip::Suspect { id: NodeId(2), incarnation: 0, accuser: NodeId(1) }]),
+    ];
+    let node = cluster.node_mut(0);
+    let mut refused = 0;
+    for round in 0..3000 {
+        let mut bytes = valid[round % valid.len()].clone();
+        match round % 4 {
+            0 => bytes.truncate(rng.random_range(0..=bytes.len())),
+            1 => {
+                let i = rng.random_range(0..bytes.len());
+                bytes[i] = rng.random();
+            }
+            2 => bytes = (0..rng.random_range(0..64)).map(|_| rng.random()).collect(),
+            _ => {}
+        }
+        let peer = NodeId(rng.random_range(0..4));
+        if node.handle_datagram_from(now, addr(peer.0 as usize), peer, &bytes).is_err() {
+            refused += 1;
+        }
+        while node.poll_output().is_some() {}
+    }
+    assert_eq!(node.stats().dropped.total(), refused);
+    assert!(node.stats().dropped.wrong_sender > 0 && node.stats().dropped.checksum > 0);
+    node.assert_view_consistent();
 }
 
 #[test]

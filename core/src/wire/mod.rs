@@ -23,8 +23,9 @@
 //!
 //! A datagram never exceeds the configured `max_datagram`: piggybacked gossip is packed to
 //! fit, and a state transfer is split across as many datagrams as it needs. Decoding checks,
-//! in order, the size cap, the magic, the version, the checksum and the cluster id, then the
-//! body, and returns a [`WireError`] for the first that fails. No byte string panics it.
+//! in order, the size cap, the magic, the version, the checksum and the cluster id, the
+//! sender (when the driver knows who sent it), then the body, and returns a [`WireError`]
+//! for the first that fails. No byte string panics it.
 
 use std::net::SocketAddr;
 
@@ -89,6 +90,16 @@ pub enum WireError {
         expected: u64,
         /// The datagram's.
         got: u64,
+    },
+    /// The envelope names another sender than the member the driver knows sent it (the
+    /// id of an authenticated connection, given to `Node::handle_datagram_from`): a member
+    /// speaking for another. Checked after the envelope, before the body.
+    #[error("datagram names sender {sender:?}, but came from member {peer:?}")]
+    WrongSender {
+        /// The member the envelope names.
+        sender: NodeId,
+        /// The member it came from.
+        peer: NodeId,
     },
     /// The body is not a well-formed message.
     #[error("malformed message body")]
@@ -359,9 +370,24 @@ pub fn inspect(bytes: &[u8], cluster_id: u64, max_datagram: usize) -> Result<(He
 
 /// Decodes a whole datagram of `cluster_id`.
 pub(crate) fn decode(bytes: &[u8], cluster_id: u64, max_datagram: usize) -> Result<(Header, Message), WireError> {
+    decode_from(bytes, cluster_id, max_datagram, None)
+}
+
+/// Decodes a whole datagram of `cluster_id` that member `peer` sent, when the driver
+/// knows who sent it (the id of an authenticated connection): an envelope that names
+/// another sender is refused before the body is read.
+pub(crate) fn decode_from(
+    bytes: &[u8],
+    cluster_id: u64,
+    max_datagram: usize,
+    peer: Option<NodeId>,
+) -> Result<(Header, Message), WireError> {
     let (header, body) = open(bytes, max_datagram)?;
     if header.cluster_id != cluster_id {
         return Err(WireError::WrongCluster { expected: cluster_id, got: header.cluster_id });
+    }
+    if let Some(peer) = peer.filter(|&p| p != header.sender) {
+        return Err(WireError::WrongSender { sender: header.sender, peer });
     }
     let Some(message) = codec::read_message(body) else {
         return Err(WireError::Malformed);

@@ -62,7 +62,8 @@ impl Sim {
 
     /// Puts a member's datagram on the network.
     pub(super) fn send(&mut self, from: u32, transmit: Transmit) {
-        let Transmit { to, mut payload } = transmit;
+        // A simulated network routes by address only, as UDP does: `to_id` is not used.
+        let Transmit { to, mut payload, .. } = transmit;
         let Some(to) = self.slot_of_addr(to) else {
             self.dropped(from, None, &payload, DropReason::NoRoute);
             return;
