@@ -13,6 +13,8 @@ scenario_test!(partition_heal, "partition-heal");
 scenario_test!(slow_member, "slow-member");
 scenario_test!(leader_crash, "leader-crash");
 scenario_test!(partial_connectivity, "partial-connectivity");
+scenario_test!(one_way_cut, "one-way-cut");
+scenario_test!(bridge_member, "bridge-member");
 scenario_test!(flapping_link, "flapping-link");
 scenario_test!(heavy_packet_loss, "heavy-packet-loss");
 scenario_test!(clock_skew, "clock-skew");

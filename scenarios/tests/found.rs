@@ -1,6 +1,7 @@
-//! What the catalog's checkers found in the protocol and is not fixed yet, each kept as
-//! the smallest plan that shows it (made by `conclave shrink`), its test ignored with the
-//! reason. `cargo test -p conclave-scenarios --test found -- --ignored` runs them.
+//! What the catalog's checkers found in the protocol, each kept as the smallest plan that
+//! shows it (made by `conclave shrink`). A find not fixed yet has its test ignored with the
+//! reason (`cargo test -p conclave-scenarios --test found -- --ignored` runs those); a
+//! fixed one stays as a regression test.
 
 use conclave_scenarios::{PlanFile, Trial};
 use conclave_sim::TraceMode;
@@ -21,8 +22,9 @@ fn holds(file: &str) {
 /// stops. The standard checkers hold; `one-side-keeps-running` (and the partition bounds
 /// of `partition-heal`) do not. Found with `conclave shrink --plan chaos25.plan --check
 /// one-side-keeps-running` from the chaos seed's plan under `partition-heal`'s bounds.
+/// Fixed by the partition watch's roll call (issue 21): n2 hears from nobody, so it counts
+/// everyone else unreachable and stops.
 #[test]
-#[ignore = "partition detection decides on part of the picture: an isolated member keeps running (issue 21)"]
 fn a_member_cut_off_alone_never_keeps_running_beside_the_rest() {
     holds("scenario partition-heal\nseed 25\nmembers 13\nvoters 5\npreset lan\nat 14.479s partition n2\nat 21.008s heal\n");
 }
