@@ -74,6 +74,8 @@ pub(super) struct Host {
     /// Its election state as last reported to the checkers: term, leader, leaseholder.
     pub(super) election: Option<(u64, Option<NodeId>, bool)>,
     pub(super) restarts: u32,
+    /// Whether its process dies at its next durable write ([`Fault::CrashAtPersist`](crate::Fault::CrashAtPersist)).
+    pub(super) crash_at_persist: bool,
     pub(super) config: NodeConfig,
     pub(super) disk: Option<Vec<u8>>,
 }
@@ -172,7 +174,20 @@ impl Sim {
                     self.hosts[i as usize].incarnation = incarnation;
                     self.tell_incarnation(i, incarnation, IncarnationChange::Bumped);
                 }
+                let mut crashed = false;
                 for output in outputs.drain(..) {
+                    if crashed {
+                        continue;
+                    }
+                    if matches!(output, Output::Persist(_)) && self.hosts[i as usize].crash_at_persist {
+                        // The process dies before the write reaches the disk: the write
+                        // and everything after it are lost.
+                        self.hosts[i as usize].crash_at_persist = false;
+                        let id = self.slots[i as usize].id;
+                        self.apply(crate::Fault::Crash(id));
+                        crashed = true;
+                        continue;
+                    }
                     self.output(i, output);
                 }
                 self.outputs = outputs;
@@ -305,6 +320,7 @@ impl Sim {
     pub(super) fn start(&mut self, i: u32, durable: Option<Durable>, change: IncarnationChange) -> Result<(), Error> {
         let now = self.now;
         let host = &mut self.hosts[i as usize];
+        host.crash_at_persist = false;
         let slot = &mut self.slots[i as usize];
         let mut config = host.config.clone();
         config.durable = durable.clone();
