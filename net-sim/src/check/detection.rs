@@ -44,6 +44,7 @@ pub struct DetectedWithinBound {
     up_since: BTreeMap<NodeId, Instant>,
     /// Crashes to judge: (deadline, crashed member, when).
     pending: BTreeSet<(Instant, NodeId, Instant)>,
+    /// Who holds whom failed, since when.
     verdicts: BTreeMap<(NodeId, NodeId), Instant>,
     disturbances: Vec<Disturbance>,
     grace: Duration,
@@ -124,8 +125,8 @@ impl Checker for DetectedWithinBound {
     fn fault(&mut self, at: Instant, fault: &Fault, _findings: &mut Vec<Finding>) {
         match fault {
             Fault::Crash(node) => {
+                // Verdicts reached already (while it was paused, say) and still held count.
                 if self.up_since.remove(node).is_some() {
-                    self.verdicts.retain(|(_, subject), _| subject != node);
                     let drift = 1.0 + 2.0 * self.max_drift;
                     self.pending.insert((at + self.bound.mul_f64(drift), *node, at));
                 }
@@ -171,8 +172,18 @@ impl Checker for DetectedWithinBound {
     }
 
     fn event(&mut self, at: Instant, node: NodeId, event: &Event, _findings: &mut Vec<Finding>) {
-        if let Event::MemberFailed(m) = event {
-            self.verdicts.entry((node, m.id)).or_insert(at);
+        match event {
+            Event::MemberFailed(m) => {
+                self.verdicts.entry((node, m.id)).or_insert(at);
+            }
+            // Held live again: a verdict before this one no longer stands.
+            Event::MemberJoined(m)
+            | Event::MemberUpdated(m)
+            | Event::MemberRecovered(m)
+            | Event::MemberSuspected(m) => {
+                self.verdicts.remove(&(node, m.id));
+            }
+            _ => {}
         }
     }
 
@@ -261,24 +272,23 @@ impl BytesWithinBound {
         Self { bound, sent: BTreeMap::new(), up_since: BTreeMap::new(), uptime: BTreeMap::new(), judged: 0 }
     }
 
-    /// The default bound for `n` members running `config` (with its voters): what one
-    /// member sends at most in the steady state, times four. Per probe interval a ping and
-    /// an ack, a ping-req's worth of indirect probing and a gossip message to each of
-    /// `gossip_nodes` per gossip interval, each of at most a quarter datagram; a push-pull
-    /// of the whole view (40 bytes a member) every push-pull interval; and for a leader, a
-    /// heartbeat to every other voter and its ack (32 bytes each) per heartbeat interval.
-    /// With `Config::lan()` at 5 members and 5 voters: 4 x (2,800 + 10,500 + 7 + 2,560) =
-    /// 63 kB/s, against a measured 340-840 B/s averaged over the members
-    /// (BENCHMARKS.md, the catalog's sweep) and about 1.5 kB/s for the leader.
+    /// The default bound for `n` members running `config` (with its voters): the most
+    /// datagrams one member sends in the steady state, at 64 bytes each (a ping with a few
+    /// gossip items; most datagrams are 12-20 bytes), plus a push-pull of the whole view
+    /// (40 bytes a member, both ways) every push-pull interval. The datagrams: a ping and
+    /// an ack per probe interval, a gossip message to each of `gossip_nodes` per gossip
+    /// interval, and for a leader a heartbeat to every other voter and its ack per
+    /// heartbeat interval. With `Config::lan()` at 5 members, 5 voting: 64 x (8 + 30 +
+    /// 160) + 13 = 12.7 kB/s, about 8 times the busiest member measured (the leader,
+    /// 1.4-1.6 kB/s over 1,000 chaos seeds and the catalog's sweep; members average
+    /// 340-840 B/s, BENCHMARKS.md); without voters 2.4 kB/s, 5 times the 450 B/s measured.
     pub fn bound(config: &Config, n: usize) -> f64 {
-        let quarter = config.max_datagram as f64 / 4.0;
         let per = |d: Duration| 1.0 / d.as_secs_f64().max(1e-3);
-        let probing = 4.0 * quarter * per(config.probe_interval);
-        let gossip = config.gossip_nodes as f64 * quarter * per(config.gossip_interval);
-        let push_pull = 2.0 * 40.0 * n as f64 * per(config.push_pull_interval);
         let voters = config.election.voters.len().saturating_sub(1) as f64;
-        let heartbeats = 2.0 * 32.0 * voters * per(config.election.heartbeat_interval);
-        4.0 * (probing + gossip + push_pull + heartbeats)
+        let datagrams = 2.0 * per(config.probe_interval)
+            + config.gossip_nodes as f64 * per(config.gossip_interval)
+            + 2.0 * voters * per(config.election.heartbeat_interval);
+        64.0 * datagrams + 2.0 * 40.0 * n as f64 * per(config.push_pull_interval)
     }
 
     fn stop(&mut self, node: NodeId, at: Instant) {
@@ -415,6 +425,29 @@ mod tests {
         let (f, judged) = run(&[], &[(21, split)]);
         assert!(f.is_empty(), "{f:?}");
         assert!(judged.is_some_and(|w| w.contains("no member crashed")));
+    }
+
+    #[test]
+    fn a_verdict_reached_before_the_crash_and_still_held_counts() {
+        let mut c = DetectedWithinBound::new(Duration::from_secs(10));
+        started(&mut c);
+        let mut f = Vec::new();
+        // n4 paused, declared failed by all before it crashed; n3 then heard it again.
+        for o in 1..=3 {
+            c.event(Instant::from_secs(15), NodeId(o), &failed(4), &mut f);
+        }
+        let alive = Member {
+            id: NodeId(4),
+            addr: "127.0.0.1:1".parse().expect("a literal address"),
+            incarnation: 1,
+            state: MemberState::Alive,
+            tags: Default::default(),
+        };
+        c.event(Instant::from_secs(16), NodeId(3), &Event::MemberRecovered(alive), &mut f);
+        c.fault(Instant::from_secs(20), &Fault::Crash(NodeId(4)), &mut f);
+        c.snapshot(&snapshot(Instant::from_secs(30), &[1, 2, 3]), &mut f);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].message.ends_with("n3 had not declared it failed"), "{}", f[0].message);
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! Leader election judged from the network trace, not from the leader's own claims:
 //! a leader stays in contact with a majority ([`LeaderHearsMajority`], Raft's
 //! CheckQuorum), and a voter that hears a live leader grants no pre-vote
-//! ([`PreVoteSticky`], Raft's leader stickiness, §9.6 of the thesis).
+//! ([`PreVoteSticky`], Raft's leader stickiness, §9.6 of the thesis), and no vote leaves
+//! before the write that records it ([`VotePersistedFirst`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use conclave_core::wire::ElectionMessage;
-use conclave_core::{ElectionConfig, Instant, NodeId};
+use conclave_core::{Durable, ElectionConfig, Instant, NodeId};
 
 use super::{Checker, Finding, Observation};
 use crate::fault::Fault;
@@ -300,6 +301,78 @@ impl Checker for PreVoteSticky {
     }
 }
 
+/// A vote, or a candidacy, is on the disk before it is on the wire: when a voter sends a
+/// granted vote for `c` in term `t`, or a candidate asks for votes in term `t`, the latest
+/// durable state its disk holds (from this life or, kept, an earlier one) is term `t`
+/// voted for `c` (for itself). A crash between the two would otherwise let it vote again
+/// in `t` after a restart: two leaders in one term.
+///
+/// A run in which no vote was granted and nobody stood could not be judged.
+#[derive(Debug, Default)]
+pub struct VotePersistedFirst {
+    disk: BTreeMap<NodeId, (u64, Option<NodeId>)>,
+    judged: usize,
+}
+
+impl VotePersistedFirst {
+    /// The checker's name.
+    pub const NAME: &'static str = "vote-persisted-before-it-leaves";
+}
+
+impl Checker for VotePersistedFirst {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn wants_datagrams(&self) -> bool {
+        true
+    }
+
+    fn persisted(&mut self, _at: Instant, node: NodeId, durable: &Durable, _findings: &mut Vec<Finding>) {
+        self.disk.insert(node, (durable.term, durable.voted_for));
+    }
+
+    fn fault(&mut self, _at: Instant, fault: &Fault, _findings: &mut Vec<Finding>) {
+        if let Fault::Restart { node, disk: crate::fault::Disk::Amnesia } = fault {
+            self.disk.remove(node);
+        }
+    }
+
+    fn election(
+        &mut self,
+        at: Instant,
+        from: NodeId,
+        to: NodeId,
+        message: &ElectionMessage,
+        delivered: bool,
+        findings: &mut Vec<Finding>,
+    ) {
+        let (term, candidate, what) = match (*message, delivered) {
+            (ElectionMessage::Vote { term, pre_vote: false, granted: true }, false) => (term, to, "a vote for"),
+            (ElectionMessage::RequestVote { term, pre_vote: false, .. }, false) => (term, from, "a candidacy of"),
+            _ => return,
+        };
+        self.judged += 1;
+        let on_disk = self.disk.get(&from).copied();
+        if on_disk != Some((term, Some(candidate))) {
+            let held = on_disk.map_or_else(
+                || "nothing".to_string(),
+                |(t, v)| format!("term {t}, voted for {}", v.map_or("nobody".to_string(), |v| v.to_string())),
+            );
+            findings.push(Finding {
+                at,
+                message: format!(
+                    "{from} sent {what} {candidate} in term {term} to {to} while its disk held {held}: the vote left before it was persisted"
+                ),
+            });
+        }
+    }
+
+    fn not_judged(&self) -> Option<String> {
+        (self.judged == 0).then(|| "no vote was granted and nobody stood".to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,6 +441,42 @@ mod tests {
         }
         assert_eq!(f.len(), 1, "{f:?}");
         assert!(LeaderHearsMajority::new(&config()).not_judged().is_some());
+    }
+
+    #[test]
+    fn a_vote_on_the_wire_before_its_write_is_caught() {
+        let durable = |term, voted_for: Option<u64>| Durable::new(0, term, voted_for.map(NodeId));
+        let vote = ElectionMessage::Vote { term: 3, pre_vote: false, granted: true };
+        let ask = ElectionMessage::RequestVote { term: 3, pre_vote: false, transfer: false };
+        let mut c = VotePersistedFirst::default();
+        let mut f = Vec::new();
+        assert!(c.not_judged().is_some());
+        // n2 stands in term 3 after writing it; n3 votes for it after writing its vote.
+        c.persisted(ms(1), NodeId(2), &durable(3, Some(2)), &mut f);
+        c.election(ms(1), NodeId(2), NodeId(3), &ask, false, &mut f);
+        c.persisted(ms(2), NodeId(3), &durable(3, Some(2)), &mut f);
+        c.election(ms(2), NodeId(3), NodeId(2), &vote, false, &mut f);
+        // Refusals and pre-votes need no write.
+        c.election(
+            ms(2),
+            NodeId(4),
+            NodeId(2),
+            &ElectionMessage::Vote { term: 2, pre_vote: false, granted: false },
+            false,
+            &mut f,
+        );
+        assert!(f.is_empty() && c.not_judged().is_none(), "{f:?}");
+        // n4 votes before writing; n5 stands on a disk of the last term.
+        c.election(ms(3), NodeId(4), NodeId(2), &vote, false, &mut f);
+        c.persisted(ms(3), NodeId(5), &durable(2, None), &mut f);
+        c.election(ms(3), NodeId(5), NodeId(1), &ask, false, &mut f);
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert!(
+            f[0].message.contains("n4 sent a vote for n2 in term 3 to n2 while its disk held nothing"),
+            "{}",
+            f[0].message
+        );
+        assert!(f[1].message.contains("held term 2, voted for nobody"), "{}", f[1].message);
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! ([`IncarnationsNeverReused`], [`SuspicionWithinBounds`], [`RefutesClaims`]), the
 //! whole-cluster bounds read off faults, events and the datagrams themselves: `detection`
 //! ([`DetectedWithinBound`], [`BytesWithinBound`]), `leadership` ([`LeaderHearsMajority`],
-//! [`PreVoteSticky`]) and `partition` ([`MinorityReadOnly`]), and, for runs
+//! [`PreVoteSticky`], [`VotePersistedFirst`]) and `partition` ([`MinorityReadOnly`]), and, for runs
 //! with a service workload, `workload` ([`CallsEnd`], [`NoDuplicateExecution`],
 //! [`AttemptsWithinBudget`]).
 
@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use conclave_core::wire::ElectionMessage;
-use conclave_core::{Config, Event, Instant, MemberState, NodeId};
+use conclave_core::{Config, Durable, Event, Instant, MemberState, NodeId};
 
 use crate::fault::{Disk, Fault, FaultPlan};
 use crate::network::{Latency, LinkParams};
@@ -43,7 +43,7 @@ mod workload;
 pub use convergence::Converges;
 pub use detection::{BytesWithinBound, DetectedWithinBound};
 pub use election::{ElectsAfterHeal, LeaseExclusive, OneLeaderPerTerm};
-pub use leadership::{LeaderHearsMajority, PreVoteSticky};
+pub use leadership::{LeaderHearsMajority, PreVoteSticky, VotePersistedFirst};
 pub use outcome::{Outcome, Status, Violation};
 pub use partition::MinorityReadOnly;
 pub use promises::{IncarnationsNeverReused, RefutesClaims, SuspicionWithinBounds};
@@ -201,6 +201,13 @@ pub trait Checker {
         let _ = (at, from, to, message, delivered, findings);
     }
 
+    /// `node` handed its durable state to its disk (`Output::Persist`), which now holds
+    /// `durable`. Called only for checkers that ask for it with
+    /// [`Checker::wants_datagrams`].
+    fn persisted(&mut self, at: Instant, node: NodeId, durable: &Durable, findings: &mut Vec<Finding>) {
+        let _ = (at, node, durable, findings);
+    }
+
     /// Whether the simulator should tell this checker of every datagram sent
     /// ([`Checker::sent`]) and of every election message sent and delivered
     /// ([`Checker::election`]): it costs a look at every datagram.
@@ -238,6 +245,7 @@ pub const NO_ELECTION: &[&str] = &[
     ElectsAfterHeal::NAME,
     LeaderHearsMajority::NAME,
     PreVoteSticky::NAME,
+    VotePersistedFirst::NAME,
 ];
 
 /// The standard checkers that judge only a run whose faults provoke what they watch (a

@@ -11,7 +11,7 @@ use crate::check::{
     AttemptsWithinBudget, BytesWithinBound, CallsEnd, Converges, DetectedWithinBound, ElectsAfterHeal,
     IncarnationChange, IncarnationsNeverReused, LeaderHearsMajority, LeaseExclusive, MinorityReadOnly,
     NoDuplicateExecution, NoFalseVerdicts, OneLeaderPerTerm, PreVoteSticky, RefutesClaims, SuspicionWithinBounds,
-    WHEN_PROVOKED,
+    VotePersistedFirst, WHEN_PROVOKED,
 };
 use crate::clock::Clock;
 use crate::error::Error;
@@ -192,7 +192,8 @@ impl SimBuilder {
     /// bounds, claims about live members refuted within the convergence bound, every crash
     /// detected within its bound, bytes per member-second within their bound, the
     /// stopping side of a partition read-only, a leader in contact with a majority, no
-    /// pre-vote granted while a leader is heard. The two of
+    /// pre-vote granted while a leader is heard, no vote or candidacy on the wire before
+    /// its durable write. The two of
     /// [`WHEN_PROVOKED`](crate::check::WHEN_PROVOKED) judge only what a run provokes, and
     /// are opted out of: a violation still fails the run, and the report says whether each
     /// judged.
@@ -459,6 +460,7 @@ impl Sim {
             sim.add_checker(Box::new(MinorityReadOnly::new(MinorityReadOnly::bound(&config))));
             sim.add_checker(Box::new(LeaderHearsMajority::new(&config.election)));
             sim.add_checker(Box::new(PreVoteSticky::new(&config.election)));
+            sim.add_checker(Box::new(VotePersistedFirst::default()));
             // Whether a run provokes them is the run's own doing (a crash restarted before
             // its deadline, a cut too short to decide): opted out of, the report still
             // says whether each judged.

@@ -169,26 +169,32 @@ impl Sim {
                 let slot = &mut self.slots[i as usize];
                 slot.node = Some(node);
                 slot.deadline = deadline.map_or(NONE, Instant::as_nanos);
-                // Before the outputs: what a member sends advertises its incarnation.
-                if self.incarnations && incarnation != self.hosts[i as usize].incarnation {
+                // A process armed to die at its next durable write dies at the first
+                // `Persist`: that write and everything after it are lost.
+                let dies_at = if self.hosts[i as usize].crash_at_persist {
+                    outputs.iter().position(|o| matches!(o, Output::Persist(_)))
+                } else {
+                    None
+                };
+                let sends_before = |end: usize| outputs[..end].iter().any(|o| matches!(o, Output::Transmit(_)));
+                // Before the outputs: what a member sends advertises its incarnation (unless
+                // it dies before sending anything).
+                if self.incarnations
+                    && incarnation != self.hosts[i as usize].incarnation
+                    && dies_at.is_none_or(sends_before)
+                {
                     self.hosts[i as usize].incarnation = incarnation;
                     self.tell_incarnation(i, incarnation, IncarnationChange::Bumped);
                 }
-                let mut crashed = false;
-                for output in outputs.drain(..) {
-                    if crashed {
-                        continue;
-                    }
-                    if matches!(output, Output::Persist(_)) && self.hosts[i as usize].crash_at_persist {
-                        // The process dies before the write reaches the disk: the write
-                        // and everything after it are lost.
-                        self.hosts[i as usize].crash_at_persist = false;
-                        let id = self.slots[i as usize].id;
-                        self.apply(crate::Fault::Crash(id));
-                        crashed = true;
-                        continue;
-                    }
+                let kept = dies_at.unwrap_or(outputs.len());
+                for output in outputs.drain(..).take(kept) {
                     self.output(i, output);
+                }
+                outputs.clear();
+                if dies_at.is_some() {
+                    self.hosts[i as usize].crash_at_persist = false;
+                    let id = self.slots[i as usize].id;
+                    self.apply(crate::Fault::Crash(id));
                 }
                 self.outputs = outputs;
                 if self.elects {
@@ -296,6 +302,17 @@ impl Sim {
                 self.hasher.lane(id.0);
                 self.hasher.bytes(&bytes);
                 self.hosts[i as usize].disk = Some(bytes);
+                if self.datagrams {
+                    let at = self.now();
+                    let mut findings = std::mem::take(&mut self.findings);
+                    for c in 0..self.checkers.len() {
+                        if self.checkers[c].wants_datagrams() {
+                            self.checkers[c].persisted(at, id, &durable, &mut findings);
+                            self.report(c, &mut findings);
+                        }
+                    }
+                    self.findings = findings;
+                }
                 if self.mode == TraceMode::Record {
                     self.records.push(TraceRecord::Persist { at: self.now(), node: id, durable });
                 }
