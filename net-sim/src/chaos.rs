@@ -6,8 +6,8 @@
 //! faults of those kinds at random times, on random targets, with random strengths.
 //! Some reach paths that plain faults rarely do: clocks drifting just inside the bound the
 //! leader lease is built for, a voter dying between its vote and the write that must
-//! precede it ([`Fault::CrashAtPersist`]), a member that hears it failed before it hears
-//! it was suspected.
+//! precede it ([`Fault::CrashAtPersist`]), a member declared failed that hears the claims
+//! about it out of order.
 //! Disks are wiped (restarts on amnesia) on a minority of the voters at most: a majority
 //! that forgot its votes is outside what a quorum can survive. The chaos phase ends with
 //! everything healed: the network (cuts and link behaviour),
@@ -72,9 +72,9 @@ pub enum Kind {
     /// candidacy) and the write that must precede it, while another voter stalls (so an
     /// election follows); it restarts with its disk soon after.
     CrashAtPersist,
-    /// A member hears nothing for longer than a detection takes, so the first claim it
-    /// hears about itself, when its links come back, is that it failed (not that it is
-    /// suspected): it must refute that too.
+    /// A member is cut off both ways for longer than a detection takes, then hears again
+    /// with its incoming datagrams reordered: the claims about it (the verdict, the
+    /// suspicion) may reach it in any order, and it must refute whichever comes first.
     FailedFirst,
 }
 
@@ -272,11 +272,24 @@ impl Chaos {
                     Fault::CrashAtPersist(voter)
                 }
                 Kind::FailedFirst => {
+                    // Cut off both ways (a member that still sends is still heard), then
+                    // back with its incoming datagrams reordered by up to two seconds, so
+                    // claims about it may arrive in any order, the verdict before the
+                    // suspicion; the heal restores its links.
                     let deaf = Duration::from_millis(between(&mut rng, 8_000, 15_000));
                     let back = (at + deaf).min(end);
-                    let links = LinkSelector::To(node);
-                    steps.push((back, Fault::SetLinks { links: links.clone(), params: LinkParams::default() }));
-                    Fault::SetLinks { links, params: LinkParams::default().with_loss(1.0) }
+                    let cut = LinkParams::default().with_loss(1.0);
+                    let mut reordered = LinkParams::default();
+                    reordered.reorder = 0.6;
+                    reordered.reorder_delay = Duration::from_secs(2);
+                    steps.push((at, Fault::SetLinks { links: LinkSelector::From(node), params: cut.clone() }));
+                    steps.push((
+                        back,
+                        Fault::SetLinks { links: LinkSelector::From(node), params: LinkParams::default() },
+                    ));
+                    steps.push((back, Fault::SetLinks { links: LinkSelector::To(node), params: reordered }));
+                    steps.push((end, Fault::SetLinks { links: LinkSelector::To(node), params: LinkParams::default() }));
+                    Fault::SetLinks { links: LinkSelector::To(node), params: cut }
                 }
                 Kind::ClockJump => {
                     let left = (end - at).as_millis();
