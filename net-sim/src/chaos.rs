@@ -279,9 +279,8 @@ impl Chaos {
                     let deaf = Duration::from_millis(between(&mut rng, 8_000, 15_000));
                     let back = (at + deaf).min(end);
                     let cut = LinkParams::default().with_loss(1.0);
-                    let mut reordered = LinkParams::default();
-                    reordered.reorder = 0.6;
-                    reordered.reorder_delay = Duration::from_secs(2);
+                    let reordered =
+                        LinkParams { reorder: 0.6, reorder_delay: Duration::from_secs(2), ..LinkParams::default() };
                     steps.push((at, Fault::SetLinks { links: LinkSelector::From(node), params: cut.clone() }));
                     steps.push((
                         back,
