@@ -176,13 +176,14 @@ impl Sim {
                 } else {
                     None
                 };
-                let sends_before = |end: usize| outputs[..end].iter().any(|o| matches!(o, Output::Transmit(_)));
-                // Before the outputs: what a member sends advertises its incarnation (unless
-                // it dies before sending anything).
-                if self.incarnations
-                    && incarnation != self.hosts[i as usize].incarnation
-                    && dies_at.is_none_or(sends_before)
-                {
+                // The write it dies at records the new incarnation: what went out before was
+                // made before the bump (the core writes an incarnation before it gossips
+                // it), so nothing advertised it.
+                let unrecorded = dies_at.is_some_and(
+                    |d| matches!(&outputs[d], Output::Persist(durable) if durable.incarnation == incarnation),
+                );
+                // Before the outputs: what a member sends advertises its incarnation.
+                if self.incarnations && incarnation != self.hosts[i as usize].incarnation && !unrecorded {
                     self.hosts[i as usize].incarnation = incarnation;
                     self.tell_incarnation(i, incarnation, IncarnationChange::Bumped);
                 }
