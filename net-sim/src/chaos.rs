@@ -4,6 +4,10 @@
 //! crash and partition, others only lose, corrupt and skew clocks — and draws a cluster
 //! size (mostly 3 to 12 members, one seed in eight 30 to 60), then a chaos phase of random
 //! faults of those kinds at random times, on random targets, with random strengths.
+//! Some reach paths that plain faults rarely do: clocks drifting just inside the bound the
+//! leader lease is built for, a voter dying between its vote and the write that must
+//! precede it ([`Fault::CrashAtPersist`]), a member declared failed that hears the claims
+//! about it out of order.
 //! Disks are wiped (restarts on amnesia) on a minority of the voters at most: a majority
 //! that forgot its votes is outside what a quorum can survive. The chaos phase ends with
 //! everything healed: the network (cuts and link behaviour),
@@ -27,7 +31,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use conclave_core::{Instant, NodeId};
+use conclave_core::{Config, Instant, NodeId};
 
 use crate::fault::{Disk, Fault, FaultPlan};
 use crate::network::{Latency, LinkParams, LinkSelector, SimRng};
@@ -64,11 +68,19 @@ pub enum Kind {
     ClockDrift,
     /// A member's clock steps forward or back.
     ClockJump,
+    /// A voter's process dies at its next durable write, between a vote (or its own
+    /// candidacy) and the write that must precede it, while another voter stalls (so an
+    /// election follows); it restarts with its disk soon after.
+    CrashAtPersist,
+    /// A member is cut off both ways for longer than a detection takes, then hears again
+    /// with its incoming datagrams reordered: the claims about it (the verdict, the
+    /// suspicion) may reach it in any order, and it must refute whichever comes first.
+    FailedFirst,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 16] = [
         Self::Crash,
         Self::RestartKept,
         Self::RestartAmnesia,
@@ -83,6 +95,8 @@ impl Kind {
         Self::ClockOffset,
         Self::ClockDrift,
         Self::ClockJump,
+        Self::CrashAtPersist,
+        Self::FailedFirst,
     ];
 
     fn is_link(self) -> bool {
@@ -230,7 +244,52 @@ impl Chaos {
                     offsets.insert(node, ms);
                     Fault::ClockOffset { node, offset_nanos: ms * 1_000_000 }
                 }
-                Kind::ClockDrift => Fault::ClockDrift { node, ppm: uniform(&mut rng, -1000.0, 1000.0) },
+                Kind::ClockDrift => {
+                    // Half the drifts just inside the bound the lease is built for, where
+                    // its margin is thinnest; the others anywhere up to twice it.
+                    let bound = Config::lan().election.max_clock_drift * 1e6;
+                    let ppm = if rng.below(2) == 0 {
+                        let near = uniform(&mut rng, 0.8 * bound, bound);
+                        if rng.below(2) == 0 {
+                            near
+                        } else {
+                            -near
+                        }
+                    } else {
+                        uniform(&mut rng, -2.0 * bound, 2.0 * bound)
+                    };
+                    Fault::ClockDrift { node, ppm }
+                }
+                Kind::CrashAtPersist => {
+                    let voter = pick(&mut rng, &ids[..voters]);
+                    let others: Vec<NodeId> = ids[..voters].iter().copied().filter(|&v| v != voter).collect();
+                    if let Some(&stalled) = others.get(rng.below(others.len().max(1) as u64) as usize) {
+                        let stall = Duration::from_millis(between(&mut rng, 300, 1500));
+                        steps.push((at, Fault::Pause { node: stalled, duration: stall }));
+                    }
+                    let back = (at + Duration::from_millis(between(&mut rng, 200, 3000))).min(end);
+                    steps.push((back, Fault::Restart { node: voter, disk: Disk::Kept }));
+                    Fault::CrashAtPersist(voter)
+                }
+                Kind::FailedFirst => {
+                    // Cut off both ways (a member that still sends is still heard), then
+                    // back with its incoming datagrams reordered by up to two seconds, so
+                    // claims about it may arrive in any order, the verdict before the
+                    // suspicion; the heal restores its links.
+                    let deaf = Duration::from_millis(between(&mut rng, 8_000, 15_000));
+                    let back = (at + deaf).min(end);
+                    let cut = LinkParams::default().with_loss(1.0);
+                    let reordered =
+                        LinkParams { reorder: 0.6, reorder_delay: Duration::from_secs(2), ..LinkParams::default() };
+                    steps.push((at, Fault::SetLinks { links: LinkSelector::From(node), params: cut.clone() }));
+                    steps.push((
+                        back,
+                        Fault::SetLinks { links: LinkSelector::From(node), params: LinkParams::default() },
+                    ));
+                    steps.push((back, Fault::SetLinks { links: LinkSelector::To(node), params: reordered }));
+                    steps.push((end, Fault::SetLinks { links: LinkSelector::To(node), params: LinkParams::default() }));
+                    Fault::SetLinks { links: LinkSelector::To(node), params: cut }
+                }
                 Kind::ClockJump => {
                     let left = (end - at).as_millis();
                     let size = between(&mut rng, 100, 10_000) as i64 * 1_000_000;
@@ -368,7 +427,9 @@ mod tests {
                 _ => None,
             };
             for s in c.plan.steps.iter().filter(|s| s.at < c.healed_at) {
-                if let Some(kind) = names(&s.fault) {
+                // A crash at a write stalls another voter to set off an election.
+                let stalls = matches!(s.fault, Fault::Pause { .. }) && c.kinds.contains(&Kind::CrashAtPersist);
+                if let Some(kind) = names(&s.fault).filter(|_| !stalls) {
                     assert!(c.kinds.contains(&kind), "seed {}: {kind:?} is off", c.seed);
                 }
             }

@@ -31,6 +31,11 @@ pub enum Disk {
 pub enum Fault {
     /// The member's process dies: no more output, nothing delivered to it, its timers gone.
     Crash(NodeId),
+    /// The member's process dies at its next durable write (`Output::Persist`), before
+    /// the write reaches its disk: the write and every output after it (the vote it
+    /// guarded, say) are lost. Until then it runs; a restart first disarms it. What the
+    /// checkers see is a [`Fault::Crash`] at that moment.
+    CrashAtPersist(NodeId),
     /// The member's process starts again (after a crash, or killing it first) and rejoins
     /// through the seeds.
     Restart {
@@ -118,6 +123,7 @@ impl Fault {
     pub fn touched(&self) -> Touched {
         match self {
             Self::Crash(node)
+            | Self::CrashAtPersist(node)
             | Self::Restart { node, .. }
             | Self::Pause { node, .. }
             | Self::Slow { node, .. }
@@ -153,6 +159,7 @@ impl Fault {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Crash(_) => "crash",
+            Self::CrashAtPersist(_) => "crash-at-persist",
             Self::Restart { .. } => "restart",
             Self::Pause { .. } => "pause",
             Self::Slow { .. } => "slow",

@@ -43,7 +43,10 @@
 //!   standard checkers, a family to a file: `election.rs` ([`OneLeaderPerTerm`],
 //!   [`LeaseExclusive`], [`ElectsAfterHeal`]), `verdicts.rs` ([`NoFalseVerdicts`]),
 //!   `convergence.rs` ([`Converges`]), `promises.rs` ([`IncarnationsNeverReused`],
-//!   [`SuspicionWithinBounds`], [`RefutesClaims`]), `workload.rs` ([`CallsEnd`],
+//!   [`SuspicionWithinBounds`], [`RefutesClaims`]), `detection.rs` ([`DetectedWithinBound`],
+//!   [`BytesWithinBound`]), `leadership.rs` ([`LeaderHearsMajority`], [`PreVoteSticky`],
+//!   [`VotePersistedFirst`], judged from the datagrams), `partition.rs`
+//!   ([`MinorityReadOnly`]), `workload.rs` ([`CallsEnd`],
 //!   [`NoDuplicateExecution`], [`AttemptsWithinBudget`]). Panics are caught by the engine
 //!   and reported as `no-panic` [`Violation`]s.
 //! - [`workload`]: a service workload ([`Workload`]): clients calling workers through
@@ -94,9 +97,10 @@ pub mod turmoil_engine;
 pub mod workload;
 
 pub use check::{
-    AttemptsWithinBudget, CallsEnd, Checker, ClusterSnapshot, Converges, ElectsAfterHeal, Finding, IncarnationChange,
-    IncarnationsNeverReused, LeaseExclusive, NoDuplicateExecution, NoFalseVerdicts, NodeSnapshot, Observation,
-    OneLeaderPerTerm, Outcome, RefutesClaims, RunInfo, Status, SuspicionWithinBounds, Violation,
+    AttemptsWithinBudget, BytesWithinBound, CallsEnd, Checker, ClusterSnapshot, Converges, DetectedWithinBound,
+    ElectsAfterHeal, Finding, IncarnationChange, IncarnationsNeverReused, LeaderHearsMajority, LeaseExclusive,
+    MinorityReadOnly, NoDuplicateExecution, NoFalseVerdicts, NodeSnapshot, Observation, OneLeaderPerTerm, Outcome,
+    PreVoteSticky, RefutesClaims, RunInfo, Status, SuspicionWithinBounds, Violation, VotePersistedFirst,
 };
 pub use error::Error;
 pub use fault::{Disk, Fault, FaultPlan, Step, Touched};

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use conclave_core::{Command, Event, Instant, Node, NodeId, Output};
+use conclave_core::{wire, Command, Event, Instant, Node, NodeId, Output};
 
 use crate::check::{Checker, ClusterSnapshot, Finding, NodeSnapshot, Observation, RunInfo, Violation};
 use crate::error::Error;
@@ -91,6 +91,8 @@ pub struct Sim {
     wakes: Vec<u64>,
     /// Whether some checker reads the members' own incarnations.
     incarnations: bool,
+    /// Whether some checker reads the datagrams (their sizes, the election messages).
+    datagrams: bool,
     /// Whether any member has voters configured: then every member's election state is
     /// read after each input and reported to the checkers when it changes.
     elects: bool,
@@ -133,6 +135,7 @@ impl Sim {
                 }
             }
         }
+        self.datagrams |= checker.wants_datagrams();
         self.checkers.push(checker);
         self.wakes.push(u64::MAX);
         self.rearm_checker(index as usize);
@@ -157,6 +160,37 @@ impl Sim {
         let mut findings = std::mem::take(&mut self.findings);
         for c in 0..self.checkers.len() {
             self.checkers[c].observe(observation, &mut findings);
+            self.report(c, &mut findings);
+        }
+        self.findings = findings;
+    }
+
+    /// Tells the checkers that read datagrams of one from slot `from` to slot `to` (`None`:
+    /// to no member): its size when it is sent, and what it holds when it is an election
+    /// message, sent or (`delivered`) about to be handled.
+    fn tell_datagram(&mut self, from: u32, to: Option<u32>, payload: &[u8], delivered: bool) {
+        let at = self.now();
+        let sender = self.slots[from as usize].id;
+        let election = match to {
+            Some(to) if self.elects => {
+                let reader = if delivered { to } else { from };
+                let c = &self.hosts[reader as usize].config.cluster;
+                wire::inspect_election(payload, c.cluster_id, c.max_datagram)
+                    .map(|(_, m)| (self.slots[to as usize].id, m))
+            }
+            _ => None,
+        };
+        let mut findings = std::mem::take(&mut self.findings);
+        for c in 0..self.checkers.len() {
+            if !self.checkers[c].wants_datagrams() {
+                continue;
+            }
+            if !delivered {
+                self.checkers[c].sent(at, sender, payload.len(), &mut findings);
+            }
+            if let Some((receiver, message)) = &election {
+                self.checkers[c].election(at, sender, *receiver, message, delivered, &mut findings);
+            }
             self.report(c, &mut findings);
         }
         self.findings = findings;

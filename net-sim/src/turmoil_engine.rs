@@ -176,6 +176,7 @@ pub fn turmoil_actions(fault: &Fault, members: &[NodeId]) -> Result<Vec<TurmoilA
             }
             actions
         }
+        Fault::CrashAtPersist(_) => return unsupported("the turmoil engine does not watch its hosts' durable writes"),
         Fault::Pause { .. } => return unsupported("turmoil cannot stall one host's timers and input"),
         Fault::Slow { .. } => return unsupported("turmoil has no per-message processing delay"),
         Fault::ClockOffset { node, offset_nanos } => vec![A::ClockOffset(host_name(*node), *offset_nanos)],

@@ -8,6 +8,7 @@ use std::time::Instant as WallInstant;
 
 use clap::Parser;
 use conclave_sim::chaos::{Chaos, RUN_LIMIT};
+use conclave_sim::check::WHEN_PROVOKED;
 use conclave_sim::{Status, TraceMode};
 
 /// Flags of `conclave bench chaos`.
@@ -34,6 +35,8 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
     let start = WallInstant::now();
     let mut clean = 0u64;
     let mut failing: BTreeMap<&'static str, Vec<u64>> = BTreeMap::new();
+    // The checkers that judge only what a seed provokes: how many seeds each judged.
+    let mut judged: BTreeMap<&'static str, u64> = WHEN_PROVOKED.iter().map(|&name| (name, 0)).collect();
     let mut virtual_secs = 0.0;
     let mut steps = 0u64;
     for seed in args.first..args.first + args.seeds {
@@ -43,6 +46,12 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
         let report = sim.finish();
         virtual_secs += report.end.as_nanos() as f64 / 1e9;
         steps += report.stats.steps;
+        for check in &report.checks {
+            if let (Some(count), false) = (judged.get_mut(check.checker), matches!(check.status, Status::NotJudged(_)))
+            {
+                *count += 1;
+            }
+        }
         if report.is_clean() {
             clean += 1;
             continue;
@@ -77,6 +86,9 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
         steps as f64 / args.seeds as f64
     );
     println!("clean: {clean} of {}", args.seeds);
+    for (checker, count) in &judged {
+        println!("  {checker} judged {count} of {} seeds (the others did not provoke it)", args.seeds);
+    }
     for (checker, seeds) in &failing {
         let shown: Vec<String> = seeds.iter().take(10).map(u64::to_string).collect();
         println!("  {checker}: {} seeds (first: {})", seeds.len(), shown.join(", "));

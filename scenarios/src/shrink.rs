@@ -294,7 +294,8 @@ fn lingering(plan: &FaultPlan) -> Lingering {
     let mut state = Lingering::default();
     for step in steps {
         match &step.fault {
-            Fault::Crash(n) => {
+            // Armed, it may die at any later write: count it down until restarted.
+            Fault::Crash(n) | Fault::CrashAtPersist(n) => {
                 state.down.insert(*n);
             }
             Fault::Restart { node, .. } => {
@@ -418,6 +419,7 @@ fn renumber(plan: &FaultPlan) -> FaultPlan {
         .map(|s| {
             let fault = match &s.fault {
                 Fault::Crash(n) => Fault::Crash(to(n)),
+                Fault::CrashAtPersist(n) => Fault::CrashAtPersist(to(n)),
                 Fault::Restart { node, disk } => Fault::Restart { node: to(node), disk: *disk },
                 Fault::Pause { node, duration } => Fault::Pause { node: to(node), duration: *duration },
                 Fault::Slow { node, per_message } => Fault::Slow { node: to(node), per_message: *per_message },

@@ -368,6 +368,71 @@ pub fn inspect(bytes: &[u8], cluster_id: u64, max_datagram: usize) -> Result<(He
     decode(bytes, cluster_id, max_datagram).map(|(header, message)| (header, message.kind()))
 }
 
+/// An election message as a driver's checker reads it off the wire (the protocol's own
+/// `Message` stays private).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ElectionMessage {
+    /// The sender asks for a vote (`pre_vote`: would you) in `term`.
+    RequestVote {
+        /// The term asked for.
+        term: u64,
+        /// A pre-vote: nobody's term moves.
+        pre_vote: bool,
+        /// The leader handed over to the sender.
+        transfer: bool,
+    },
+    /// The sender's answer to a vote request; `term` is its own.
+    Vote {
+        /// The voter's term.
+        term: u64,
+        /// The answer to a pre-vote.
+        pre_vote: bool,
+        /// Whether it said yes.
+        granted: bool,
+    },
+    /// The sender leads `term`.
+    Heartbeat {
+        /// The leader's term.
+        term: u64,
+    },
+    /// The sender's answer to a heartbeat; `term` is its own.
+    HeartbeatAck {
+        /// The voter's term.
+        term: u64,
+    },
+    /// The sender, leader of `term`, hands over to the receiver.
+    TimeoutNow {
+        /// The leader's term.
+        term: u64,
+    },
+}
+
+/// The election message a datagram of `cluster_id` holds, with its envelope; `None` for
+/// any other kind and any datagram that does not decode. Other kinds are told apart by
+/// their first body byte, without decoding them (what a simulator's checker reads of
+/// every datagram).
+pub fn inspect_election(bytes: &[u8], cluster_id: u64, max_datagram: usize) -> Option<(Header, ElectionMessage)> {
+    let mut rest = bytes.get(2..)?;
+    codec::take_varint(&mut rest)?;
+    codec::take_varint(&mut rest)?;
+    let first = MessageKind::RequestVote.index() as u8;
+    let last = MessageKind::TimeoutNow.index() as u8;
+    if !(first..=last).contains(rest.first()?) {
+        return None;
+    }
+    let (header, message) = decode(bytes, cluster_id, max_datagram).ok()?;
+    let election = match message {
+        Message::RequestVote { term, pre_vote, transfer } => ElectionMessage::RequestVote { term, pre_vote, transfer },
+        Message::Vote { term, pre_vote, granted } => ElectionMessage::Vote { term, pre_vote, granted },
+        Message::Heartbeat { term, .. } => ElectionMessage::Heartbeat { term },
+        Message::HeartbeatAck { term, .. } => ElectionMessage::HeartbeatAck { term },
+        Message::TimeoutNow { term } => ElectionMessage::TimeoutNow { term },
+        _ => return None,
+    };
+    Some((header, election))
+}
+
 /// Decodes a whole datagram of `cluster_id`.
 pub(crate) fn decode(bytes: &[u8], cluster_id: u64, max_datagram: usize) -> Result<(Header, Message), WireError> {
     decode_from(bytes, cluster_id, max_datagram, None)

@@ -185,6 +185,30 @@ fn golden_bytes_per_message_kind() {
 }
 
 #[test]
+fn inspect_election_reads_the_election_kinds_only() {
+    for (name, message) in golden_messages() {
+        let bytes = encode(HEADER, &message, MIN_MAX_DATAGRAM).expect("small");
+        let read = inspect_election(&bytes, CLUSTER, MIN_MAX_DATAGRAM).map(|(h, m)| (h.sender, m));
+        let expected = match message {
+            Message::RequestVote { term, pre_vote, transfer } => {
+                Some(ElectionMessage::RequestVote { term, pre_vote, transfer })
+            }
+            Message::Vote { term, pre_vote, granted } => Some(ElectionMessage::Vote { term, pre_vote, granted }),
+            Message::Heartbeat { term, .. } => Some(ElectionMessage::Heartbeat { term }),
+            Message::HeartbeatAck { term, .. } => Some(ElectionMessage::HeartbeatAck { term }),
+            Message::TimeoutNow { term } => Some(ElectionMessage::TimeoutNow { term }),
+            _ => None,
+        };
+        assert_eq!(read, expected.map(|m| (HEADER.sender, m)), "{name}");
+        let mut damaged = bytes.clone();
+        damaged[BODY + 1] ^= 0x01;
+        assert_eq!(inspect_election(&damaged, CLUSTER, MIN_MAX_DATAGRAM), None, "{name}: a bad checksum");
+        assert_eq!(inspect_election(&bytes, CLUSTER + 1, MIN_MAX_DATAGRAM), None, "{name}: another cluster");
+    }
+    assert_eq!(inspect_election(&[], CLUSTER, MIN_MAX_DATAGRAM), None);
+}
+
+#[test]
 fn golden_bytes_per_gossip_kind() {
     for ((name, item), (golden_name, expected)) in golden_gossip().iter().zip(GOLDEN_GOSSIP) {
         assert_eq!(*name, golden_name);

@@ -13,29 +13,39 @@
 //! ([`Status`], [`Outcome`], [`Violation`]), and the standard checkers one family to a
 //! file: `election` ([`OneLeaderPerTerm`], [`ElectsAfterHeal`], [`LeaseExclusive`]),
 //! `verdicts` ([`NoFalseVerdicts`]), `convergence` ([`Converges`]), `promises`
-//! ([`IncarnationsNeverReused`], [`SuspicionWithinBounds`], [`RefutesClaims`]) and, for runs
+//! ([`IncarnationsNeverReused`], [`SuspicionWithinBounds`], [`RefutesClaims`]), the
+//! whole-cluster bounds read off faults, events and the datagrams themselves: `detection`
+//! ([`DetectedWithinBound`], [`BytesWithinBound`]), `leadership` ([`LeaderHearsMajority`],
+//! [`PreVoteSticky`], [`VotePersistedFirst`]) and `partition` ([`MinorityReadOnly`]), and, for runs
 //! with a service workload, `workload` ([`CallsEnd`], [`NoDuplicateExecution`],
 //! [`AttemptsWithinBudget`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use conclave_core::{Config, Event, Instant, MemberState, NodeId};
+use conclave_core::wire::ElectionMessage;
+use conclave_core::{Config, Durable, Event, Instant, MemberState, NodeId};
 
 use crate::fault::{Disk, Fault, FaultPlan};
 use crate::network::{Latency, LinkParams};
 use crate::workload::WorkloadEvent;
 
 mod convergence;
+mod detection;
 mod election;
+mod leadership;
 mod outcome;
+mod partition;
 mod promises;
 mod verdicts;
 mod workload;
 
 pub use convergence::Converges;
+pub use detection::{BytesWithinBound, DetectedWithinBound};
 pub use election::{ElectsAfterHeal, LeaseExclusive, OneLeaderPerTerm};
+pub use leadership::{LeaderHearsMajority, PreVoteSticky, VotePersistedFirst};
 pub use outcome::{Outcome, Status, Violation};
+pub use partition::MinorityReadOnly;
 pub use promises::{IncarnationsNeverReused, RefutesClaims, SuspicionWithinBounds};
 pub use verdicts::NoFalseVerdicts;
 pub use workload::{AttemptsWithinBudget, CallsEnd, NoDuplicateExecution};
@@ -170,6 +180,41 @@ pub trait Checker {
         false
     }
 
+    /// `from` put a datagram of `len` bytes on the network (whatever becomes of it).
+    /// Called only for checkers that ask for it with [`Checker::wants_datagrams`].
+    fn sent(&mut self, at: Instant, from: NodeId, len: usize, findings: &mut Vec<Finding>) {
+        let _ = (at, from, len, findings);
+    }
+
+    /// An election message: as `from` put it on the network for `to` (`delivered` false),
+    /// or as it reached `to`, just before `to` handles it (`delivered` true). Called only
+    /// for checkers that ask for it with [`Checker::wants_datagrams`], in runs with voters.
+    fn election(
+        &mut self,
+        at: Instant,
+        from: NodeId,
+        to: NodeId,
+        message: &ElectionMessage,
+        delivered: bool,
+        findings: &mut Vec<Finding>,
+    ) {
+        let _ = (at, from, to, message, delivered, findings);
+    }
+
+    /// `node` handed its durable state to its disk (`Output::Persist`), which now holds
+    /// `durable`. Called only for checkers that ask for it with
+    /// [`Checker::wants_datagrams`].
+    fn persisted(&mut self, at: Instant, node: NodeId, durable: &Durable, findings: &mut Vec<Finding>) {
+        let _ = (at, node, durable, findings);
+    }
+
+    /// Whether the simulator should tell this checker of every datagram sent
+    /// ([`Checker::sent`]) and of every election message sent and delivered
+    /// ([`Checker::election`]): it costs a look at every datagram.
+    fn wants_datagrams(&self) -> bool {
+        false
+    }
+
     /// A snapshot at one of the times [`Checker::start`] or [`Checker::pending`] asked for.
     fn snapshot(&mut self, snapshot: &ClusterSnapshot, findings: &mut Vec<Finding>) {
         let _ = (snapshot, findings);
@@ -194,7 +239,20 @@ pub trait Checker {
 
 /// The checkers of leader election, which cannot judge a run until the core elects a
 /// leader: what a test of membership alone opts out of.
-pub const NO_ELECTION: &[&str] = &[OneLeaderPerTerm::NAME, LeaseExclusive::NAME, ElectsAfterHeal::NAME];
+pub const NO_ELECTION: &[&str] = &[
+    OneLeaderPerTerm::NAME,
+    LeaseExclusive::NAME,
+    ElectsAfterHeal::NAME,
+    LeaderHearsMajority::NAME,
+    PreVoteSticky::NAME,
+    VotePersistedFirst::NAME,
+];
+
+/// The standard checkers that judge only a run whose faults provoke what they watch (a
+/// member crashed and stayed down past the bound; a member decided it is on the side of a
+/// partition that stops). The standard set opts out of their judgement (not of their
+/// violations): the report still says, for each, whether it judged.
+pub const WHEN_PROVOKED: &[&str] = &[DetectedWithinBound::NAME, MinorityReadOnly::NAME];
 
 /// Why a member's own incarnation is reported to a checker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -16,6 +16,7 @@
 //! | fault | text |
 //! |---|---|
 //! | [`Fault::Crash`] | `crash n5` |
+//! | [`Fault::CrashAtPersist`] | `crash n5 at next persist` |
 //! | [`Fault::Restart`] | `restart n5 with disk`, `restart n5 without disk` |
 //! | [`Fault::Pause`] | `pause n3 for 8s` |
 //! | [`Fault::Slow`] | `slow n3 20ms per message` (`0s` restores the speed) |
@@ -241,6 +242,7 @@ impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Crash(node) => write!(f, "crash {node}"),
+            Self::CrashAtPersist(node) => write!(f, "crash {node} at next persist"),
             Self::Restart { node, disk: Disk::Kept } => write!(f, "restart {node} with disk"),
             Self::Restart { node, disk: Disk::Amnesia } => write!(f, "restart {node} without disk"),
             Self::Pause { node, duration } => write!(f, "pause {node} for {}", format_duration(*duration)),
@@ -458,7 +460,17 @@ fn parse_links(r: &mut Reader<'_>) -> Result<Fault, String> {
 fn parse_fault(text: &str) -> Result<Fault, String> {
     let mut r = Reader { words: words(text), at: 0 };
     let fault = match r.next("a fault")? {
-        "crash" => Fault::Crash(r.node()?),
+        "crash" => {
+            let node = r.node()?;
+            if r.peek() == Some("at") {
+                r.keyword("at")?;
+                r.keyword("next")?;
+                r.keyword("persist")?;
+                Fault::CrashAtPersist(node)
+            } else {
+                Fault::Crash(node)
+            }
+        }
         "restart" => {
             let node = r.node()?;
             let disk = match r.next("`with disk` or `without disk`")? {
@@ -677,6 +689,7 @@ mod tests {
             .with_loss(0.1);
         for (fault, text) in [
             (Fault::Crash(n(5)), "crash n5"),
+            (Fault::CrashAtPersist(n(5)), "crash n5 at next persist"),
             (Fault::Restart { node: n(5), disk: Disk::Kept }, "restart n5 with disk"),
             (Fault::Restart { node: n(5), disk: Disk::Amnesia }, "restart n5 without disk"),
             (Fault::Pause { node: n(3), duration: Duration::from_secs(8) }, "pause n3 for 8s"),

@@ -8,8 +8,10 @@ use conclave_core::{Config, Durable, Instant, NodeConfig, NodeId};
 use super::host::{node_seed, sim_addr, sim_id, Host, Slot, NONE};
 use super::{Report, Sim, SimStats, What};
 use crate::check::{
-    AttemptsWithinBudget, CallsEnd, Converges, ElectsAfterHeal, IncarnationChange, IncarnationsNeverReused,
-    LeaseExclusive, NoDuplicateExecution, NoFalseVerdicts, OneLeaderPerTerm, RefutesClaims, SuspicionWithinBounds,
+    AttemptsWithinBudget, BytesWithinBound, CallsEnd, Converges, DetectedWithinBound, ElectsAfterHeal,
+    IncarnationChange, IncarnationsNeverReused, LeaderHearsMajority, LeaseExclusive, MinorityReadOnly,
+    NoDuplicateExecution, NoFalseVerdicts, OneLeaderPerTerm, PreVoteSticky, RefutesClaims, SuspicionWithinBounds,
+    VotePersistedFirst, WHEN_PROVOKED,
 };
 use crate::clock::Clock;
 use crate::error::Error;
@@ -187,7 +189,14 @@ impl SimBuilder {
     /// Whether the standard checkers run (default yes): one leader per term, lease
     /// exclusivity, no false failure verdicts, convergence after the last fault,
     /// incarnations never reused after a restart with disk, suspicions within Lifeguard's
-    /// bounds, claims about live members refuted within the convergence bound.
+    /// bounds, claims about live members refuted within the convergence bound, every crash
+    /// detected within its bound, bytes per member-second within their bound, the
+    /// stopping side of a partition read-only, a leader in contact with a majority, no
+    /// pre-vote granted while a leader is heard, no vote or candidacy on the wire before
+    /// its durable write. The two of
+    /// [`WHEN_PROVOKED`](crate::check::WHEN_PROVOKED) judge only what a run provokes, and
+    /// are opted out of: a violation still fails the run, and the report says whether each
+    /// judged.
     /// Turning them off is for benchmarks and for tests of the engine itself: a test of
     /// the protocol keeps them and opts out, by name, of those that cannot judge it
     /// ([`SimBuilder::opt_out`]).
@@ -396,6 +405,7 @@ impl Sim {
                 incarnation: 0,
                 election: None,
                 restarts: 0,
+                crash_at_persist: false,
                 disk: config.durable.as_ref().map(Durable::encode),
                 config,
             })
@@ -421,6 +431,7 @@ impl Sim {
             checkers: Vec::new(),
             wakes: Vec::new(),
             incarnations: false,
+            datagrams: false,
             elects,
             opt_outs: b.opt_outs,
             findings: Vec::new(),
@@ -444,6 +455,20 @@ impl Sim {
             sim.add_checker(Box::new(IncarnationsNeverReused::default()));
             sim.add_checker(Box::new(SuspicionWithinBounds::new(config.clone())));
             sim.add_checker(Box::new(RefutesClaims::new(bound)));
+            sim.add_checker(Box::new(DetectedWithinBound::for_cluster(&config, n)));
+            sim.add_checker(Box::new(BytesWithinBound::new(BytesWithinBound::bound(&config, n))));
+            sim.add_checker(Box::new(MinorityReadOnly::new(MinorityReadOnly::bound(&config))));
+            sim.add_checker(Box::new(LeaderHearsMajority::new(&config.election)));
+            sim.add_checker(Box::new(PreVoteSticky::new(&config.election)));
+            sim.add_checker(Box::new(VotePersistedFirst::default()));
+            // Whether a run provokes them is the run's own doing (a crash restarted before
+            // its deadline, a cut too short to decide): opted out of, the report still
+            // says whether each judged.
+            for name in WHEN_PROVOKED {
+                if !sim.opt_outs.contains(name) {
+                    sim.opt_outs.push(name);
+                }
+            }
             if let Some(workload) = &b.workload {
                 sim.add_checker(Box::new(CallsEnd::new()));
                 sim.add_checker(Box::new(NoDuplicateExecution::new(workload.policy.idempotency.clone())));

@@ -74,6 +74,8 @@ pub(super) struct Host {
     /// Its election state as last reported to the checkers: term, leader, leaseholder.
     pub(super) election: Option<(u64, Option<NodeId>, bool)>,
     pub(super) restarts: u32,
+    /// Whether its process dies at its next durable write ([`Fault::CrashAtPersist`](crate::Fault::CrashAtPersist)).
+    pub(super) crash_at_persist: bool,
     pub(super) config: NodeConfig,
     pub(super) disk: Option<Vec<u8>>,
 }
@@ -167,13 +169,33 @@ impl Sim {
                 let slot = &mut self.slots[i as usize];
                 slot.node = Some(node);
                 slot.deadline = deadline.map_or(NONE, Instant::as_nanos);
+                // A process armed to die at its next durable write dies at the first
+                // `Persist`: that write and everything after it are lost.
+                let dies_at = if self.hosts[i as usize].crash_at_persist {
+                    outputs.iter().position(|o| matches!(o, Output::Persist(_)))
+                } else {
+                    None
+                };
+                // The write it dies at records the new incarnation: what went out before was
+                // made before the bump (the core writes an incarnation before it gossips
+                // it), so nothing advertised it.
+                let unrecorded = dies_at.is_some_and(
+                    |d| matches!(&outputs[d], Output::Persist(durable) if durable.incarnation == incarnation),
+                );
                 // Before the outputs: what a member sends advertises its incarnation.
-                if self.incarnations && incarnation != self.hosts[i as usize].incarnation {
+                if self.incarnations && incarnation != self.hosts[i as usize].incarnation && !unrecorded {
                     self.hosts[i as usize].incarnation = incarnation;
                     self.tell_incarnation(i, incarnation, IncarnationChange::Bumped);
                 }
-                for output in outputs.drain(..) {
+                let kept = dies_at.unwrap_or(outputs.len());
+                for output in outputs.drain(..).take(kept) {
                     self.output(i, output);
+                }
+                outputs.clear();
+                if dies_at.is_some() {
+                    self.hosts[i as usize].crash_at_persist = false;
+                    let id = self.slots[i as usize].id;
+                    self.apply(crate::Fault::Crash(id));
                 }
                 self.outputs = outputs;
                 if self.elects {
@@ -281,6 +303,17 @@ impl Sim {
                 self.hasher.lane(id.0);
                 self.hasher.bytes(&bytes);
                 self.hosts[i as usize].disk = Some(bytes);
+                if self.datagrams {
+                    let at = self.now();
+                    let mut findings = std::mem::take(&mut self.findings);
+                    for c in 0..self.checkers.len() {
+                        if self.checkers[c].wants_datagrams() {
+                            self.checkers[c].persisted(at, id, &durable, &mut findings);
+                            self.report(c, &mut findings);
+                        }
+                    }
+                    self.findings = findings;
+                }
                 if self.mode == TraceMode::Record {
                     self.records.push(TraceRecord::Persist { at: self.now(), node: id, durable });
                 }
@@ -305,6 +338,7 @@ impl Sim {
     pub(super) fn start(&mut self, i: u32, durable: Option<Durable>, change: IncarnationChange) -> Result<(), Error> {
         let now = self.now;
         let host = &mut self.hosts[i as usize];
+        host.crash_at_persist = false;
         let slot = &mut self.slots[i as usize];
         let mut config = host.config.clone();
         config.durable = durable.clone();

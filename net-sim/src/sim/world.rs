@@ -64,7 +64,11 @@ impl Sim {
     pub(super) fn send(&mut self, from: u32, transmit: Transmit) {
         // A simulated network routes by address only, as UDP does: `to_id` is not used.
         let Transmit { to, mut payload, .. } = transmit;
-        let Some(to) = self.slot_of_addr(to) else {
+        let to = self.slot_of_addr(to);
+        if self.datagrams {
+            self.tell_datagram(from, to, &payload, false);
+        }
+        let Some(to) = to else {
             self.dropped(from, None, &payload, DropReason::NoRoute);
             return;
         };
@@ -119,6 +123,9 @@ impl Sim {
 
     pub(super) fn deliver(&mut self, to: u32, from: u32, payload: Vec<u8>, sent: u64) {
         let from_addr = self.addrs[from as usize];
+        if self.datagrams && self.elects {
+            self.tell_datagram(from, Some(to), &payload, true);
+        }
         let mut result = Ok(());
         self.interact(to, |n, now| result = n.handle_datagram(now, from_addr, &payload));
         self.stats.delivered += 1;
@@ -169,6 +176,11 @@ impl Sim {
             Fault::Crash(id) => {
                 if let Some(i) = self.slot(*id) {
                     self.stop(i);
+                }
+            }
+            Fault::CrashAtPersist(id) => {
+                if let Some(i) = self.slot(*id) {
+                    self.hosts[i as usize].crash_at_persist = self.slots[i as usize].node.is_some();
                 }
             }
             Fault::Restart { node, disk } => {

@@ -4,10 +4,15 @@
 //! Every scenario runs with every standard checker of `conclave-sim` (at most one leader
 //! per term, exclusive leases, no false failure verdicts, convergence within its bound
 //! after the last fault, a leader after it, incarnations never reused, suspicions within
-//! Lifeguard's bounds, claims refuted) and must be judged by each, not merely not violate
-//! it; a scenario opts out of a checker only when that checker has nothing to judge (no
-//! member votes, so the leader checkers cannot judge). Its own bounds are checkers too
-//! ([`bounds`]), judged the same way.
+//! Lifeguard's bounds, claims refuted, bytes per member-second within a bound, a leader in
+//! contact with a majority, no pre-vote granted while a leader is heard, no vote on the
+//! wire before its write) and must be judged by each, not merely not violate it; a
+//! scenario opts out of a checker only when that checker has nothing to judge (no member
+//! votes, so the leader checkers cannot judge). The two standard checkers that judge only
+//! what a run provokes (a crash detected within its bound, the stopping side of a
+//! partition read-only: `conclave_sim::check::WHEN_PROVOKED`) report whether they judged,
+//! and fail a run only by a violation. Its own bounds are checkers too ([`bounds`]),
+//! judged the same way.
 //!
 //! | scenario | members | what it checks |
 //! |---|---|---|

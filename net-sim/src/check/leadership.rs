@@ -1,0 +1,519 @@
+//! Leader election judged from the network trace, not from the leader's own claims:
+//! a leader stays in contact with a majority ([`LeaderHearsMajority`], Raft's
+//! CheckQuorum), and a voter that hears a live leader grants no pre-vote
+//! ([`PreVoteSticky`], Raft's leader stickiness, §9.6 of the thesis), and no vote leaves
+//! before the write that records it ([`VotePersistedFirst`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use conclave_core::wire::ElectionMessage;
+use conclave_core::{Durable, ElectionConfig, Instant, NodeId};
+
+use super::{Checker, Finding, Observation};
+use crate::fault::Fault;
+
+/// Members whose timers a fault held back or moved: until when (`None`: for good).
+#[derive(Debug, Default)]
+struct Disturbed(BTreeMap<NodeId, Option<Instant>>);
+
+impl Disturbed {
+    fn fault(&mut self, at: Instant, fault: &Fault) {
+        let mut hold = |node: NodeId, until: Option<Instant>| {
+            let e = self.0.entry(node).or_insert(until);
+            *e = match (*e, until) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                _ => None,
+            };
+        };
+        match fault {
+            Fault::Pause { node, duration } => hold(*node, Some(at + *duration)),
+            Fault::Slow { node, per_message } if !per_message.is_zero() => hold(*node, None),
+            Fault::ClockOffset { node, .. } | Fault::ClockJump { node, .. } => hold(*node, None),
+            _ => {}
+        }
+    }
+
+    /// The time from which `node`'s timers run undisturbed again (`None`: never).
+    fn free_from(&self, node: NodeId) -> Option<Instant> {
+        match self.0.get(&node) {
+            None => Some(Instant::ZERO),
+            Some(until) => *until,
+        }
+    }
+}
+
+/// One member's time as leader.
+#[derive(Debug)]
+struct Stint {
+    term: u64,
+    since: Instant,
+    /// The latest heartbeat ack of this term delivered from each other voter.
+    acks: BTreeMap<NodeId, Instant>,
+    reported: bool,
+}
+
+/// CheckQuorum, judged on the trace: a member that believes it leads at time `t` had a
+/// heartbeat ack of its term delivered from a majority of the voters (itself counted)
+/// within the last election timeout (`election_timeout_max`, stretched by the drift its
+/// clock may have, plus a heartbeat interval of slack), or was elected within it.
+///
+/// Judged at every election message and observation: a leader that keeps leading with no
+/// majority's acks shows up at its own next heartbeat. A member paused, slowed or whose
+/// clock stepped is judged again only once its timers run free; a crash ends its stint.
+/// A run in which no member led could not be judged.
+#[derive(Debug)]
+pub struct LeaderHearsMajority {
+    voters: BTreeSet<NodeId>,
+    window: Duration,
+    max_drift: f64,
+    leaders: BTreeMap<NodeId, Stint>,
+    drift: BTreeMap<NodeId, f64>,
+    disturbed: Disturbed,
+    ever_led: bool,
+}
+
+impl LeaderHearsMajority {
+    /// The checker's name.
+    pub const NAME: &'static str = "leader-hears-majority-within-election-timeout";
+
+    /// A checker for an election run with `config`.
+    pub fn new(config: &ElectionConfig) -> Self {
+        Self {
+            voters: config.voters.iter().copied().collect(),
+            window: config.election_timeout_max + config.heartbeat_interval,
+            max_drift: config.max_clock_drift,
+            leaders: BTreeMap::new(),
+            drift: BTreeMap::new(),
+            disturbed: Disturbed::default(),
+            ever_led: false,
+        }
+    }
+
+    /// Judges every leader at `now`.
+    fn judge(&mut self, now: Instant, findings: &mut Vec<Finding>) {
+        let others = (self.voters.len() / 2 + 1).saturating_sub(1);
+        for (&leader, stint) in &mut self.leaders {
+            if stint.reported {
+                continue;
+            }
+            let Some(free) = self.disturbed.free_from(leader) else { continue };
+            let mut acks: Vec<Instant> = stint.acks.values().copied().collect();
+            acks.sort_unstable_by(|a, b| b.cmp(a));
+            let majority = if others == 0 { Some(now) } else { acks.get(others - 1).copied() };
+            let contact = majority.map_or(stint.since, |m| m.max(stint.since)).max(free);
+            let drift = self.drift.get(&leader).copied().unwrap_or(0.0).abs().max(self.max_drift);
+            let deadline = contact + self.window.mul_f64(1.0 + 2.0 * drift);
+            if now > deadline {
+                stint.reported = true;
+                findings.push(Finding {
+                    at: now,
+                    message: format!(
+                        "{leader} still leads term {} at {now}, though no majority of the voters acked its heartbeats since {contact} ({:?} before)",
+                        stint.term,
+                        now - contact
+                    ),
+                });
+            }
+        }
+    }
+}
+
+impl Checker for LeaderHearsMajority {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn wants_datagrams(&self) -> bool {
+        true
+    }
+
+    fn observe(&mut self, o: &Observation, findings: &mut Vec<Finding>) {
+        self.judge(o.at, findings);
+        self.drift.insert(o.node, o.drift_ppm * 1e-6);
+        let leads = o.leader == Some(o.node);
+        match self.leaders.get(&o.node) {
+            Some(s) if leads && s.term == o.term => {}
+            _ if leads => {
+                self.ever_led = true;
+                let stint = Stint { term: o.term, since: o.at, acks: BTreeMap::new(), reported: false };
+                self.leaders.insert(o.node, stint);
+            }
+            _ => {
+                self.leaders.remove(&o.node);
+            }
+        }
+    }
+
+    fn election(
+        &mut self,
+        at: Instant,
+        from: NodeId,
+        to: NodeId,
+        message: &ElectionMessage,
+        delivered: bool,
+        findings: &mut Vec<Finding>,
+    ) {
+        self.judge(at, findings);
+        if let (true, ElectionMessage::HeartbeatAck { term }) = (delivered, message) {
+            if let Some(stint) = self.leaders.get_mut(&to) {
+                if stint.term == *term && self.voters.contains(&from) {
+                    stint.acks.insert(from, at);
+                }
+            }
+        }
+    }
+
+    fn fault(&mut self, at: Instant, fault: &Fault, findings: &mut Vec<Finding>) {
+        self.judge(at, findings);
+        self.disturbed.fault(at, fault);
+        if let Fault::Crash(node) | Fault::Restart { node, .. } = fault {
+            self.leaders.remove(node);
+        }
+    }
+
+    fn not_judged(&self) -> Option<String> {
+        (!self.ever_led).then(|| "no member ever led".to_string())
+    }
+}
+
+/// Leader stickiness, judged on the trace: no voter grants a pre-vote while it hears a
+/// live leader, that is within `election_timeout_min` (of its own clock) of the delivery
+/// of a heartbeat it accepted (of a term at least its own, from the leader it then
+/// follows).
+///
+/// What ends hearing a leader early is judged legitimate: the leader's `TimeoutNow`
+/// (a transfer), the voter's term moving past the heartbeat's, the voter forgetting its
+/// leader (it observes none), a crash or restart. A voter whose timers were held back or
+/// whose clock stepped is not judged from then on. A run in which no voter granted a
+/// pre-vote could not be judged.
+#[derive(Debug)]
+pub struct PreVoteSticky {
+    window: Duration,
+    max_drift: f64,
+    /// Each voter's term and leader, as last observed.
+    state: BTreeMap<NodeId, (u64, Option<NodeId>)>,
+    /// Each voter's latest accepted heartbeat: (when, from, term).
+    heard: BTreeMap<NodeId, (Instant, NodeId, u64)>,
+    drift: BTreeMap<NodeId, f64>,
+    disturbed: Disturbed,
+    grants: usize,
+}
+
+impl PreVoteSticky {
+    /// The checker's name.
+    pub const NAME: &'static str = "no-pre-vote-granted-while-leader-heard";
+
+    /// A checker for an election run with `config`.
+    pub fn new(config: &ElectionConfig) -> Self {
+        Self {
+            window: config.election_timeout_min,
+            max_drift: config.max_clock_drift,
+            state: BTreeMap::new(),
+            heard: BTreeMap::new(),
+            drift: BTreeMap::new(),
+            disturbed: Disturbed::default(),
+            grants: 0,
+        }
+    }
+
+    /// How many pre-vote grants were judged.
+    pub fn grants(&self) -> usize {
+        self.grants
+    }
+}
+
+impl Checker for PreVoteSticky {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn wants_datagrams(&self) -> bool {
+        true
+    }
+
+    fn observe(&mut self, o: &Observation, _findings: &mut Vec<Finding>) {
+        self.drift.insert(o.node, o.drift_ppm * 1e-6);
+        self.state.insert(o.node, (o.term, o.leader));
+        let forgot = match self.heard.get(&o.node) {
+            Some(&(_, leader, term)) => o.term > term || o.leader != Some(leader),
+            None => false,
+        };
+        if forgot {
+            self.heard.remove(&o.node);
+        }
+    }
+
+    fn election(
+        &mut self,
+        at: Instant,
+        from: NodeId,
+        to: NodeId,
+        message: &ElectionMessage,
+        delivered: bool,
+        findings: &mut Vec<Finding>,
+    ) {
+        match (*message, delivered) {
+            (ElectionMessage::Heartbeat { term }, true) => {
+                let own = self.state.get(&to).map_or(0, |s| s.0);
+                if term >= own {
+                    self.heard.insert(to, (at, from, term));
+                }
+            }
+            (ElectionMessage::TimeoutNow { .. }, true) => {
+                self.heard.remove(&to);
+            }
+            (ElectionMessage::Vote { pre_vote: true, granted: true, .. }, false) => {
+                let voter = from;
+                if self.disturbed.free_from(voter).is_none_or(|free| free > at) {
+                    return;
+                }
+                self.grants += 1;
+                let Some(&(heard, leader, term)) = self.heard.get(&voter) else { return };
+                let drift = self.drift.get(&voter).copied().unwrap_or(0.0).abs().max(self.max_drift);
+                // Its window of its own clock, in global time on a clock running fast.
+                let window = self.window.mul_f64(1.0 / (1.0 + 2.0 * drift)).saturating_sub(Duration::from_micros(100));
+                if at < heard + window {
+                    findings.push(Finding {
+                        at,
+                        message: format!(
+                            "{voter} granted {to} a pre-vote {:?} after it accepted a heartbeat from {leader}, leader of term {term}: within election_timeout_min ({:?}) a voter that hears its leader refuses",
+                            at - heard,
+                            self.window
+                        ),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn fault(&mut self, at: Instant, fault: &Fault, _findings: &mut Vec<Finding>) {
+        self.disturbed.fault(at, fault);
+        if let Fault::Crash(node) | Fault::Restart { node, .. } = fault {
+            self.heard.remove(node);
+            self.state.remove(node);
+        }
+    }
+
+    fn not_judged(&self) -> Option<String> {
+        (self.grants == 0).then(|| "no voter granted a pre-vote".to_string())
+    }
+}
+
+/// A vote, or a candidacy, is on the disk before it is on the wire: when a voter sends a
+/// granted vote for `c` in term `t`, or a candidate asks for votes in term `t`, the latest
+/// durable state its disk holds (from this life or, kept, an earlier one) is term `t`
+/// voted for `c` (for itself). A crash between the two would otherwise let it vote again
+/// in `t` after a restart: two leaders in one term.
+///
+/// A run in which no vote was granted and nobody stood could not be judged.
+#[derive(Debug, Default)]
+pub struct VotePersistedFirst {
+    disk: BTreeMap<NodeId, (u64, Option<NodeId>)>,
+    judged: usize,
+}
+
+impl VotePersistedFirst {
+    /// The checker's name.
+    pub const NAME: &'static str = "vote-persisted-before-it-leaves";
+}
+
+impl Checker for VotePersistedFirst {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn wants_datagrams(&self) -> bool {
+        true
+    }
+
+    fn persisted(&mut self, _at: Instant, node: NodeId, durable: &Durable, _findings: &mut Vec<Finding>) {
+        self.disk.insert(node, (durable.term, durable.voted_for));
+    }
+
+    fn fault(&mut self, _at: Instant, fault: &Fault, _findings: &mut Vec<Finding>) {
+        if let Fault::Restart { node, disk: crate::fault::Disk::Amnesia } = fault {
+            self.disk.remove(node);
+        }
+    }
+
+    fn election(
+        &mut self,
+        at: Instant,
+        from: NodeId,
+        to: NodeId,
+        message: &ElectionMessage,
+        delivered: bool,
+        findings: &mut Vec<Finding>,
+    ) {
+        let (term, candidate, what) = match (*message, delivered) {
+            (ElectionMessage::Vote { term, pre_vote: false, granted: true }, false) => (term, to, "a vote for"),
+            (ElectionMessage::RequestVote { term, pre_vote: false, .. }, false) => (term, from, "a candidacy of"),
+            _ => return,
+        };
+        self.judged += 1;
+        let on_disk = self.disk.get(&from).copied();
+        if on_disk != Some((term, Some(candidate))) {
+            let held = on_disk.map_or_else(
+                || "nothing".to_string(),
+                |(t, v)| format!("term {t}, voted for {}", v.map_or("nobody".to_string(), |v| v.to_string())),
+            );
+            findings.push(Finding {
+                at,
+                message: format!(
+                    "{from} sent {what} {candidate} in term {term} to {to} while its disk held {held}: the vote left before it was persisted"
+                ),
+            });
+        }
+    }
+
+    fn not_judged(&self) -> Option<String> {
+        (self.judged == 0).then(|| "no vote was granted and nobody stood".to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ElectionConfig {
+        ElectionConfig::with_voters((1..=5).map(NodeId))
+    }
+
+    fn ms(ms: u64) -> Instant {
+        Instant::from_millis(ms)
+    }
+
+    fn obs(at: u64, node: u64, term: u64, leader: Option<u64>) -> Observation {
+        Observation {
+            at: ms(at),
+            node: NodeId(node),
+            term,
+            leader: leader.map(NodeId),
+            leaseholder: false,
+            drift_ppm: 0.0,
+            clock_stepped: false,
+        }
+    }
+
+    fn ack(c: &mut dyn Checker, at: u64, from: u64, to: u64, term: u64, f: &mut Vec<Finding>) {
+        c.election(ms(at), NodeId(from), NodeId(to), &ElectionMessage::HeartbeatAck { term }, true, f);
+    }
+
+    #[test]
+    fn a_leader_that_keeps_leading_without_a_majority_is_caught() {
+        // n1 leads term 2 from 1 s; n2 and n3 ack until 2 s, then only n2.
+        let run = |both_until: u64, end: u64| {
+            let mut c = LeaderHearsMajority::new(&config());
+            let mut f = Vec::new();
+            c.observe(&obs(1000, 1, 2, Some(1)), &mut f);
+            let mut t = 1000;
+            while t <= end {
+                ack(&mut c, t, 2, 1, 2, &mut f);
+                if t <= both_until {
+                    ack(&mut c, t, 3, 1, 2, &mut f);
+                }
+                // n1's own heartbeat going out.
+                c.election(ms(t), NodeId(1), NodeId(4), &ElectionMessage::Heartbeat { term: 2 }, false, &mut f);
+                t += 50;
+            }
+            (c, f)
+        };
+        let (c, f) = run(5000, 5000);
+        assert!(f.is_empty() && c.not_judged().is_none(), "{f:?}");
+        let (_, f) = run(2000, 5000);
+        assert_eq!(f.len(), 1, "reported once: {f:?}");
+        assert!(f[0].message.contains("n1 still leads term 2"), "{}", f[0].message);
+        // Stepping down in time is no violation.
+        let mut c = LeaderHearsMajority::new(&config());
+        let mut f = Vec::new();
+        c.observe(&obs(1000, 1, 2, Some(1)), &mut f);
+        c.observe(&obs(1300, 1, 2, None), &mut f);
+        c.election(ms(5000), NodeId(2), NodeId(1), &ElectionMessage::Heartbeat { term: 3 }, false, &mut f);
+        assert!(f.is_empty(), "{f:?}");
+        // Acks of another term, or from a non-voter, do not count.
+        let mut c = LeaderHearsMajority::new(&config());
+        c.observe(&obs(1000, 1, 2, Some(1)), &mut f);
+        for t in (1000..3000).step_by(50) {
+            ack(&mut c, t, 2, 1, 1, &mut f);
+            ack(&mut c, t, 9, 1, 2, &mut f);
+        }
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(LeaderHearsMajority::new(&config()).not_judged().is_some());
+    }
+
+    #[test]
+    fn a_vote_on_the_wire_before_its_write_is_caught() {
+        let durable = |term, voted_for: Option<u64>| Durable::new(0, term, voted_for.map(NodeId));
+        let vote = ElectionMessage::Vote { term: 3, pre_vote: false, granted: true };
+        let ask = ElectionMessage::RequestVote { term: 3, pre_vote: false, transfer: false };
+        let mut c = VotePersistedFirst::default();
+        let mut f = Vec::new();
+        assert!(c.not_judged().is_some());
+        // n2 stands in term 3 after writing it; n3 votes for it after writing its vote.
+        c.persisted(ms(1), NodeId(2), &durable(3, Some(2)), &mut f);
+        c.election(ms(1), NodeId(2), NodeId(3), &ask, false, &mut f);
+        c.persisted(ms(2), NodeId(3), &durable(3, Some(2)), &mut f);
+        c.election(ms(2), NodeId(3), NodeId(2), &vote, false, &mut f);
+        // Refusals and pre-votes need no write.
+        c.election(
+            ms(2),
+            NodeId(4),
+            NodeId(2),
+            &ElectionMessage::Vote { term: 2, pre_vote: false, granted: false },
+            false,
+            &mut f,
+        );
+        assert!(f.is_empty() && c.not_judged().is_none(), "{f:?}");
+        // n4 votes before writing; n5 stands on a disk of the last term.
+        c.election(ms(3), NodeId(4), NodeId(2), &vote, false, &mut f);
+        c.persisted(ms(3), NodeId(5), &durable(2, None), &mut f);
+        c.election(ms(3), NodeId(5), NodeId(1), &ask, false, &mut f);
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert!(
+            f[0].message.contains("n4 sent a vote for n2 in term 3 to n2 while its disk held nothing"),
+            "{}",
+            f[0].message
+        );
+        assert!(f[1].message.contains("held term 2, voted for nobody"), "{}", f[1].message);
+    }
+
+    #[test]
+    fn a_pre_vote_granted_while_the_leader_is_heard_is_caught() {
+        let grant = ElectionMessage::Vote { term: 2, pre_vote: true, granted: true };
+        let run = |after: u64, between: Option<Observation>| {
+            let mut c = PreVoteSticky::new(&config());
+            let mut f = Vec::new();
+            c.observe(&obs(900, 2, 2, Some(1)), &mut f);
+            c.election(ms(1000), NodeId(1), NodeId(2), &ElectionMessage::Heartbeat { term: 2 }, true, &mut f);
+            if let Some(o) = between {
+                c.observe(&o, &mut f);
+            }
+            c.election(ms(1000 + after), NodeId(2), NodeId(3), &grant, false, &mut f);
+            (c, f)
+        };
+        let (c, f) = run(100, None);
+        assert_eq!(f.len(), 1, "within 150 ms of the heartbeat");
+        assert!(f[0].message.contains("n2 granted n3 a pre-vote"), "{}", f[0].message);
+        assert_eq!(c.grants(), 1);
+        let (c, f) = run(200, None);
+        assert!(f.is_empty() && c.not_judged().is_none(), "past the window");
+        let (_, f) = run(100, Some(obs(1050, 2, 2, None)));
+        assert!(f.is_empty(), "it forgot its leader first");
+        let (_, f) = run(100, Some(obs(1050, 2, 3, None)));
+        assert!(f.is_empty(), "its term moved on");
+        // A stale heartbeat (below its term) is not hearing a leader.
+        let mut c = PreVoteSticky::new(&config());
+        let mut f = Vec::new();
+        c.observe(&obs(900, 2, 3, None), &mut f);
+        c.election(ms(1000), NodeId(1), NodeId(2), &ElectionMessage::Heartbeat { term: 2 }, true, &mut f);
+        c.election(ms(1010), NodeId(2), NodeId(3), &grant, false, &mut f);
+        assert!(f.is_empty(), "{f:?}");
+        // Refusals and real votes are not judged.
+        let mut c = PreVoteSticky::new(&config());
+        let refused = ElectionMessage::Vote { term: 2, pre_vote: true, granted: false };
+        c.election(ms(10), NodeId(2), NodeId(3), &refused, false, &mut f);
+        assert!(c.not_judged().is_some());
+    }
+}
