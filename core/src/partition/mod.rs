@@ -13,7 +13,7 @@
 //! cut stays Alive in the view until the ring moves to it, which at 100 members cut along
 //! the ring took minutes, a few members at a time; a decision on such a picture counts part
 //! of the far side as this side (it happened: BENCHMARKS.md, "Big partitions"). So while
-//! the view shows anyone Failed or Suspect, the [roll call](roll_call) asks every expected
+//! the view shows anyone Failed or Suspect, the roll call (`roll_call`) asks every expected
 //! member held live for a round trip, and a member counts as reachable only on a round trip
 //! that began within the last `stable_after`. A member across a cut cannot answer, wherever
 //! its watchers are, so the whole far side is in the picture one probe period after the
