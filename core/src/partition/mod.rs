@@ -164,10 +164,10 @@ impl PartitionWatch {
         }
     }
 
-    /// What this member reports of its picture in its acks: a digest of the members in it
-    /// while its roll call runs, `None` while it reaches everyone.
+    /// What this member reports of its picture in its acks: a digest of the members in it,
+    /// `None` while it reaches everyone (and its roll call does not run).
     pub(crate) fn reported_picture(&self) -> Option<u32> {
-        if !self.roll_call.is_running() || self.picture.is_whole() {
+        if self.picture.is_whole() {
             return None;
         }
         let mut members: Vec<&NodeId> = self.picture.unreachable.iter().chain(&self.picture.indirect).collect();
@@ -189,9 +189,8 @@ impl PartitionWatch {
     /// missing counted unreachable.
     fn refresh(&mut self, now: Instant, emit: &mut impl FnMut(Event)) {
         let mut picture = self.with_roll_call(now);
-        if self.roll_call.is_paused() && !picture.same_members(&self.picture) {
+        if !picture.same_members(&self.picture) && self.roll_call.resume() {
             // The picture changed since the decision: the roll call looks again.
-            self.roll_call.resume();
             picture = self.with_roll_call(now);
         }
         self.apply(now, picture, emit);
@@ -493,6 +492,43 @@ mod tests {
         w.update(ms(60_000), picture(&[1], &[2]), &alive, &mut |e| events.push(e));
         assert_eq!(w.to_ask(ms(60_000)), ids(&[1, 2, 3, 5]));
         assert!(before > 0);
+    }
+
+    #[test]
+    fn the_decision_waits_while_someone_called_has_not_had_its_time_to_answer() {
+        let mut w = watch(Strategy::KeepMajority);
+        let mut events = Vec::new();
+        let five: BTreeSet<NodeId> = ids(&[5]).into_iter().collect();
+        w.update(ms(0), picture(&[], &[1]), &five, &mut |e| events.push(e));
+        let mut seq = 0;
+        let asked = ask_due(&mut w, ms(0), &mut seq);
+        w.on_ack(ms(1), NodeId(5), asked[0].0, w.reported_picture(), &mut |e| events.push(e));
+        // n2 comes into the view at 4.8 s (the picture stays the same): it has until 5.55 s.
+        let two_and_five: BTreeSet<NodeId> = ids(&[2, 5]).into_iter().collect();
+        w.update(ms(4800), picture(&[], &[1]), &two_and_five, &mut |e| events.push(e));
+        for (seq, id) in ask_due(&mut w, ms(4800), &mut seq) {
+            if id == NodeId(5) {
+                w.on_ack(ms(4801), id, seq, w.reported_picture(), &mut |e| events.push(e));
+            }
+        }
+        assert_eq!(w.deadline(ms(4900)), Some(ms(5000)), "the picture is stable at 5 s");
+        w.on_timeout(ms(5000), &FIVE, &mut |e| events.push(e));
+        assert!(events.is_empty(), "n2 has not had its time to answer");
+        assert_eq!(w.deadline(ms(5000)), Some(ms(5050)), "n2 asked again, not the stable time over and over");
+    }
+
+    #[test]
+    fn down_all_decides_once_the_picture_stayed_unsettled_twice_stable_after() {
+        let mut w = watch(Strategy::DownAllWhenUnstable);
+        let mut events = Vec::new();
+        w.update(ms(1000), picture(&[1], &[]), &BTreeSet::new(), &mut |e| events.push(e));
+        w.update(ms(4000), picture(&[1], &[2]), &BTreeSet::new(), &mut |e| events.push(e));
+        w.update(ms(8000), picture(&[1], &[]), &BTreeSet::new(), &mut |e| events.push(e));
+        assert_eq!(w.deadline(ms(8000)), Some(ms(11_000)), "unsettled since 1 s, for 2 x 5 s");
+        let mut keep = watch(Strategy::KeepMajority);
+        keep.update(ms(1000), picture(&[1], &[]), &BTreeSet::new(), &mut |e| events.push(e));
+        keep.update(ms(8000), picture(&[1], &[2]), &BTreeSet::new(), &mut |e| events.push(e));
+        assert_eq!(keep.deadline(ms(8000)), Some(ms(13_000)), "keep-majority waits for a stable picture");
     }
 
     #[test]

@@ -119,16 +119,17 @@ impl RollCall {
         self.paused.is_some()
     }
 
-    /// Resumes at `now`: everyone is asked afresh; a member missing when it paused stays
-    /// missing until it answers.
-    pub(crate) fn resume(&mut self) {
-        let Some(paused) = self.paused else { return };
+    /// Resumes, if paused (and says whether it was): everyone is asked afresh; a member
+    /// missing when it paused stays missing until it answers.
+    pub(crate) fn resume(&mut self) -> bool {
+        let Some(paused) = self.paused else { return false };
         let missing: BTreeSet<NodeId> = self.missing(paused).collect();
         self.paused = None;
         self.out.clear();
         for (id, call) in &mut self.calls {
             *call = Call { was_missing: missing.contains(id), ..Call::default() };
         }
+        true
     }
 
     /// The members to ask now.
