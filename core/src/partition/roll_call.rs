@@ -115,10 +115,6 @@ impl RollCall {
         }
     }
 
-    pub(crate) fn is_paused(&self) -> bool {
-        self.paused.is_some()
-    }
-
     /// Resumes, if paused (and says whether it was): everyone is asked afresh; a member
     /// missing when it paused stays missing until it answers.
     pub(crate) fn resume(&mut self) -> bool {
