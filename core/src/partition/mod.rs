@@ -199,12 +199,10 @@ impl PartitionWatch {
     /// The view's picture, with the members the roll call found missing counted unreachable.
     fn with_roll_call(&self, now: Instant) -> Picture {
         let mut picture = self.seen.clone();
-        if self.roll_call.is_running() {
-            for id in self.roll_call.missing(now) {
-                // A suspect that does not answer is not in dispute here: it is out of reach.
-                picture.indirect.remove(&id);
-                picture.unreachable.insert(id);
-            }
+        for id in self.roll_call.missing(now) {
+            // A suspect that does not answer is not in dispute here: it is out of reach.
+            picture.indirect.remove(&id);
+            picture.unreachable.insert(id);
         }
         picture
     }
@@ -438,6 +436,7 @@ mod tests {
         let mut seq = 0;
         let mut at = ms(0);
         let mut n5_reports = None;
+        let mut decided_at = None;
         while at < ms(20_000) {
             if at >= ms(12_000) {
                 n5_reports = w.reported_picture();
@@ -448,6 +447,9 @@ mod tests {
                 }
             }
             w.on_timeout(at, &FIVE, &mut |e| events.push(e));
+            if decided_at.is_none() && !events.is_empty() {
+                decided_at = Some(at);
+            }
             let Some(next) = w.deadline(at) else { break };
             at = next;
             if at >= ms(12_000) && events.is_empty() {
@@ -459,6 +461,7 @@ mod tests {
             _ => None,
         };
         assert_eq!(first(&events), Some(ids(&[1, 2, 3])), "decided once n5 agreed: {events:?}");
+        assert!(decided_at.is_some_and(|at| at >= ms(12_000)), "not before n5 agreed: {decided_at:?}");
         assert_eq!(w.reported_picture(), Some(roll_call::digest(ids(&[1, 2, 3]).iter())));
     }
 
@@ -467,17 +470,18 @@ mod tests {
         let mut w = watch(Strategy::KeepMajority);
         let mut events = Vec::new();
         let alive: BTreeSet<NodeId> = ids(&[1, 2, 3, 5]).into_iter().collect();
-        // n1 crashed: held Failed; the rest answer, seeing the same.
+        // n1 crashed: held Failed; n3 is cut off (Alive in the view, silent); n2 and n5
+        // answer, seeing the same.
         w.update(ms(0), picture(&[1], &[]), &alive, &mut |e| events.push(e));
         let mut seq = 0;
         let mut at = ms(0);
         let mut asks = 0;
-        let reports = Some(roll_call::digest(ids(&[1]).iter()));
+        let reports = Some(roll_call::digest(ids(&[1, 3]).iter()));
         while let Some(next) = w.deadline(at) {
             at = next;
             for (seq, id) in ask_due(&mut w, at, &mut seq) {
                 asks += 1;
-                if id != NodeId(1) {
+                if id == NodeId(2) || id == NodeId(5) {
                     w.on_ack(at, id, seq, reports, &mut |e| events.push(e));
                 }
             }
@@ -486,11 +490,13 @@ mod tests {
         }
         assert!(matches!(events.first(), Some(Event::PartitionDetected { local_side: Side::Majority, .. })));
         assert!(w.to_ask(ms(3_600_000)).is_empty(), "nobody asked while the tombstone stays");
-        assert_eq!(w.picture, picture(&[1], &[]), "standings as they were");
+        assert_eq!(w.picture, picture(&[1, 3], &[]), "standings as they were");
         let before = asks;
-        // n2 is accused: the picture changes, and everyone is asked afresh.
+        // n2 is accused: the picture changes, and everyone is asked afresh; n3, missing when
+        // the roll call paused, stays missing until it answers.
         w.update(ms(60_000), picture(&[1], &[2]), &alive, &mut |e| events.push(e));
         assert_eq!(w.to_ask(ms(60_000)), ids(&[1, 2, 3, 5]));
+        assert_eq!(w.picture, picture(&[1, 3], &[2]));
         assert!(before > 0);
     }
 
@@ -616,6 +622,9 @@ mod tests {
                 let flapping = if s % 2 == 0 { picture(&[1], &[]) } else { picture(&[1], &[2]) };
                 w.update(at(s), flapping, &BTreeSet::new(), &mut |e| events.push(e));
                 w.on_timeout(at(s), &FIVE, &mut |e| events.push(e));
+                if s < 10 {
+                    assert!(events.is_empty(), "{strategy:?}: unsettled for less than twice stable_after at {s} s");
+                }
             }
             assert_eq!(!events.is_empty(), decides, "{strategy:?}: {events:?}");
             if decides {

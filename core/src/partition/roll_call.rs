@@ -73,7 +73,6 @@ enum Standing {
 #[derive(Debug)]
 pub(crate) struct RollCall {
     timing: Timing,
-    running: bool,
     /// Since when it is paused: standings are judged as of then, and nobody is asked.
     paused: Option<Instant>,
     calls: BTreeMap<NodeId, Call>,
@@ -83,17 +82,12 @@ pub(crate) struct RollCall {
 
 impl RollCall {
     pub(crate) fn new(timing: Timing) -> Self {
-        Self { timing, running: false, paused: None, calls: BTreeMap::new(), out: BTreeMap::new() }
-    }
-
-    pub(crate) fn is_running(&self) -> bool {
-        self.running
+        Self { timing, paused: None, calls: BTreeMap::new(), out: BTreeMap::new() }
     }
 
     /// Calls `members` (the expected members held alive, this one excepted), starting the
     /// roll call if it was not running. A member no longer among them is dropped.
     pub(crate) fn call(&mut self, members: &BTreeSet<NodeId>) {
-        self.running = true;
         self.calls.retain(|id, _| members.contains(id));
         for &id in members {
             self.calls.entry(id).or_default();
@@ -102,7 +96,6 @@ impl RollCall {
 
     /// Stops: the picture is whole again. Answers from before do not count next time.
     pub(crate) fn stop(&mut self) {
-        self.running = false;
         self.paused = None;
         self.calls.clear();
         self.out.clear();
@@ -110,9 +103,7 @@ impl RollCall {
 
     /// Pauses at `now` (a decision was taken on the standings as they are).
     pub(crate) fn pause(&mut self, now: Instant) {
-        if self.running && self.paused.is_none() {
-            self.paused = Some(now);
-        }
+        self.paused.get_or_insert(now);
     }
 
     /// Resumes, if paused (and says whether it was): everyone is asked afresh; a member
@@ -184,7 +175,7 @@ impl RollCall {
     /// When, after `now`, the roll call next has something to do or a member's standing
     /// next changes.
     pub(crate) fn deadline(&self, now: Instant) -> Option<Instant> {
-        if !self.running || self.paused.is_some() {
+        if self.paused.is_some() {
             return None;
         }
         let changes = self.calls.values().filter_map(|call| match (call.answered, call.first_asked) {
