@@ -57,8 +57,9 @@ fn same_seed_same_trace_in_one_process() {
 /// revenants' testimony no longer confirming suspicions or counting as verdicts; then by
 /// Lifeguard's K of 2 in `Config::lan()`, each accusation gossiped as its own update, and
 /// asking the accused; then by issue 21's roll call (partition decisions counting only the
-/// members that answer a round trip; wire version 4: pictures on acks, quiet pings).
-const GOLDEN_TRACE_23: u64 = 0xed99_0aa3_d0da_1da7;
+/// members that answer a round trip; wire version 4: a flags byte on pings and acks for
+/// pictures and quiet pings).
+const GOLDEN_TRACE_23: u64 = 0x0d1d_c1df_933c_62c0;
 
 #[test]
 fn the_trace_of_a_seed_is_golden() {

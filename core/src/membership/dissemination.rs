@@ -256,7 +256,7 @@ mod tests {
         d.send_gossiping(&mut out, to, Some(NodeId(4)), ping, Some(&claim), &view, &config);
         assert_eq!(out.stats().gossip_sent, 2, "the claim and the other update, not the claim twice");
         let Some(Output::Transmit(t)) = out.pop() else { panic!("a datagram") };
-        let mut expected = vec![0_u8, 1, 4, 0, 0, 2];
+        let mut expected = vec![0_u8, 1, 4, 0, 2];
         expected.extend(encode_gossip(&claim));
         let body = wire::envelope_len(out.header()) - 4;
         assert_eq!(&t.payload[body..body + expected.len()], &expected[..], "the claim first");

@@ -42,13 +42,11 @@ pub(crate) fn put_message_head(out: &mut Vec<u8>, message: &Message) {
         Message::Ping { seq, target, digest, quiet, .. } => {
             put_varint(out, *seq);
             put_varint(out, target.0);
-            put_digest(out, *digest);
-            out.push(u8::from(*quiet));
+            put_flagged(out, *digest, *quiet, None);
         }
         Message::Ack { seq, digest, picture, .. } => {
             put_varint(out, *seq);
-            put_digest(out, *digest);
-            put_digest(out, *picture);
+            put_flagged(out, *digest, false, *picture);
         }
         Message::Nack { seq } => put_varint(out, *seq),
         Message::PingReq { seq, target, target_addr, .. } => {
@@ -173,15 +171,14 @@ pub(crate) fn varint_at(buf: &mut [u8], mut at: usize, mut value: u64) -> usize 
     at + 1
 }
 
-/// A view digest: Option's tag, then four raw bytes, little-endian (a hash's bits are
-/// random: as a varint it would take five).
-fn put_digest(out: &mut Vec<u8>, value: Option<u32>) {
-    match value {
-        None => out.push(0),
-        Some(value) => {
-            out.push(1);
-            out.extend_from_slice(&value.to_le_bytes());
-        }
+/// A ping's or an ack's flags and digests in one byte and what it announces: bit 0, a view
+/// digest follows; bit 1, the ping is quiet; bit 2, a picture digest follows. Each digest
+/// is four raw bytes, little-endian. The usual ping or ack spends the one byte that
+/// Option's tag of its view digest took before the flags.
+fn put_flagged(out: &mut Vec<u8>, digest: Option<u32>, quiet: bool, picture: Option<u32>) {
+    out.push(u8::from(digest.is_some()) | u8::from(quiet) << 1 | u8::from(picture.is_some()) << 2);
+    for value in [digest, picture].into_iter().flatten() {
+        out.extend_from_slice(&value.to_le_bytes());
     }
 }
 
@@ -319,9 +316,19 @@ impl<'a> Reader<'a> {
     }
 
     /// What `put_digest` wrote.
-    fn digest(&mut self) -> Option<Option<u32>> {
-        // Option's tag is read as a bool is.
-        Some(if self.bool()? { Some(u32::from_le_bytes(self.array::<4>()?)) } else { None })
+    /// What [`put_flagged`] writes: the view digest, quiet, the picture digest. Unknown
+    /// flags are malformed.
+    fn flagged(&mut self) -> Option<(Option<u32>, bool, Option<u32>)> {
+        let flags = self.byte()?;
+        if flags & !0b111 != 0 {
+            return None;
+        }
+        let mut read = |bit: u8| -> Option<Option<u32>> {
+            Some(if flags & bit != 0 { Some(u32::from_le_bytes(self.array::<4>()?)) } else { None })
+        };
+        let digest = read(0b001)?;
+        let picture = read(0b100)?;
+        Some((digest, flags & 0b010 != 0, picture))
     }
 
     fn id(&mut self) -> Option<NodeId> {
@@ -406,19 +413,22 @@ impl<'a> Reader<'a> {
 
     fn message(&mut self) -> Option<Message> {
         Some(match self.variant()? {
-            0 => Message::Ping {
-                seq: self.u64()?,
-                target: self.id()?,
-                digest: self.digest()?,
-                quiet: self.bool()?,
-                gossip: self.list(Self::gossip)?,
-            },
-            1 => Message::Ack {
-                seq: self.u64()?,
-                digest: self.digest()?,
-                picture: self.digest()?,
-                gossip: self.list(Self::gossip)?,
-            },
+            0 => {
+                let (seq, target) = (self.u64()?, self.id()?);
+                let (digest, quiet, picture) = self.flagged()?;
+                if picture.is_some() {
+                    return None;
+                }
+                Message::Ping { seq, target, digest, quiet, gossip: self.list(Self::gossip)? }
+            }
+            1 => {
+                let seq = self.u64()?;
+                let (digest, quiet, picture) = self.flagged()?;
+                if quiet {
+                    return None;
+                }
+                Message::Ack { seq, digest, picture, gossip: self.list(Self::gossip)? }
+            }
             2 => Message::Nack { seq: self.u64()? },
             3 => Message::PingReq {
                 seq: self.u64()?,
@@ -495,10 +505,19 @@ mod tests {
             assert_eq!(ours(&s, Reader::u16), theirs::<u16>(&s), "u16 from {s:02x?}");
             assert_eq!(ours(&s, Reader::variant), theirs::<u32>(&s), "u32 from {s:02x?}");
             assert_eq!(ours(&s, Reader::bool), theirs::<bool>(&s), "bool from {s:02x?}");
-            let digest = theirs::<Option<[u8; 4]>>(&s).map(|(d, rest)| (d.map(u32::from_le_bytes), rest));
-            assert_eq!(ours(&s, Reader::digest), digest, "a digest from {s:02x?}");
             assert_eq!(ours(&s, Reader::state), theirs::<MemberState>(&s), "state from {s:02x?}");
         }
+    }
+
+    #[test]
+    fn flags_read_what_they_announce_and_no_other_bit() {
+        for (digest, quiet, picture) in [(None, false, None), (Some(7), true, None), (Some(1), false, Some(2))] {
+            let mut out = Vec::new();
+            put_flagged(&mut out, digest, quiet, picture);
+            assert_eq!(Reader(&out).flagged(), Some((digest, quiet, picture)));
+        }
+        assert_eq!(Reader(&[0b1000]).flagged(), None, "an unknown flag");
+        assert_eq!(Reader(&[0b001, 1, 2]).flagged(), None, "a digest cut short");
     }
 
     #[test]

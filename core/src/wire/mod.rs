@@ -18,8 +18,9 @@
 //! With the default cluster id and ids below 128 the envelope is 8 bytes. Version 1 had a
 //! fixed 25-byte envelope (a four-byte magic, fixed-width cluster id and sender, the
 //! checksum up front); version 2 added leader election's messages and gossip; version 3 is
-//! this envelope: a ping with its digest went from 40 bytes to 19; version 4 added the
-//! sender's partition picture to acks.
+//! this envelope: a ping with its digest went from 40 bytes to 19; version 4 put a flags byte
+//! where a ping's or an ack's digest tag was (a digest follows, the ping is quiet, a
+//! picture follows), for the partition watch's roll call.
 //!
 //! A datagram never exceeds the configured `max_datagram`: piggybacked gossip is packed to
 //! fit, and a state transfer is split across as many datagrams as it needs. Decoding checks,

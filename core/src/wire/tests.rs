@@ -124,10 +124,10 @@ const GOLDEN_ENVELOPE: &str = "c7 04 ef9bafcdf8acd19101 07";
 /// [`MessageKind::ALL`]; integers are postcard varints (300 = `ac02`, port 7946 = `8a3e`);
 /// a socket address is its variant (0 = V4, 1 = V6), the raw octets, the port.
 const GOLDEN_MESSAGES: [(&str, &str, &str); 12] = [
-    // Ping { seq: 300, target: 9, digest: Some(0x102), quiet: false, gossip: [Leave { id: 5, incarnation: 2 }] }
-    ("ping", "6df18ef0", "00 ac02 09 01 02010000 00 01 030502"),
-    // Ack { seq: 300, digest: None, picture: Some(0x102), gossip: [] }
-    ("ack", "773c3826", "01 ac02 00 01 02010000 00"),
+    // Ping { seq: 300, target: 9, digest: Some(0x102) (flags 01), quiet: false, gossip: [Leave { id: 5, incarnation: 2 }] }
+    ("ping", "9ad80efd", "00 ac02 09 01 02010000 01 030502"),
+    // Ack { seq: 300, digest: None, picture: Some(0x102) (flags 04), gossip: [] }
+    ("ack", "09562021", "01 ac02 04 02010000 00"),
     // Nack { seq: 1 }
     ("nack", "73aaaa06", "02 01"),
     // PingReq { seq: 2, target: 9, target_addr: 10.0.0.7:7946, gossip: [] }
