@@ -565,9 +565,10 @@ mod tests {
         assert_eq!(asked, vec![(11, NodeId(1)), (12, NodeId(2))]);
         w.on_ack(ms(1), NodeId(2), 11, None, &mut |e| events.push(e));
         w.on_ack(ms(1), NodeId(2), 99, None, &mut |e| events.push(e));
-        w.on_ack(ms(1), NodeId(1), 11, None, &mut |e| events.push(e));
         w.on_timeout(ms(750), &FIVE, &mut |e| events.push(e));
-        assert_eq!(w.picture, picture(&[2], &[3]), "n2 answered under n1's number and another");
+        assert_eq!(w.picture, picture(&[1, 2], &[3]), "n2 answered under n1's number and another");
+        w.on_ack(ms(751), NodeId(1), 11, None, &mut |e| events.push(e));
+        assert_eq!(w.picture, picture(&[2], &[3]), "n1's own answer counts, late as it is");
         // The view whole again: the roll call stops, and its answers do not count next time.
         w.update(ms(800), picture(&[], &[]), &alive, &mut |e| events.push(e));
         assert_eq!(w.deadline(ms(800)), None);
