@@ -19,6 +19,15 @@ fn decision_bound(config: &Config, n: usize) -> Duration {
     max_suspicion_timeout(config, n) + stable + config.probe_period() * 3
 }
 
+/// The first `n` members in an order drawn from `rng` (Fisher-Yates).
+fn shuffled(rng: &mut conclave_sim::SimRng, n: usize) -> Vec<NodeId> {
+    let mut members: Vec<NodeId> = (0..n).map(sim_id).collect();
+    for i in (1..members.len()).rev() {
+        members.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    members
+}
+
 /// How old a cut must be before a decision answers to it: `stable_after` (how long the
 /// picture stands, and how old the roll call's answers may be) and a probe period (a
 /// member's time to answer).
@@ -92,10 +101,7 @@ pub(crate) const PARTIAL_CONNECTIVITY: Scenario = Scenario {
     plan: |seed, _| {
         let mut rng = draws(seed, "partial-connectivity");
         // The five voters in an order drawn from the seed: three at the core, two at the edge.
-        let mut roles: Vec<NodeId> = (0..5).map(sim_id).collect();
-        for i in (1..roles.len()).rev() {
-            roles.swap(i, rng.below(i as u64 + 1) as usize);
-        }
+        let roles = shuffled(&mut rng, 5);
         let [a, b, c, d, e] = [roles[0], roles[1], roles[2], roles[3], roles[4]];
         // d reaches only b, e only c.
         let cut = vec![(d, a), (d, c), (d, e), (e, a), (e, b)];
@@ -161,10 +167,7 @@ pub(crate) const BRIDGE_MEMBER: Scenario = Scenario {
     default_seeds: 4,
     plan: |seed, n| {
         let mut rng = draws(seed, "bridge-member");
-        let mut roles: Vec<NodeId> = (0..n).map(sim_id).collect();
-        for i in (1..roles.len()).rev() {
-            roles.swap(i, rng.below(i as u64 + 1) as usize);
-        }
+        let roles = shuffled(&mut rng, n);
         let (down, a, b) = (roles[0], [roles[1], roles[2]], [roles[3], roles[4]]);
         let cut: Vec<(NodeId, NodeId)> = a.iter().flat_map(|&x| b.iter().map(move |&y| (x, y))).collect();
         let at = Instant::from_secs(10);
