@@ -224,3 +224,19 @@ pub(crate) fn digest<'a>(members: impl Iterator<Item = &'a NodeId>) -> u32 {
     }
     hash
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_picture_s_digest_is_fnv_1a_over_its_ids_and_tells_pictures_apart() {
+        let ids = |v: &[u64]| v.iter().copied().map(NodeId).collect::<Vec<_>>();
+        assert_eq!(digest(ids(&[]).iter()), 0x811c_9dc5, "FNV-1a's offset basis");
+        assert_eq!(digest(ids(&[1]).iter()), 0x3e80_1244);
+        assert_eq!(digest(ids(&[1, 2, 3]).iter()), 0x414c_d0a5);
+        let pictures: [&[u64]; 6] = [&[1], &[2], &[1, 2], &[2, 3], &[1, 2, 3], &[4, 5]];
+        let digests: BTreeSet<u32> = pictures.iter().map(|p| digest(ids(p).iter())).collect();
+        assert_eq!(digests.len(), pictures.len(), "no two of these alike");
+    }
+}
