@@ -399,6 +399,7 @@ mod tests {
             let asked = ask_due(&mut w, ms(at), &mut seq);
             assert_eq!(asked.iter().map(|&(_, id)| id).collect::<Vec<_>>(), ids(&[1, 2, 3]), "the silent, again");
         }
+        assert_eq!(w.deadline(ms(1500)), Some(ms(1750)), "when n1-n3's time to answer is over");
         w.on_timeout(ms(1750), &FIVE, &mut |e| events.push(e));
         assert_eq!(w.picture, picture(&[1, 2, 3], &[]), "silent through their time to answer: unreachable");
         assert!(events.is_empty());
