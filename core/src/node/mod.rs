@@ -395,7 +395,7 @@ impl Node {
             Message::Ping { seq, quiet: true, .. } => {
                 // A roll call's question: a bare answer, with what this member's partition
                 // watch sees.
-                let picture = self.partition.as_ref().and_then(PartitionWatch::reported_picture);
+                let picture = self.reported_picture();
                 self.out
                     .send(To::member(sender, from), &Message::Ack { seq, digest: None, picture, gossip: Vec::new() });
             }
@@ -407,7 +407,7 @@ impl Node {
                 // Our digest goes back only when it tells the pinger something: not when
                 // the ping carried the same one (views agree, the usual case).
                 let mine = self.quiet_digest();
-                let picture = self.partition.as_ref().and_then(PartitionWatch::reported_picture);
+                let picture = self.reported_picture();
                 let ack =
                     Message::Ack { seq, digest: mine.filter(|&m| digest != Some(m)), picture, gossip: Vec::new() };
                 self.send_gossiping(To::member(sender, from), ack);
@@ -732,6 +732,11 @@ impl Node {
         };
         let out = &mut self.out;
         partition.update(self.now, picture, &alive, &mut |e| out.emit(e));
+    }
+
+    /// What this member's partition watch sees, as its acks report it.
+    fn reported_picture(&self) -> Option<u32> {
+        self.partition.as_ref().and_then(PartitionWatch::reported_picture)
     }
 
     /// Pings the members the partition watch's roll call asks now.

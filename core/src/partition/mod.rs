@@ -95,6 +95,9 @@ pub(crate) struct PartitionWatch {
     /// What a decision is taken on: the view's picture, with the members the roll call
     /// found missing counted unreachable.
     picture: Picture,
+    /// The digest of `picture` that acks carry, kept as the picture changes (`None` while
+    /// it is whole).
+    reported: Option<u32>,
     roll_call: RollCall,
     /// Since when the picture is what it is.
     since: Instant,
@@ -113,6 +116,7 @@ impl PartitionWatch {
             me,
             seen: Picture::default(),
             picture: Picture::default(),
+            reported: None,
             roll_call: RollCall::new(roll_call),
             since: now,
             unsettled_since: None,
@@ -167,12 +171,7 @@ impl PartitionWatch {
     /// What this member reports of its picture in its acks: a digest of the members in it,
     /// `None` while it reaches everyone (and its roll call does not run).
     pub(crate) fn reported_picture(&self) -> Option<u32> {
-        if self.picture.is_whole() {
-            return None;
-        }
-        let mut members: Vec<&NodeId> = self.picture.unreachable.iter().chain(&self.picture.indirect).collect();
-        members.sort_unstable();
-        Some(roll_call::digest(members.into_iter()))
+        self.reported
     }
 
     /// The members the roll call asks now; each is then reported with [`Self::asked`].
@@ -216,6 +215,11 @@ impl PartitionWatch {
         if same_members {
             return;
         }
+        self.reported = (!self.picture.is_whole()).then(|| {
+            let mut members: Vec<&NodeId> = self.picture.unreachable.iter().chain(&self.picture.indirect).collect();
+            members.sort_unstable();
+            roll_call::digest(members.into_iter())
+        });
         self.since = now;
         if self.picture.is_whole() {
             self.unsettled_since = None;
@@ -243,10 +247,7 @@ impl PartitionWatch {
         // While someone called has not had its chance to answer, the roll call's deadline
         // (when it will have) is the next.
         let decision = decision.filter(|&at| at > now || !self.held_back(now));
-        match (roll_call, decision) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        roll_call.into_iter().chain(decision).min()
     }
 
     /// Decides, if the picture settled (or stayed unsettled too long). `expected` lists
