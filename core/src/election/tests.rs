@@ -629,3 +629,253 @@ fn a_majority_that_lost_its_disks_elects_on_the_operators_word_only_when_told_th
     let elected = c.seen(|e| matches!(e, Event::LeaderElected { .. })).into_iter().filter(|s| s.at > restarted_at);
     assert!(elected.count() > 0, "elected without anyone's word");
 }
+
+// ----- the state machine alone, fed by hand ---------------------------------------------
+
+/// One member's election on its own, among voters `0..voters`: messages in, outputs out.
+struct Alone {
+    election: super::Election,
+    rng: rand_chacha::ChaCha8Rng,
+    out: crate::outbox::Outbox,
+    durable: Durable,
+}
+
+impl Alone {
+    /// Member `me` of `voters` voters, started at zero on a disk holding `term`, or on an
+    /// empty disk (`lost_disk`: it waits for a majority's terms before it votes).
+    fn new(me: u64, voters: u64, term: u64, lost_disk: bool) -> Self {
+        use rand::SeedableRng;
+        let durable = Durable::new(1, term, None);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let election = super::Election::new(
+            NodeId(me),
+            config(voters).election,
+            &durable,
+            lost_disk,
+            None,
+            Instant::ZERO,
+            &mut rng,
+        );
+        let out = crate::outbox::Outbox::new(Header { cluster_id: 0, sender: NodeId(me) }, 1400);
+        Self { election, rng, out, durable }
+    }
+
+    fn at<R>(&mut self, now: Instant, f: impl FnOnce(&mut super::Election, &mut super::Ctx<'_>) -> R) -> R {
+        let addrs = |id: NodeId| Some(addr(id.0 as usize));
+        let mut ctx =
+            super::Ctx { now, rng: &mut self.rng, out: &mut self.out, durable: &mut self.durable, addrs: &addrs };
+        f(&mut self.election, &mut ctx)
+    }
+
+    fn hear(&mut self, now: Instant, from: u64, message: Message) {
+        self.at(now, |e, ctx| e.on_message(ctx, NodeId(from), addr(from as usize), message));
+    }
+
+    fn timeout(&mut self, now: Instant) {
+        self.at(now, |e, ctx| e.on_timeout(ctx));
+    }
+
+    /// The messages it sent since last asked.
+    fn sent(&mut self) -> Vec<Message> {
+        std::iter::from_fn(|| self.out.pop())
+            .filter_map(|o| match o {
+                Output::Transmit(t) => wire::decode(&t.payload, 0, 1400).ok().map(|(_, m)| m),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Leads until `until`: every heartbeat round that comes due is acked by n1 at once.
+    fn lead_until(&mut self, until: Instant) {
+        while let Some(due) = self.election.next_deadline().filter(|&d| d <= until) {
+            self.timeout(due);
+            for m in self.sent() {
+                if let Message::Heartbeat { term, seq } = m {
+                    self.hear(due, 1, Message::HeartbeatAck { term, seq });
+                }
+            }
+        }
+        self.timeout(until);
+        assert!(matches!(self.election.role, super::Role::Leader(_)), "still leads");
+    }
+
+    /// Its election timer runs out: it asks n1 for a pre-vote and then a vote, both granted,
+    /// and leads. Returns when it was elected (its first heartbeat round went out then).
+    fn elect(&mut self) -> Instant {
+        let due = self.election.next_deadline().expect("a voter's timer runs");
+        self.timeout(due);
+        let term = self.election.term();
+        self.hear(due, 1, Message::Vote { term, pre_vote: true, granted: true });
+        self.hear(due, 1, Message::Vote { term: term + 1, pre_vote: false, granted: true });
+        assert!(matches!(self.election.role, super::Role::Leader(_)), "elected");
+        let _ = self.sent();
+        due
+    }
+}
+
+#[test]
+fn the_lease_is_the_acked_rounds_send_time_plus_the_minimum_timeout_shrunk_by_the_drift_bound() {
+    let mut a = Alone::new(0, 3, 0, false);
+    let round = a.elect();
+    let config = config(3).election;
+    assert!(!a.election.is_leaseholder(round), "no ack yet");
+    a.hear(round + Duration::from_millis(1), 1, Message::HeartbeatAck { term: a.election.term(), seq: 0 });
+    // Counted from when the acked round left, never from when the ack came back; shrunk so
+    // that a leader's clock running slow and a voter's running fast, each by the bound, do
+    // not let the lease outlast the voter's refusal to vote.
+    let d = config.max_clock_drift;
+    let until = round + config.election_timeout_min.mul_f64((1.0 - d) / (1.0 + d));
+    assert!(until < round + config.election_timeout_min, "the drift bound shortens it");
+    assert!(a.election.is_leaseholder(until - Duration::from_nanos(1)));
+    assert!(!a.election.is_leaseholder(until), "the lease ends at `until`");
+}
+
+#[test]
+fn a_leader_announces_itself_once_on_election_and_again_each_announce_interval() {
+    let mut a = Alone::new(0, 3, 0, false);
+    assert!(!a.election.take_announcement(), "a follower has nothing to announce");
+    let elected = a.elect();
+    assert!(a.election.take_announcement());
+    assert!(!a.election.take_announcement(), "asking clears it");
+    let every = config(3).election.leader_announce_interval;
+    a.lead_until(elected + every - Duration::from_millis(1));
+    assert!(!a.election.take_announcement(), "not yet due");
+    a.lead_until(elected + every);
+    assert!(a.election.take_announcement(), "due");
+    assert!(!a.election.take_announcement());
+}
+
+#[test]
+fn a_voter_that_lost_its_disk_queries_terms_only_after_its_first_wait() {
+    let mut a = Alone::new(0, 3, 0, true);
+    assert!(a.election.is_abstaining());
+    let not_before = a.election.abstention.as_ref().expect("waits").not_before;
+    a.at(not_before - Duration::from_millis(1), |e, ctx| e.stand(ctx, false));
+    assert!(a.sent().is_empty(), "too early to ask");
+    a.at(not_before, |e, ctx| e.stand(ctx, false));
+    let asked = a.sent();
+    assert!(
+        !asked.is_empty() && asked.iter().all(|m| matches!(m, Message::RequestVote { term: 0, pre_vote: true, .. }))
+    );
+    // While it waits it grants no pre-vote, whatever the term asked for.
+    a.hear(not_before, 1, Message::RequestVote { term: 1, pre_vote: true, transfer: false });
+    assert_eq!(a.sent(), [Message::Vote { term: 0, pre_vote: true, granted: false }]);
+}
+
+#[test]
+fn a_waiting_voter_keeps_the_leader_it_hears_and_forgets_one_it_stopped_hearing() {
+    let mut a = Alone::new(0, 3, 0, true);
+    let beat = Instant::from_millis(10);
+    a.hear(beat, 1, Message::Heartbeat { term: 1, seq: 0 });
+    assert_eq!(a.election.leader(), Some(NodeId(1)));
+    let min = config(3).election.election_timeout_min;
+    a.at(beat + min - Duration::from_millis(1), |e, ctx| e.stand(ctx, false));
+    assert_eq!(a.election.leader(), Some(NodeId(1)), "heard within the minimum timeout");
+    a.at(beat + min, |e, ctx| e.stand(ctx, false));
+    assert_eq!(a.election.leader(), None, "no longer heard");
+}
+
+#[test]
+fn messages_from_members_that_do_not_vote_are_ignored() {
+    let mut a = Alone::new(0, 3, 0, false);
+    a.hear(Instant::from_millis(1), 7, Message::RequestVote { term: 1, pre_vote: false, transfer: false });
+    a.hear(Instant::from_millis(1), 7, Message::Heartbeat { term: 1, seq: 0 });
+    assert!(a.sent().is_empty());
+    assert_eq!((a.election.term(), a.election.leader()), (0, None));
+    // A member that does not vote ignores the voters' messages too.
+    let mut a = Alone::new(5, 3, 0, false);
+    a.hear(Instant::from_millis(1), 1, Message::RequestVote { term: 1, pre_vote: false, transfer: false });
+    assert!(a.sent().is_empty());
+    assert_eq!(a.election.term(), 0);
+}
+
+#[test]
+fn only_the_leader_of_the_voters_own_term_hands_over_and_not_to_a_waiting_voter() {
+    let stands = |a: &mut Alone| a.sent().iter().any(|m| matches!(m, Message::RequestVote { transfer: true, .. }));
+    let at = Instant::from_millis(20);
+    let following = |me: u64, lost_disk: bool| {
+        let mut a = Alone::new(me, 3, 0, lost_disk);
+        a.hear(Instant::from_millis(10), 1, Message::Heartbeat { term: 2, seq: 0 });
+        let _ = a.sent();
+        a
+    };
+    let mut a = following(0, false);
+    a.hear(at, 1, Message::TimeoutNow { term: 2 });
+    assert!(stands(&mut a), "its leader, its term: it stands at once");
+    let mut a = following(0, false);
+    a.hear(at, 2, Message::TimeoutNow { term: 2 });
+    assert!(!stands(&mut a), "not from its leader");
+    let mut a = following(0, false);
+    a.hear(at, 1, Message::TimeoutNow { term: 1 });
+    a.hear(at, 1, Message::TimeoutNow { term: 3 });
+    assert!(!stands(&mut a), "not in its term");
+    assert_eq!(a.election.term(), 2);
+    let mut a = following(0, true);
+    assert!(a.election.is_abstaining());
+    a.hear(at, 1, Message::TimeoutNow { term: 2 });
+    assert!(!stands(&mut a), "a voter still waiting out the loss of its disk does not stand");
+}
+
+#[test]
+fn a_pre_vote_for_the_voters_own_term_is_refused() {
+    let mut a = Alone::new(0, 3, 4, false);
+    a.hear(Instant::from_millis(1), 1, Message::RequestVote { term: 4, pre_vote: true, transfer: false });
+    a.hear(Instant::from_millis(1), 2, Message::RequestVote { term: 5, pre_vote: true, transfer: false });
+    assert_eq!(
+        a.sent(),
+        [
+            Message::Vote { term: 4, pre_vote: true, granted: false },
+            Message::Vote { term: 4, pre_vote: true, granted: true }
+        ]
+    );
+    assert_eq!(a.election.term(), 4, "a pre-vote moves no term");
+}
+
+#[test]
+fn a_candidate_asked_for_its_own_term_refuses_and_stays_a_candidate() {
+    let mut a = Alone::new(0, 3, 0, false);
+    let due = a.election.next_deadline().expect("runs");
+    a.timeout(due);
+    a.hear(due, 1, Message::Vote { term: 0, pre_vote: true, granted: true });
+    assert!(matches!(a.election.role, super::Role::Candidate { .. }));
+    let _ = a.sent();
+    a.hear(due, 2, Message::RequestVote { term: 1, pre_vote: false, transfer: false });
+    assert_eq!(a.sent(), [Message::Vote { term: 1, pre_vote: false, granted: false }], "it voted for itself");
+    a.hear(due, 1, Message::Vote { term: 1, pre_vote: false, granted: true });
+    assert!(matches!(a.election.role, super::Role::Leader(_)), "still counting its grants");
+}
+
+#[test]
+fn a_refusal_from_a_later_term_ends_a_candidacy_and_one_from_its_own_term_does_not() {
+    let candidate = || {
+        let mut a = Alone::new(0, 5, 0, false);
+        let due = a.election.next_deadline().expect("runs");
+        a.timeout(due);
+        a.hear(due, 1, Message::Vote { term: 0, pre_vote: true, granted: true });
+        a.hear(due, 2, Message::Vote { term: 0, pre_vote: true, granted: true });
+        assert!(matches!(a.election.role, super::Role::Candidate { .. }));
+        (a, due)
+    };
+    let (mut a, due) = candidate();
+    a.hear(due, 3, Message::Vote { term: 1, pre_vote: false, granted: false });
+    a.hear(due, 1, Message::Vote { term: 1, pre_vote: false, granted: true });
+    a.hear(due, 2, Message::Vote { term: 1, pre_vote: false, granted: true });
+    assert!(matches!(a.election.role, super::Role::Leader(_)), "one refusal in its term changes nothing");
+    let (mut a, due) = candidate();
+    a.hear(due, 3, Message::Vote { term: 3, pre_vote: false, granted: false });
+    assert!(matches!(a.election.role, super::Role::Follower));
+    assert_eq!(a.election.term(), 3, "it learnt the later term");
+    a.hear(due, 1, Message::Vote { term: 1, pre_vote: false, granted: true });
+    a.hear(due, 2, Message::Vote { term: 1, pre_vote: false, granted: true });
+    assert!(matches!(a.election.role, super::Role::Follower), "grants of the old term count no more");
+    // A pre-candidate told of a later term by a refusal steps down to it too.
+    let mut a = Alone::new(0, 5, 0, false);
+    let due = a.election.next_deadline().expect("runs");
+    a.timeout(due);
+    assert!(matches!(a.election.role, super::Role::PreCandidate { .. }));
+    a.hear(due, 1, Message::Vote { term: 0, pre_vote: true, granted: false });
+    assert!(matches!(a.election.role, super::Role::PreCandidate { .. }), "a refusal at its own term");
+    a.hear(due, 1, Message::Vote { term: 2, pre_vote: true, granted: false });
+    assert!(matches!(a.election.role, super::Role::Follower));
+    assert_eq!(a.election.term(), 2);
+}

@@ -387,6 +387,28 @@ fn suspicion_of_oneself_is_refuted_at_once_and_persisted_first() {
 }
 
 #[test]
+fn a_failed_or_left_claim_about_oneself_is_refuted_though_no_suspicion_came_first() {
+    // The suspicion that comes before a verdict can be lost: the verdict alone must be
+    // refuted, at the incarnation it names, or the member stays dead to everyone else.
+    let claims = |incarnation| {
+        [
+            Gossip::Failed { id: NodeId(0), incarnation, accuser: NodeId(1) },
+            Gossip::Leave { id: NodeId(0), incarnation },
+        ]
+    };
+    for (i, seed) in [26, 27].into_iter().enumerate() {
+        let mut cluster = formed(3, seed);
+        let now = cluster.now;
+        let incarnation = cluster.node(0).incarnation();
+        let claim = claims(incarnation)[i].clone();
+        let node = cluster.node_mut(0);
+        node.handle_datagram(now, addr(1), &gossip(1, vec![claim.clone()])).unwrap();
+        assert_eq!(node.incarnation(), incarnation + 1, "{claim:?} refuted");
+        assert_eq!(node.member(NodeId(0)).expect("itself").state, MemberState::Alive);
+    }
+}
+
+#[test]
 fn messages_claiming_another_sender_are_dropped() {
     let mut cluster = formed(3, 25);
     let before: Vec<_> = cluster.node(0).members().cloned().collect();
