@@ -28,6 +28,10 @@
 //!   leader holds a lease from the moment it sent the latest heartbeat round a majority
 //!   acked, for `election_timeout_min * (1 - d) / (1 + d)` of its own clock, where `d` is
 //!   `max_clock_drift`: within it, no other voter can be elected.
+//!   The promise outlives a restart: a voter that comes back with its disk refuses votes
+//!   for `election_timeout_min` from its start, as though it had just heard its leader.
+//!   A heartbeat of an earlier term is answered with a refusal carrying the voter's term,
+//!   never an ack, so it cannot pass for an ack of the leader's present term.
 //! - **Transfer.** A leader that leaves (or is asked to) gives up its lease, steps down and
 //!   tells the voter that acked it most recently to stand at once (`TimeoutNow`); votes
 //!   for such a transfer are not refused for stickiness, because the old leader let go.
@@ -252,7 +256,12 @@ impl Election {
             role: Role::Follower,
             term: durable.term,
             leader: None,
-            leader_heard: None,
+            // A voter restarted with its disk may have acked a leader just before it
+            // stopped, and that ack may be part of the leader's lease: it keeps the promise
+            // of stickiness through the restart, as though it had just heard its leader.
+            // (A voter that never took part in an election has no promise to keep; one
+            // that lost its disk waits longer, abstaining.)
+            leader_heard: (is_voter && durable.term > 0).then_some(now),
             deadline: None,
             abstention,
             retired: false,
@@ -549,8 +558,12 @@ impl Election {
     fn on_heartbeat(&mut self, ctx: &mut Ctx<'_>, from: NodeId, addr: SocketAddr, term: u64, seq: u64) {
         self.report(from, term);
         if term < self.term {
-            // A deposed leader: tell it the term, so it steps down.
-            ctx.out.send(To::member(from, addr), &Message::HeartbeatAck { term: self.term, seq });
+            // A deposed leader: tell it the term, so it steps down, with a refusal rather
+            // than an ack. Rounds are numbered afresh each term, so when the same member
+            // leads again in this voter's term, an ack of its old round would pass for one
+            // of the new round with that number: a lease and CheckQuorum counting a voter
+            // that never heard the leader (a chaos seed found it).
+            ctx.out.send(To::member(from, addr), &Message::Vote { term: self.term, pre_vote: false, granted: false });
             return;
         }
         if term > self.term || !matches!(self.role, Role::Follower) {
@@ -699,7 +712,8 @@ impl Election {
         self.majority_acked(l).map_or(l.since, |h| h.max(l.since))
     }
 
-    fn lease_until(&self) -> Option<Instant> {
+    /// When the lease ends (its own clock), while it leads and a majority acked it.
+    pub(crate) fn lease_until(&self) -> Option<Instant> {
         let Role::Leader(l) = &self.role else { return None };
         let d = self.config.max_clock_drift;
         Some(self.majority_acked(l)? + self.config.election_timeout_min.mul_f64((1.0 - d) / (1.0 + d)))

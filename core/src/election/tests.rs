@@ -225,25 +225,50 @@ fn ask(node: &mut Node, at: Instant, from: u64, term: u64) -> Vec<Output> {
 fn a_vote_is_persisted_before_it_leaves_and_granted_once_per_term() {
     let mut node = voter(Some(Durable::new(3, 4, None)));
     let _ = outputs(&mut node);
-    let out = ask(&mut node, Instant::from_millis(1), 1, 5);
+    // Past the minimum timeout from its start, through which a restarted voter refuses.
+    let at = |ms| after_restart_window(ms);
+    let out = ask(&mut node, at(1), 1, 5);
     let persist =
         out.iter().position(|o| matches!(o, Output::Persist(d) if d.term == 5 && d.voted_for == Some(NodeId(1))));
     let vote = out.iter().position(|o| !votes(std::slice::from_ref(o)).is_empty());
     assert!(persist.is_some() && persist < vote, "persist first: {out:?}");
     assert_eq!(votes(&out), [(5, true)]);
     // A second candidate in the same term is refused; the first is granted again (a retry).
-    assert_eq!(votes(&ask(&mut node, Instant::from_millis(2), 2, 5)), [(5, false)]);
-    assert_eq!(votes(&ask(&mut node, Instant::from_millis(3), 1, 5)), [(5, true)]);
+    assert_eq!(votes(&ask(&mut node, at(2), 2, 5)), [(5, false)]);
+    assert_eq!(votes(&ask(&mut node, at(3), 1, 5)), [(5, true)]);
     // A lower term is refused with the voter's own.
-    assert_eq!(votes(&ask(&mut node, Instant::from_millis(4), 2, 4)), [(5, false)]);
+    assert_eq!(votes(&ask(&mut node, at(4), 2, 4)), [(5, false)]);
+}
+
+/// `ms` milliseconds after the window from a voter's start at zero through which, restarted
+/// with its disk, it refuses every vote.
+fn after_restart_window(ms: u64) -> Instant {
+    Instant::ZERO + config(5).election.election_timeout_min + Duration::from_millis(ms)
 }
 
 #[test]
 fn a_voter_restarted_with_its_disk_keeps_its_vote() {
     let mut node = voter(Some(Durable::new(3, 5, Some(NodeId(1)))));
     let _ = outputs(&mut node);
-    assert_eq!(votes(&ask(&mut node, Instant::from_millis(1), 2, 5)), [(5, false)], "it voted for n1 in term 5");
-    assert_eq!(votes(&ask(&mut node, Instant::from_millis(2), 2, 6)), [(6, true)]);
+    let at = after_restart_window;
+    assert_eq!(votes(&ask(&mut node, at(1), 2, 5)), [(5, false)], "it voted for n1 in term 5");
+    assert_eq!(votes(&ask(&mut node, at(2), 2, 6)), [(6, true)]);
+}
+
+#[test]
+fn a_voter_restarted_with_its_disk_refuses_every_vote_for_the_minimum_timeout_from_its_start() {
+    // It may have acked a leader just before it stopped, and its ack may be part of that
+    // leader's lease: it keeps the promise through the restart.
+    let mut node = voter(Some(Durable::new(3, 5, None)));
+    let _ = outputs(&mut node);
+    let min = config(5).election.election_timeout_min;
+    assert_eq!(votes(&ask(&mut node, Instant::ZERO + min - Duration::from_millis(1), 2, 6)), [(5, false)]);
+    assert_eq!(node.term(), 5, "refused, as while it hears a leader: the asker's term is not taken up");
+    assert_eq!(votes(&ask(&mut node, Instant::ZERO + min, 2, 6)), [(6, true)]);
+    // A voter that never took part in an election has nothing to keep.
+    let mut node = voter(Some(Durable::new(1, 0, None)));
+    let _ = outputs(&mut node);
+    assert_eq!(votes(&ask(&mut node, Instant::from_millis(1), 2, 1)), [(1, true)]);
 }
 
 #[test]
@@ -322,18 +347,25 @@ fn a_deposed_leader_learns_the_new_term_from_its_first_heartbeat_answer() {
     let stale = Message::Heartbeat { term: 4, seq: 7 };
     node.handle_datagram(Instant::from_millis(1), addr(3), &datagram(NodeId(3), &stale)).expect("accepted");
     let out = outputs(&mut node);
-    let acks: Vec<_> = out
+    let answers: Vec<_> = out
         .iter()
         .filter_map(|o| match o {
             Output::Transmit(t) => match wire::decode(&t.payload, 0, 1400) {
-                Ok((_, Message::HeartbeatAck { term, seq })) => Some((term, seq)),
+                Ok((_, m @ (Message::Vote { .. } | Message::HeartbeatAck { .. }))) => Some(m),
                 _ => None,
             },
             _ => None,
         })
         .collect();
-    assert_eq!(acks, [(9, 7)], "the answer carries the newer term");
+    // A refusal, not an ack: see the next test.
+    assert_eq!(answers, [Message::Vote { term: 9, pre_vote: false, granted: false }], "the newer term");
     assert_eq!(node.leader(), None, "and the stale leader is not followed");
+    // The leader it was steps down on that answer.
+    let mut a = Alone::new(0, 3, 0, false);
+    let (at, _) = a.elect();
+    a.hear(at, 1, Message::Vote { term: 9, pre_vote: false, granted: false });
+    assert!(matches!(a.election.role, super::Role::Follower));
+    assert_eq!(a.election.term(), 9);
 }
 
 #[test]
@@ -565,8 +597,9 @@ fn a_voter_with_its_disk_ignores_the_initial_cluster_state() {
         let mut node = voter_told(Some(Durable::new(3, 5, Some(NodeId(1)))), Some(state));
         let _ = outputs(&mut node);
         assert!(!node.is_abstaining(), "{state}");
-        assert_eq!(votes(&ask(&mut node, Instant::from_millis(1), 2, 5)), [(5, false)], "{state}: it voted for n1");
-        assert_eq!(votes(&ask(&mut node, Instant::from_millis(2), 2, 6)), [(6, true)], "{state}");
+        let at = after_restart_window;
+        assert_eq!(votes(&ask(&mut node, at(1), 2, 5)), [(5, false)], "{state}: it voted for n1");
+        assert_eq!(votes(&ask(&mut node, at(2), 2, 6)), [(6, true)], "{state}");
     }
     // A wait persisted before a crash goes on, even if the operator now says `new`.
     let waiting = Durable { abstaining: true, ..Durable::new(1, 0, None) };
@@ -700,26 +733,30 @@ impl Alone {
     }
 
     /// Its election timer runs out: it asks n1 for a pre-vote and then a vote, both granted,
-    /// and leads. Returns when it was elected (its first heartbeat round went out then).
-    fn elect(&mut self) -> Instant {
+    /// and leads. Returns when it was elected and the number of the heartbeat round that
+    /// went out then.
+    fn elect(&mut self) -> (Instant, u64) {
         let due = self.election.next_deadline().expect("a voter's timer runs");
         self.timeout(due);
         let term = self.election.term();
         self.hear(due, 1, Message::Vote { term, pre_vote: true, granted: true });
         self.hear(due, 1, Message::Vote { term: term + 1, pre_vote: false, granted: true });
         assert!(matches!(self.election.role, super::Role::Leader(_)), "elected");
-        let _ = self.sent();
-        due
+        let seq = self.sent().iter().find_map(|m| match m {
+            Message::Heartbeat { seq, .. } => Some(*seq),
+            _ => None,
+        });
+        (due, seq.expect("a first heartbeat round"))
     }
 }
 
 #[test]
 fn the_lease_is_the_acked_rounds_send_time_plus_the_minimum_timeout_shrunk_by_the_drift_bound() {
     let mut a = Alone::new(0, 3, 0, false);
-    let round = a.elect();
+    let (round, seq) = a.elect();
     let config = config(3).election;
     assert!(!a.election.is_leaseholder(round), "no ack yet");
-    a.hear(round + Duration::from_millis(1), 1, Message::HeartbeatAck { term: a.election.term(), seq: 0 });
+    a.hear(round + Duration::from_millis(1), 1, Message::HeartbeatAck { term: a.election.term(), seq });
     // Counted from when the acked round left, never from when the ack came back; shrunk so
     // that a leader's clock running slow and a voter's running fast, each by the bound, do
     // not let the lease outlast the voter's refusal to vote.
@@ -734,7 +771,7 @@ fn the_lease_is_the_acked_rounds_send_time_plus_the_minimum_timeout_shrunk_by_th
 fn a_leader_announces_itself_once_on_election_and_again_each_announce_interval() {
     let mut a = Alone::new(0, 3, 0, false);
     assert!(!a.election.take_announcement(), "a follower has nothing to announce");
-    let elected = a.elect();
+    let (elected, _) = a.elect();
     assert!(a.election.take_announcement());
     assert!(!a.election.take_announcement(), "asking clears it");
     let every = config(3).election.leader_announce_interval;
@@ -819,8 +856,9 @@ fn only_the_leader_of_the_voters_own_term_hands_over_and_not_to_a_waiting_voter(
 #[test]
 fn a_pre_vote_for_the_voters_own_term_is_refused() {
     let mut a = Alone::new(0, 3, 4, false);
-    a.hear(Instant::from_millis(1), 1, Message::RequestVote { term: 4, pre_vote: true, transfer: false });
-    a.hear(Instant::from_millis(1), 2, Message::RequestVote { term: 5, pre_vote: true, transfer: false });
+    let at = after_restart_window(1);
+    a.hear(at, 1, Message::RequestVote { term: 4, pre_vote: true, transfer: false });
+    a.hear(at, 2, Message::RequestVote { term: 5, pre_vote: true, transfer: false });
     assert_eq!(
         a.sent(),
         [
@@ -878,4 +916,39 @@ fn a_refusal_from_a_later_term_ends_a_candidacy_and_one_from_its_own_term_does_n
     a.hear(due, 1, Message::Vote { term: 2, pre_vote: true, granted: false });
     assert!(matches!(a.election.role, super::Role::Follower));
     assert_eq!(a.election.term(), 2);
+}
+
+#[test]
+fn an_answer_to_a_heartbeat_of_the_leaders_earlier_term_is_no_ack_of_this_term() {
+    // The same member leads again, in the term of a voter that then gets a heartbeat of
+    // its earlier term, delivered late, with the number of one of the new rounds.
+    let mut a = Alone::new(0, 3, 0, false);
+    let (first, _) = a.elect();
+    let old_term = a.election.term();
+    a.hear(first + Duration::from_millis(10), 2, Message::Heartbeat { term: old_term + 1, seq: 7 });
+    let later = first + Duration::from_secs(2);
+    a.timeout(later);
+    let term = a.election.term();
+    a.hear(later, 1, Message::Vote { term, pre_vote: true, granted: true });
+    a.hear(later, 1, Message::Vote { term: term + 1, pre_vote: false, granted: true });
+    assert!(matches!(a.election.role, super::Role::Leader(_)), "elected again");
+    let (term, seq) = a
+        .sent()
+        .iter()
+        .find_map(|m| match m {
+            Message::Heartbeat { term, seq } => Some((*term, *seq)),
+            _ => None,
+        })
+        .expect("a first round");
+    let mut voter = Alone::new(1, 3, term, false);
+    voter.hear(later, 0, Message::Heartbeat { term: old_term, seq });
+    let answers = voter.sent();
+    assert_eq!(answers, [Message::Vote { term, pre_vote: false, granted: false }], "a refusal, not an ack");
+    for answer in answers {
+        a.hear(later + Duration::from_millis(1), 1, answer);
+    }
+    assert!(matches!(a.election.role, super::Role::Leader(_)), "nothing to step down for: the same term");
+    assert!(!a.election.is_leaseholder(later + Duration::from_millis(1)), "the answer counted as an ack");
+    a.hear(later + Duration::from_millis(1), 1, Message::HeartbeatAck { term, seq });
+    assert!(a.election.is_leaseholder(later + Duration::from_millis(1)));
 }

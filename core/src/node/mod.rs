@@ -297,6 +297,13 @@ impl Node {
         self.is_active() && self.election.is_leaseholder(now)
     }
 
+    /// When this member's leader lease ends, on its own clock: while it leads and a
+    /// majority of the voters acked one of its heartbeat rounds (the lease may already have
+    /// ended; [`Self::is_leaseholder`] says whether it holds now). `None` otherwise.
+    pub fn lease_until(&self) -> Option<Instant> {
+        self.election.lease_until().filter(|_| self.is_active())
+    }
+
     /// Whether this voter, started without its durable state, still waits before it votes
     /// or stands again: for the terms of a majority of the other voters, or for the
     /// operator's [`Command::ResumeVoting`] (see [`InitialClusterState`](crate::InitialClusterState)).
