@@ -99,8 +99,9 @@ pub mod workload;
 pub use check::{
     AttemptsWithinBudget, BytesWithinBound, CallsEnd, Checker, ClusterSnapshot, Converges, DetectedWithinBound,
     ElectsAfterHeal, Finding, IncarnationChange, IncarnationsNeverReused, LeaderHearsMajority, LeaseExclusive,
-    MinorityReadOnly, NoDuplicateExecution, NoFalseVerdicts, NodeSnapshot, Observation, OneLeaderPerTerm, Outcome,
-    PreVoteSticky, RefutesClaims, RunInfo, Status, SuspicionWithinBounds, Violation, VotePersistedFirst,
+    LeaseWithinPromises, MinorityReadOnly, NoDuplicateExecution, NoFalseVerdicts, NodeSnapshot, Observation,
+    OneLeaderPerTerm, Outcome, PreVoteSticky, RefutesClaims, RunInfo, Status, SuspicionWithinBounds, Violation,
+    VotePersistedFirst,
 };
 pub use error::Error;
 pub use fault::{Disk, Fault, FaultPlan, Step, Touched};

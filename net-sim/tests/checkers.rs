@@ -80,6 +80,7 @@ fn leader_checkers_judge_observations_fed_to_a_real_run() {
         term: 1,
         leader: Some(NodeId(leader)),
         leaseholder: lease,
+        lease_until: None,
         drift_ppm: 0.0,
         clock_stepped: false,
     };

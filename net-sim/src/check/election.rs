@@ -216,6 +216,7 @@ mod tests {
             term,
             leader: leader.map(NodeId),
             leaseholder: lease,
+            lease_until: None,
             drift_ppm: 0.0,
             clock_stepped: false,
         }

@@ -182,9 +182,13 @@ impl Checker for LeaderHearsMajority {
 /// of a heartbeat it accepted (of a term at least its own, from the leader it then
 /// follows).
 ///
+/// A voter that restarts may have accepted a heartbeat just before it stopped, and its ack
+/// may be part of the leader's lease: it is held to the same window from its start, for
+/// whichever leader.
+///
 /// What ends hearing a leader early is judged legitimate: the leader's `TimeoutNow`
 /// (a transfer), the voter's term moving past the heartbeat's, the voter forgetting its
-/// leader (it observes none), a crash or restart. A voter whose timers were held back or
+/// leader (it observes none), a crash. A voter whose timers were held back or
 /// whose clock stepped is not judged from then on. A run in which no voter granted a
 /// pre-vote could not be judged.
 #[derive(Debug)]
@@ -193,8 +197,9 @@ pub struct PreVoteSticky {
     max_drift: f64,
     /// Each voter's term and leader, as last observed.
     state: BTreeMap<NodeId, (u64, Option<NodeId>)>,
-    /// Each voter's latest accepted heartbeat: (when, from, term).
-    heard: BTreeMap<NodeId, (Instant, NodeId, u64)>,
+    /// Each voter's latest accepted heartbeat: (when, from whom in which term), or its
+    /// restart (when, `None`).
+    heard: BTreeMap<NodeId, (Instant, Option<(NodeId, u64)>)>,
     drift: BTreeMap<NodeId, f64>,
     disturbed: Disturbed,
     grants: usize,
@@ -236,8 +241,8 @@ impl Checker for PreVoteSticky {
         self.drift.insert(o.node, o.drift_ppm * 1e-6);
         self.state.insert(o.node, (o.term, o.leader));
         let forgot = match self.heard.get(&o.node) {
-            Some(&(_, leader, term)) => o.term > term || o.leader != Some(leader),
-            None => false,
+            Some(&(_, Some((leader, term)))) => o.term > term || o.leader != Some(leader),
+            _ => false,
         };
         if forgot {
             self.heard.remove(&o.node);
@@ -257,7 +262,7 @@ impl Checker for PreVoteSticky {
             (ElectionMessage::Heartbeat { term }, true) => {
                 let own = self.state.get(&to).map_or(0, |s| s.0);
                 if term >= own {
-                    self.heard.insert(to, (at, from, term));
+                    self.heard.insert(to, (at, Some((from, term))));
                 }
             }
             (ElectionMessage::TimeoutNow { .. }, true) => {
@@ -269,15 +274,19 @@ impl Checker for PreVoteSticky {
                     return;
                 }
                 self.grants += 1;
-                let Some(&(heard, leader, term)) = self.heard.get(&voter) else { return };
+                let Some(&(heard, leader)) = self.heard.get(&voter) else { return };
                 let drift = self.drift.get(&voter).copied().unwrap_or(0.0).abs().max(self.max_drift);
                 // Its window of its own clock, in global time on a clock running fast.
                 let window = self.window.mul_f64(1.0 / (1.0 + 2.0 * drift)).saturating_sub(Duration::from_micros(100));
                 if at < heard + window {
+                    let what = match leader {
+                        Some((leader, term)) => format!("it accepted a heartbeat from {leader}, leader of term {term}"),
+                        None => "it restarted (it may have acked a leader just before it stopped)".to_string(),
+                    };
                     findings.push(Finding {
                         at,
                         message: format!(
-                            "{voter} granted {to} a pre-vote {:?} after it accepted a heartbeat from {leader}, leader of term {term}: within election_timeout_min ({:?}) a voter that hears its leader refuses",
+                            "{voter} granted {to} a pre-vote {:?} after {what}: within election_timeout_min ({:?}) a voter that hears its leader refuses",
                             at - heard,
                             self.window
                         ),
@@ -290,14 +299,179 @@ impl Checker for PreVoteSticky {
 
     fn fault(&mut self, at: Instant, fault: &Fault, _findings: &mut Vec<Finding>) {
         self.disturbed.fault(at, fault);
-        if let Fault::Crash(node) | Fault::Restart { node, .. } = fault {
-            self.heard.remove(node);
-            self.state.remove(node);
+        match fault {
+            Fault::Crash(node) => {
+                self.heard.remove(node);
+                self.state.remove(node);
+            }
+            Fault::Restart { node, .. } => {
+                self.heard.insert(*node, (at, None));
+                self.state.remove(node);
+            }
+            _ => {}
         }
     }
 
     fn not_judged(&self) -> Option<String> {
         (self.grants == 0).then(|| "no voter granted a pre-vote".to_string())
+    }
+}
+
+/// The lease, judged against the promises it stands on: while a member holds the leader
+/// lease, a majority of the voters (the leader counted) are bound by stickiness not to vote
+/// for anyone else until the lease ends. A voter is bound for `election_timeout_min` of its
+/// own clock from the moment it accepted a heartbeat of that leader's term (or from its
+/// own start, for a voter that restarted: it may have acked just before it stopped); in
+/// global time that is at least `election_timeout_min / (1 + d)` for any clock within the
+/// drift bound `d`. The lease's end comes from the leader itself ([`Observation::lease_until`],
+/// on its own clock as it actually runs), so the judgement holds the formula to every
+/// clock the bound allows, not only to the ones a run drew: a lease that left out the
+/// drift margin is caught wherever datagrams arrive faster than the margin (on a fast
+/// network), whether or not a second leader happened to be elected in it.
+///
+/// A transfer (`RequestVote` with `transfer`, which voters grant despite stickiness) voids
+/// the promise of the voter it reaches. A leader whose clock stepped or drifted past the
+/// bound is not judged, nor a lease short of promises while some voter's clock is out of
+/// the bound. A run in which no member held the lease could not be judged.
+#[derive(Debug)]
+pub struct LeaseWithinPromises {
+    voters: Vec<NodeId>,
+    /// How long a promise binds in global time, on a clock running as fast as the bound
+    /// allows.
+    binds: Duration,
+    max_drift_ppm: f64,
+    /// Each member's term, as last observed.
+    terms: BTreeMap<NodeId, u64>,
+    /// Each voter's latest promise: when it began, and to whom (`None`: to nobody, from a
+    /// restart) in which term.
+    promised: BTreeMap<NodeId, (Instant, Option<(NodeId, u64)>)>,
+    /// Members whose clocks stepped or drifted past the bound.
+    unbound: BTreeSet<NodeId>,
+    judged: usize,
+}
+
+impl LeaseWithinPromises {
+    /// The checker's name.
+    pub const NAME: &'static str = "lease-within-voters-promises";
+
+    /// A checker for an election run with `config`.
+    pub fn new(config: &ElectionConfig) -> Self {
+        let mut voters = config.voters.clone();
+        voters.sort_unstable();
+        voters.dedup();
+        Self {
+            voters,
+            binds: config.election_timeout_min.mul_f64(1.0 / (1.0 + config.max_clock_drift)),
+            max_drift_ppm: config.max_clock_drift * 1e6,
+            terms: BTreeMap::new(),
+            promised: BTreeMap::new(),
+            unbound: BTreeSet::new(),
+            judged: 0,
+        }
+    }
+
+    /// How many lease observations were judged.
+    pub fn judged(&self) -> usize {
+        self.judged
+    }
+
+    /// Whether `voter`'s promise binds it against electing anyone but `leader` (of `term`)
+    /// until `until`.
+    fn binds(&self, voter: NodeId, leader: NodeId, term: u64, until: Instant) -> bool {
+        self.promised.get(&voter).is_some_and(|&(since, to)| {
+            to.is_none_or(|(l, t)| l == leader && t == term) && until <= since + self.binds + SLACK
+        })
+    }
+}
+
+/// Rounding in the lease's and the clocks' arithmetic: a nanosecond here and there.
+const SLACK: Duration = Duration::from_micros(1);
+
+impl Checker for LeaseWithinPromises {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn wants_datagrams(&self) -> bool {
+        true
+    }
+
+    fn observe(&mut self, o: &Observation, findings: &mut Vec<Finding>) {
+        self.terms.insert(o.node, o.term);
+        if o.clock_stepped || o.drift_ppm.abs() > self.max_drift_ppm {
+            self.unbound.insert(o.node);
+        }
+        let Some(until) = o.lease_until.filter(|_| o.leaseholder) else { return };
+        if self.unbound.contains(&o.node) || self.voters.binary_search(&o.node).is_err() {
+            return;
+        }
+        let bound: Vec<NodeId> =
+            self.voters.iter().copied().filter(|&v| v == o.node || self.binds(v, o.node, o.term, until)).collect();
+        let short = bound.len() < self.voters.len() / 2 + 1;
+        // The lease is built for clocks within the bound: short of promises while some
+        // voter's clock is not, it is not judged.
+        if short && self.voters.iter().any(|v| self.unbound.contains(v)) {
+            return;
+        }
+        self.judged += 1;
+        if short {
+            findings.push(Finding {
+                at: o.at,
+                message: format!(
+                    "{} holds the lease of term {} until {until}, but only {} of {} voters are bound not to \
+                     elect another leader until then ({}): each is bound for election_timeout_min from the \
+                     heartbeat it accepted, {:?} on a clock running as fast as the drift bound allows",
+                    o.node,
+                    o.term,
+                    bound.len(),
+                    self.voters.len(),
+                    bound.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
+                    self.binds
+                ),
+            });
+        }
+    }
+
+    fn election(
+        &mut self,
+        at: Instant,
+        from: NodeId,
+        to: NodeId,
+        message: &ElectionMessage,
+        delivered: bool,
+        _findings: &mut Vec<Finding>,
+    ) {
+        if !delivered {
+            return;
+        }
+        match *message {
+            ElectionMessage::Heartbeat { term } if term >= self.terms.get(&to).copied().unwrap_or(0) => {
+                self.promised.insert(to, (at, Some((from, term))));
+            }
+            ElectionMessage::RequestVote { transfer: true, .. } | ElectionMessage::TimeoutNow { .. } => {
+                self.promised.remove(&to);
+            }
+            _ => {}
+        }
+    }
+
+    fn fault(&mut self, at: Instant, fault: &Fault, _findings: &mut Vec<Finding>) {
+        match fault {
+            Fault::Restart { node, .. } => {
+                self.promised.insert(*node, (at, None));
+            }
+            Fault::ClockOffset { node, .. } | Fault::ClockJump { node, .. } => {
+                self.unbound.insert(*node);
+            }
+            Fault::ClockDrift { node, ppm } if ppm.abs() > self.max_drift_ppm => {
+                self.unbound.insert(*node);
+            }
+            _ => {}
+        }
+    }
+
+    fn not_judged(&self) -> Option<String> {
+        (self.judged == 0).then(|| "no member held the lease".to_string())
     }
 }
 
@@ -392,6 +566,7 @@ mod tests {
             term,
             leader: leader.map(NodeId),
             leaseholder: false,
+            lease_until: None,
             drift_ppm: 0.0,
             clock_stepped: false,
         }

@@ -16,7 +16,7 @@
 //! ([`IncarnationsNeverReused`], [`SuspicionWithinBounds`], [`RefutesClaims`]), the
 //! whole-cluster bounds read off faults, events and the datagrams themselves: `detection`
 //! ([`DetectedWithinBound`], [`BytesWithinBound`]), `leadership` ([`LeaderHearsMajority`],
-//! [`PreVoteSticky`], [`VotePersistedFirst`]) and `partition` ([`MinorityReadOnly`]), and, for runs
+//! [`PreVoteSticky`], [`VotePersistedFirst`], [`LeaseWithinPromises`]) and `partition` ([`MinorityReadOnly`]), and, for runs
 //! with a service workload, `workload` ([`CallsEnd`], [`NoDuplicateExecution`],
 //! [`AttemptsWithinBudget`]).
 
@@ -43,7 +43,7 @@ mod workload;
 pub use convergence::Converges;
 pub use detection::{BytesWithinBound, DetectedWithinBound};
 pub use election::{ElectsAfterHeal, LeaseExclusive, OneLeaderPerTerm};
-pub use leadership::{LeaderHearsMajority, PreVoteSticky, VotePersistedFirst};
+pub use leadership::{LeaderHearsMajority, LeaseWithinPromises, PreVoteSticky, VotePersistedFirst};
 pub use outcome::{Outcome, Status, Violation};
 pub use partition::MinorityReadOnly;
 pub use promises::{IncarnationsNeverReused, RefutesClaims, SuspicionWithinBounds};
@@ -63,6 +63,9 @@ pub struct Observation {
     pub leader: Option<NodeId>,
     /// Whether it holds the leader lease at its own `now`.
     pub leaseholder: bool,
+    /// When its lease ends, in global time (its own clock's reading converted as that
+    /// clock runs), while it leads and a majority acked it; `None` otherwise.
+    pub lease_until: Option<Instant>,
     /// Its clock's drift, parts per million.
     pub drift_ppm: f64,
     /// Whether its clock ever stepped (an offset change or a jump).
@@ -246,6 +249,7 @@ pub const NO_ELECTION: &[&str] = &[
     LeaderHearsMajority::NAME,
     PreVoteSticky::NAME,
     VotePersistedFirst::NAME,
+    LeaseWithinPromises::NAME,
 ];
 
 /// The standard checkers that judge only a run whose faults provoke what they watch (a

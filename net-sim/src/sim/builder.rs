@@ -9,9 +9,9 @@ use super::host::{node_seed, sim_addr, sim_id, Host, Slot, NONE};
 use super::{Report, Sim, SimStats, What};
 use crate::check::{
     AttemptsWithinBudget, BytesWithinBound, CallsEnd, Converges, DetectedWithinBound, ElectsAfterHeal,
-    IncarnationChange, IncarnationsNeverReused, LeaderHearsMajority, LeaseExclusive, MinorityReadOnly,
-    NoDuplicateExecution, NoFalseVerdicts, OneLeaderPerTerm, PreVoteSticky, RefutesClaims, SuspicionWithinBounds,
-    VotePersistedFirst, WHEN_PROVOKED,
+    IncarnationChange, IncarnationsNeverReused, LeaderHearsMajority, LeaseExclusive, LeaseWithinPromises,
+    MinorityReadOnly, NoDuplicateExecution, NoFalseVerdicts, OneLeaderPerTerm, PreVoteSticky, RefutesClaims,
+    SuspicionWithinBounds, VotePersistedFirst, WHEN_PROVOKED,
 };
 use crate::clock::Clock;
 use crate::error::Error;
@@ -460,6 +460,7 @@ impl Sim {
             sim.add_checker(Box::new(MinorityReadOnly::new(MinorityReadOnly::bound(&config))));
             sim.add_checker(Box::new(LeaderHearsMajority::new(&config.election)));
             sim.add_checker(Box::new(PreVoteSticky::new(&config.election)));
+            sim.add_checker(Box::new(LeaseWithinPromises::new(&config.election)));
             sim.add_checker(Box::new(VotePersistedFirst::default()));
             // Whether a run provokes them is the run's own doing (a crash restarted before
             // its deadline, a cut too short to decide): opted out of, the report still

@@ -13,6 +13,10 @@ use crate::clock::Clock;
 use crate::error::Error;
 use crate::trace::{hash_event, tag, TraceMode, TraceRecord};
 
+/// A member's term, leader, whether it holds the lease, and when the lease ends (global
+/// time), as last reported to the checkers.
+pub(super) type ElectionState = (u64, Option<NodeId>, bool, Option<Instant>);
+
 /// The port every simulated member listens on.
 pub const SIM_PORT: u16 = 7946;
 
@@ -72,7 +76,7 @@ pub(super) struct Host {
     /// The member's own incarnation, as last read (when a checker wants it).
     pub(super) incarnation: u64,
     /// Its election state as last reported to the checkers: term, leader, leaseholder.
-    pub(super) election: Option<(u64, Option<NodeId>, bool)>,
+    pub(super) election: Option<ElectionState>,
     pub(super) restarts: u32,
     /// Whether its process dies at its next durable write ([`Fault::CrashAtPersist`](crate::Fault::CrashAtPersist)).
     pub(super) crash_at_persist: bool,
@@ -248,16 +252,23 @@ impl Sim {
         self.report_election(i, state);
     }
 
-    /// Member `i`'s term, leader and whether it holds the lease at its own now.
-    fn read_election(&mut self, i: u32) -> Option<(u64, Option<NodeId>, bool)> {
+    /// Member `i`'s term, leader, whether it holds the lease at its own now, and when the
+    /// lease ends (global time).
+    fn read_election(&mut self, i: u32) -> Option<ElectionState> {
         let now = self.now;
-        let local = if self.slots[i as usize].skewed { self.hosts[i as usize].clock.local(now) } else { now };
+        let skewed = self.slots[i as usize].skewed;
+        let local = if skewed { self.hosts[i as usize].clock.local(now) } else { now };
         let node = self.slots[i as usize].node.as_deref()?;
-        Some((node.term(), node.leader(), node.is_leaseholder(Instant::from_nanos(local))))
+        let until = node.lease_until().map(|until| {
+            let global =
+                if skewed { self.hosts[i as usize].clock.global_at(until.as_nanos()) } else { until.as_nanos() };
+            Instant::from_nanos(global)
+        });
+        Some((node.term(), node.leader(), node.is_leaseholder(Instant::from_nanos(local)), until))
     }
 
-    fn report_election(&mut self, i: u32, (term, leader, leaseholder): (u64, Option<NodeId>, bool)) {
-        self.hosts[i as usize].election = Some((term, leader, leaseholder));
+    fn report_election(&mut self, i: u32, (term, leader, leaseholder, lease_until): ElectionState) {
+        self.hosts[i as usize].election = Some((term, leader, leaseholder, lease_until));
         let clock = &self.hosts[i as usize].clock;
         let observation = Observation {
             at: self.now(),
@@ -265,6 +276,7 @@ impl Sim {
             term,
             leader,
             leaseholder,
+            lease_until,
             drift_ppm: clock.drift_ppm(),
             clock_stepped: clock.stepped,
         };
