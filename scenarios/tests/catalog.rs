@@ -12,6 +12,7 @@ scenario_test!(crash_detection, "crash-detection");
 scenario_test!(partition_heal, "partition-heal");
 scenario_test!(slow_member, "slow-member");
 scenario_test!(leader_crash, "leader-crash");
+scenario_test!(lease_fast_network, "lease-fast-network");
 scenario_test!(partial_connectivity, "partial-connectivity");
 scenario_test!(one_way_cut, "one-way-cut");
 scenario_test!(bridge_member, "bridge-member");

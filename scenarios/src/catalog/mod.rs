@@ -20,6 +20,7 @@
 //! | `partition-heal` | 5 | a minority cut off for 20 s to 5 min: both sides decide, the minority goes read-only, all heal |
 //! | `slow-member` | 6 | a member 20 ms slow per datagram is never declared failed |
 //! | `leader-crash` | 5 | the leader crashes; a new one is elected within the bound |
+//! | `lease-fast-network` | 5 | 20 us links, clocks at the drift bound, pairs cut off: leases within the voters' promises |
 //! | `partial-connectivity` | 5 | the Cloudflare topology: one stable leader for ten minutes |
 //! | `one-way-cut` | 5 | two hear the others but cannot reach them: a running side is one that can act together |
 //! | `bridge-member` | 6 | two pairs apart, one member reaching both: nobody counts the bridge on its side |
@@ -220,6 +221,7 @@ pub static CATALOG: &[Scenario] = &[
     partitions::PARTITION_HEAL,
     membership::SLOW_MEMBER,
     election::LEADER_CRASH,
+    election::LEASE_FAST_NETWORK,
     partitions::PARTIAL_CONNECTIVITY,
     partitions::ONE_WAY_CUT,
     partitions::BRIDGE_MEMBER,
