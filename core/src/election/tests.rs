@@ -952,3 +952,265 @@ fn an_answer_to_a_heartbeat_of_the_leaders_earlier_term_is_no_ack_of_this_term()
     a.hear(later + Duration::from_millis(1), 1, Message::HeartbeatAck { term, seq });
     assert!(a.election.is_leaseholder(later + Duration::from_millis(1)));
 }
+
+impl Alone {
+    /// The events it emitted since last asked (its other outputs are dropped).
+    fn events(&mut self) -> Vec<Event> {
+        std::iter::from_fn(|| self.out.pop())
+            .filter_map(|o| match o {
+                Output::Event(e) => Some(e),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn role(&self) -> &super::Role {
+        &self.election.role
+    }
+}
+
+#[test]
+fn a_member_that_does_not_vote_follows_the_leader_gossip_names_once_per_term() {
+    let mut a = Alone::new(5, 3, 0, false);
+    let t = Instant::from_millis(1);
+    let gossip = |a: &mut Alone, term, leader| a.at(t, |e, ctx| e.on_leader_gossip(ctx, term, NodeId(leader)));
+    assert!(gossip(&mut a, 2, 1));
+    assert_eq!((a.election.term(), a.election.leader()), (2, Some(NodeId(1))));
+    assert_eq!(a.events(), [Event::LeaderElected { term: 2, leader: NodeId(1) }]);
+    assert!(!gossip(&mut a, 2, 1), "the same news twice");
+    assert!(!gossip(&mut a, 2, 0), "a term has one leader: the first heard is kept");
+    assert!(!gossip(&mut a, 1, 0), "an earlier term");
+    assert!(!gossip(&mut a, 3, 7), "a leader that does not vote");
+    assert_eq!((a.election.term(), a.election.leader()), (2, Some(NodeId(1))));
+    assert!(a.events().is_empty());
+    // Forgotten (declared down), the leader of the same term is taken back from gossip.
+    a.at(t, |e, ctx| e.on_member_down(ctx, NodeId(1)));
+    assert!(gossip(&mut a, 2, 1), "its own term again, with no leader");
+    // A voter learns the leader from the leader itself, never from gossip.
+    let mut v = Alone::new(0, 3, 0, false);
+    assert!(!gossip(&mut v, 2, 1));
+    assert_eq!(v.election.leader(), None);
+    // Nor does a member that left.
+    let mut gone = Alone::new(5, 3, 0, false);
+    gone.at(t, |e, ctx| e.retire(ctx));
+    assert!(!gossip(&mut gone, 2, 1));
+}
+
+#[test]
+fn a_member_that_does_not_vote_forgets_a_leader_declared_down_and_takes_it_back_if_it_returns() {
+    let mut a = Alone::new(5, 3, 0, false);
+    let t = Instant::from_millis(1);
+    a.at(t, |e, ctx| e.on_leader_gossip(ctx, 2, NodeId(1)));
+    let _ = a.events();
+    a.at(t, |e, ctx| e.on_member_down(ctx, NodeId(2)));
+    assert_eq!((a.election.leader(), a.election.forgotten_leader()), (Some(NodeId(1)), None), "not its leader");
+    a.at(t, |e, ctx| e.on_member_down(ctx, NodeId(1)));
+    assert_eq!((a.election.leader(), a.election.forgotten_leader()), (None, Some(NodeId(1))));
+    assert_eq!(a.events(), [Event::LeaderLost { term: 2 }]);
+    a.at(t, |e, ctx| e.on_member_up(ctx, NodeId(2)));
+    assert_eq!(a.election.leader(), None, "another member's return changes nothing");
+    a.at(t, |e, ctx| e.on_member_up(ctx, NodeId(1)));
+    assert_eq!((a.election.leader(), a.election.forgotten_leader()), (Some(NodeId(1)), None));
+    assert_eq!(a.events(), [Event::LeaderElected { term: 2, leader: NodeId(1) }]);
+    // Once another leader is heard of, the forgotten one is no longer remembered.
+    a.at(t, |e, ctx| e.on_member_down(ctx, NodeId(1)));
+    a.at(t, |e, ctx| e.on_leader_gossip(ctx, 3, NodeId(2)));
+    assert_eq!(a.election.forgotten_leader(), None);
+    // A voter follows the leader it hears, whatever the membership says.
+    let mut v = Alone::new(0, 3, 0, false);
+    v.hear(t, 1, Message::Heartbeat { term: 2, seq: 0 });
+    v.at(t, |e, ctx| e.on_member_down(ctx, NodeId(1)));
+    assert_eq!((v.election.leader(), v.election.forgotten_leader()), (Some(NodeId(1)), None));
+}
+
+#[test]
+fn a_leader_remembers_its_last_rounds_and_counts_acks_of_those_only() {
+    let mut a = Alone::new(0, 3, 0, false);
+    let (elected, first) = a.elect();
+    let every = config(3).election.heartbeat_interval;
+    // Rounds go out unacked (CheckQuorum would depose it after an election timeout, so the
+    // clock is not moved that far): ROUNDS_KEPT more after the first.
+    let mut seqs = vec![first];
+    for _ in 0..super::ROUNDS_KEPT {
+        let Some(Message::Heartbeat { seq, .. }) = ({
+            let at = elected;
+            a.at(at, |e, ctx| e.heartbeat_round(ctx));
+            a.sent().into_iter().next()
+        }) else {
+            panic!("a round went out")
+        };
+        seqs.push(seq);
+    }
+    let term = a.election.term();
+    let now = elected + every;
+    a.hear(now, 1, Message::HeartbeatAck { term, seq: seqs[0] });
+    assert!(!a.election.is_leaseholder(now), "the first round is forgotten");
+    a.hear(now, 1, Message::HeartbeatAck { term, seq: seqs[1] });
+    assert!(a.election.is_leaseholder(now), "the oldest round kept");
+}
+
+#[test]
+fn a_leader_refuses_every_vote_and_keeps_leading_and_steps_down_only_for_a_later_term() {
+    let mut a = Alone::new(0, 3, 0, false);
+    let (at, _) = a.elect();
+    let term = a.election.term();
+    a.hear(at, 1, Message::RequestVote { term: term + 1, pre_vote: true, transfer: false });
+    a.hear(at, 2, Message::RequestVote { term: term + 1, pre_vote: false, transfer: false });
+    assert_eq!(
+        a.sent(),
+        [
+            Message::Vote { term, pre_vote: true, granted: false },
+            Message::Vote { term, pre_vote: false, granted: false }
+        ]
+    );
+    assert!(matches!(a.role(), super::Role::Leader(_)));
+    a.hear(at, 1, Message::HeartbeatAck { term: term - 1, seq: 0 });
+    assert!(matches!(a.role(), super::Role::Leader(_)), "an ack of an earlier term deposes nobody");
+    a.hear(at, 1, Message::HeartbeatAck { term: term + 1, seq: 0 });
+    assert!(matches!(a.role(), super::Role::Follower));
+    assert_eq!(a.election.term(), term + 1);
+    let min = config(3).election.election_timeout_min;
+    assert!(a.election.next_deadline().is_some_and(|d| d >= at + min), "not back in the running at once");
+}
+
+#[test]
+fn a_follower_hears_its_leader_for_the_minimum_timeout_after_each_heartbeat() {
+    let mut a = Alone::new(0, 3, 0, false);
+    let heard = Instant::from_millis(10);
+    a.hear(heard, 1, Message::Heartbeat { term: 1, seq: 0 });
+    let min = config(3).election.election_timeout_min;
+    assert!(a.election.next_deadline().is_some_and(|d| d >= heard + min), "its timer starts again");
+    // The heartbeat closes the term to anyone else: the vote it would have cast.
+    assert_eq!((a.durable.term, a.durable.voted_for), (1, Some(NodeId(1))));
+    let _ = a.sent();
+    let ask = |a: &mut Alone, at| {
+        a.hear(at, 2, Message::RequestVote { term: 2, pre_vote: true, transfer: false });
+        a.sent()
+    };
+    assert_eq!(
+        ask(&mut a, heard + min - Duration::from_nanos(1)),
+        [Message::Vote { term: 1, pre_vote: true, granted: false }]
+    );
+    assert_eq!(ask(&mut a, heard + min), [Message::Vote { term: 1, pre_vote: true, granted: true }]);
+    // A voter that voted in the term keeps that vote when it hears the leader.
+    let mut b = Alone::new(0, 3, 0, false);
+    b.hear(heard, 2, Message::RequestVote { term: 1, pre_vote: false, transfer: false });
+    b.hear(heard, 1, Message::Heartbeat { term: 1, seq: 0 });
+    assert_eq!((b.durable.term, b.durable.voted_for), (1, Some(NodeId(2))));
+}
+
+#[test]
+fn a_hand_over_goes_to_the_voter_named_or_else_to_the_one_that_acked_last() {
+    // n0 leads three voters; n2 acked its first round. Whom its TimeoutNow goes to.
+    let target = |to: Option<u64>| {
+        let mut a = Alone::new(0, 3, 0, false);
+        let (at, seq) = a.elect();
+        let term = a.election.term();
+        a.hear(at, 2, Message::HeartbeatAck { term, seq });
+        let now = at + Duration::from_millis(1);
+        assert!(a.election.is_leaseholder(now));
+        assert!(a.at(now, |e, ctx| e.transfer(ctx, to.map(NodeId))), "it led");
+        assert!(!a.election.is_leaseholder(now), "the lease ends at once");
+        let max = config(3).election.election_timeout_max;
+        assert_eq!(a.election.next_deadline(), Some(now + max), "back in the running after the successor's chance");
+        std::iter::from_fn(|| a.out.pop())
+            .find_map(|o| match o {
+                Output::Transmit(t)
+                    if matches!(wire::decode(&t.payload, 0, 1400), Ok((_, Message::TimeoutNow { .. }))) =>
+                {
+                    t.to_id
+                }
+                _ => None,
+            })
+            .expect("a TimeoutNow")
+    };
+    assert_eq!(target(Some(1)), NodeId(1), "the voter named");
+    assert_eq!(target(Some(0)), NodeId(2), "not to itself: to the last that acked");
+    assert_eq!(target(Some(7)), NodeId(2), "not to a member that does not vote");
+    assert_eq!(target(None), NodeId(2));
+    // A member that does not lead hands nothing over.
+    let mut a = Alone::new(0, 3, 0, false);
+    assert!(!a.at(Instant::from_millis(1), |e, ctx| e.transfer(ctx, Some(NodeId(1)))));
+    assert!(a.sent().is_empty());
+}
+
+#[test]
+fn a_voter_that_lost_its_disk_ends_its_wait_at_its_first_moment_with_a_majoritys_terms() {
+    let mut a = Alone::new(0, 5, 0, true);
+    let config = config(5).election;
+    let not_before = a.election.abstention.as_ref().expect("waits").not_before;
+    assert_eq!(
+        not_before,
+        Instant::ZERO + config.election_timeout_max.mul_f64(1.0 + 2.0 * config.max_clock_drift),
+        "the longest timeout on a clock running fast by the bound"
+    );
+    let early = Instant::from_millis(1);
+    a.hear(early, 1, Message::Heartbeat { term: 3, seq: 0 });
+    a.hear(early, 2, Message::Vote { term: 4, pre_vote: true, granted: false });
+    a.hear(early, 3, Message::Vote { term: 2, pre_vote: true, granted: false });
+    assert!(a.election.is_abstaining(), "reports enough, but too early");
+    a.at(not_before - Duration::from_nanos(1), |e, ctx| e.stand(ctx, false));
+    assert!(a.election.is_abstaining());
+    a.at(not_before, |e, ctx| e.stand(ctx, false));
+    assert!(!a.election.is_abstaining(), "waited, and a majority of the others reported");
+    // The highest term reported is its own now, closed with a vote for itself; the leader
+    // of an earlier term is forgotten.
+    assert_eq!((a.durable.term, a.durable.voted_for, a.durable.abstaining), (4, Some(NodeId(0)), false));
+    assert_eq!(a.election.leader(), None);
+    // At its own term, a waiting voter keeps the vote its disk holds.
+    let durable = Durable { abstaining: true, ..Durable::new(1, 5, Some(NodeId(2))) };
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(9);
+    let election = super::Election::new(NodeId(0), config.clone(), &durable, false, None, Instant::ZERO, &mut rng);
+    let mut b = Alone {
+        election,
+        rng,
+        out: crate::outbox::Outbox::new(Header { cluster_id: 0, sender: NodeId(0) }, 1400),
+        durable,
+    };
+    assert!(b.election.is_abstaining());
+    b.at(Instant::from_millis(1), |e, ctx| e.resume_voting(ctx));
+    assert_eq!((b.durable.term, b.durable.voted_for), (5, Some(NodeId(2))));
+    // A member that left does not take the operator's word to vote again.
+    let mut c = Alone::new(0, 5, 0, true);
+    c.at(early, |e, ctx| e.retire(ctx));
+    c.at(early, |e, ctx| e.resume_voting(ctx));
+    assert!(c.election.is_abstaining());
+}
+
+#[test]
+fn a_candidate_counts_only_grants_of_its_own_term_and_a_pre_candidate_only_pre_vote_grants() {
+    let mut a = Alone::new(0, 5, 0, false);
+    let due = a.election.next_deadline().expect("runs");
+    a.timeout(due);
+    for from in [1, 2] {
+        a.hear(due, from, Message::Vote { term: 0, pre_vote: true, granted: false });
+        a.hear(due, from, Message::Vote { term: 0, pre_vote: false, granted: true });
+    }
+    assert!(matches!(a.role(), super::Role::PreCandidate { .. }), "refusals and votes are not pre-vote grants");
+    for from in [1, 2] {
+        a.hear(due, from, Message::Vote { term: 0, pre_vote: true, granted: true });
+    }
+    assert!(matches!(a.role(), super::Role::Candidate { .. }));
+    let term = a.election.term();
+    for from in [1, 2] {
+        a.hear(due, from, Message::Vote { term, pre_vote: false, granted: false });
+        a.hear(due, from, Message::Vote { term, pre_vote: true, granted: true });
+    }
+    for from in [3, 4] {
+        a.hear(due, from, Message::Vote { term: term - 1, pre_vote: false, granted: true });
+    }
+    assert!(matches!(a.role(), super::Role::Candidate { .. }), "refusals, pre-votes, grants of another term");
+    for from in [1, 2] {
+        a.hear(due, from, Message::Vote { term, pre_vote: false, granted: true });
+    }
+    assert!(matches!(a.role(), super::Role::Leader(_)));
+}
+
+#[test]
+fn a_lone_voter_leads_on_its_own_rounds() {
+    let mut a = Alone::new(0, 1, 0, false);
+    let due = a.election.next_deadline().expect("runs");
+    a.timeout(due);
+    assert!(matches!(a.role(), super::Role::Leader(_)), "a majority of one");
+    assert!(a.election.is_leaseholder(due), "its own latest round is the majority's");
+}
