@@ -1214,3 +1214,44 @@ fn a_lone_voter_leads_on_its_own_rounds() {
     assert!(matches!(a.role(), super::Role::Leader(_)), "a majority of one");
     assert!(a.election.is_leaseholder(due), "its own latest round is the majority's");
 }
+
+#[test]
+fn a_candidate_that_hears_the_leader_of_its_term_follows_it_and_keeps_its_own_vote() {
+    let mut a = Alone::new(0, 5, 0, false);
+    let due = a.election.next_deadline().expect("runs");
+    a.timeout(due);
+    for from in [1, 2] {
+        a.hear(due, from, Message::Vote { term: 0, pre_vote: true, granted: true });
+    }
+    let term = a.election.term();
+    assert!(matches!(a.role(), super::Role::Candidate { .. }));
+    a.hear(due, 3, Message::Heartbeat { term, seq: 0 });
+    assert!(matches!(a.role(), super::Role::Follower), "someone else won its term");
+    assert_eq!(a.election.leader(), Some(NodeId(3)));
+    assert_eq!((a.durable.term, a.durable.voted_for), (term, Some(NodeId(0))), "the vote it cast stays cast");
+    for from in [1, 2] {
+        a.hear(due, from, Message::Vote { term, pre_vote: false, granted: true });
+    }
+    assert!(matches!(a.role(), super::Role::Follower), "late grants make no second leader of the term");
+}
+
+#[test]
+fn a_waiting_voter_that_ends_its_wait_in_a_later_term_forgets_the_leader_it_heard() {
+    let waiting = |reported: u64| {
+        let mut a = Alone::new(0, 3, 0, true);
+        let t = Instant::from_millis(1);
+        a.hear(t, 1, Message::Heartbeat { term: 3, seq: 0 });
+        a.hear(t, 2, Message::Vote { term: reported, pre_vote: true, granted: false });
+        assert_eq!(a.election.leader(), Some(NodeId(1)));
+        let _ = a.events();
+        a.at(t + Duration::from_millis(1), |e, ctx| e.resume_voting(ctx));
+        assert!(!a.election.is_abstaining());
+        a
+    };
+    let mut a = waiting(4);
+    assert_eq!((a.election.term(), a.election.leader()), (4, None), "a later term than its leader's");
+    assert_eq!(a.events(), [Event::LeaderLost { term: 3 }]);
+    let mut a = waiting(2);
+    assert_eq!((a.election.term(), a.election.leader()), (3, Some(NodeId(1))), "its leader's term is the highest");
+    assert!(a.events().is_empty());
+}
