@@ -45,7 +45,7 @@
 //!   `convergence.rs` ([`Converges`]), `promises.rs` ([`IncarnationsNeverReused`],
 //!   [`SuspicionWithinBounds`], [`RefutesClaims`]), `detection.rs` ([`DetectedWithinBound`],
 //!   [`BytesWithinBound`]), `leadership.rs` ([`LeaderHearsMajority`], [`PreVoteSticky`],
-//!   [`VotePersistedFirst`], judged from the datagrams), `partition.rs`
+//!   [`VotePersistedFirst`], [`LeaseWithinPromises`], judged from the datagrams), `partition.rs`
 //!   ([`MinorityReadOnly`]), `workload.rs` ([`CallsEnd`],
 //!   [`NoDuplicateExecution`], [`AttemptsWithinBudget`]). Panics are caught by the engine
 //!   and reported as `no-panic` [`Violation`]s.
