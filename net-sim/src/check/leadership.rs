@@ -691,4 +691,95 @@ mod tests {
         c.election(ms(10), NodeId(2), NodeId(3), &refused, false, &mut f);
         assert!(c.not_judged().is_some());
     }
+    #[test]
+    fn a_restarted_voter_is_held_to_its_promise_from_its_start() {
+        let grant = ElectionMessage::Vote { term: 3, pre_vote: true, granted: true };
+        let run = |after: u64| {
+            let mut c = PreVoteSticky::new(&config());
+            let mut f = Vec::new();
+            c.fault(ms(1000), &Fault::Restart { node: NodeId(2), disk: crate::fault::Disk::Kept }, &mut f);
+            // Its term from the disk, with no leader yet: no forgetting.
+            c.observe(&obs(1000, 2, 2, None), &mut f);
+            c.election(ms(1000 + after), NodeId(2), NodeId(3), &grant, false, &mut f);
+            f
+        };
+        let f = run(100);
+        assert_eq!(f.len(), 1);
+        assert!(f[0].message.contains("after it restarted"), "{}", f[0].message);
+        assert!(run(200).is_empty(), "past the window");
+        // A crash ends the promise (nothing is granted while down); a restart starts it.
+        let mut c = PreVoteSticky::new(&config());
+        let mut f = Vec::new();
+        c.election(ms(1000), NodeId(1), NodeId(2), &ElectionMessage::Heartbeat { term: 2 }, true, &mut f);
+        c.fault(ms(1010), &Fault::Crash(NodeId(2)), &mut f);
+        c.election(ms(1020), NodeId(2), NodeId(3), &grant, false, &mut f);
+        assert!(f.is_empty(), "{f:?}");
+    }
+
+    /// An observation of n1 leading term 2 with its lease until `until` (ms).
+    fn lease(at: u64, until: u64) -> Observation {
+        Observation { leaseholder: true, lease_until: Some(ms(until)), ..obs(at, 1, 2, Some(1)) }
+    }
+
+    fn beat(c: &mut LeaseWithinPromises, at: u64, to: u64, f: &mut Vec<Finding>) {
+        c.election(ms(at), NodeId(1), NodeId(to), &ElectionMessage::Heartbeat { term: 2 }, true, f);
+    }
+
+    #[test]
+    fn a_lease_must_end_within_a_majoritys_promises_on_the_fastest_clocks_the_bound_allows() {
+        // Five voters; n1 leads term 2. n2 and n3 accept its heartbeat at 1000 ms: each is
+        // bound until 1000 + 150 ms / (1 + 500 ppm), 149.925 ms on the fastest clock.
+        let run = |until: u64, voters: &[u64]| {
+            let mut c = LeaseWithinPromises::new(&config());
+            let mut f = Vec::new();
+            for &v in voters {
+                beat(&mut c, 1000, v, &mut f);
+            }
+            c.observe(&lease(1001, until), &mut f);
+            (c, f)
+        };
+        let (c, f) = run(1149, &[2, 3]);
+        assert!(f.is_empty() && c.not_judged().is_none() && c.judged() == 1, "{f:?}");
+        let (_, f) = run(1150, &[2, 3]);
+        assert_eq!(f.len(), 1, "the full 150 ms outlasts a promise on a fast clock");
+        assert!(f[0].message.contains("only 1 of 5 voters"), "{}", f[0].message);
+        let (_, f) = run(1100, &[2]);
+        assert_eq!(f.len(), 1, "one promise and the leader are no majority of five");
+        // A restart is a promise from its start; a transfer voids the promise it reaches.
+        let mut c = LeaseWithinPromises::new(&config());
+        let mut f = Vec::new();
+        beat(&mut c, 1000, 2, &mut f);
+        c.fault(ms(1000), &Fault::Restart { node: NodeId(3), disk: crate::fault::Disk::Kept }, &mut f);
+        c.observe(&lease(1001, 1100), &mut f);
+        assert!(f.is_empty(), "{f:?}");
+        let transfer = ElectionMessage::RequestVote { term: 3, pre_vote: false, transfer: true };
+        c.election(ms(1002), NodeId(4), NodeId(3), &transfer, true, &mut f);
+        c.observe(&lease(1003, 1100), &mut f);
+        assert_eq!(f.len(), 1, "{f:?}");
+        // A promise is to one leader in one term: a heartbeat of another term binds no more.
+        let mut c = LeaseWithinPromises::new(&config());
+        let mut f = Vec::new();
+        beat(&mut c, 1000, 2, &mut f);
+        c.election(ms(1000), NodeId(1), NodeId(3), &ElectionMessage::Heartbeat { term: 1 }, true, &mut f);
+        c.observe(&lease(1001, 1100), &mut f);
+        assert_eq!(f.len(), 1, "{f:?}");
+    }
+
+    #[test]
+    fn a_lease_is_not_judged_on_clocks_out_of_the_bound() {
+        let mut c = LeaseWithinPromises::new(&config());
+        let mut f = Vec::new();
+        assert!(c.not_judged().is_some(), "no lease yet");
+        c.fault(ms(500), &Fault::ClockJump { node: NodeId(3), nanos: 1_000_000 }, &mut f);
+        beat(&mut c, 1000, 2, &mut f);
+        c.observe(&lease(1001, 1100), &mut f);
+        assert!(f.is_empty() && c.not_judged().is_some(), "short of promises while n3's clock stepped: {f:?}");
+        // A leader whose own clock left the bound is not judged either.
+        let mut c = LeaseWithinPromises::new(&config());
+        c.observe(&Observation { drift_ppm: 900.0, ..lease(1001, 1100) }, &mut f);
+        assert!(f.is_empty() && c.judged() == 0);
+        // Nor is a member that holds no lease.
+        c.observe(&obs(1002, 2, 2, Some(1)), &mut f);
+        assert_eq!(c.judged(), 0);
+    }
 }
