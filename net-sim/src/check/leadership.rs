@@ -782,4 +782,50 @@ mod tests {
         c.observe(&obs(1002, 2, 2, Some(1)), &mut f);
         assert_eq!(c.judged(), 0);
     }
+
+    #[test]
+    fn a_lease_is_judged_to_the_microsecond_and_only_on_what_binds() {
+        let config = config();
+        let binds = config.election_timeout_min.mul_f64(1.0 / (1.0 + config.max_clock_drift));
+        let run = |until: Instant, setup: &dyn Fn(&mut LeaseWithinPromises, &mut Vec<Finding>)| {
+            let mut c = LeaseWithinPromises::new(&config);
+            assert!(c.wants_datagrams(), "it reads the heartbeats");
+            assert_eq!(c.name(), LeaseWithinPromises::NAME);
+            let mut f = Vec::new();
+            setup(&mut c, &mut f);
+            beat(&mut c, 1000, 2, &mut f);
+            beat(&mut c, 1000, 3, &mut f);
+            let o = Observation { lease_until: Some(until), ..lease(1001, 0) };
+            c.observe(&o, &mut f);
+            (c, f)
+        };
+        let none = |_: &mut LeaseWithinPromises, _: &mut Vec<Finding>| {};
+        let (_, f) = run(ms(1000) + binds, &none);
+        assert!(f.is_empty(), "exactly as long as the promises: {f:?}");
+        let (_, f) = run(ms(1000) + binds + Duration::from_micros(2), &none);
+        assert_eq!(f.len(), 1, "two microseconds past them");
+        // A heartbeat below the voter's own term binds it to nothing.
+        let (_, f) = run(ms(1100), &|c, f| c.observe(&obs(900, 3, 3, None), f));
+        assert_eq!(f.len(), 1, "n3 was in term 3: {f:?}");
+        // Drift at the bound is within it; past it, a voter's promise is not relied on.
+        let at_bound = |c: &mut LeaseWithinPromises, f: &mut Vec<Finding>| {
+            c.fault(ms(10), &Fault::ClockDrift { node: NodeId(4), ppm: -500.0 }, f);
+        };
+        let (c, f) = run(ms(1200), &at_bound);
+        assert_eq!((f.len(), c.judged()), (1, 1), "judged, and short");
+        let past = |c: &mut LeaseWithinPromises, f: &mut Vec<Finding>| {
+            c.fault(ms(10), &Fault::ClockDrift { node: NodeId(4), ppm: 501.0 }, f);
+        };
+        let (c, f) = run(ms(1200), &past);
+        assert_eq!((f.len(), c.judged()), (0, 0), "n4's clock left the bound: {f:?}");
+        // A leader whose clock drifts exactly at the bound is judged.
+        let mut c = LeaseWithinPromises::new(&config);
+        let mut f = Vec::new();
+        c.observe(&Observation { drift_ppm: 500.0, ..lease(1001, 1100) }, &mut f);
+        assert_eq!((f.len(), c.judged()), (1, 1));
+        // A member that does not vote holds no lease to judge.
+        let mut c = LeaseWithinPromises::new(&config);
+        c.observe(&Observation { node: NodeId(7), ..lease(1001, 1100) }, &mut f);
+        assert_eq!(c.judged(), 0);
+    }
 }
