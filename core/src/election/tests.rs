@@ -677,8 +677,12 @@ impl Alone {
     /// Member `me` of `voters` voters, started at zero on a disk holding `term`, or on an
     /// empty disk (`lost_disk`: it waits for a majority's terms before it votes).
     fn new(me: u64, voters: u64, term: u64, lost_disk: bool) -> Self {
+        Self::on_disk(me, voters, Durable::new(1, term, None), lost_disk)
+    }
+
+    /// Member `me` of `voters` voters, started at zero on a disk holding `durable`.
+    fn on_disk(me: u64, voters: u64, durable: Durable, lost_disk: bool) -> Self {
         use rand::SeedableRng;
-        let durable = Durable::new(1, term, None);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
         let election = super::Election::new(
             NodeId(me),
@@ -926,20 +930,8 @@ fn an_answer_to_a_heartbeat_of_the_leaders_earlier_term_is_no_ack_of_this_term()
     let (first, _) = a.elect();
     let old_term = a.election.term();
     a.hear(first + Duration::from_millis(10), 2, Message::Heartbeat { term: old_term + 1, seq: 7 });
-    let later = first + Duration::from_secs(2);
-    a.timeout(later);
+    let (later, seq) = a.elect();
     let term = a.election.term();
-    a.hear(later, 1, Message::Vote { term, pre_vote: true, granted: true });
-    a.hear(later, 1, Message::Vote { term: term + 1, pre_vote: false, granted: true });
-    assert!(matches!(a.election.role, super::Role::Leader(_)), "elected again");
-    let (term, seq) = a
-        .sent()
-        .iter()
-        .find_map(|m| match m {
-            Message::Heartbeat { term, seq } => Some((*term, *seq)),
-            _ => None,
-        })
-        .expect("a first round");
     let mut voter = Alone::new(1, 3, term, false);
     voter.hear(later, 0, Message::Heartbeat { term: old_term, seq });
     let answers = voter.sent();
@@ -1158,15 +1150,7 @@ fn a_voter_that_lost_its_disk_ends_its_wait_at_its_first_moment_with_a_majoritys
     assert_eq!((a.durable.term, a.durable.voted_for, a.durable.abstaining), (4, Some(NodeId(0)), false));
     assert_eq!(a.election.leader(), None);
     // At its own term, a waiting voter keeps the vote its disk holds.
-    let durable = Durable { abstaining: true, ..Durable::new(1, 5, Some(NodeId(2))) };
-    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(9);
-    let election = super::Election::new(NodeId(0), config.clone(), &durable, false, None, Instant::ZERO, &mut rng);
-    let mut b = Alone {
-        election,
-        rng,
-        out: crate::outbox::Outbox::new(Header { cluster_id: 0, sender: NodeId(0) }, 1400),
-        durable,
-    };
+    let mut b = Alone::on_disk(0, 5, Durable { abstaining: true, ..Durable::new(1, 5, Some(NodeId(2))) }, false);
     assert!(b.election.is_abstaining());
     b.at(Instant::from_millis(1), |e, ctx| e.resume_voting(ctx));
     assert_eq!((b.durable.term, b.durable.voted_for), (5, Some(NodeId(2))));

@@ -177,6 +177,63 @@ impl Checker for LeaderHearsMajority {
     }
 }
 
+/// Each voter's promise of stickiness, read off the trace: not to vote for anyone else for
+/// `election_timeout_min` of its own clock from the heartbeat it last accepted (one of a
+/// term at least its own, as last observed), or from its restart (it may have acked a
+/// leader just before it stopped). A promise ends early when the leader hands over
+/// (`TimeoutNow`), when the voter's term moves past the heartbeat's, or when it follows
+/// another leader or none. What the two stickiness checkers share.
+#[derive(Debug, Default)]
+struct Promises {
+    /// Each member's term and leader, as last observed.
+    state: BTreeMap<NodeId, (u64, Option<NodeId>)>,
+    /// Each voter's promise: since when, and to whom in which term (`None`: from its
+    /// restart, to whichever leader).
+    since: BTreeMap<NodeId, (Instant, Option<(NodeId, u64)>)>,
+}
+
+impl Promises {
+    fn observe(&mut self, o: &Observation) {
+        self.state.insert(o.node, (o.term, o.leader));
+        let moved_on = match self.since.get(&o.node) {
+            Some(&(_, Some((leader, term)))) => o.term > term || o.leader != Some(leader),
+            _ => false,
+        };
+        if moved_on {
+            self.since.remove(&o.node);
+        }
+    }
+
+    /// An election message reached `to`.
+    fn delivered(&mut self, at: Instant, from: NodeId, to: NodeId, message: &ElectionMessage) {
+        match *message {
+            ElectionMessage::Heartbeat { term } if term >= self.state.get(&to).map_or(0, |s| s.0) => {
+                self.since.insert(to, (at, Some((from, term))));
+            }
+            ElectionMessage::TimeoutNow { .. } => {
+                self.since.remove(&to);
+            }
+            _ => {}
+        }
+    }
+
+    /// `node`'s promise ends: a hand-over reached it, or (for a checker that judges only
+    /// what a running voter sends) it crashed.
+    fn void(&mut self, node: NodeId) {
+        self.since.remove(&node);
+    }
+
+    fn restarted(&mut self, at: Instant, node: NodeId) {
+        self.since.insert(node, (at, None));
+        self.state.remove(&node);
+    }
+
+    /// `voter`'s promise, if it holds one: since when, to whom in which term.
+    fn of(&self, voter: NodeId) -> Option<(Instant, Option<(NodeId, u64)>)> {
+        self.since.get(&voter).copied()
+    }
+}
+
 /// Leader stickiness, judged on the trace: no voter grants a pre-vote while it hears a
 /// live leader, that is within `election_timeout_min` (of its own clock) of the delivery
 /// of a heartbeat it accepted (of a term at least its own, from the leader it then
@@ -195,11 +252,7 @@ impl Checker for LeaderHearsMajority {
 pub struct PreVoteSticky {
     window: Duration,
     max_drift: f64,
-    /// Each voter's term and leader, as last observed.
-    state: BTreeMap<NodeId, (u64, Option<NodeId>)>,
-    /// Each voter's latest accepted heartbeat: (when, from whom in which term), or its
-    /// restart (when, `None`).
-    heard: BTreeMap<NodeId, (Instant, Option<(NodeId, u64)>)>,
+    promises: Promises,
     drift: BTreeMap<NodeId, f64>,
     disturbed: Disturbed,
     grants: usize,
@@ -214,8 +267,7 @@ impl PreVoteSticky {
         Self {
             window: config.election_timeout_min,
             max_drift: config.max_clock_drift,
-            state: BTreeMap::new(),
-            heard: BTreeMap::new(),
+            promises: Promises::default(),
             drift: BTreeMap::new(),
             disturbed: Disturbed::default(),
             grants: 0,
@@ -239,14 +291,7 @@ impl Checker for PreVoteSticky {
 
     fn observe(&mut self, o: &Observation, _findings: &mut Vec<Finding>) {
         self.drift.insert(o.node, o.drift_ppm * 1e-6);
-        self.state.insert(o.node, (o.term, o.leader));
-        let forgot = match self.heard.get(&o.node) {
-            Some(&(_, Some((leader, term)))) => o.term > term || o.leader != Some(leader),
-            _ => false,
-        };
-        if forgot {
-            self.heard.remove(&o.node);
-        }
+        self.promises.observe(o);
     }
 
     fn election(
@@ -258,56 +303,41 @@ impl Checker for PreVoteSticky {
         delivered: bool,
         findings: &mut Vec<Finding>,
     ) {
-        match (*message, delivered) {
-            (ElectionMessage::Heartbeat { term }, true) => {
-                let own = self.state.get(&to).map_or(0, |s| s.0);
-                if term >= own {
-                    self.heard.insert(to, (at, Some((from, term))));
-                }
-            }
-            (ElectionMessage::TimeoutNow { .. }, true) => {
-                self.heard.remove(&to);
-            }
-            (ElectionMessage::Vote { pre_vote: true, granted: true, .. }, false) => {
-                let voter = from;
-                if self.disturbed.free_from(voter).is_none_or(|free| free > at) {
-                    return;
-                }
-                self.grants += 1;
-                let Some(&(heard, leader)) = self.heard.get(&voter) else { return };
-                let drift = self.drift.get(&voter).copied().unwrap_or(0.0).abs().max(self.max_drift);
-                // Its window of its own clock, in global time on a clock running fast.
-                let window = self.window.mul_f64(1.0 / (1.0 + 2.0 * drift)).saturating_sub(Duration::from_micros(100));
-                if at < heard + window {
-                    let what = match leader {
-                        Some((leader, term)) => format!("it accepted a heartbeat from {leader}, leader of term {term}"),
-                        None => "it restarted (it may have acked a leader just before it stopped)".to_string(),
-                    };
-                    findings.push(Finding {
-                        at,
-                        message: format!(
-                            "{voter} granted {to} a pre-vote {:?} after {what}: within election_timeout_min ({:?}) a voter that hears its leader refuses",
-                            at - heard,
-                            self.window
-                        ),
-                    });
-                }
-            }
-            _ => {}
+        if delivered {
+            self.promises.delivered(at, from, to, message);
+            return;
+        }
+        let ElectionMessage::Vote { pre_vote: true, granted: true, .. } = *message else { return };
+        let voter = from;
+        if self.disturbed.free_from(voter).is_none_or(|free| free > at) {
+            return;
+        }
+        self.grants += 1;
+        let Some((heard, leader)) = self.promises.of(voter) else { return };
+        let drift = self.drift.get(&voter).copied().unwrap_or(0.0).abs().max(self.max_drift);
+        // Its window of its own clock, in global time on a clock running fast.
+        let window = self.window.mul_f64(1.0 / (1.0 + 2.0 * drift)).saturating_sub(Duration::from_micros(100));
+        if at < heard + window {
+            let what = match leader {
+                Some((leader, term)) => format!("it accepted a heartbeat from {leader}, leader of term {term}"),
+                None => "it restarted (it may have acked a leader just before it stopped)".to_string(),
+            };
+            findings.push(Finding {
+                at,
+                message: format!(
+                    "{voter} granted {to} a pre-vote {:?} after {what}: within election_timeout_min ({:?}) a voter that hears its leader refuses",
+                    at - heard,
+                    self.window
+                ),
+            });
         }
     }
 
     fn fault(&mut self, at: Instant, fault: &Fault, _findings: &mut Vec<Finding>) {
         self.disturbed.fault(at, fault);
         match fault {
-            Fault::Crash(node) => {
-                self.heard.remove(node);
-                self.state.remove(node);
-            }
-            Fault::Restart { node, .. } => {
-                self.heard.insert(*node, (at, None));
-                self.state.remove(node);
-            }
+            Fault::Crash(node) => self.promises.void(*node),
+            Fault::Restart { node, .. } => self.promises.restarted(at, *node),
             _ => {}
         }
     }
@@ -340,11 +370,7 @@ pub struct LeaseWithinPromises {
     /// allows.
     binds: Duration,
     max_drift_ppm: f64,
-    /// Each member's term, as last observed.
-    terms: BTreeMap<NodeId, u64>,
-    /// Each voter's latest promise: when it began, and to whom (`None`: to nobody, from a
-    /// restart) in which term.
-    promised: BTreeMap<NodeId, (Instant, Option<(NodeId, u64)>)>,
+    promises: Promises,
     /// Members whose clocks stepped or drifted past the bound.
     unbound: BTreeSet<NodeId>,
     judged: usize,
@@ -363,8 +389,7 @@ impl LeaseWithinPromises {
             voters,
             binds: config.election_timeout_min.mul_f64(1.0 / (1.0 + config.max_clock_drift)),
             max_drift_ppm: config.max_clock_drift * 1e6,
-            terms: BTreeMap::new(),
-            promised: BTreeMap::new(),
+            promises: Promises::default(),
             unbound: BTreeSet::new(),
             judged: 0,
         }
@@ -378,7 +403,7 @@ impl LeaseWithinPromises {
     /// Whether `voter`'s promise binds it against electing anyone but `leader` (of `term`)
     /// until `until`.
     fn binds(&self, voter: NodeId, leader: NodeId, term: u64, until: Instant) -> bool {
-        self.promised.get(&voter).is_some_and(|&(since, to)| {
+        self.promises.of(voter).is_some_and(|(since, to)| {
             to.is_none_or(|(l, t)| l == leader && t == term) && until <= since + self.binds + SLACK
         })
     }
@@ -397,7 +422,7 @@ impl Checker for LeaseWithinPromises {
     }
 
     fn observe(&mut self, o: &Observation, findings: &mut Vec<Finding>) {
-        self.terms.insert(o.node, o.term);
+        self.promises.observe(o);
         if o.clock_stepped || o.drift_ppm.abs() > self.max_drift_ppm {
             self.unbound.insert(o.node);
         }
@@ -444,22 +469,16 @@ impl Checker for LeaseWithinPromises {
         if !delivered {
             return;
         }
-        match *message {
-            ElectionMessage::Heartbeat { term } if term >= self.terms.get(&to).copied().unwrap_or(0) => {
-                self.promised.insert(to, (at, Some((from, term))));
-            }
-            ElectionMessage::RequestVote { transfer: true, .. } | ElectionMessage::TimeoutNow { .. } => {
-                self.promised.remove(&to);
-            }
-            _ => {}
+        self.promises.delivered(at, from, to, message);
+        // Votes for a hand-over are granted despite stickiness.
+        if let ElectionMessage::RequestVote { transfer: true, .. } = message {
+            self.promises.void(to);
         }
     }
 
     fn fault(&mut self, at: Instant, fault: &Fault, _findings: &mut Vec<Finding>) {
         match fault {
-            Fault::Restart { node, .. } => {
-                self.promised.insert(*node, (at, None));
-            }
+            Fault::Restart { node, .. } => self.promises.restarted(at, *node),
             Fault::ClockOffset { node, .. } | Fault::ClockJump { node, .. } => {
                 self.unbound.insert(*node);
             }
